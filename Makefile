@@ -1,0 +1,154 @@
+# commerce-edge: nginx module + C sidecar workers.
+#
+#   make up          install missing packages, build, start the stack in .run/
+#   make test        install missing packages, build, run every test
+#   make test-asan   the same suite with AddressSanitizer/UBSan
+#   make bench       wrk benchmarks against the module and its peers
+#   make down        stop the stack
+
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+
+# SAN=1 builds everything with AddressSanitizer + UBSan into build/asan.
+ifeq ($(SAN),1)
+BUILD ?= $(ROOT)/build/asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=undefined
+else
+BUILD ?= $(ROOT)/build
+SAN_FLAGS :=
+endif
+
+NGX_SRC_DIST := /usr/share/nginx/src
+NGX_BUILD := $(BUILD)/nginx
+MODULE := $(BUILD)/ngx_http_commerce_module.so
+MODULE_SRCS := $(wildcard ngx_commerce_module/*.c ngx_commerce_module/*.h)
+
+CC := gcc
+CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+          -D_GNU_SOURCE $(SAN_FLAGS)
+LDFLAGS := $(SAN_FLAGS)
+NGX_CC_OPT := -O2 -g -Wextra -Wno-unused-parameter -Werror $(SAN_FLAGS)
+
+# Workers: every workers/<name>/ except lib becomes build/bin/commerce-<name>.
+WORKER_DIRS := $(filter-out lib,$(notdir $(patsubst %/,%,$(dir \
+               $(wildcard workers/*/*.c)))))
+WORKER_BINS := $(addprefix $(BUILD)/bin/commerce-,$(WORKER_DIRS))
+WLIB_SRCS := $(wildcard workers/lib/*.c)
+WLIB_HDRS := $(wildcard workers/lib/*.h)
+WLIB_OBJS := $(patsubst workers/lib/%.c,$(BUILD)/obj/wlib/%.o,$(WLIB_SRCS))
+WORKER_LIBS := -lrdkafka -lhiredis -ljansson -lpq -lcrypto -lpthread -lm
+
+# C unit tests (cmocka): t/unit/test_<name>.c, linked with the pure module
+# sources listed in t/unit/<name>.deps (one path per line) if present.
+UNIT_SRCS := $(wildcard t/unit/test_*.c)
+UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+
+DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
+    libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
+    libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
+    libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
+    procps curl
+
+.PHONY: all build module workers unit deps up down reload test test-asan \
+        test-unit test-t bench clean
+
+all: build
+
+build: module workers unit
+
+module: $(MODULE)
+
+workers: $(WORKER_BINS)
+
+unit: $(UNIT_BINS)
+
+deps:
+	@missing=$$(for p in $(DEBIAN_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+# nginx's configure needs a writable copy of Debian's nginx-dev tree; it is
+# configured once with the distro binary's own flags (--with-compat).
+$(NGX_BUILD)/objs/Makefile: config
+	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD) && \
+	    cp -r $(NGX_SRC_DIST) $(NGX_BUILD)
+	cd $(NGX_BUILD) && source ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="$(NGX_CC_OPT)" --with-ld-opt="$(SAN_FLAGS)" \
+	        --add-dynamic-module=$(ROOT) > configure.log 2>&1 \
+	    || { tail -20 configure.log; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
+	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_commerce_module.so $@
+
+$(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iworkers/lib -c $< -o $@
+
+.SECONDEXPANSION:
+$(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
+                         $(WLIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iworkers/lib -Iworkers/$* \
+	    $(wildcard workers/$*/*.c) $(WLIB_OBJS) -o $@ $(LDFLAGS) \
+	    $(WORKER_LIBS)
+
+$(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
+                      2>/dev/null) $(MODULE_SRCS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ingx_commerce_module -Iworkers/lib $< \
+	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \
+	    -lcmocka $(WORKER_LIBS)
+
+test-unit: unit
+	@set -e; for t in $(UNIT_BINS); do echo "# $$t"; $$t; done
+
+test-t: module workers
+	COMMERCE_BUILD=$(BUILD) prove -I t/lib $(PROVE_FLAGS) t/
+
+test: deps
+	$(MAKE) build
+	$(MAKE) test-unit
+	$(MAKE) test-t
+
+# The stock nginx binary is not instrumented, so the sanitizer runtime is
+# preloaded into it; leak checks are off for nginx (it leaves its cycle
+# pool to exit()), on for unit tests.
+ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so) \
+               $(shell gcc -print-file-name=libubsan.so)
+test-asan: deps
+	$(MAKE) SAN=1 build
+	ASAN_OPTIONS=detect_leaks=1 $(MAKE) SAN=1 test-unit
+	COMMERCE_LD_PRELOAD="$(ASAN_PRELOAD)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$(BUILD)/asan/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(BUILD)/asan/ubsan \
+	    $(MAKE) SAN=1 test-t
+	@if ls $(BUILD)/asan/asan* $(BUILD)/asan/ubsan* >/dev/null 2>&1; then \
+	    cat $(BUILD)/asan/asan* $(BUILD)/asan/ubsan* 2>/dev/null; \
+	    echo "sanitizer reports found"; exit 1; fi
+
+up: deps
+	$(MAKE) build
+	scripts/stack.sh up
+
+down:
+	scripts/stack.sh down
+
+reload:
+	scripts/stack.sh reload
+
+bench: deps
+	$(MAKE) build
+	scripts/bench/run.sh
+
+clean:
+	rm -rf build

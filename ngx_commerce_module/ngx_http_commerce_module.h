@@ -1,0 +1,40 @@
+/*
+ * ngx_http_commerce_module: shared declarations of the commerce modules
+ * linked into ngx_http_commerce_module.so.
+ */
+
+#ifndef _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_
+#define _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+typedef struct {
+    ngx_array_t                 servers;   /* ngx_http_commerce_redis_server_t */
+    ngx_uint_t                  pool_size;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  backoff_min;
+    ngx_msec_t                  backoff_max;
+    ngx_uint_t                  breaker_threshold;
+    ngx_msec_t                  breaker_timeout;
+    ngx_flag_t                  used;      /* some location needs Redis */
+} ngx_http_commerce_main_conf_t;
+
+
+extern ngx_module_t  ngx_http_commerce_module;
+
+
+/*
+ * Sends a JSON error response {"error":code,"message":msg} and returns the
+ * value a content handler returns (or passes to ngx_http_finalize_request).
+ * A 503 gets Retry-After: retry_after seconds when retry_after > 0.
+ */
+ngx_int_t ngx_http_commerce_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *msg,
+    time_t retry_after);
+
+
+#endif /* _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_ */

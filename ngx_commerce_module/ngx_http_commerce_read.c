@@ -1,0 +1,977 @@
+/*
+ * ngx_http_commerce_read_module: catalog and inventory reads served straight
+ * from the Redis read model, with edge-cache semantics (strong ETag from the
+ * bytes, If-None-Match -> 304 through nginx's not_modified filter,
+ * configurable Cache-Control).
+ *
+ * Read model (written by the projector):
+ *   cat:item:{itemId}  string, the item JSON document
+ *   cat:index          sorted set of item ids, all score 0
+ *   inv:{storeId}      hash, sku -> stock JSON
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_commerce_module.h"
+#include "ngx_http_commerce_redis.h"
+#include "ngx_http_commerce_util.h"
+
+
+typedef enum {
+    NGX_HTTP_COMMERCE_READ_NONE = 0,
+    NGX_HTTP_COMMERCE_READ_ITEM,
+    NGX_HTTP_COMMERCE_READ_LIST,
+    NGX_HTTP_COMMERCE_READ_STOCK,
+    NGX_HTTP_COMMERCE_READ_STOCK_LIST
+} ngx_http_commerce_read_api_e;
+
+
+typedef struct {
+    ngx_uint_t                  api;
+    ngx_http_complex_value_t   *arg[2];
+    ngx_msec_t                  timeout;
+    ngx_str_t                   cache_control;
+    ngx_uint_t                  default_limit;
+    ngx_uint_t                  max_limit;
+} ngx_http_commerce_read_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                   next;      /* catalog list: last id of page */
+    ngx_uint_t                  has_next;
+    ngx_uint_t                  limit;
+    ngx_msec_t                  timeout;
+} ngx_http_commerce_read_ctx_t;
+
+
+static ngx_int_t ngx_http_commerce_read_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_commerce_read_id(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *id);
+static ngx_int_t ngx_http_commerce_read_arg(ngx_http_request_t *r,
+    char *name, size_t len, ngx_str_t *value);
+static u_char *ngx_http_commerce_read_key(ngx_http_request_t *r,
+    const char *prefix, size_t plen, ngx_str_t *id, size_t *len);
+static ngx_int_t ngx_http_commerce_read_failed(ngx_http_request_t *r,
+    ngx_int_t rc, redisReply *reply, int type);
+static void ngx_http_commerce_read_item_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
+static void ngx_http_commerce_read_index_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
+static void ngx_http_commerce_read_docs_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
+static void ngx_http_commerce_read_scan_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
+static ngx_int_t ngx_http_commerce_read_send(ngx_http_request_t *r,
+    ngx_buf_t *b);
+static ngx_buf_t *ngx_http_commerce_read_page(ngx_http_request_t *r,
+    redisReply **items, size_t n, ngx_str_t *next);
+static char *ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_commerce_read_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_commerce_read_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+
+
+static ngx_conf_num_bounds_t  ngx_http_commerce_read_limit_bounds = {
+    ngx_conf_check_num_bounds, 1, 10000
+};
+
+
+static ngx_command_t  ngx_http_commerce_read_commands[] = {
+
+    { ngx_string("commerce_catalog_item"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_commerce_read_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_COMMERCE_READ_ITEM,
+      NULL },
+
+    { ngx_string("commerce_catalog_list"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_commerce_read_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_COMMERCE_READ_LIST,
+      NULL },
+
+    { ngx_string("commerce_inventory_item"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_commerce_read_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_COMMERCE_READ_STOCK,
+      NULL },
+
+    { ngx_string("commerce_inventory_list"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_commerce_read_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_COMMERCE_READ_STOCK_LIST,
+      NULL },
+
+    { ngx_string("commerce_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_read_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("commerce_cache_control"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_read_loc_conf_t, cache_control),
+      NULL },
+
+    { ngx_string("commerce_list_default_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_read_loc_conf_t, default_limit),
+      &ngx_http_commerce_read_limit_bounds },
+
+    { ngx_string("commerce_list_max_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_read_loc_conf_t, max_limit),
+      &ngx_http_commerce_read_limit_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_commerce_read_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_commerce_read_create_loc_conf,  /* create location configuration */
+    ngx_http_commerce_read_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_commerce_read_module = {
+    NGX_MODULE_V1,
+    &ngx_http_commerce_read_module_ctx,    /* module context */
+    ngx_http_commerce_read_commands,       /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_commerce_json_type = ngx_string("application/json");
+
+
+static ngx_int_t
+ngx_http_commerce_read_handler(ngx_http_request_t *r)
+{
+    int                                 argc;
+    u_char                             *p;
+    size_t                              argvlen[7];
+    time_t                              retry_after;
+    uint64_t                            n;
+    ngx_int_t                           rc;
+    ngx_str_t                           id, sku, value;
+    const char                         *argv[7];
+    ngx_http_commerce_read_ctx_t       *ctx;
+    ngx_http_commerce_redis_handler_pt  done;
+    ngx_http_commerce_read_loc_conf_t  *rlcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_commerce_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                            "method_not_allowed",
+                                            "only GET and HEAD are allowed",
+                                            0);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_read_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_commerce_read_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->timeout = rlcf->timeout;
+
+    switch (rlcf->api) {
+
+    case NGX_HTTP_COMMERCE_READ_ITEM:
+
+        rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        argv[0] = "GET";
+        argvlen[0] = 3;
+        argv[1] = (char *) ngx_http_commerce_read_key(r, "cat:item:", 9, &id,
+                                                      &argvlen[1]);
+        argc = 2;
+        done = ngx_http_commerce_read_item_done;
+        break;
+
+    case NGX_HTTP_COMMERCE_READ_LIST:
+
+        n = rlcf->default_limit;
+
+        rc = ngx_http_commerce_read_arg(r, "limit", 5, &value);
+
+        if (rc == NGX_OK
+            && ngx_http_commerce_parse_uint(value.data, value.len,
+                                            rlcf->max_limit, &n) != 0)
+        {
+            rc = NGX_ERROR;
+        }
+
+        if (rc == NGX_ERROR || n == 0) {
+            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "invalid_argument",
+                                  "limit must be an integer from 1 to the "
+                                  "maximum page size", 0);
+        }
+
+        ctx->limit = n;
+
+        rc = ngx_http_commerce_read_arg(r, "after", 5, &id);
+
+        if (rc == NGX_ERROR
+            || (rc == NGX_OK
+                && !ngx_http_commerce_valid_id(id.data, id.len)))
+        {
+            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "invalid_argument",
+                                  "after must be an item id", 0);
+        }
+
+        argv[0] = "ZRANGEBYLEX";
+        argvlen[0] = 11;
+        argv[1] = "cat:index";
+        argvlen[1] = 9;
+
+        if (rc == NGX_OK) {
+            p = ngx_pnalloc(r->pool, id.len + 1);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            *p = '(';
+            ngx_memcpy(p + 1, id.data, id.len);
+            argv[2] = (char *) p;
+            argvlen[2] = id.len + 1;
+
+        } else {
+            argv[2] = "-";
+            argvlen[2] = 1;
+        }
+
+        argv[3] = "+";
+        argvlen[3] = 1;
+        argv[4] = "LIMIT";
+        argvlen[4] = 5;
+        argv[5] = "0";
+        argvlen[5] = 1;
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* one more than the page tells whether a next page exists */
+        argv[6] = (char *) p;
+        argvlen[6] = ngx_sprintf(p, "%uL", n + 1) - p;
+        argc = 7;
+        done = ngx_http_commerce_read_index_done;
+        break;
+
+    case NGX_HTTP_COMMERCE_READ_STOCK:
+
+        rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_commerce_read_id(r, rlcf->arg[1], &sku);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        argv[0] = "HGET";
+        argvlen[0] = 4;
+        argv[1] = (char *) ngx_http_commerce_read_key(r, "inv:", 4, &id,
+                                                      &argvlen[1]);
+        argv[2] = (char *) sku.data;
+        argvlen[2] = sku.len;
+        argc = 3;
+        done = ngx_http_commerce_read_item_done;
+        break;
+
+    default: /* NGX_HTTP_COMMERCE_READ_STOCK_LIST */
+
+        rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        n = 0;
+        rc = ngx_http_commerce_read_arg(r, "cursor", 6, &value);
+
+        if (rc == NGX_ERROR
+            || (rc == NGX_OK
+                && ngx_http_commerce_parse_uint(value.data, value.len,
+                                                UINT64_MAX, &n) != 0))
+        {
+            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "invalid_argument",
+                                  "cursor must be a cursor returned as next",
+                                  0);
+        }
+
+        argv[2] = (char *) value.data;
+        argvlen[2] = value.len;
+
+        if (rc == NGX_DECLINED) {
+            argv[2] = "0";
+            argvlen[2] = 1;
+        }
+
+        n = rlcf->default_limit;
+        rc = ngx_http_commerce_read_arg(r, "count", 5, &value);
+
+        if (rc == NGX_OK
+            && ngx_http_commerce_parse_uint(value.data, value.len,
+                                            rlcf->max_limit, &n) != 0)
+        {
+            rc = NGX_ERROR;
+        }
+
+        if (rc == NGX_ERROR || n == 0) {
+            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "invalid_argument",
+                                  "count must be an integer from 1 to the "
+                                  "maximum page size", 0);
+        }
+
+        argv[0] = "HSCAN";
+        argvlen[0] = 5;
+        argv[1] = (char *) ngx_http_commerce_read_key(r, "inv:", 4, &id,
+                                                      &argvlen[1]);
+        argv[3] = "COUNT";
+        argvlen[3] = 5;
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        argv[4] = (char *) p;
+        argvlen[4] = ngx_sprintf(p, "%uL", n) - p;
+        argc = 5;
+        done = ngx_http_commerce_read_scan_done;
+        break;
+    }
+
+    if (argv[1] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_commerce_redis_send(r, ctx->timeout, done, ctx, argc, argv,
+                                      argvlen, &retry_after);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce redis: unavailable, answering 503");
+
+        return ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "redis_unavailable",
+                                            "the read model is unavailable",
+                                            retry_after);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* Evaluates an id argument: 400 when it cannot be a key part. */
+static ngx_int_t
+ngx_http_commerce_read_id(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *id)
+{
+    if (ngx_http_complex_value(r, cv, id) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ngx_http_commerce_valid_id(id->data, id->len)) {
+        return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "invalid_argument",
+                                  "ids are 1 to 256 bytes without spaces "
+                                  "or control characters", 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A query argument, URL-decoded: NGX_OK with the value, NGX_DECLINED when
+ * absent, NGX_ERROR when present but empty.
+ */
+static ngx_int_t
+ngx_http_commerce_read_arg(ngx_http_request_t *r, char *name, size_t len,
+    ngx_str_t *value)
+{
+    u_char  *src, *dst;
+
+    if (ngx_http_arg(r, (u_char *) name, len, value) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (value->len == 0) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_strlchr(value->data, value->data + value->len, '%') == NULL) {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(r->pool, value->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = value->data;
+    value->data = dst;
+
+    ngx_unescape_uri(&dst, &src, value->len, 0);
+
+    value->len = dst - value->data;
+
+    return value->len ? NGX_OK : NGX_ERROR;
+}
+
+
+static u_char *
+ngx_http_commerce_read_key(ngx_http_request_t *r, const char *prefix,
+    size_t plen, ngx_str_t *id, size_t *len)
+{
+    u_char  *key;
+
+    key = ngx_pnalloc(r->pool, plen + id->len);
+    if (key == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(key, prefix, plen);
+    ngx_memcpy(key + plen, id->data, id->len);
+    *len = plen + id->len;
+
+    return key;
+}
+
+
+/*
+ * Maps a failed command to its status: 503 when Redis went away, 504 on a
+ * timeout, 502 for an error or unexpected reply.  Returns NGX_DECLINED when
+ * the reply is of the expected type, the finalize code otherwise.
+ */
+static ngx_int_t
+ngx_http_commerce_read_failed(ngx_http_request_t *r, ngx_int_t rc,
+    redisReply *reply, int type)
+{
+    if (rc == NGX_HTTP_COMMERCE_REDIS_DOWN) {
+        return ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "redis_unavailable",
+                                            "the read model is unavailable",
+                                            1);
+    }
+
+    if (rc == NGX_HTTP_COMMERCE_REDIS_TIMEOUT) {
+        return ngx_http_commerce_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                            "redis_timeout",
+                                            "the read model did not answer "
+                                            "in time", 0);
+    }
+
+    if (reply->type == type
+        || (type == REDIS_REPLY_STRING && reply->type == REDIS_REPLY_NIL))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "commerce redis: error reply: \"%*s\"",
+                      reply->len, reply->str);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "commerce redis: unexpected reply type %d",
+                      reply->type);
+    }
+
+    return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                        "redis_error",
+                                        "the read model answered with an "
+                                        "error", 0);
+}
+
+
+/* GET cat:item:{id} or HGET inv:{store} {sku}: the document as stored. */
+static void
+ngx_http_commerce_read_item_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    ngx_buf_t  *b;
+
+    rc = ngx_http_commerce_read_failed(r, rc, reply, REDIS_REPLY_STRING);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        ngx_http_finalize_request(r,
+            ngx_http_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no such item", 0));
+        return;
+    }
+
+    b = ngx_create_temp_buf(r->pool, reply->len ? reply->len : 1);
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    b->last = ngx_cpymem(b->pos, reply->str, reply->len);
+
+    ngx_http_finalize_request(r, ngx_http_commerce_read_send(r, b));
+}
+
+
+/*
+ * ZRANGEBYLEX returned up to limit + 1 ids: the page, and whether another
+ * page follows.  The documents come with one MGET.
+ */
+static void
+ngx_http_commerce_read_index_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    size_t                         i, n, limit, *argvlen;
+    time_t                         retry_after;
+    ngx_buf_t                     *b;
+    redisReply                    *id;
+    const char                   **argv;
+    ngx_http_commerce_read_ctx_t  *ctx = data;
+
+    rc = ngx_http_commerce_read_failed(r, rc, reply, REDIS_REPLY_ARRAY);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    limit = ctx->limit;
+    n = ngx_min(reply->elements, limit);
+
+    if (n == 0) {
+        b = ngx_http_commerce_read_page(r, NULL, 0, NULL);
+        ngx_http_finalize_request(r, b ? ngx_http_commerce_read_send(r, b)
+                                       : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    argv = ngx_palloc(r->pool, (n + 1) * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, (n + 1) * sizeof(size_t));
+
+    if (argv == NULL || argvlen == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+
+    for (i = 0; i < n; i++) {
+        id = reply->element[i];
+
+        if (id->type != REDIS_REPLY_STRING) {
+            ngx_http_finalize_request(r, ngx_http_commerce_read_failed(r,
+                                          NGX_HTTP_COMMERCE_REDIS_OK, id,
+                                          REDIS_REPLY_ARRAY));
+            return;
+        }
+
+        argv[i + 1] = (char *) ngx_pnalloc(r->pool, 9 + id->len);
+        if (argv[i + 1] == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_memcpy((u_char *) argv[i + 1], "cat:item:", 9);
+        ngx_memcpy((u_char *) argv[i + 1] + 9, id->str, id->len);
+        argvlen[i + 1] = 9 + id->len;
+    }
+
+    if (reply->elements > limit) {
+        ctx->has_next = 1;
+        ctx->next.data = (u_char *) argv[n] + 9;
+        ctx->next.len = argvlen[n] - 9;
+    }
+
+    rc = ngx_http_commerce_redis_send(r, ctx->timeout,
+                                      ngx_http_commerce_read_docs_done, ctx,
+                                      (int) n + 1, argv, argvlen,
+                                      &retry_after);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "redis_unavailable",
+                                          "the read model is unavailable",
+                                          retry_after);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    /* the request stays alive for the MGET reply */
+}
+
+
+static void
+ngx_http_commerce_read_docs_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    ngx_buf_t                     *b;
+    ngx_http_commerce_read_ctx_t  *ctx = data;
+
+    rc = ngx_http_commerce_read_failed(r, rc, reply, REDIS_REPLY_ARRAY);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    b = ngx_http_commerce_read_page(r, reply->element, reply->elements,
+                                    ctx->has_next ? &ctx->next : NULL);
+
+    ngx_http_finalize_request(r, b ? ngx_http_commerce_read_send(r, b)
+                                   : NGX_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+
+/* HSCAN inv:{store} cursor COUNT n: [next cursor, [sku, json, ...]]. */
+static void
+ngx_http_commerce_read_scan_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    size_t       i, n;
+    ngx_buf_t   *b;
+    ngx_str_t    next;
+    redisReply  *cursor, *pairs, **values;
+
+    rc = ngx_http_commerce_read_failed(r, rc, reply, REDIS_REPLY_ARRAY);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        ngx_http_finalize_request(r, ngx_http_commerce_read_failed(r,
+                                      NGX_HTTP_COMMERCE_REDIS_OK, reply,
+                                      REDIS_REPLY_STRING));
+        return;
+    }
+
+    cursor = reply->element[0];
+    pairs = reply->element[1];
+
+    n = pairs->elements / 2;
+
+    values = ngx_palloc(r->pool, (n + 1) * sizeof(redisReply *));
+    if (values == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        values[i] = pairs->element[2 * i + 1];
+    }
+
+    next.data = (u_char *) cursor->str;
+    next.len = cursor->len;
+
+    b = ngx_http_commerce_read_page(r, values, n,
+                                    (next.len == 1 && next.data[0] == '0')
+                                    ? NULL : &next);
+
+    ngx_http_finalize_request(r, b ? ngx_http_commerce_read_send(r, b)
+                                   : NGX_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+
+/* {"items":[doc,...],"next":"..."|null}; nil documents are skipped. */
+static ngx_buf_t *
+ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
+    size_t n, ngx_str_t *next)
+{
+    size_t      i, len;
+    ngx_buf_t  *b;
+    ngx_uint_t  first;
+
+    len = sizeof("{\"items\":[],\"next\":null}\n") - 1 + n;
+
+    for (i = 0; i < n; i++) {
+        if (items[i]->type == REDIS_REPLY_STRING) {
+            len += items[i]->len;
+        }
+    }
+
+    if (next) {
+        len += 2 + ngx_http_commerce_json_escape_len(next->data, next->len);
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->last = ngx_cpymem(b->last, "{\"items\":[", 10);
+    first = 1;
+
+    for (i = 0; i < n; i++) {
+        if (items[i]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        if (!first) {
+            *b->last++ = ',';
+        }
+
+        first = 0;
+        b->last = ngx_cpymem(b->last, items[i]->str, items[i]->len);
+    }
+
+    b->last = ngx_cpymem(b->last, "],\"next\":", 9);
+
+    if (next) {
+        *b->last++ = '"';
+        b->last = ngx_http_commerce_json_escape(b->last, next->data,
+                                                next->len);
+        *b->last++ = '"';
+
+    } else {
+        b->last = ngx_cpymem(b->last, "null", 4);
+    }
+
+    b->last = ngx_cpymem(b->last, "}\n", 2);
+
+    return b;
+}
+
+
+/*
+ * 200 with a strong ETag of the bytes; nginx's not_modified filter turns it
+ * into a 304 on a matching If-None-Match, and HEAD drops the body.
+ */
+static ngx_int_t
+ngx_http_commerce_read_send(ngx_http_request_t *r, ngx_buf_t *b)
+{
+    ngx_int_t                           rc;
+    ngx_chain_t                         out;
+    ngx_table_elt_t                    *h;
+    ngx_http_commerce_read_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_read_module);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_type = ngx_http_commerce_json_type;
+    r->headers_out.content_type_len = ngx_http_commerce_json_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_HTTP_COMMERCE_ETAG_LEN);
+    if (h->value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "ETag");
+    h->value.len = ngx_http_commerce_etag(h->value.data, b->pos,
+                                          b->last - b->pos)
+                   - h->value.data;
+    r->headers_out.etag = h;
+
+    if (rlcf->cache_control.len) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Cache-Control");
+        h->value = rlcf->cache_control;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Vary");
+    ngx_str_set(&h->value, "Accept-Encoding");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static char *
+ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_commerce_read_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                          *value;
+    ngx_uint_t                          i;
+    ngx_http_core_loc_conf_t           *clcf;
+    ngx_http_commerce_main_conf_t      *cmcf;
+    ngx_http_compile_complex_value_t    ccv;
+
+    if (rlcf->api != NGX_HTTP_COMMERCE_READ_NONE) {
+        return "is duplicate: a location serves one commerce read API";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        rlcf->arg[i - 1] = ngx_palloc(cf->pool,
+                                      sizeof(ngx_http_complex_value_t));
+        if (rlcf->arg[i - 1] == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = rlcf->arg[i - 1];
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    rlcf->api = cmd->offset;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_commerce_read_handler;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
+    cmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_commerce_read_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_commerce_read_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_commerce_read_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->api = NGX_HTTP_COMMERCE_READ_NONE;
+     *     conf->arg = { NULL, NULL };
+     *     conf->cache_control = { 0, NULL };
+     */
+
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->default_limit = NGX_CONF_UNSET_UINT;
+    conf->max_limit = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_commerce_read_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_commerce_read_loc_conf_t *prev = parent;
+    ngx_http_commerce_read_loc_conf_t *conf = child;
+
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 500);
+    ngx_conf_merge_str_value(conf->cache_control, prev->cache_control, "");
+    ngx_conf_merge_uint_value(conf->default_limit, prev->default_limit, 50);
+    ngx_conf_merge_uint_value(conf->max_limit, prev->max_limit, 200);
+
+    if (conf->timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_timeout\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->default_limit > conf->max_limit) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_list_default_limit\" %ui is greater "
+                           "than \"commerce_list_max_limit\" %ui",
+                           conf->default_limit, conf->max_limit);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

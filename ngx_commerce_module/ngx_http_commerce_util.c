@@ -1,0 +1,275 @@
+/*
+ * Pure helpers of the commerce module (see the header).
+ */
+
+#include <string.h>
+
+#include "ngx_http_commerce_util.h"
+
+
+/*
+ * MurmurHash64A: eight bytes per round, so hashing a 1 MiB document for its
+ * ETag costs well under a millisecond.  Not cryptographic: an ETag only has
+ * to change when the bytes change.
+ */
+uint64_t
+ngx_http_commerce_hash64(const u_char *p, size_t len)
+{
+    size_t          i, n;
+    uint64_t        h, k;
+    const uint64_t  m = 0xc6a4a7935bd1e995ULL;
+    const int       r = 47;
+
+    h = 0x5bd1e9955bd1e995ULL ^ ((uint64_t) len * m);
+    n = len / 8;
+
+    for (i = 0; i < n; i++) {
+        memcpy(&k, p + i * 8, 8);
+
+        k *= m;
+        k ^= k >> r;
+        k *= m;
+
+        h ^= k;
+        h *= m;
+    }
+
+    p += n * 8;
+
+    switch (len & 7) {
+    case 7:
+        h ^= (uint64_t) p[6] << 48;
+        /* fall through */
+    case 6:
+        h ^= (uint64_t) p[5] << 40;
+        /* fall through */
+    case 5:
+        h ^= (uint64_t) p[4] << 32;
+        /* fall through */
+    case 4:
+        h ^= (uint64_t) p[3] << 24;
+        /* fall through */
+    case 3:
+        h ^= (uint64_t) p[2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint64_t) p[1] << 8;
+        /* fall through */
+    case 1:
+        h ^= (uint64_t) p[0];
+        h *= m;
+    }
+
+    h ^= h >> r;
+    h *= m;
+    h ^= h >> r;
+
+    return h;
+}
+
+
+/* A strong ETag for the exact bytes: '"' 16 lowercase hex digits '"'. */
+u_char *
+ngx_http_commerce_etag(u_char *dst, const u_char *p, size_t len)
+{
+    int              i;
+    uint64_t         h;
+    static const u_char  hex[] = "0123456789abcdef";
+
+    h = ngx_http_commerce_hash64(p, len);
+
+    *dst++ = '"';
+
+    for (i = 60; i >= 0; i -= 4) {
+        *dst++ = hex[(h >> i) & 0xf];
+    }
+
+    *dst++ = '"';
+
+    return dst;
+}
+
+
+/*
+ * A decimal number without sign, spaces or leading '+'; returns 0 and the
+ * value when it is within 0..max, -1 otherwise (overflow included).
+ */
+int
+ngx_http_commerce_parse_uint(const u_char *p, size_t len, uint64_t max,
+    uint64_t *out)
+{
+    size_t    i;
+    uint64_t  v;
+
+    if (len == 0 || len > 20) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+
+        if (v > (UINT64_MAX - (p[i] - '0')) / 10) {
+            return -1;
+        }
+
+        v = v * 10 + (p[i] - '0');
+    }
+
+    if (v > max) {
+        return -1;
+    }
+
+    *out = v;
+
+    return 0;
+}
+
+
+/*
+ * Ids come from URIs and become parts of Redis keys: 1..256 bytes, no
+ * control characters, no spaces.  Any other byte (UTF-8 included) is
+ * allowed, since merchants' SKUs are not ASCII-only.
+ */
+int
+ngx_http_commerce_valid_id(const u_char *p, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > NGX_HTTP_COMMERCE_ID_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p[i] <= 0x20 || p[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+size_t
+ngx_http_commerce_json_escape_len(const u_char *p, size_t len)
+{
+    size_t  i, n;
+
+    n = len;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] == '"' || p[i] == '\\') {
+            n++;
+
+        } else if (p[i] < 0x20) {
+            n += 5;
+        }
+    }
+
+    return n;
+}
+
+
+/* Escapes for a JSON string body (without the quotes). */
+u_char *
+ngx_http_commerce_json_escape(u_char *dst, const u_char *p, size_t len)
+{
+    size_t               i;
+    static const u_char  hex[] = "0123456789abcdef";
+
+    for (i = 0; i < len; i++) {
+        if (p[i] == '"' || p[i] == '\\') {
+            *dst++ = '\\';
+            *dst++ = p[i];
+
+        } else if (p[i] < 0x20) {
+            *dst++ = '\\';
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[p[i] >> 4];
+            *dst++ = hex[p[i] & 0xf];
+
+        } else {
+            *dst++ = p[i];
+        }
+    }
+
+    return dst;
+}
+
+
+void
+ngx_http_commerce_breaker_init(ngx_http_commerce_breaker_t *b,
+    unsigned threshold, uint64_t open_ms)
+{
+    b->state = NGX_HTTP_COMMERCE_BREAKER_CLOSED;
+    b->failures = 0;
+    b->threshold = threshold ? threshold : 1;
+    b->open_ms = open_ms;
+    b->open_until = 0;
+}
+
+
+/*
+ * Whether a command may be sent now.  An open breaker turns half-open once
+ * its time is up: commands flow again, and the first outcome decides.
+ */
+int
+ngx_http_commerce_breaker_allow(ngx_http_commerce_breaker_t *b, uint64_t now)
+{
+    if (b->state != NGX_HTTP_COMMERCE_BREAKER_OPEN) {
+        return 1;
+    }
+
+    if (now < b->open_until) {
+        return 0;
+    }
+
+    b->state = NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN;
+
+    return 1;
+}
+
+
+void
+ngx_http_commerce_breaker_success(ngx_http_commerce_breaker_t *b)
+{
+    b->state = NGX_HTTP_COMMERCE_BREAKER_CLOSED;
+    b->failures = 0;
+}
+
+
+void
+ngx_http_commerce_breaker_failure(ngx_http_commerce_breaker_t *b,
+    uint64_t now)
+{
+    if (b->state == NGX_HTTP_COMMERCE_BREAKER_OPEN && now < b->open_until) {
+        return;
+    }
+
+    b->failures++;
+
+    if (b->state == NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN
+        || b->failures >= b->threshold)
+    {
+        b->state = NGX_HTTP_COMMERCE_BREAKER_OPEN;
+        b->open_until = now + b->open_ms;
+    }
+}
+
+
+/* Milliseconds until the breaker lets commands through again. */
+uint64_t
+ngx_http_commerce_breaker_retry_after(ngx_http_commerce_breaker_t *b,
+    uint64_t now)
+{
+    if (b->state != NGX_HTTP_COMMERCE_BREAKER_OPEN || now >= b->open_until) {
+        return 0;
+    }
+
+    return b->open_until - now;
+}
