@@ -88,7 +88,7 @@ $(NGX_BUILD)/objs/Makefile: config
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_commerce_module.so $@
+	cp $(NGX_BUILD)/objs/ngx_http_commerce_module.so $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS)
 	@mkdir -p $(dir $@)
