@@ -21,7 +21,7 @@ static void ngx_http_commerce_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_commerce_positive = {
-    ngx_conf_check_num_bounds, 1, 1024
+    ngx_http_commerce_conf_bounds, 1, 1024
 };
 
 
@@ -236,12 +236,51 @@ ngx_http_commerce_exit_process(ngx_cycle_t *cycle)
 
 
 /*
+ * Like ngx_conf_check_num_bounds(), but returns the message so that nginx
+ * names the directive: "commerce_redis_pool_size" directive must be ...
+ */
+char *
+ngx_http_commerce_conf_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t              *np = data;
+
+    size_t   len;
+    u_char  *p;
+
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
+    }
+
+    len = sizeof("must be between  and ") + 2 * NGX_INT_T_LEN;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(p, "must be between %i and %i%Z", bounds->low, bounds->high);
+
+    return (char *) p;
+}
+
+
+/*
  * Every error of the commerce API has the same JSON shape and is never
  * cached by a CDN; reasons are short machine-readable codes.
  */
 ngx_int_t
 ngx_http_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *msg, time_t retry_after)
+{
+    return ngx_http_commerce_send_error_allow(r, status, code, msg,
+                                              retry_after, "GET, HEAD");
+}
+
+
+ngx_int_t
+ngx_http_commerce_send_error_allow(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *msg, time_t retry_after, const char *allow)
 {
     size_t            len;
     ngx_int_t         rc;
@@ -255,7 +294,7 @@ ngx_http_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_http_clean_header(r);
 
-    len = sizeof("{\"error\":\"\",\"message\":\"\"}\n") - 1
+    len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
           + ngx_strlen(code) + ngx_strlen(msg);
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -263,7 +302,7 @@ ngx_http_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+    b->last = ngx_sprintf(b->last, "{\"error\":\"%s\",\"message\":\"%s\"}",
                           code, msg);
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
@@ -291,7 +330,8 @@ ngx_http_commerce_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
         h->hash = 1;
         ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, HEAD");
+        h->value.data = (u_char *) allow;
+        h->value.len = ngx_strlen(allow);
     }
 
     if (retry_after > 0) {

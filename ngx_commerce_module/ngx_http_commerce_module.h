@@ -13,7 +13,7 @@
 
 
 typedef struct {
-    ngx_array_t                 servers;   /* ngx_http_commerce_redis_server_t */
+    ngx_array_t                 servers;   /* of redis_server_t */
     ngx_uint_t                  pool_size;
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  backoff_min;
@@ -27,6 +27,10 @@ typedef struct {
 extern ngx_module_t  ngx_http_commerce_module;
 
 
+/* post handler of number directives: "must be between low and high" */
+char *ngx_http_commerce_conf_bounds(ngx_conf_t *cf, void *post, void *data);
+
+
 /*
  * Sends a JSON error response {"error":code,"message":msg} and returns the
  * value a content handler returns (or passes to ngx_http_finalize_request).
@@ -35,6 +39,11 @@ extern ngx_module_t  ngx_http_commerce_module;
 ngx_int_t ngx_http_commerce_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *msg,
     time_t retry_after);
+
+/* the same, with the Allow value of a 405 given by the caller */
+ngx_int_t ngx_http_commerce_send_error_allow(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *msg,
+    time_t retry_after, const char *allow);
 
 
 #endif /* _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_ */

@@ -49,6 +49,8 @@ typedef struct {
 static ngx_int_t ngx_http_commerce_read_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_commerce_read_id(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *id);
+static ngx_int_t ngx_http_commerce_read_unavailable(ngx_http_request_t *r,
+    time_t retry_after);
 static ngx_int_t ngx_http_commerce_read_arg(ngx_http_request_t *r,
     char *name, size_t len, ngx_str_t *value);
 static u_char *ngx_http_commerce_read_key(ngx_http_request_t *r,
@@ -75,7 +77,7 @@ static char *ngx_http_commerce_read_merge_loc_conf(ngx_conf_t *cf,
 
 
 static ngx_conf_num_bounds_t  ngx_http_commerce_read_limit_bounds = {
-    ngx_conf_check_num_bounds, 1, 10000
+    ngx_http_commerce_conf_bounds, 1, 10000
 };
 
 
@@ -191,6 +193,12 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
     ngx_http_commerce_read_loc_conf_t  *rlcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         return ngx_http_commerce_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                             "method_not_allowed",
                                             "only GET and HEAD are allowed",
@@ -218,7 +226,7 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
 
         rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
         if (rc != NGX_OK) {
-            return rc;
+            goto bad_id;
         }
 
         argv[0] = "GET";
@@ -306,12 +314,12 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
 
         rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
         if (rc != NGX_OK) {
-            return rc;
+            goto bad_id;
         }
 
         rc = ngx_http_commerce_read_id(r, rlcf->arg[1], &sku);
         if (rc != NGX_OK) {
-            return rc;
+            goto bad_id;
         }
 
         argv[0] = "HGET";
@@ -328,7 +336,7 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
 
         rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
         if (rc != NGX_OK) {
-            return rc;
+            goto bad_id;
         }
 
         n = 0;
@@ -397,13 +405,7 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
                                       argvlen, &retry_after);
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "commerce redis: unavailable, answering 503");
-
-        return ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "redis_unavailable",
-                                            "the read model is unavailable",
-                                            retry_after);
+        return ngx_http_commerce_read_unavailable(r, retry_after);
     }
 
     if (rc != NGX_OK) {
@@ -413,23 +415,58 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
     r->main->count++;
 
     return NGX_DONE;
+
+bad_id:
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "invalid_argument",
+                                        "ids are 1 to 256 bytes without "
+                                        "spaces or control characters", 0);
 }
 
 
-/* Evaluates an id argument: 400 when it cannot be a key part. */
+/*
+ * A fast 503 while Redis is unavailable.  Logged at most once a second per
+ * worker: an outage under load would otherwise flood the error log.
+ */
+static ngx_int_t
+ngx_http_commerce_read_unavailable(ngx_http_request_t *r, time_t retry_after)
+{
+    static time_t  logged;
+
+    if (logged != ngx_time()) {
+        logged = ngx_time();
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce redis: unavailable, answering 503 "
+                      "(logged once a second)");
+    }
+
+    return ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "redis_unavailable",
+                                        "the read model is unavailable",
+                                        retry_after);
+}
+
+
+/*
+ * Evaluates an id argument: NGX_DECLINED when it cannot be part of a key,
+ * NGX_ERROR when the value cannot be evaluated.
+ */
 static ngx_int_t
 ngx_http_commerce_read_id(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *id)
 {
     if (ngx_http_complex_value(r, cv, id) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (!ngx_http_commerce_valid_id(id->data, id->len)) {
-        return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                  "invalid_argument",
-                                  "ids are 1 to 256 bytes without spaces "
-                                  "or control characters", 0);
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
@@ -649,11 +686,8 @@ ngx_http_commerce_read_index_done(ngx_http_request_t *r, void *data,
                                       &retry_after);
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "redis_unavailable",
-                                          "the read model is unavailable",
-                                          retry_after);
-        ngx_http_finalize_request(r, rc);
+        ngx_http_finalize_request(r,
+                         ngx_http_commerce_read_unavailable(r, retry_after));
         return;
     }
 
@@ -750,7 +784,7 @@ ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
     ngx_buf_t  *b;
     ngx_uint_t  first;
 
-    len = sizeof("{\"items\":[],\"next\":null}\n") - 1 + n;
+    len = sizeof("{\"items\":[],\"next\":null}") - 1 + n;
 
     for (i = 0; i < n; i++) {
         if (items[i]->type == REDIS_REPLY_STRING) {
@@ -795,7 +829,7 @@ ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
         b->last = ngx_cpymem(b->last, "null", 4);
     }
 
-    b->last = ngx_cpymem(b->last, "}\n", 2);
+    *b->last++ = '}';
 
     return b;
 }

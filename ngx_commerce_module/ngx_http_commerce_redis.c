@@ -123,7 +123,8 @@ ngx_http_commerce_redis_parse_server(ngx_conf_t *cf,
 
         if (len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "unix socket path \"%V\" is too long", value);
+                               "\"commerce_redis_server\": unix socket "
+                               "path \"%V\" is too long", value);
             return NGX_CONF_ERROR;
         }
 
@@ -151,7 +152,8 @@ ngx_http_commerce_redis_parse_server(ngx_conf_t *cf,
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in Redis server \"%V\"", u.err, value);
+                               "\"commerce_redis_server\": %s in \"%V\"",
+                               u.err, value);
         }
 
         return NGX_CONF_ERROR;
@@ -159,7 +161,8 @@ ngx_http_commerce_redis_parse_server(ngx_conf_t *cf,
 
     if (u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "Redis server \"%V\" has no address", value);
+                           "\"commerce_redis_server\": \"%V\" has no "
+                           "address", value);
         return NGX_CONF_ERROR;
     }
 
