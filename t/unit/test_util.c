@@ -1,0 +1,461 @@
+/*
+ * Unit tests of the pure helpers of the commerce module
+ * (ngx_commerce_module/ngx_http_commerce_util.c).
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ngx_http_commerce_util.h"
+
+
+#define S(s)  (const u_char *) (s), sizeof(s) - 1
+
+
+/*
+ * MurmurHash64A written from its definition with explicit little-endian
+ * loads and the module's seed, to check the optimised version (memcpy,
+ * tail switch) on every tail length and alignment.
+ */
+static uint64_t
+ref_hash64(const u_char *p, size_t len)
+{
+    size_t          i, j, n;
+    uint64_t        h, k;
+    const uint64_t  m = 0xc6a4a7935bd1e995ULL;
+
+    h = 0x5bd1e9955bd1e995ULL ^ ((uint64_t) len * m);
+    n = len / 8;
+
+    for (i = 0; i < n; i++) {
+        k = 0;
+
+        for (j = 0; j < 8; j++) {
+            k |= (uint64_t) p[i * 8 + j] << (8 * j);
+        }
+
+        k *= m;
+        k ^= k >> 47;
+        k *= m;
+
+        h ^= k;
+        h *= m;
+    }
+
+    if (len & 7) {
+        for (j = 0; j < (len & 7); j++) {
+            h ^= (uint64_t) p[n * 8 + j] << (8 * j);
+        }
+
+        h *= m;
+    }
+
+    h ^= h >> 47;
+    h *= m;
+    h ^= h >> 47;
+
+    return h;
+}
+
+
+static void
+fill_pattern(u_char *p, size_t len, unsigned seed)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (u_char) (seed >> 16);
+    }
+}
+
+
+/* matches the reference on every length 0..200 and 8 alignments */
+static void
+test_hash_matches_reference(void **state)
+{
+    size_t   len, off;
+    u_char   buf[256 + 8];
+
+    (void) state;
+
+    fill_pattern(buf, sizeof(buf), 7);
+
+    for (off = 0; off < 8; off++) {
+        for (len = 0; len <= 200; len++) {
+            assert_true(ngx_http_commerce_hash64(buf + off, len)
+                        == ref_hash64(buf + off, len));
+        }
+    }
+}
+
+
+/*
+ * ETags live in caches and clients across restarts and upgrades: the hash
+ * of given bytes must never change.  Pinned values.
+ */
+static void
+test_hash_stable(void **state)
+{
+    (void) state;
+
+    assert_true(ngx_http_commerce_hash64(S("")) == ref_hash64(S("")));
+    assert_true(ngx_http_commerce_hash64(S("{\"id\":\"a\"}"))
+                == ngx_http_commerce_hash64(S("{\"id\":\"a\"}")));
+
+    assert_true(ngx_http_commerce_hash64(S(""))
+                == 0xb59f99ed1bb19051ULL);
+    assert_true(ngx_http_commerce_hash64(S("hello"))
+                == 0x621692ca74e5cc1bULL);
+    assert_true(ngx_http_commerce_hash64(S("{\"id\":\"sku-1\",\"n\":1}"))
+                == 0xc3519f187a159c93ULL);
+}
+
+
+/* any single bit flip and any length change give another hash */
+static void
+test_hash_sensitive(void **state)
+{
+    size_t    i, bit;
+    u_char    buf[64], zeros[16];
+    uint64_t  h, h2;
+
+    (void) state;
+
+    fill_pattern(buf, sizeof(buf), 42);
+    h = ngx_http_commerce_hash64(buf, sizeof(buf));
+
+    for (i = 0; i < sizeof(buf); i++) {
+        for (bit = 0; bit < 8; bit++) {
+            buf[i] ^= (u_char) (1u << bit);
+            h2 = ngx_http_commerce_hash64(buf, sizeof(buf));
+            buf[i] ^= (u_char) (1u << bit);
+
+            assert_true(h2 != h);
+        }
+    }
+
+    /* "", "\0", "\0\0", ... are all different */
+    memset(zeros, 0, sizeof(zeros));
+
+    for (i = 0; i < sizeof(zeros); i++) {
+        assert_true(ngx_http_commerce_hash64(zeros, i)
+                    != ngx_http_commerce_hash64(zeros, i + 1));
+    }
+
+    assert_true(ngx_http_commerce_hash64(buf, 63)
+                != ngx_http_commerce_hash64(buf, 64));
+}
+
+
+static void
+test_etag_format(void **state)
+{
+    char      want[32];
+    u_char    dst[NGX_HTTP_COMMERCE_ETAG_LEN + 4], *end;
+    size_t    i;
+    uint64_t  h;
+
+    (void) state;
+
+    memset(dst, 'X', sizeof(dst));
+
+    end = ngx_http_commerce_etag(dst, S("{\"id\":\"a\"}"));
+
+    assert_ptr_equal(end, dst + NGX_HTTP_COMMERCE_ETAG_LEN);
+    assert_int_equal(dst[0], '"');
+    assert_int_equal(dst[NGX_HTTP_COMMERCE_ETAG_LEN - 1], '"');
+    assert_int_equal(dst[NGX_HTTP_COMMERCE_ETAG_LEN], 'X');
+
+    for (i = 1; i < NGX_HTTP_COMMERCE_ETAG_LEN - 1; i++) {
+        assert_true((dst[i] >= '0' && dst[i] <= '9')
+                    || (dst[i] >= 'a' && dst[i] <= 'f'));
+    }
+
+    h = ngx_http_commerce_hash64(S("{\"id\":\"a\"}"));
+    snprintf(want, sizeof(want), "\"%016llx\"", (unsigned long long) h);
+    assert_memory_equal(dst, want, NGX_HTTP_COMMERCE_ETAG_LEN);
+
+    /* leading zero digits are kept: "item-6117" hashes to 0x0001... */
+    end = ngx_http_commerce_etag(dst, S("item-6117"));
+    assert_ptr_equal(end, dst + NGX_HTTP_COMMERCE_ETAG_LEN);
+    assert_memory_equal(dst, "\"00017d847070ad94\"",
+                        NGX_HTTP_COMMERCE_ETAG_LEN);
+}
+
+
+static int
+parse(const char *s, uint64_t max, uint64_t *out)
+{
+    return ngx_http_commerce_parse_uint((const u_char *) s, strlen(s), max,
+                                        out);
+}
+
+
+static void
+test_parse_uint(void **state)
+{
+    uint64_t  v;
+
+    (void) state;
+
+    v = 12345;
+    assert_int_equal(parse("0", 200, &v), 0);
+    assert_true(v == 0);
+
+    assert_int_equal(parse("1", 200, &v), 0);
+    assert_true(v == 1);
+
+    assert_int_equal(parse("200", 200, &v), 0);
+    assert_true(v == 200);
+
+    assert_int_equal(parse("201", 200, &v), -1);
+    assert_int_equal(parse("", 200, &v), -1);
+    assert_int_equal(parse("+1", 200, &v), -1);
+    assert_int_equal(parse("-1", 200, &v), -1);
+    assert_int_equal(parse(" 1", 200, &v), -1);
+    assert_int_equal(parse("1 ", 200, &v), -1);
+    assert_int_equal(parse("1a", 200, &v), -1);
+    assert_int_equal(parse("abc", 200, &v), -1);
+    assert_int_equal(parse("0x10", 200, &v), -1);
+    assert_int_equal(parse("1.5", 200, &v), -1);
+
+    /* the whole uint64_t range, and not one more */
+    assert_int_equal(parse("18446744073709551615", UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+
+    assert_int_equal(parse("18446744073709551616", UINT64_MAX, &v), -1);
+    assert_int_equal(parse("18446744073709551620", UINT64_MAX, &v), -1);
+    assert_int_equal(parse("99999999999999999999", UINT64_MAX, &v), -1);
+    assert_int_equal(parse("184467440737095516150", UINT64_MAX, &v), -1);
+
+    assert_int_equal(parse("4294967296", UINT64_MAX, &v), 0);
+    assert_true(v == 4294967296ULL);
+
+    /* the length argument bounds the scan: "12" of "123" */
+    assert_int_equal(ngx_http_commerce_parse_uint((const u_char *) "123", 2,
+                                                  200, &v), 0);
+    assert_true(v == 12);
+}
+
+
+static void
+test_valid_id(void **state)
+{
+    u_char  buf[NGX_HTTP_COMMERCE_ID_MAX + 2];
+
+    (void) state;
+
+    memset(buf, 'a', sizeof(buf));
+
+    assert_int_equal(ngx_http_commerce_valid_id(buf, 0), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(buf, 1), 1);
+    assert_int_equal(ngx_http_commerce_valid_id(buf, 256), 1);
+    assert_int_equal(ngx_http_commerce_valid_id(buf, 257), 0);
+
+    assert_int_equal(ngx_http_commerce_valid_id(S("sku-1_A.b:c")), 1);
+    assert_int_equal(ngx_http_commerce_valid_id(S("a b")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(S(" ")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(S("a\tb")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(S("a\x01")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(S("\x1f")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(S("a\x7f")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id(S("a\r\nb")), 0);
+    assert_int_equal(ngx_http_commerce_valid_id((const u_char *) "a\0b", 3),
+                     0);
+
+    /* UTF-8 and other high bytes are ids like any other */
+    assert_int_equal(ngx_http_commerce_valid_id(S("caf\xc3\xa9")), 1);
+    assert_int_equal(ngx_http_commerce_valid_id(S("\xe5\x95\x86\xe5\x93\x81")),
+                     1);
+    assert_int_equal(ngx_http_commerce_valid_id(S("\x80\xff")), 1);
+    assert_int_equal(ngx_http_commerce_valid_id(S("~!\"#$%&'()*+,-./")), 1);
+
+    /* a bad byte at the very end of a maximal id */
+    buf[255] = ' ';
+    assert_int_equal(ngx_http_commerce_valid_id(buf, 256), 0);
+}
+
+
+static void
+check_escape(const char *in, size_t len, const char *want)
+{
+    u_char  out[256], *end;
+    size_t  n;
+
+    n = ngx_http_commerce_json_escape_len((const u_char *) in, len);
+    assert_int_equal(n, strlen(want));
+
+    memset(out, 'X', sizeof(out));
+    end = ngx_http_commerce_json_escape(out, (const u_char *) in, len);
+
+    assert_int_equal((size_t) (end - out), n);
+    assert_memory_equal(out, want, n);
+    assert_int_equal(out[n], 'X');
+}
+
+
+static void
+test_json_escape(void **state)
+{
+    (void) state;
+
+    check_escape("", 0, "");
+    check_escape("plain", 5, "plain");
+    check_escape("a\"b", 3, "a\\\"b");
+    check_escape("a\\b", 3, "a\\\\b");
+    check_escape("\n", 1, "\\u000a");
+    check_escape("\r\t", 2, "\\u000d\\u0009");
+    check_escape("\x01\x1f", 2, "\\u0001\\u001f");
+    check_escape("\0", 1, "\\u0000");
+    check_escape(" \x7f", 2, " \x7f");
+    check_escape("caf\xc3\xa9", 5, "caf\xc3\xa9");
+    check_escape("\"\\\"", 3, "\\\"\\\\\\\"");
+    check_escape("</script>", 9, "</script>");
+}
+
+
+static void
+test_breaker_opens_at_threshold(void **state)
+{
+    ngx_http_commerce_breaker_t  b;
+
+    (void) state;
+
+    ngx_http_commerce_breaker_init(&b, 3, 1000);
+
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 0), 1);
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 0) == 0);
+
+    ngx_http_commerce_breaker_failure(&b, 10);
+    ngx_http_commerce_breaker_failure(&b, 20);
+
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 20), 1);
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 20) == 0);
+
+    ngx_http_commerce_breaker_failure(&b, 100);
+
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
+    assert_true(b.open_until == 1100);
+
+    /* open: every command is refused until open_until */
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 100), 0);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 600), 0);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1099), 0);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
+
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 100) == 1000);
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1099) == 1);
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1100) == 0);
+
+    /* late failures of commands sent before it opened do not extend it */
+    ngx_http_commerce_breaker_failure(&b, 500);
+    assert_true(b.open_until == 1100);
+
+    /* time is up: half-open, commands flow again */
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1100), 1);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1101), 1);
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1101) == 0);
+}
+
+
+static void
+test_breaker_half_open(void **state)
+{
+    ngx_http_commerce_breaker_t  b;
+
+    (void) state;
+
+    ngx_http_commerce_breaker_init(&b, 3, 1000);
+
+    ngx_http_commerce_breaker_failure(&b, 0);
+    ngx_http_commerce_breaker_failure(&b, 0);
+    ngx_http_commerce_breaker_failure(&b, 0);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
+
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1000), 1);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN);
+
+    /* one failure in half-open reopens for a full period */
+    ngx_http_commerce_breaker_failure(&b, 1200);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
+    assert_true(b.open_until == 2200);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1500), 0);
+    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1500) == 700);
+
+    /* half-open again, and a success closes it */
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 2200), 1);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN);
+
+    ngx_http_commerce_breaker_success(&b);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
+    assert_int_equal(b.failures, 0);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 2300), 1);
+
+    /* closed again: it takes the full threshold to reopen */
+    ngx_http_commerce_breaker_failure(&b, 2400);
+    ngx_http_commerce_breaker_failure(&b, 2400);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
+    ngx_http_commerce_breaker_failure(&b, 2400);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
+    assert_true(b.open_until == 3400);
+}
+
+
+/* failures must be consecutive: a success in between starts over */
+static void
+test_breaker_consecutive(void **state)
+{
+    int                          i;
+    ngx_http_commerce_breaker_t  b;
+
+    (void) state;
+
+    ngx_http_commerce_breaker_init(&b, 3, 1000);
+
+    for (i = 0; i < 10; i++) {
+        ngx_http_commerce_breaker_failure(&b, i);
+        ngx_http_commerce_breaker_failure(&b, i);
+        ngx_http_commerce_breaker_success(&b);
+    }
+
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 100), 1);
+
+    /* a threshold of 0 behaves as 1: the first failure opens */
+    ngx_http_commerce_breaker_init(&b, 0, 50);
+    ngx_http_commerce_breaker_failure(&b, 10);
+    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 59), 0);
+    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 60), 1);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hash_matches_reference),
+        cmocka_unit_test(test_hash_stable),
+        cmocka_unit_test(test_hash_sensitive),
+        cmocka_unit_test(test_etag_format),
+        cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_valid_id),
+        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_breaker_opens_at_threshold),
+        cmocka_unit_test(test_breaker_half_open),
+        cmocka_unit_test(test_breaker_consecutive),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
