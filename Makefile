@@ -90,6 +90,9 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_commerce_module.so $@.tmp && mv $@.tmp $@
 
+# library objects are kept between builds (not make intermediates)
+.SECONDARY: $(WLIB_OBJS)
+
 $(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iworkers/lib -c $< -o $@
@@ -103,7 +106,7 @@ $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
 	    $(WORKER_LIBS)
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
-                      2>/dev/null) $(MODULE_SRCS)
+                      2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ingx_commerce_module -Iworkers/lib $< \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \

@@ -1,0 +1,428 @@
+/*
+ * cw_pg: libpq connection with reconnect, prepared statements, retries.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cw_log.h"
+#include "cw_pg.h"
+#include "cw_retry.h"
+#include "cw_time.h"
+
+typedef struct {
+    char       *name;
+    char       *sql;
+    int         nparams;
+} cw_pg_stmt_t;
+
+struct cw_pg_s {
+    PGconn         *conn;
+    char           *conninfo;
+    char           *app;
+    int             connect_timeout_ms;
+    cw_pg_stmt_t   *stmts;
+    size_t          nstmts;
+    cw_backoff_t    reconnect;
+    int64_t         next_attempt;
+    int             attempts;
+    volatile int   *stop;
+};
+
+static const cw_opt_t  cw_pg_opts[] = {
+    { "pg.conninfo", CW_OPT_STR, "", 0, 0, 0,
+      "libpq connection string or postgresql:// URI" },
+    { "pg.connect_timeout", CW_OPT_DURATION, "5s", 1000, 600000, 0,
+      "connect timeout (libpq rounds to whole seconds)" },
+    { "pg.txn_attempts", CW_OPT_INT, "5", 1, 100, 0,
+      "tries of a transaction that fails with a transient error" },
+};
+
+
+int
+cw_pg_declare(cw_config_t *cfg)
+{
+    return cw_config_declare(cfg, cw_pg_opts,
+                             sizeof(cw_pg_opts) / sizeof(cw_pg_opts[0]));
+}
+
+
+cw_pg_t *
+cw_pg_new(const char *conninfo, int connect_timeout_ms, const char *app)
+{
+    cw_pg_t  *pg;
+
+    pg = calloc(1, sizeof(*pg));
+    if (pg == NULL) {
+        return NULL;
+    }
+    pg->conninfo = strdup(conninfo);
+    pg->app = strdup(app ? app : "commerce-worker");
+    if (pg->conninfo == NULL || pg->app == NULL) {
+        cw_pg_free(pg);
+        return NULL;
+    }
+    pg->connect_timeout_ms = connect_timeout_ms;
+    cw_backoff_init(&pg->reconnect, 100, 5000, 0.5, 0, 0);
+    return pg;
+}
+
+
+cw_pg_t *
+cw_pg_new_from_config(const cw_config_t *cfg, const char *app)
+{
+    cw_pg_t  *pg;
+
+    pg = cw_pg_new(cw_config_str(cfg, "pg.conninfo"),
+                   (int) cw_config_duration_ms(cfg, "pg.connect_timeout"),
+                   app);
+    if (pg != NULL) {
+        pg->attempts = (int) cw_config_int(cfg, "pg.txn_attempts");
+    }
+    return pg;
+}
+
+
+void
+cw_pg_free(cw_pg_t *pg)
+{
+    size_t  i;
+
+    if (pg == NULL) {
+        return;
+    }
+    if (pg->conn != NULL) {
+        PQfinish(pg->conn);
+    }
+    for (i = 0; i < pg->nstmts; i++) {
+        free(pg->stmts[i].name);
+        free(pg->stmts[i].sql);
+    }
+    free(pg->stmts);
+    free(pg->conninfo);
+    free(pg->app);
+    free(pg);
+}
+
+
+void
+cw_pg_set_stop_flag(cw_pg_t *pg, volatile int *stop)
+{
+    pg->stop = stop;
+}
+
+
+PGconn *
+cw_pg_conn(cw_pg_t *pg)
+{
+    return pg->conn;
+}
+
+
+cw_pg_class_t
+cw_pg_classify_sqlstate(const char *s)
+{
+    static const char  *transient[] = {
+        "40001", "40P01", "57P01", "57P02", "57P03", "53300", "55P03",
+        "57014"
+    };
+    size_t              i;
+
+    if (s == NULL || strlen(s) != 5) {
+        return CW_PG_PERMANENT;
+    }
+    if (strcmp(s, "00000") == 0) {
+        return CW_PG_OK;
+    }
+    if (strncmp(s, "08", 2) == 0) {
+        return CW_PG_TRANSIENT;
+    }
+    for (i = 0; i < sizeof(transient) / sizeof(transient[0]); i++) {
+        if (strcmp(s, transient[i]) == 0) {
+            return CW_PG_TRANSIENT;
+        }
+    }
+    return CW_PG_PERMANENT;
+}
+
+
+/* A missing result or a broken connection means the link failed, which
+ * is transient whatever the SQLSTATE says. */
+cw_pg_class_t
+cw_pg_classify(PGconn *conn, const PGresult *res)
+{
+    ExecStatusType  st;
+
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK || res == NULL) {
+        return CW_PG_TRANSIENT;
+    }
+    st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
+        || st == PGRES_SINGLE_TUPLE || st == PGRES_EMPTY_QUERY)
+    {
+        return CW_PG_OK;
+    }
+    return cw_pg_classify_sqlstate(PQresultErrorField(res,
+                                                      PG_DIAG_SQLSTATE));
+}
+
+
+static void
+cw_pg_errmsg(cw_pg_t *pg, const PGresult *res, const char *what, char *err,
+    size_t errlen)
+{
+    const char  *msg, *state = NULL;
+    size_t       len;
+
+    msg = res != NULL ? PQresultErrorMessage(res) : "";
+    if (msg == NULL || msg[0] == '\0') {
+        msg = pg->conn != NULL ? PQerrorMessage(pg->conn) : "not connected";
+    }
+    if (res != NULL) {
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    }
+    len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) {
+        len--;
+    }
+    snprintf(err, errlen, "%s: %s%s%s%.*s", what, state ? "[" : "",
+             state ? state : "", state ? "] " : "", (int) len, msg);
+}
+
+
+static int
+cw_pg_prepare_one(cw_pg_t *pg, const cw_pg_stmt_t *s, cw_pg_class_t *cls,
+    char *err, size_t errlen)
+{
+    PGresult  *res;
+
+    res = PQprepare(pg->conn, s->name, s->sql, s->nparams, NULL);
+    *cls = cw_pg_classify(pg->conn, res);
+    if (*cls != CW_PG_OK) {
+        cw_pg_errmsg(pg, res, s->name, err, errlen);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+
+/* Drops a broken connection so the next call reconnects. */
+static void
+cw_pg_drop(cw_pg_t *pg)
+{
+    if (pg->conn != NULL) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+        cw_log(CW_LOG_WARN, "postgres connection lost");
+    }
+}
+
+
+static int
+cw_pg_connect(cw_pg_t *pg, char *err, size_t errlen)
+{
+    const char     *keys[4], *vals[4];
+    char            timeout[16];
+    cw_pg_class_t   cls;
+    size_t          i;
+
+    snprintf(timeout, sizeof(timeout), "%d",
+             (pg->connect_timeout_ms + 999) / 1000);
+    /* later entries win: the worker's own conninfo overrides defaults */
+    keys[0] = "connect_timeout";   vals[0] = timeout;
+    keys[1] = "application_name";  vals[1] = pg->app;
+    keys[2] = "dbname";            vals[2] = pg->conninfo;
+    keys[3] = NULL;                vals[3] = NULL;
+
+    pg->conn = PQconnectdbParams(keys, vals, 1);
+    if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
+        snprintf(err, errlen, "postgres connect: %s",
+                 pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+        if (pg->conn != NULL) {
+            PQfinish(pg->conn);
+            pg->conn = NULL;
+        }
+        return -1;
+    }
+    for (i = 0; i < pg->nstmts; i++) {
+        if (cw_pg_prepare_one(pg, &pg->stmts[i], &cls, err, errlen) != 0) {
+            PQfinish(pg->conn);
+            pg->conn = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+int
+cw_pg_ensure(cw_pg_t *pg, char *err, size_t errlen)
+{
+    int64_t  now;
+
+    if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK) {
+        return 0;
+    }
+    cw_pg_drop(pg);
+    now = cw_now_ms();
+    if (now < pg->next_attempt) {
+        snprintf(err, errlen, "postgres: reconnect in %lld ms",
+                 (long long) (pg->next_attempt - now));
+        return -1;
+    }
+    if (cw_pg_connect(pg, err, errlen) != 0) {
+        pg->next_attempt = now + cw_backoff_next(&pg->reconnect);
+        return -1;
+    }
+    cw_backoff_reset(&pg->reconnect);
+    pg->next_attempt = 0;
+    cw_log(CW_LOG_INFO, "postgres connected");
+    return 0;
+}
+
+
+int
+cw_pg_prepare(cw_pg_t *pg, const char *name, const char *sql, int nparams,
+    char *err, size_t errlen)
+{
+    cw_pg_stmt_t   *s;
+    cw_pg_class_t   cls;
+
+    s = realloc(pg->stmts, (pg->nstmts + 1) * sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pg->stmts = s;
+    s = &pg->stmts[pg->nstmts];
+    s->name = strdup(name);
+    s->sql = strdup(sql);
+    s->nparams = nparams;
+    if (s->name == NULL || s->sql == NULL) {
+        free(s->name);
+        free(s->sql);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pg->nstmts++;
+    if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
+        return 0;
+    }
+    if (cw_pg_prepare_one(pg, s, &cls, err, errlen) != 0) {
+        if (cls == CW_PG_PERMANENT) {
+            pg->nstmts--;
+            free(s->name);
+            free(s->sql);
+            return -1;
+        }
+        cw_pg_drop(pg);
+    }
+    return 0;
+}
+
+
+static PGresult *
+cw_pg_finish(cw_pg_t *pg, PGresult *res, const char *what,
+    cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    *cls = cw_pg_classify(pg->conn, res);
+    if (*cls == CW_PG_OK) {
+        return res;
+    }
+    cw_pg_errmsg(pg, res, what, err, errlen);
+    PQclear(res);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        cw_pg_drop(pg);
+    }
+    return NULL;
+}
+
+
+PGresult *
+cw_pg_execp(cw_pg_t *pg, const char *name, int n, const char *const *values,
+    cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    if (cw_pg_ensure(pg, err, errlen) != 0) {
+        *cls = CW_PG_TRANSIENT;
+        return NULL;
+    }
+    return cw_pg_finish(pg, PQexecPrepared(pg->conn, name, n, values, NULL,
+                                           NULL, 0),
+                        name, cls, err, errlen);
+}
+
+
+PGresult *
+cw_pg_exec(cw_pg_t *pg, const char *sql, int n, const char *const *values,
+    cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    if (cw_pg_ensure(pg, err, errlen) != 0) {
+        *cls = CW_PG_TRANSIENT;
+        return NULL;
+    }
+    return cw_pg_finish(pg, PQexecParams(pg->conn, sql, n, NULL, values,
+                                         NULL, NULL, 0),
+                        "query", cls, err, errlen);
+}
+
+
+cw_pg_class_t
+cw_pg_command(cw_pg_t *pg, const char *sql, char *err, size_t errlen)
+{
+    cw_pg_class_t   cls;
+    PGresult       *res;
+
+    res = cw_pg_exec(pg, sql, 0, NULL, &cls, err, errlen);
+    PQclear(res);
+    return cls;
+}
+
+
+/* Each attempt is a fresh transaction; a transient failure anywhere
+ * (BEGIN, the body, COMMIT) rolls back, waits and starts over. A COMMIT
+ * lost with the connection is ambiguous, so bodies must be idempotent
+ * (the projector's offset check makes them so). */
+cw_pg_class_t
+cw_pg_txn(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud, int attempts, char *err,
+    size_t errlen)
+{
+    cw_backoff_t   bo;
+    cw_pg_class_t  cls;
+    char           ignore[256];
+    int            i;
+
+    if (attempts <= 0) {
+        attempts = pg->attempts > 0 ? pg->attempts : 1;
+    }
+    cw_backoff_init(&bo, 50, 2000, 0.5, 0, 0);
+    for (i = 0; i < attempts; i++) {
+        if (i > 0) {
+            cw_log(CW_LOG_WARN, "postgres transaction retry %d/%d: %s", i,
+                   attempts - 1, err);
+            cw_sleep_ms(cw_backoff_next(&bo), pg->stop);
+            if (pg->stop != NULL && *pg->stop) {
+                return CW_PG_TRANSIENT;
+            }
+        }
+        cls = cw_pg_command(pg, "BEGIN", err, errlen);
+        if (cls == CW_PG_OK) {
+            cls = fn(pg, ud, err, errlen);
+            if (cls == CW_PG_OK) {
+                cls = cw_pg_command(pg, "COMMIT", err, errlen);
+                if (cls == CW_PG_OK) {
+                    return CW_PG_OK;
+                }
+            }
+            if (pg->conn != NULL) {
+                cw_pg_command(pg, "ROLLBACK", ignore, sizeof(ignore));
+            }
+        }
+        if (cls == CW_PG_PERMANENT) {
+            return cls;
+        }
+    }
+    return CW_PG_TRANSIENT;
+}
