@@ -1,0 +1,269 @@
+/*
+ * Unit tests of the projector's pure parts: the canonical and Shopify
+ * adapters, validation and normalisation, event ids.
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../workers/projector/proj.h"
+
+
+static json_t *
+adapt(const char *source, const char *topic, const char *body,
+    proj_error_t *e)
+{
+    proj_input_t  in;
+
+    memset(e, 0, sizeof(*e));
+    in.source = source;
+    in.topic = topic;
+    in.key = "m-1";
+    in.body = body;
+    in.len = strlen(body);
+
+    return proj_adapt(&in, e);
+}
+
+
+static void
+expect_reason(const char *source, const char *topic, const char *body,
+    const char *reason)
+{
+    proj_error_t  e;
+    json_t       *cmds = adapt(source, topic, body, &e);
+
+    if (cmds != NULL) {
+        fail_msg("accepted: %s", body);
+    }
+    assert_string_equal(e.reason, reason);
+}
+
+
+static void
+test_canonical_item(void **state)
+{
+    proj_error_t  e;
+    json_t       *cmds, *c;
+
+    cmds = adapt("canonical", NULL,
+        "{\"type\":\"item.upsert\",\"item\":{\"id\":\"i1\",\"name\":\"N\","
+        "\"variants\":[{\"sku\":\"S1\",\"price\":{\"amount\":\"12.9\","
+        "\"currency\":\"EUR\"}},{\"sku\":\"S2\"}],"
+        "\"addon_groups\":[{\"id\":\"g\",\"name\":\"G\"}]}}", &e);
+    assert_non_null(cmds);
+
+    /* The variant price becomes a price.set right after the item. */
+    assert_int_equal(json_array_size(cmds), 2);
+    c = json_array_get(cmds, 0);
+    assert_string_equal(json_string_value(json_object_get(c, "merchant_id")),
+                        "m-1");
+    assert_null(json_object_get(json_array_get(json_object_get(
+        json_object_get(c, "item"), "variants"), 0), "price"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(
+        json_object_get(c, "item"), "addon_groups"), "min")), 0);
+
+    c = json_array_get(cmds, 1);
+    assert_string_equal(json_string_value(json_object_get(c, "type")),
+                        "price.set");
+    assert_int_equal(json_integer_value(json_object_get(
+        json_object_get(c, "price"), "amount_minor")), 1290);
+
+    json_decref(cmds);
+}
+
+
+static void
+test_canonical_batch_and_stock(void **state)
+{
+    proj_error_t  e;
+    json_t       *cmds;
+
+    cmds = adapt("canonical", NULL,
+        "{\"commands\":[{\"type\":\"stock.set\",\"store_id\":\"s\","
+        "\"sku\":\"k\",\"on_hand\":0,\"as_of\":\"2024-01-01T10:00:00.5+02:00\"},"
+        "{\"type\":\"stock.adjust\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"delta\":-3,\"reason\":\"sale\"}]}", &e);
+    assert_non_null(cmds);
+    assert_int_equal(json_array_size(cmds), 2);
+    assert_string_equal(json_string_value(json_object_get(
+        json_array_get(cmds, 1), "unit")), "each");
+    json_decref(cmds);
+}
+
+
+static void
+test_validation_reasons(void **state)
+{
+    expect_reason("canonical", NULL, "{\"type\":", "invalid_json");
+    expect_reason("canonical", NULL, "[]", "invalid_command");
+    expect_reason("canonical", NULL, "{\"type\":\"nope\"}", "unknown_command");
+    expect_reason("canonical", NULL, "{\"commands\":[]}", "empty_message");
+    expect_reason("nowhere", NULL, "{}", "unknown_source");
+    expect_reason(NULL, NULL, "{}", "missing_source");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"on_hand\":-1}", "negative_stock");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"on_hand\":1.5}", "invalid_quantity");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"on_hand\":1,\"unit\":\"kg\"}", "unsupported_unit");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"a b\","
+        "\"on_hand\":1}", "invalid_id");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"on_hand\":1}",
+        "missing_field");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.adjust\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"delta\":0,\"reason\":\"sale\"}", "invalid_quantity");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.adjust\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"delta\":2,\"reason\":\"Sale!\"}", "invalid_reason");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"price.set\",\"sku\":\"k\",\"price\":{\"amount\":"
+        "\"1.999\",\"currency\":\"EUR\"}}", "invalid_amount");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"price.set\",\"sku\":\"k\",\"price\":{\"amount\":"
+        "12,\"currency\":\"EUR\"}}", "invalid_amount");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"price.set\",\"sku\":\"k\",\"price\":{\"amount\":"
+        "\"12\",\"currency\":\"eur\"}}", "invalid_currency");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"on_hand\":1,\"as_of\":\"yesterday\"}", "invalid_timestamp");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"item.upsert\",\"item\":{\"id\":\"i\",\"name\":\"n\","
+        "\"variants\":[{\"sku\":\"a\"},{\"sku\":\"a\"}]}}", "duplicate_sku");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"item.upsert\",\"item\":{\"id\":\"i\"}}", "missing_field");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"item.upsert\",\"item\":{\"id\":\"i\",\"name\":\"n\","
+        "\"addon_groups\":[{\"id\":\"g\",\"name\":\"G\",\"min\":2,"
+        "\"max\":1}]}}", "invalid_range");
+}
+
+
+static void
+test_shopify_product(void **state)
+{
+    proj_error_t  e;
+    json_t       *cmds, *c, *item, *maps;
+
+    proj_shopify_set_currency("CAD");
+    cmds = adapt("shopify", "products/update",
+        "{\"id\":632910392,\"title\":\"IPod\",\"vendor\":\"Apple\","
+        "\"tags\":\" a, b ,,c\",\"updated_at\":\"2024-01-01T09:00:00-05:00\","
+        "\"options\":[{\"name\":\"Color\"}],"
+        "\"variants\":[{\"id\":1,\"sku\":\"P\",\"price\":\"199.00\","
+        "\"option1\":\"Pink\",\"inventory_item_id\":77},"
+        "{\"id\":2,\"sku\":\"\",\"price\":\"5\"}]}", &e);
+    assert_non_null(cmds);
+    assert_int_equal(json_array_size(cmds), 3);
+
+    c = json_array_get(cmds, 0);
+    item = json_object_get(c, "item");
+    assert_string_equal(json_string_value(json_object_get(item, "id")),
+                        "shopify-632910392");
+    assert_int_equal(json_array_size(json_object_get(item, "tags")), 3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(
+        json_array_get(json_object_get(item, "variants"), 0), "options"),
+        "Color")), "Pink");
+    assert_string_equal(json_string_value(json_object_get(
+        json_array_get(json_object_get(item, "variants"), 1), "sku")),
+        "shopify-variant-2");
+
+    maps = json_object_get(c, "mappings");
+    assert_int_equal(json_array_size(maps), 4);   /* product, 2 variants, */
+                                                  /* 1 inventory item */
+    assert_string_equal(json_string_value(json_object_get(json_object_get(
+        json_array_get(cmds, 1), "price"), "currency")), "CAD");
+    json_decref(cmds);
+}
+
+
+static void
+test_shopify_inventory(void **state)
+{
+    proj_error_t  e;
+    json_t       *cmds, *c;
+
+    cmds = adapt("shopify", "inventory_levels/update",
+        "{\"inventory_item_id\":77,\"location_id\":5,\"available\":3}", &e);
+    assert_non_null(cmds);
+    c = json_array_get(cmds, 0);
+    assert_string_equal(json_string_value(json_object_get(c, "type")),
+                        "stock.set");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(
+        c, "sku_ref"), "external_id")), "77");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(
+        c, "store_ref"), "default")), "shopify-location-5");
+    json_decref(cmds);
+
+    expect_reason("shopify", "orders/create", "{}", "unsupported_topic");
+    expect_reason("shopify", NULL, "{}", "missing_topic");
+    expect_reason("shopify", "inventory_levels/update",
+        "{\"inventory_item_id\":77,\"location_id\":5,\"available\":-2}",
+        "negative_stock");
+    expect_reason("shopify", "products/create", "{\"title\":\"x\"}",
+        "missing_field");
+}
+
+
+static void
+test_helpers(void **state)
+{
+    char     a[37], b[37];
+    int64_t  m;
+    char    *hex;
+
+    proj_uuid_from_name("x|1#0#0", 7, a);
+    proj_uuid_from_name("x|1#0#0", 7, b);
+    assert_string_equal(a, b);
+    assert_int_equal(strlen(a), 36);
+    assert_int_equal(a[14], '5');
+    proj_uuid_from_name("x|1#0#1", 7, b);
+    assert_string_not_equal(a, b);
+
+    assert_int_equal(proj_parse_amount("0.05", &m), 0);
+    assert_int_equal(m, 5);
+    assert_int_equal(proj_parse_amount("10", &m), 0);
+    assert_int_equal(m, 1000);
+    assert_int_equal(proj_parse_amount("-1", &m), -1);
+    assert_int_equal(proj_parse_amount("1.", &m), -1);
+    assert_int_equal(proj_parse_amount("1e3", &m), -1);
+    assert_int_equal(proj_parse_amount("99999999999999999999", &m), -1);
+
+    assert_true(proj_valid_timestamp("2024-06-01T12:00:00Z"));
+    assert_true(proj_valid_timestamp("2024-06-01T12:00:00.123-05:00"));
+    assert_false(proj_valid_timestamp("2024-06-01 12:00:00Z"));
+    assert_false(proj_valid_timestamp("2024-06-01T12:00:00"));
+
+    hex = proj_bytea_hex("\0\xff", 2);
+    assert_string_equal(hex, "\\x00ff");
+    free(hex);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_canonical_item),
+        cmocka_unit_test(test_canonical_batch_and_stock),
+        cmocka_unit_test(test_validation_reasons),
+        cmocka_unit_test(test_shopify_product),
+        cmocka_unit_test(test_shopify_inventory),
+        cmocka_unit_test(test_helpers),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

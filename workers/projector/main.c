@@ -1,0 +1,356 @@
+/*
+ * commerce-projector: consumes commerce.inbound in a consumer group and
+ * projects it into PostgreSQL (event store, canonical catalog), Kafka
+ * (commerce.events, commerce.dlq) and the Redis read model.
+ *
+ *   commerce-projector --pg.conninfo "..." --redis.address 127.0.0.1:6380 \
+ *       --kafka.bootstrap_file .run/kafka.bootstrap [--metrics.port N]
+ *   commerce-projector --rebuild ...     rebuild Redis from PostgreSQL
+ *
+ * The main loop: poll a batch -> apply it in one PostgreSQL transaction
+ * with its offsets (proj_store.c) -> drain the outbox to Kafka and Redis
+ * (proj_outbox.c). Offsets live in PostgreSQL and are handed to Kafka on
+ * every partition assignment. SIGTERM finishes the batch in hand, leaves
+ * the group and exits 0.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cw_config.h"
+#include "cw_kafka.h"
+#include "cw_log.h"
+#include "cw_metrics.h"
+#include "cw_pg.h"
+#include "cw_redis.h"
+#include "cw_retry.h"
+#include "cw_signal.h"
+#include "cw_time.h"
+#include "proj.h"
+#include "proj_outbox.h"
+#include "proj_store.h"
+
+typedef struct {
+    proj_store_t          *store;
+    proj_outbox_t         *outbox;
+    volatile int          *stop;
+} proj_app_t;
+
+
+static const cw_opt_t  proj_opts[] = {
+    { "rebuild", CW_OPT_BOOL, "false", 0, 0, 0,
+      "rebuild every Redis read model from PostgreSQL, then exit" },
+    { "events_topic", CW_OPT_STR, "commerce.events", 0, 0, 0,
+      "topic of the canonical events" },
+    { "dlq_topic", CW_OPT_STR, "commerce.dlq", 0, 0, 0,
+      "topic of dead-lettered messages" },
+    { "shopify_currency", CW_OPT_STR, "USD", 0, 0, 0,
+      "currency of Shopify prices (the shop currency)" },
+    { "outbox_page", CW_OPT_INT, "1000", 1, 100000, 0,
+      "outbox rows handled per drain transaction" },
+    { "log_level", CW_OPT_STR, "info", 0, 0, 0,
+      "debug, info, warn or error" },
+};
+
+/* Our defaults for options the library declares with other defaults;
+ * applied only where no file, environment or flag set them. */
+static const char *const  proj_lib_defaults[][2] = {
+    { "kafka.group_id", "commerce-projector" },
+    { "kafka.topics", "commerce.inbound" },
+    { "kafka.client_id", "commerce-projector" },
+};
+
+
+static int
+proj_apply_defaults(cw_config_t *cfg, char *err, size_t errlen)
+{
+    char    line[256];
+    size_t  i;
+
+    for (i = 0; i < sizeof(proj_lib_defaults) / sizeof(proj_lib_defaults[0]);
+         i++)
+    {
+        if (cw_config_source(cfg, proj_lib_defaults[i][0]) > CW_SRC_DEFAULT) {
+            continue;
+        }
+
+        snprintf(line, sizeof(line), "%s = %s", proj_lib_defaults[i][0],
+                 proj_lib_defaults[i][1]);
+
+        if (cw_config_load_text(cfg, "defaults", line, err, errlen) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+proj_on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
+{
+    proj_app_t  *app = ud;
+
+    return proj_store_load_offsets(app->store, parts, app->stop);
+}
+
+
+static int
+proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
+{
+    proj_app_t  *app = ud;
+
+    return proj_store_apply_batch(app->store, msgs, n, app->stop);
+}
+
+
+/* Drains the outbox a few pages at a time; on failure waits out a
+ * backoff before the next try, while consumption goes on. */
+static void
+proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
+{
+    int      i, n;
+    char     err[512];
+
+    if (cw_now_ms() < *next_try) {
+        return;
+    }
+
+    for (i = 0; i < 8; i++) {
+        n = proj_outbox_drain(outbox, err, sizeof(err));
+
+        if (n < 0) {
+            int64_t  delay = cw_backoff_next(bo);
+
+            cw_log(CW_LOG_WARN, "outbox not drained, retry in %lld ms: %s",
+                   (long long) delay, err);
+            *next_try = cw_now_ms() + delay;
+            return;
+        }
+
+        cw_backoff_reset(bo);
+
+        if (n == 0) {
+            return;
+        }
+    }
+}
+
+
+static cw_metric_t *
+proj_counter(cw_metrics_t *m, const char *name, const char *help)
+{
+    return cw_metrics_counter(m, name, help, NULL);
+}
+
+
+static void
+proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
+    proj_outbox_metrics_t *om)
+{
+    static const double  bounds[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                      0.25, 0.5, 1, 2.5, 5 };
+
+    sm->applied = cw_metrics_counter(m, "projector_messages_total",
+        "Inbound messages by outcome.", "result", "applied", NULL);
+    sm->duplicates = cw_metrics_counter(m, "projector_messages_total",
+        "Inbound messages by outcome.", "result", "duplicate", NULL);
+    sm->skipped = cw_metrics_counter(m, "projector_messages_total",
+        "Inbound messages by outcome.", "result", "fenced", NULL);
+    sm->dead = cw_metrics_counter(m, "projector_messages_total",
+        "Inbound messages by outcome.", "result", "dead_lettered", NULL);
+    sm->events = proj_counter(m, "projector_events_total",
+        "Canonical events recorded in the event store.");
+    sm->stale = proj_counter(m, "projector_stale_writes_total",
+        "Writes ignored because the source sent an older state.");
+    sm->retries = proj_counter(m, "projector_batch_retries_total",
+        "Batch transactions retried after a transient failure.");
+    sm->batch_seconds = cw_metrics_histogram(m, "projector_batch_seconds",
+        "Time to apply and commit a batch.", bounds,
+        sizeof(bounds) / sizeof(bounds[0]), NULL);
+
+    om->published = proj_counter(m, "projector_published_total",
+        "Outbox messages delivered to Kafka.");
+    om->rm_written = cw_metrics_counter(m, "projector_read_model_total",
+        "Read-model writes by outcome.", "result", "written", NULL);
+    om->rm_kept = cw_metrics_counter(m, "projector_read_model_total",
+        "Read-model writes by outcome.", "result", "kept_newer", NULL);
+    om->failures = proj_counter(m, "projector_outbox_failures_total",
+        "Outbox drains that failed (Redis, Kafka or PostgreSQL).");
+    om->pending = cw_metrics_gauge(m, "projector_outbox_page_rows",
+        "Rows in the last outbox page.", NULL);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                     rc, status = 1;
+    char                    err[512];
+    int64_t                 next_try = 0;
+    proj_app_t              app;
+    cw_pg_t                *pg = NULL;
+    cw_redis_t             *redis = NULL;
+    cw_config_t            *cfg;
+    cw_backoff_t            bo;
+    cw_metrics_t           *metrics;
+    cw_log_level_t          level = CW_LOG_INFO;
+    proj_store_t           *store = NULL;
+    proj_outbox_t          *outbox = NULL;
+    cw_kafka_handlers_t     h;
+    cw_kafka_consumer_t    *consumer = NULL;
+    cw_kafka_producer_t    *producer = NULL;
+    proj_store_metrics_t    sm;
+    proj_outbox_metrics_t   om;
+
+    cw_log_init("projector", CW_LOG_INFO);
+
+    cfg = cw_config_new("commerce-projector",
+                        "project commerce.inbound into PostgreSQL, "
+                        "commerce.events and the Redis read model");
+    metrics = cw_metrics_new();
+
+    if (cfg == NULL || metrics == NULL
+        || cw_config_declare(cfg, proj_opts,
+                             sizeof(proj_opts) / sizeof(proj_opts[0])) != 0
+        || cw_pg_declare(cfg) != 0 || cw_redis_declare(cfg) != 0
+        || cw_kafka_declare(cfg) != 0
+        || cw_metrics_declare(cfg, "0") != 0)
+    {
+        cw_log(CW_LOG_ERROR, "setting up configuration failed");
+        return 1;
+    }
+
+    rc = cw_config_load(cfg, argc, argv, NULL, err, sizeof(err));
+    if (rc == 1) {
+        cw_config_help(cfg, stdout);
+        return 0;
+    }
+
+    if (rc != 0 || proj_apply_defaults(cfg, err, sizeof(err)) != 0) {
+        cw_log(CW_LOG_ERROR, "config: %s", err);
+        return 2;
+    }
+
+    if (cw_log_level_parse(cw_config_str(cfg, "log_level"), &level) != 0
+        || !proj_valid_currency(cw_config_str(cfg, "shopify_currency")))
+    {
+        cw_log(CW_LOG_ERROR, "config: bad log_level or shopify_currency");
+        return 2;
+    }
+
+    cw_log_set_level(level);
+    proj_shopify_set_currency(cw_config_str(cfg, "shopify_currency"));
+
+    if (cw_signal_install() != 0) {
+        cw_log(CW_LOG_ERROR, "cannot install signal handlers");
+        return 1;
+    }
+
+    proj_metrics(metrics, &sm, &om);
+
+    if (cw_config_int(cfg, "metrics.port") > 0
+        && cw_metrics_serve(metrics, (int) cw_config_int(cfg, "metrics.port"),
+                            err, sizeof(err)) != 0)
+    {
+        cw_log(CW_LOG_ERROR, "metrics: %s", err);
+        goto done;
+    }
+
+    pg = cw_pg_new_from_config(cfg, "commerce-projector");
+    redis = cw_redis_new_from_config(cfg, err, sizeof(err));
+    if (pg == NULL || redis == NULL) {
+        cw_log(CW_LOG_ERROR, "config: %s", redis == NULL ? err : "pg");
+        goto done;
+    }
+
+    cw_pg_set_stop_flag(pg, cw_signal_stop_flag());
+
+    if (!cw_config_bool(cfg, "rebuild")) {
+        producer = cw_kafka_producer_new(cfg, err, sizeof(err));
+        if (producer == NULL) {
+            cw_log(CW_LOG_ERROR, "kafka producer: %s", err);
+            goto done;
+        }
+    }
+
+    store = proj_store_new(pg, cw_config_str(cfg, "kafka.group_id"),
+                           cw_config_str(cfg, "events_topic"),
+                           cw_config_str(cfg, "dlq_topic"), &sm);
+    outbox = proj_outbox_new(pg, redis, producer,
+                             (int) cw_config_int(cfg, "outbox_page"), &om);
+
+    if (store == NULL || outbox == NULL
+        || proj_store_prepare(store, err, sizeof(err)) != 0)
+    {
+        cw_log(CW_LOG_ERROR, "setting up statements: %s", err);
+        goto done;
+    }
+
+    if (cw_config_bool(cfg, "rebuild")) {
+        status = proj_outbox_rebuild(outbox, cw_signal_stop_flag()) == 0
+                 ? 0 : 1;
+        goto done;
+    }
+
+    app.store = store;
+    app.outbox = outbox;
+    app.stop = cw_signal_stop_flag();
+
+    memset(&h, 0, sizeof(h));
+    h.on_assign = proj_on_assign;
+    h.on_batch = proj_on_batch;
+    h.ud = &app;
+
+    consumer = cw_kafka_consumer_new(cfg, &h, err, sizeof(err));
+    if (consumer == NULL) {
+        cw_log(CW_LOG_ERROR, "kafka consumer: %s", err);
+        goto done;
+    }
+
+    cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
+    cw_log(CW_LOG_INFO, "projector running");
+
+    /* Effects of batches committed before a crash wait in the outbox. */
+    proj_drain(outbox, &bo, &next_try);
+
+    status = 0;
+
+    while (!cw_signal_stop_requested()) {
+        if (cw_kafka_consumer_poll(consumer, 100) < 0) {
+            status = cw_signal_stop_requested() ? 0 : 1;
+            break;
+        }
+
+        proj_drain(outbox, &bo, &next_try);
+    }
+
+    cw_log(CW_LOG_INFO, "stopping (signal %d)", cw_signal_which());
+
+done:
+
+    if (consumer != NULL) {
+        cw_kafka_consumer_close(consumer);
+    }
+
+    if (outbox != NULL && producer != NULL && status == 0) {
+        next_try = 0;
+        proj_drain(outbox, &bo, &next_try);
+    }
+
+    if (producer != NULL) {
+        cw_kafka_producer_close(producer, 5000);
+    }
+
+    proj_outbox_free(outbox);
+    proj_store_free(store);
+    cw_redis_free(redis);
+    cw_pg_free(pg);
+    cw_metrics_free(metrics);
+    cw_config_free(cfg);
+
+    cw_log(CW_LOG_INFO, "exit %d", status);
+
+    return status;
+}

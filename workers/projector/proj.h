@@ -1,0 +1,88 @@
+/*
+ * commerce-projector: shared types.
+ *
+ * The pipeline of one inbound message:
+ *
+ *   Kafka message --adapter--> canonical commands (JSON) --validate-->
+ *   PostgreSQL (event store, catalog, offsets, outbox; one transaction per
+ *   batch) --outbox--> commerce.events / commerce.dlq and the Redis read
+ *   model (guarded by version).
+ *
+ * Adapters and validation are pure (no I/O) and unit-tested; proj_store.c
+ * and proj_outbox.c do the I/O.
+ */
+
+#ifndef PROJ_H
+#define PROJ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define PROJ_ID_MAX       256
+#define PROJ_REASON_MAX   48
+#define PROJ_DETAIL_MAX   256
+
+/* Why a message was rejected: reason is machine-readable (snake_case,
+ * stable), detail is for humans and names the offending field. */
+typedef struct {
+    char   reason[PROJ_REASON_MAX];
+    char   detail[PROJ_DETAIL_MAX];
+} proj_error_t;
+
+/* What an adapter sees of a Kafka message. Strings are NUL-terminated
+ * copies of the headers (NULL when absent). */
+typedef struct {
+    const char   *source;       /* header "source" */
+    const char   *topic;        /* header "topic": e.g. X-Shopify-Topic */
+    const char   *key;          /* message key (store/merchant id) */
+    const char   *body;
+    size_t        len;
+} proj_input_t;
+
+/* An adapter appends canonical commands (see proj_adapter_canonical.c for
+ * the format) to cmds, or fills e and returns -1. */
+typedef int (*proj_adapter_fn)(const proj_input_t *in, json_t *cmds,
+    proj_error_t *e);
+
+typedef struct {
+    const char        *source;
+    proj_adapter_fn    parse;
+} proj_adapter_t;
+
+/* proj_adapter.c: finds the adapter of in->source, runs it, then
+ * validates and normalises every command. Returns the command array
+ * (caller json_decref()s it) or NULL with e filled. */
+json_t *proj_adapt(const proj_input_t *in, proj_error_t *e);
+
+int proj_adapter_canonical(const proj_input_t *in, json_t *cmds,
+    proj_error_t *e);
+int proj_adapter_shopify(const proj_input_t *in, json_t *cmds,
+    proj_error_t *e);
+void proj_shopify_set_currency(const char *code);
+
+/* proj_validate.c: checks one canonical command and normalises it in
+ * place (amount "12.90" -> amount_minor 1290, defaults filled in). path
+ * names the command in error details, e.g. "commands[2]". */
+int proj_validate_command(json_t *cmd, const char *path, proj_error_t *e);
+
+/* Helpers shared by adapters and validation. */
+void proj_error_set(proj_error_t *e, const char *reason, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+int proj_valid_id(const char *s);
+int proj_parse_amount(const char *s, int64_t *minor);
+int proj_valid_currency(const char *s);
+int proj_valid_timestamp(const char *s);
+
+/* proj_util.c */
+
+/* A UUID (RFC 4122 layout, version 5 bits) from SHA-256 of name: the
+ * same name always gives the same id. out needs 37 bytes. */
+void proj_uuid_from_name(const char *name, size_t len, char out[37]);
+
+/* "\x" followed by the hex of the bytes: a bytea text literal. The
+ * result is malloc()ed. */
+char *proj_bytea_hex(const void *p, size_t n);
+
+#endif /* PROJ_H */

@@ -1,0 +1,441 @@
+/*
+ * proj_outbox: the after-commit half of the projector.
+ *
+ * Rows are taken with FOR UPDATE SKIP LOCKED in id order and deleted once
+ * done, in one transaction: nothing is paged by id, so a transaction that
+ * committed late with a lower id is simply picked up by the next drain,
+ * and two projectors never process the same row at the same time. A
+ * crash after publishing but before the delete publishes again on the
+ * next drain (at least once; consumers dedupe by event_id), and writes
+ * the same read-model value again, which the version guard makes a no-op.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cw_buf.h"
+#include "cw_log.h"
+#include "cw_time.h"
+#include "proj_outbox.h"
+
+struct proj_outbox_s {
+    cw_pg_t                *pg;
+    cw_redis_t             *redis;
+    cw_kafka_producer_t    *producer;
+    int                     page;
+    proj_outbox_metrics_t   m;
+};
+
+/*
+ * The version guard, run atomically in Redis. KEYS[1] the key; ARGV:
+ * field ('' for a string key), value, version, cat:index member ('' for
+ * none). The stored value is kept when its "version" is higher, or equal
+ * with the same bytes. Returns 1 if written, 0 if kept.
+ */
+static const char  proj_guard_lua[] =
+    "local cur\n"
+    "if ARGV[1] == '' then cur = redis.call('GET', KEYS[1])\n"
+    "else cur = redis.call('HGET', KEYS[1], ARGV[1]) end\n"
+    "local new = tonumber(ARGV[3])\n"
+    "if cur then\n"
+    "  local ok, doc = pcall(cjson.decode, cur)\n"
+    "  if ok and type(doc) == 'table' then\n"
+    "    local v = tonumber(doc['version'])\n"
+    "    if v and (v > new or (v == new and cur == ARGV[2])) then\n"
+    "      if ARGV[4] ~= '' then\n"
+    "        redis.call('ZADD', 'cat:index', 0, ARGV[4])\n"
+    "      end\n"
+    "      return 0\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[1] == '' then redis.call('SET', KEYS[1], ARGV[2])\n"
+    "else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
+    "if ARGV[4] ~= '' then redis.call('ZADD', 'cat:index', 0, ARGV[4]) end\n"
+    "return 1\n";
+
+
+proj_outbox_t *
+proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
+    int page, const proj_outbox_metrics_t *metrics)
+{
+    proj_outbox_t  *o;
+
+    o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        return NULL;
+    }
+
+    o->pg = pg;
+    o->redis = redis;
+    o->producer = producer;
+    o->page = page;
+    o->m = *metrics;
+
+    return o;
+}
+
+
+void
+proj_outbox_free(proj_outbox_t *o)
+{
+    free(o);
+}
+
+
+/* PostgreSQL's json text ("a" : 1) as compact JSON; both live writes
+ * and rebuild go through here, so they store the same bytes. */
+static char *
+proj_compact(const char *text, size_t len)
+{
+    json_t        *j;
+    char          *s;
+    json_error_t   jerr;
+
+    j = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    if (j == NULL) {
+        return strndup(text, len);
+    }
+
+    s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+
+    return s;
+}
+
+
+/* Queues the guarded write of one value in the Redis pipeline. */
+static int
+proj_rm_append(proj_outbox_t *o, const char *key, const char *field,
+    const char *value, const char *version)
+{
+    const char  *argv[8], *member = "";
+    size_t       lens[8];
+    int          i;
+
+    if (field == NULL && strncmp(key, "cat:item:", 9) == 0) {
+        member = key + 9;
+    }
+
+    argv[0] = "EVAL";
+    argv[1] = proj_guard_lua;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = field != NULL ? field : "";
+    argv[5] = value;
+    argv[6] = version;
+    argv[7] = member;
+
+    for (i = 0; i < 8; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+
+    return cw_redis_append(o->redis, 8, argv, lens);
+}
+
+
+/* Reads the replies of n queued guarded writes. */
+static int
+proj_rm_flush(proj_outbox_t *o, size_t n, char *err, size_t errlen)
+{
+    redisReply  **replies;
+    size_t        i;
+    int           rc = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    replies = calloc(n, sizeof(*replies));
+    if (replies == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    if (cw_redis_exec(o->redis, replies, n, err, errlen) != 0) {
+        free(replies);
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (replies[i]->type == REDIS_REPLY_INTEGER) {
+            cw_counter_inc(replies[i]->integer ? o->m.rm_written
+                                               : o->m.rm_kept);
+        } else if (rc == 0) {
+            snprintf(err, errlen, "redis: %s",
+                     replies[i]->type == REDIS_REPLY_ERROR
+                     ? replies[i]->str : "unexpected reply");
+            rc = -1;
+        }
+        freeReplyObject(replies[i]);
+    }
+
+    free(replies);
+
+    return rc;
+}
+
+
+static rd_kafka_headers_t *
+proj_headers(const char *text)
+{
+    json_t              *a, *h;
+    size_t               i;
+    const char          *name, *value;
+    rd_kafka_headers_t  *hdrs;
+
+    a = json_loads(text, 0, NULL);
+    if (!json_is_array(a) || json_array_size(a) == 0) {
+        json_decref(a);
+        return NULL;
+    }
+
+    hdrs = rd_kafka_headers_new(json_array_size(a));
+
+    json_array_foreach(a, i, h) {
+        name = json_string_value(json_object_get(h, "name"));
+        value = json_string_value(json_object_get(h, "value"));
+        if (name != NULL && value != NULL) {
+            rd_kafka_header_add(hdrs, name, -1, value, -1);
+        }
+    }
+
+    json_decref(a);
+
+    return hdrs;
+}
+
+
+static unsigned char *
+proj_unescape(PGresult *res, int row, int col, size_t *len)
+{
+    if (PQgetisnull(res, row, col)) {
+        *len = 0;
+        return NULL;
+    }
+
+    return PQunescapeBytea((const unsigned char *) PQgetvalue(res, row, col),
+                           len);
+}
+
+
+typedef struct {
+    proj_outbox_t  *o;
+    int             done;
+} proj_drain_t;
+
+
+static cw_pg_class_t
+proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    char                 limit[16], ignore[256], *value;
+    int                  i, nrows, rc = 0;
+    size_t               klen, plen, nredis = 0, nkafka = 0;
+    cw_buf_t             ids;
+    PGresult            *res, *del;
+    proj_drain_t        *d = ud;
+    proj_outbox_t       *o = d->o;
+    cw_pg_class_t        cls;
+    unsigned char       *key, *payload;
+    const char          *p[1];
+    rd_kafka_headers_t  *hdrs;
+
+    snprintf(limit, sizeof(limit), "%d", o->page);
+    p[0] = limit;
+
+    res = cw_pg_exec(pg, "SELECT id, kind, topic, msg_key, headers::text,"
+                     " payload, rm_key, rm_field, rm_version FROM outbox"
+                     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", 1, p,
+                     &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    nrows = PQntuples(res);
+    d->done = nrows;
+    cw_gauge_set(o->m.pending, nrows);
+
+    if (nrows == 0) {
+        PQclear(res);
+        return CW_PG_OK;
+    }
+
+    cw_buf_init(&ids);
+    cw_buf_putc(&ids, '{');
+
+    for (i = 0; i < nrows && rc == 0; i++) {
+        cw_buf_printf(&ids, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+
+        payload = proj_unescape(res, i, 5, &plen);
+
+        if (strcmp(PQgetvalue(res, i, 1), "redis") == 0) {
+            value = proj_compact((const char *) payload, plen);
+            rc = value == NULL
+                 || proj_rm_append(o, PQgetvalue(res, i, 6),
+                                   PQgetisnull(res, i, 7)
+                                   ? NULL : PQgetvalue(res, i, 7),
+                                   value, PQgetvalue(res, i, 8)) != 0;
+            if (rc != 0) {
+                snprintf(err, errlen, "redis unavailable");
+            }
+            free(value);
+            if (rc == 0) {
+                nredis++;
+            }
+
+        } else {
+            key = proj_unescape(res, i, 3, &klen);
+            hdrs = proj_headers(PQgetvalue(res, i, 4));
+            rc = cw_kafka_produce(o->producer, PQgetvalue(res, i, 2), -1,
+                                  key, klen, payload, plen, hdrs, err,
+                                  errlen);
+            if (rc != 0 && hdrs != NULL) {
+                rd_kafka_headers_destroy(hdrs);
+            }
+            PQfreemem(key);
+            nkafka++;
+        }
+
+        PQfreemem(payload);
+    }
+
+    cw_buf_putc(&ids, '}');
+    PQclear(res);
+
+    /* Replies of queued writes are read even when a later row failed,
+     * so the connection stays in step. */
+    if (proj_rm_flush(o, nredis, rc ? ignore : err, sizeof(ignore)) != 0
+        && rc == 0)
+    {
+        rc = -1;
+    }
+
+    if (rc == 0 && nkafka > 0) {
+        rc = cw_kafka_producer_flush(o->producer, 10000, err, errlen);
+    }
+
+    if (rc != 0 || ids.oom) {
+        cw_buf_free(&ids);
+        return CW_PG_TRANSIENT;
+    }
+
+    cw_counter_add(o->m.published, (double) nkafka);
+
+    p[0] = ids.data;
+    del = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                     1, p, &cls, err, errlen);
+    cw_buf_free(&ids);
+
+    if (del == NULL) {
+        return cls;
+    }
+
+    PQclear(del);
+
+    return CW_PG_OK;
+}
+
+
+int
+proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
+{
+    proj_drain_t   d = { o, 0 };
+    cw_pg_class_t  cls;
+
+    cls = cw_pg_txn(o->pg, proj_drain_txn, &d, 1, err, errlen);
+    if (cls != CW_PG_OK) {
+        cw_counter_inc(o->m.failures);
+        return -1;
+    }
+
+    return d.done;
+}
+
+
+static cw_pg_class_t
+proj_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    char            *value;
+    int              i, n;
+    long long        total = 0;
+    PGresult        *res;
+    proj_outbox_t   *o = ud;
+    cw_pg_class_t    cls;
+
+    res = cw_pg_exec(pg, "DECLARE rm CURSOR FOR"
+                     " SELECT 'cat:item:' || id, NULL, version::text, doc"
+                     " FROM rm_item_docs UNION ALL"
+                     " SELECT 'inv:' || store_id, sku, version::text, value"
+                     " FROM rm_stock_values", 0, NULL, &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+    PQclear(res);
+
+    for ( ;; ) {
+        res = cw_pg_exec(pg, "FETCH 1000 FROM rm", 0, NULL, &cls, err,
+                         errlen);
+        if (res == NULL) {
+            return cls;
+        }
+
+        n = PQntuples(res);
+        if (n == 0) {
+            PQclear(res);
+            break;
+        }
+
+        for (i = 0; i < n; i++) {
+            value = proj_compact(PQgetvalue(res, i, 3),
+                                 (size_t) PQgetlength(res, i, 3));
+            if (value == NULL
+                || proj_rm_append(o, PQgetvalue(res, i, 0),
+                                  PQgetisnull(res, i, 1)
+                                  ? NULL : PQgetvalue(res, i, 1),
+                                  value, PQgetvalue(res, i, 2)) != 0)
+            {
+                free(value);
+                PQclear(res);
+                snprintf(err, errlen, "redis unavailable");
+                return CW_PG_TRANSIENT;
+            }
+            free(value);
+        }
+
+        PQclear(res);
+
+        if (proj_rm_flush(o, (size_t) n, err, errlen) != 0) {
+            return CW_PG_TRANSIENT;
+        }
+
+        total += n;
+    }
+
+    {
+        cw_field_t  f[] = { CW_FINT("values", total) };
+
+        cw_log_kv(CW_LOG_INFO, f, 1, "read model rebuilt from PostgreSQL");
+    }
+
+    return CW_PG_OK;
+}
+
+
+int
+proj_outbox_rebuild(proj_outbox_t *o, volatile int *stop)
+{
+    char           err[512];
+    cw_pg_class_t  cls;
+
+    cls = cw_pg_txn(o->pg, proj_rebuild_txn, o, 5, err, sizeof(err));
+    if (cls != CW_PG_OK) {
+        cw_log(CW_LOG_ERROR, "rebuild failed: %s", err);
+        return -1;
+    }
+
+    return 0;
+}

@@ -1,0 +1,1446 @@
+/*
+ * proj_store: the transactional heart of the projector.
+ *
+ * One batch = one transaction:
+ *
+ *   for each partition: lock its consumer_offsets row; messages below the
+ *       stored offset were applied by another member already (fencing
+ *       after a rebalance) and are skipped;
+ *   for each message, inside a savepoint:
+ *       archive the raw bytes and headers;
+ *       invalid -> dead_letters + outbox copy for commerce.dlq;
+ *       already applied (inbound_processed has its dedup key) -> nothing;
+ *       else apply each command to the catalog, append its events to the
+ *       event store (event ids derived from the message, unique) and to
+ *       the outbox; a command the store rejects (unmapped reference,
+ *       stock underflow, a value PostgreSQL refuses) rolls the message
+ *       back to its savepoint and dead-letters it instead;
+ *   render the read-model values of every touched item and stock level
+ *       into the outbox (proj_outbox.c writes them to Redis after commit);
+ *   store the next offset of each partition; COMMIT.
+ *
+ * A transient failure (connection lost, serialization failure, deadlock)
+ * rolls everything back and the same batch is retried with backoff, so a
+ * crash or an outage at any point neither loses nor duplicates anything.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cw_buf.h"
+#include "cw_log.h"
+#include "cw_retry.h"
+#include "cw_time.h"
+#include "proj_store.h"
+
+#define PROJ_HDR_MAX   1024
+
+typedef struct {
+    rd_kafka_message_t  *m;
+    const char          *topic;
+    char                *source;
+    char                *wtopic;       /* header "topic" */
+    char                *delivery_id;
+    char                *traceparent;
+    char                *key;
+    json_t              *headers;      /* [{"name":..,"value":..}] */
+    char                *headers_text;
+    json_t              *cmds;         /* NULL when invalid */
+    proj_error_t         err;
+    char                 dedup[600];
+} proj_msg_t;
+
+struct proj_store_s {
+    cw_pg_t               *pg;
+    const char            *group_id;
+    const char            *events_topic;
+    const char            *dlq_topic;
+    proj_store_metrics_t   m;
+
+    /* Per attempt of a batch. */
+    json_t                *items;      /* set: item id -> true */
+    json_t                *stocks;     /* set: store "\n" sku -> [s, sku] */
+    long long              n_applied, n_dup, n_skip, n_dead, n_events;
+    long long              n_stale;
+};
+
+typedef struct {
+    proj_store_t   *st;
+    proj_msg_t     *msgs;
+    size_t          n;
+} proj_batch_t;
+
+/* Outcome of one command: ok, a rejection that dead-letters the
+ * message, or a database error of the given class. */
+typedef enum {
+    PROJ_OK = 0,
+    PROJ_REJECT,
+    PROJ_DB
+} proj_rc_t;
+
+typedef struct {
+    proj_store_t   *st;
+    proj_msg_t     *msg;
+    json_t         *cmd;
+    size_t          index;        /* command index in the message */
+    int             nevent;       /* events emitted by this command */
+    proj_error_t   *err;          /* rejection reason */
+    cw_pg_class_t   cls;          /* database error class */
+    char           *dberr;
+    size_t          dberrlen;
+} proj_ctx_t;
+
+
+static const struct {
+    const char  *name;
+    int          nparams;
+    const char  *sql;
+} proj_stmts[] = {
+
+    { "off_ensure", 4,
+      "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+      " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING" },
+
+    { "off_lock", 3,
+      "SELECT next_offset FROM consumer_offsets WHERE group_id = $1"
+      " AND topic = $2 AND partition = $3 FOR UPDATE" },
+
+    { "off_set", 4,
+      "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
+      " WHERE group_id = $1 AND topic = $2 AND partition = $3" },
+
+    { "off_load", 2,
+      "SELECT partition, next_offset FROM consumer_offsets"
+      " WHERE group_id = $1 AND topic = $2" },
+
+    { "archive", 9,
+      "INSERT INTO inbound_archive (topic, partition, \"offset\", msg_key,"
+      " headers, body, source, delivery_id, kafka_ts)"
+      " VALUES ($1, $2, $3, $4::bytea, $5::jsonb, $6::bytea, $7, $8,"
+      " to_timestamp($9::double precision / 1000))"
+      " ON CONFLICT (topic, partition, \"offset\") DO UPDATE"
+      " SET consumed_at = inbound_archive.consumed_at RETURNING id" },
+
+    { "processed", 3,
+      "INSERT INTO inbound_processed (dedup_key, archive_id, commands)"
+      " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1" },
+
+    /* The DLQ row and its Kafka copy: original bytes, original headers
+     * plus the reason. */
+    { "dead", 11,
+      "WITH d AS (INSERT INTO dead_letters (topic, partition, \"offset\","
+      " msg_key, headers, body, source, delivery_id, reason, detail)"
+      " VALUES ($1, $2, $3, $4::bytea, $5::jsonb, $6::bytea, $7, $8, $9, $10)"
+      " ON CONFLICT (topic, partition, \"offset\") DO NOTHING RETURNING id)"
+      " INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $11, $4::bytea, $5::jsonb || jsonb_build_array("
+      " jsonb_build_object('name', 'dlq_reason', 'value', $9::text),"
+      " jsonb_build_object('name', 'dlq_detail', 'value', $10::text),"
+      " jsonb_build_object('name', 'dlq_id', 'value', d.id::text),"
+      " jsonb_build_object('name', 'dlq_origin', 'value',"
+      " $1::text || '/' || $2::integer::text || '/' || $3::bigint::text)),"
+      " $6::bytea FROM d" },
+
+    { "map_get", 3,
+      "SELECT canonical_id FROM source_mappings WHERE source = $1"
+      " AND kind = $2 AND external_id = $3" },
+
+    { "map_put", 4,
+      "INSERT INTO source_mappings (source, kind, external_id, canonical_id)"
+      " VALUES ($1, $2, $3, $4) ON CONFLICT (source, kind, external_id)"
+      " DO UPDATE SET canonical_id = EXCLUDED.canonical_id,"
+      " updated_at = now()"
+      " WHERE source_mappings.canonical_id <> EXCLUDED.canonical_id" },
+
+    { "merchant_put", 1,
+      "INSERT INTO merchants (id) VALUES ($1) ON CONFLICT DO NOTHING" },
+
+    { "store_put", 2,
+      "WITH m AS (INSERT INTO merchants (id) SELECT $2::text"
+      " WHERE $2::text IS NOT NULL"
+      " ON CONFLICT DO NOTHING RETURNING id)"
+      " INSERT INTO stores (id, merchant_id)"
+      " SELECT $1, (SELECT id FROM merchants WHERE id = $2::text"
+      " UNION SELECT id FROM m LIMIT 1)"
+      " ON CONFLICT DO NOTHING" },
+
+    { "item_put", 10,
+      "INSERT INTO products (id, merchant_id, sku, name, description, brand,"
+      " tags, attributes, source, source_updated_at)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9,"
+      " $10::timestamptz)"
+      " ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,"
+      " sku = EXCLUDED.sku, name = EXCLUDED.name,"
+      " description = EXCLUDED.description, brand = EXCLUDED.brand,"
+      " tags = EXCLUDED.tags, attributes = EXCLUDED.attributes,"
+      " source = EXCLUDED.source,"
+      " source_updated_at = COALESCE(EXCLUDED.source_updated_at,"
+      " products.source_updated_at),"
+      " version = products.version + 1, updated_at = now()"
+      " WHERE products.source_updated_at IS NULL"
+      " OR EXCLUDED.source_updated_at IS NULL"
+      " OR EXCLUDED.source_updated_at >= products.source_updated_at"
+      " RETURNING version" },
+
+    { "variants_sync", 2,
+      "WITH v AS (SELECT e->>'sku' AS sku, e->>'name' AS name,"
+      " COALESCE(e->'options', '{}'::jsonb) AS options, ord"
+      " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)),"
+      " d AS (DELETE FROM variants WHERE item_id = $1"
+      " AND sku NOT IN (SELECT sku FROM v))"
+      " INSERT INTO variants (sku, item_id, position, name, options)"
+      " SELECT sku, $1, ord, name, options FROM v"
+      " ON CONFLICT (sku) DO UPDATE SET item_id = EXCLUDED.item_id,"
+      " position = EXCLUDED.position, name = EXCLUDED.name,"
+      " options = EXCLUDED.options, updated_at = now()" },
+
+    { "addons_sync", 2,
+      "WITH g AS (SELECT e->>'id' AS id, e->>'name' AS name,"
+      " (e->>'min')::int AS min_select, (e->>'max')::int AS max_select,"
+      " e->'addons' AS addons, ord"
+      " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)),"
+      " d AS (DELETE FROM addon_groups WHERE item_id = $1"
+      " AND group_id NOT IN (SELECT id FROM g))"
+      " INSERT INTO addon_groups (item_id, group_id, position, name,"
+      " min_select, max_select, addons)"
+      " SELECT $1, id, ord, name, min_select, max_select, addons FROM g"
+      " ON CONFLICT (item_id, group_id) DO UPDATE"
+      " SET position = EXCLUDED.position, name = EXCLUDED.name,"
+      " min_select = EXCLUDED.min_select, max_select = EXCLUDED.max_select,"
+      " addons = EXCLUDED.addons" },
+
+    { "price_put", 5,
+      "INSERT INTO price_book (sku, store_id, amount_minor, currency,"
+      " source_ts) VALUES ($1, $2, $3, $4, $5::timestamptz)"
+      " ON CONFLICT (sku, store_id) DO UPDATE"
+      " SET amount_minor = EXCLUDED.amount_minor,"
+      " currency = EXCLUDED.currency,"
+      " source_ts = COALESCE(EXCLUDED.source_ts, price_book.source_ts),"
+      " version = price_book.version + 1, updated_at = now()"
+      " WHERE price_book.source_ts IS NULL OR EXCLUDED.source_ts IS NULL"
+      " OR EXCLUDED.source_ts >= price_book.source_ts"
+      " RETURNING version" },
+
+    /* A price change changes the rendered item and stock values: bump
+     * their versions so the read model accepts the new renderings. */
+    { "price_bump_item", 1,
+      "UPDATE products p SET version = p.version + 1, updated_at = now()"
+      " FROM variants v WHERE v.sku = $1 AND p.id = v.item_id"
+      " RETURNING p.id" },
+
+    { "price_bump_stock", 2,
+      "UPDATE stock_levels SET version = version + 1, updated_at = now()"
+      " WHERE sku = $1 AND ($2 = '' OR store_id = $2) RETURNING store_id" },
+
+    /* prev is joined into the inserted row so that it is read (and
+     * locked) before the upsert changes the row; referenced only from
+     * RETURNING it would run after and see nothing. */
+    { "stock_set", 4,
+      "WITH prev AS (SELECT on_hand, reserved FROM stock_levels"
+      " WHERE store_id = $1 AND sku = $2 FOR UPDATE)"
+      " INSERT INTO stock_levels (store_id, sku, on_hand, source_ts)"
+      " SELECT $1, $2, $3, $4::timestamptz FROM (SELECT 1) AS one"
+      " LEFT JOIN prev ON true"
+      " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
+      " source_ts = COALESCE(EXCLUDED.source_ts, stock_levels.source_ts),"
+      " version = stock_levels.version + 1, updated_at = now()"
+      " WHERE stock_levels.source_ts IS NULL OR EXCLUDED.source_ts IS NULL"
+      " OR EXCLUDED.source_ts >= stock_levels.source_ts"
+      " RETURNING version, on_hand, reserved,"
+      " (SELECT on_hand FROM prev), (SELECT reserved FROM prev)" },
+
+    { "stock_add", 3,
+      "WITH prev AS (SELECT on_hand, reserved FROM stock_levels"
+      " WHERE store_id = $1 AND sku = $2 FOR UPDATE)"
+      " INSERT INTO stock_levels (store_id, sku, on_hand)"
+      " SELECT $1, $2, $3 FROM (SELECT 1) AS one LEFT JOIN prev ON true"
+      " ON CONFLICT (store_id, sku) DO UPDATE"
+      " SET on_hand = stock_levels.on_hand + EXCLUDED.on_hand,"
+      " version = stock_levels.version + 1, updated_at = now()"
+      " RETURNING version, on_hand, reserved,"
+      " (SELECT on_hand FROM prev), (SELECT reserved FROM prev)" },
+
+    { "stock_sub", 3,
+      "UPDATE stock_levels SET on_hand = on_hand + $3,"
+      " version = version + 1, updated_at = now()"
+      " WHERE store_id = $1 AND sku = $2 AND on_hand + $3 >= 0"
+      " RETURNING version, on_hand, reserved, on_hand - $3, reserved" },
+
+    { "event", 12,
+      "WITH e AS (INSERT INTO event_store (event_id, aggregate_type,"
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"
+      " causation_id) VALUES ($1::uuid, $2, $3, $4, $5, $6::jsonb,"
+      " $7::jsonb, $8, $9) ON CONFLICT (event_id) DO NOTHING"
+      " RETURNING event_id)"
+      " INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $10, convert_to($3, 'UTF8'), $11::jsonb,"
+      " convert_to($12, 'UTF8') FROM e" },
+
+    { "stock_event", 19,
+      "WITH e AS (INSERT INTO event_store (event_id, aggregate_type,"
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"
+      " causation_id) VALUES ($1::uuid, $2, $3, $4, $5, $6::jsonb,"
+      " $7::jsonb, $8, $9) ON CONFLICT (event_id) DO NOTHING"
+      " RETURNING event_id),"
+      " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"
+      " delta, on_hand_after, reason, source_ts)"
+      " SELECT $13, $14, e.event_id, $15, $16, $17, $18, $19::timestamptz"
+      " FROM e)"
+      " INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $10, convert_to($3, 'UTF8'), $11::jsonb,"
+      " convert_to($12, 'UTF8') FROM e" },
+
+    { "rm_items", 1,
+      "INSERT INTO outbox (kind, rm_key, rm_version, payload)"
+      " SELECT 'redis', 'cat:item:' || id, version, convert_to(doc, 'UTF8')"
+      " FROM rm_item_docs"
+      " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))" },
+
+    { "rm_stocks", 1,
+      "INSERT INTO outbox (kind, rm_key, rm_field, rm_version, payload)"
+      " SELECT 'redis', 'inv:' || store_id, sku, version,"
+      " convert_to(value, 'UTF8') FROM rm_stock_values"
+      " WHERE (store_id, sku) IN (SELECT e->>0, e->>1"
+      " FROM jsonb_array_elements($1::jsonb) e)" },
+};
+
+
+proj_store_t *
+proj_store_new(cw_pg_t *pg, const char *group_id, const char *events_topic,
+    const char *dlq_topic, const proj_store_metrics_t *metrics)
+{
+    proj_store_t  *st;
+
+    st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return NULL;
+    }
+
+    st->pg = pg;
+    st->group_id = group_id;
+    st->events_topic = events_topic;
+    st->dlq_topic = dlq_topic;
+    st->m = *metrics;
+
+    return st;
+}
+
+
+void
+proj_store_free(proj_store_t *st)
+{
+    if (st != NULL) {
+        json_decref(st->items);
+        json_decref(st->stocks);
+        free(st);
+    }
+}
+
+
+int
+proj_store_prepare(proj_store_t *st, char *err, size_t errlen)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(proj_stmts) / sizeof(proj_stmts[0]); i++) {
+        if (cw_pg_prepare(st->pg, proj_stmts[i].name, proj_stmts[i].sql,
+                          proj_stmts[i].nparams, err, errlen) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+proj_store_load_offsets(proj_store_t *st,
+    rd_kafka_topic_partition_list_t *parts, volatile int *stop)
+{
+    int            i, j;
+    char           err[512];
+    PGresult      *res;
+    cw_backoff_t   bo;
+    cw_pg_class_t  cls;
+    const char    *p[2];
+
+    cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
+
+    for (i = 0; i < parts->cnt; i++) {
+        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+
+    for ( ;; ) {
+        p[0] = st->group_id;
+        p[1] = parts->cnt > 0 ? parts->elems[0].topic : "";
+
+        res = cw_pg_execp(st->pg, "off_load", 2, p, &cls, err, sizeof(err));
+        if (res != NULL) {
+            break;
+        }
+
+        if (cls == CW_PG_PERMANENT || *stop) {
+            cw_log(CW_LOG_ERROR, "loading offsets: %s", err);
+            return -1;
+        }
+
+        cw_log(CW_LOG_WARN, "loading offsets, will retry: %s", err);
+        cw_sleep_ms(cw_backoff_next(&bo), stop);
+    }
+
+    for (j = 0; j < PQntuples(res); j++) {
+        for (i = 0; i < parts->cnt; i++) {
+            if (parts->elems[i].partition == atoi(PQgetvalue(res, j, 0))
+                && strcmp(parts->elems[i].topic, p[1]) == 0)
+            {
+                parts->elems[i].offset = atoll(PQgetvalue(res, j, 1));
+            }
+        }
+    }
+
+    PQclear(res);
+
+    return 0;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Message preparation (outside the transaction, once per batch).      */
+
+static char *
+proj_strndup_or_null(const void *p, size_t n)
+{
+    return p == NULL ? NULL : strndup(p, n);
+}
+
+
+static void
+proj_msg_headers(proj_msg_t *pm)
+{
+    size_t        i, size;
+    const char   *name;
+    const void   *value;
+    cw_buf_t      b;
+    rd_kafka_headers_t  *hdrs;
+
+    cw_buf_init(&b);
+    cw_buf_putc(&b, '[');
+
+    if (rd_kafka_message_headers(pm->m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        for (i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size)
+                    == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+        {
+            if (i > 0) {
+                cw_buf_putc(&b, ',');
+            }
+            cw_buf_puts(&b, "{\"name\":");
+            cw_buf_json_str(&b, name);
+            cw_buf_puts(&b, ",\"value\":\"");
+            if (value != NULL) {
+                cw_buf_json_escape(&b, value, size);
+            }
+            cw_buf_puts(&b, "\"}");
+
+            if (value == NULL || size > PROJ_HDR_MAX) {
+                continue;
+            }
+
+            if (strcmp(name, "source") == 0 && pm->source == NULL) {
+                pm->source = proj_strndup_or_null(value, size);
+            } else if (strcmp(name, "topic") == 0 && pm->wtopic == NULL) {
+                pm->wtopic = proj_strndup_or_null(value, size);
+            } else if (strcmp(name, "delivery_id") == 0
+                       && pm->delivery_id == NULL)
+            {
+                pm->delivery_id = proj_strndup_or_null(value, size);
+            } else if (strcmp(name, "traceparent") == 0
+                       && pm->traceparent == NULL)
+            {
+                pm->traceparent = proj_strndup_or_null(value, size);
+            }
+        }
+    }
+
+    cw_buf_putc(&b, ']');
+
+    pm->headers_text = b.oom ? strdup("[]") : strdup(b.data);
+    cw_buf_free(&b);
+}
+
+
+static void
+proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m)
+{
+    proj_input_t  in;
+
+    memset(pm, 0, sizeof(*pm));
+    pm->m = m;
+    pm->topic = rd_kafka_topic_name(m->rkt);
+
+    proj_msg_headers(pm);
+
+    if (m->key != NULL && m->key_len > 0 && m->key_len <= PROJ_ID_MAX
+        && memchr(m->key, '\0', m->key_len) == NULL)
+    {
+        pm->key = strndup(m->key, m->key_len);
+    }
+
+    if (pm->source != NULL && pm->delivery_id != NULL
+        && pm->delivery_id[0] != '\0')
+    {
+        snprintf(pm->dedup, sizeof(pm->dedup), "%s|%s", pm->source,
+                 pm->delivery_id);
+    } else {
+        snprintf(pm->dedup, sizeof(pm->dedup), "%s|%" PRId32 "|%" PRId64,
+                 pm->topic, m->partition, m->offset);
+    }
+
+    in.source = pm->source;
+    in.topic = pm->wtopic;
+    in.key = pm->key;
+    in.body = m->payload != NULL ? m->payload : "";
+    in.len = m->len;
+
+    pm->cmds = proj_adapt(&in, &pm->err);
+}
+
+
+static void
+proj_msg_free(proj_msg_t *pm)
+{
+    free(pm->source);
+    free(pm->wtopic);
+    free(pm->delivery_id);
+    free(pm->traceparent);
+    free(pm->key);
+    free(pm->headers_text);
+    json_decref(pm->cmds);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Commands.                                                           */
+
+static proj_rc_t
+proj_exec(proj_ctx_t *c, const char *stmt, int n, const char *const *p,
+    PGresult **out)
+{
+    PGresult  *res;
+
+    res = cw_pg_execp(c->st->pg, stmt, n, p, &c->cls, c->dberr, c->dberrlen);
+    if (res == NULL) {
+        return PROJ_DB;
+    }
+
+    if (out != NULL) {
+        *out = res;
+    } else {
+        PQclear(res);
+    }
+
+    return PROJ_OK;
+}
+
+
+static const char *
+proj_str(json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+
+/* Appends one event to the event store and the outbox. stock is NULL,
+ * or the ledger columns of a stock event. */
+static proj_rc_t
+proj_emit(proj_ctx_t *c, const char *agg_type, const char *agg_id,
+    long long version, const char *type, json_t *data,
+    const char *const *stock)
+{
+    char          name[700], id[37], ver[24], ts[32];
+    char         *data_s, *meta_s, *hdr_s, *payload_s;
+    json_t       *meta, *hdrs, *payload;
+    proj_rc_t     rc;
+    proj_msg_t   *pm = c->msg;
+    const char   *p[19];
+    int           i;
+
+    snprintf(name, sizeof(name), "%s#%zu#%d", pm->dedup, c->index,
+             c->nevent++);
+    proj_uuid_from_name(name, strlen(name), id);
+    snprintf(ver, sizeof(ver), "%lld", version);
+    cw_wall_ts(ts, sizeof(ts));
+
+    meta = json_pack("{s:s?, s:s?, s:s?, s:{s:s, s:I, s:I}}",
+                     "source", pm->source, "delivery_id", pm->delivery_id,
+                     "traceparent", pm->traceparent,
+                     "inbound", "topic", pm->topic,
+                     "partition", (json_int_t) pm->m->partition,
+                     "offset", (json_int_t) pm->m->offset);
+    hdrs = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s?}]",
+                     "name", "event_type", "value", type,
+                     "name", "event_id", "value", id,
+                     "name", "traceparent", "value", pm->traceparent);
+    payload = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:O, s:O}",
+                        "event_id", id, "type", type,
+                        "aggregate_type", agg_type, "aggregate_id", agg_id,
+                        "version", (json_int_t) version, "occurred_at", ts,
+                        "data", data, "metadata", meta);
+
+    data_s = json_dumps(data, JSON_COMPACT);
+    meta_s = json_dumps(meta, JSON_COMPACT);
+    hdr_s = json_dumps(hdrs, JSON_COMPACT);
+    payload_s = json_dumps(payload, JSON_COMPACT);
+
+    p[0] = id;
+    p[1] = agg_type;
+    p[2] = agg_id;
+    p[3] = ver;
+    p[4] = type;
+    p[5] = data_s;
+    p[6] = meta_s;
+    p[7] = pm->delivery_id != NULL ? pm->delivery_id : pm->dedup;
+    p[8] = pm->dedup;
+    p[9] = c->st->events_topic;
+    p[10] = hdr_s;
+    p[11] = payload_s;
+
+    if (data_s == NULL || meta_s == NULL || hdr_s == NULL
+        || payload_s == NULL)
+    {
+        snprintf(c->dberr, c->dberrlen, "out of memory");
+        c->cls = CW_PG_PERMANENT;
+        rc = PROJ_DB;
+
+    } else if (stock != NULL) {
+        for (i = 0; i < 7; i++) {
+            p[12 + i] = stock[i];
+        }
+        rc = proj_exec(c, "stock_event", 19, p, NULL);
+
+    } else {
+        rc = proj_exec(c, "event", 12, p, NULL);
+    }
+
+    if (rc == PROJ_OK) {
+        c->st->n_events++;
+    }
+
+    free(data_s);
+    free(meta_s);
+    free(hdr_s);
+    free(payload_s);
+    json_decref(meta);
+    json_decref(hdrs);
+    json_decref(payload);
+
+    return rc;
+}
+
+
+static void
+proj_touch_stock(proj_store_t *st, const char *store, const char *sku)
+{
+    char  k[2 * PROJ_ID_MAX + 2];
+
+    snprintf(k, sizeof(k), "%s\n%s", store, sku);
+    json_object_set_new(st->stocks, k, json_pack("[s, s]", store, sku));
+}
+
+
+/* Resolves a {"kind","external_id"[,"default"]} reference of the
+ * command's source to a canonical id. With a default, an unknown
+ * reference is created pointing at it. */
+static proj_rc_t
+proj_resolve(proj_ctx_t *c, json_t *ref, char *out, size_t size)
+{
+    PGresult    *res;
+    proj_rc_t    rc;
+    const char  *p[4], *def;
+
+    p[0] = proj_str(c->cmd, "source");
+    p[1] = proj_str(ref, "kind");
+    p[2] = proj_str(ref, "external_id");
+
+    rc = proj_exec(c, "map_get", 3, p, &res);
+    if (rc != PROJ_OK) {
+        return rc;
+    }
+
+    if (PQntuples(res) == 1) {
+        snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return PROJ_OK;
+    }
+
+    PQclear(res);
+
+    def = proj_str(ref, "default");
+    if (def == NULL) {
+        proj_error_set(c->err, "unmapped_reference", "no %s mapping for %s "
+                       "%s id %s", p[0], p[0], p[1], p[2]);
+        return PROJ_REJECT;
+    }
+
+    p[3] = def;
+    snprintf(out, size, "%s", def);
+
+    return proj_exec(c, "map_put", 4, p, NULL);
+}
+
+
+static proj_rc_t
+proj_item_upsert(proj_ctx_t *c)
+{
+    char         id[PROJ_ID_MAX + 1], ver[24];
+    char        *tags, *attrs, *variants, *addons;
+    json_t      *item, *ref, *maps, *m;
+    size_t       i;
+    PGresult    *res;
+    proj_rc_t    rc;
+    long long    version;
+    const char  *p[10];
+
+    item = json_object_get(c->cmd, "item");
+    snprintf(id, sizeof(id), "%s", proj_str(item, "id"));
+
+    ref = json_object_get(c->cmd, "id_ref");
+    if (ref != NULL) {
+        json_t  *r = json_deep_copy(ref);
+
+        json_object_set_new(r, "default", json_string(id));
+        rc = proj_resolve(c, r, id, sizeof(id));
+        json_decref(r);
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+        json_object_set_new(item, "id", json_string(id));
+    }
+
+    maps = json_object_get(c->cmd, "mappings");
+    json_array_foreach(maps, i, m) {
+        p[0] = proj_str(c->cmd, "source");
+        p[1] = proj_str(m, "kind");
+        p[2] = proj_str(m, "external_id");
+        p[3] = proj_str(m, "canonical_id");
+        if (strcmp(p[1], "product") == 0) {
+            p[3] = id;
+        }
+        rc = proj_exec(c, "map_put", 4, p, NULL);
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+    }
+
+    p[0] = proj_str(c->cmd, "merchant_id");
+    if (p[0] != NULL) {
+        rc = proj_exec(c, "merchant_put", 1, p, NULL);
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+    }
+
+    tags = json_dumps(json_object_get(item, "tags"), JSON_COMPACT);
+    attrs = json_dumps(json_object_get(item, "attributes"), JSON_COMPACT);
+    variants = json_dumps(json_object_get(item, "variants"), JSON_COMPACT);
+    addons = json_dumps(json_object_get(item, "addon_groups"), JSON_COMPACT);
+
+    p[0] = id;
+    p[1] = proj_str(c->cmd, "merchant_id");
+    p[2] = proj_str(item, "sku");
+    p[3] = proj_str(item, "name");
+    p[4] = proj_str(item, "description");
+    p[5] = proj_str(item, "brand");
+    p[6] = tags;
+    p[7] = attrs;
+    p[8] = proj_str(c->cmd, "source");
+    p[9] = proj_str(c->cmd, "as_of");
+
+    rc = proj_exec(c, "item_put", 10, p, &res);
+    if (rc != PROJ_OK) {
+        goto done;
+    }
+
+    if (PQntuples(res) == 0) {
+        /* Older than what we have: the source sent them out of order. */
+        PQclear(res);
+        c->st->n_stale++;
+        goto done;
+    }
+
+    version = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    p[1] = variants;
+    rc = proj_exec(c, "variants_sync", 2, p, NULL);
+    if (rc != PROJ_OK) {
+        goto done;
+    }
+
+    p[1] = addons;
+    rc = proj_exec(c, "addons_sync", 2, p, NULL);
+    if (rc != PROJ_OK) {
+        goto done;
+    }
+
+    snprintf(ver, sizeof(ver), "%lld", version);
+    json_object_set_new(c->st->items, id, json_true());
+
+    rc = proj_emit(c, "item", id, version, "catalog.item.updated", item,
+                   NULL);
+
+done:
+
+    free(tags);
+    free(attrs);
+    free(variants);
+    free(addons);
+
+    return rc;
+}
+
+
+static proj_rc_t
+proj_price_set(proj_ctx_t *c)
+{
+    char         amount[24], agg[2 * PROJ_ID_MAX + 32];
+    json_t      *price, *data;
+    int          i;
+    PGresult    *res;
+    proj_rc_t    rc;
+    long long    version;
+    const char  *p[5], *store;
+
+    price = json_object_get(c->cmd, "price");
+    store = proj_str(c->cmd, "store_id");
+    snprintf(amount, sizeof(amount), "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(price, "amount_minor")));
+
+    if (store != NULL) {
+        p[0] = store;
+        p[1] = proj_str(c->cmd, "merchant_id");
+        rc = proj_exec(c, "store_put", 2, p, NULL);
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+    }
+
+    p[0] = proj_str(c->cmd, "sku");
+    p[1] = store != NULL ? store : "";
+    p[2] = amount;
+    p[3] = proj_str(price, "currency");
+    p[4] = proj_str(c->cmd, "as_of");
+
+    rc = proj_exec(c, "price_put", 5, p, &res);
+    if (rc != PROJ_OK) {
+        return rc;
+    }
+
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        c->st->n_stale++;
+        return PROJ_OK;
+    }
+
+    version = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    if (store == NULL) {
+        rc = proj_exec(c, "price_bump_item", 1, p, &res);
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+        for (i = 0; i < PQntuples(res); i++) {
+            json_object_set_new(c->st->items, PQgetvalue(res, i, 0),
+                                json_true());
+        }
+        PQclear(res);
+    }
+
+    rc = proj_exec(c, "price_bump_stock", 2, p, &res);
+    if (rc != PROJ_OK) {
+        return rc;
+    }
+    for (i = 0; i < PQntuples(res); i++) {
+        proj_touch_stock(c->st, PQgetvalue(res, i, 0), p[0]);
+    }
+    PQclear(res);
+
+    snprintf(agg, sizeof(agg), "price:%s@%s", p[0], store ? store : "*");
+    data = json_pack("{s:s, s:s?, s:{s:s, s:s}}", "sku", p[0],
+                     "store_id", store, "price",
+                     "amount", proj_str(price, "amount"),
+                     "currency", p[3]);
+
+    rc = proj_emit(c, "price", agg, version, "pricing.price.updated", data,
+                   NULL);
+    json_decref(data);
+
+    return rc;
+}
+
+
+/* stock.set and stock.adjust: one statement changes the level under its
+ * row lock and returns before/after; then the ledger and events. */
+static proj_rc_t
+proj_stock(proj_ctx_t *c, int absolute)
+{
+    char         sku[PROJ_ID_MAX + 1], store[PROJ_ID_MAX + 1], q[24];
+    char         sdelta[24], safter[24], agg[2 * PROJ_ID_MAX + 32];
+    json_t      *ref, *data;
+    PGresult    *res;
+    proj_rc_t    rc;
+    long long    version, on_hand, reserved, prev, prev_res, delta;
+    int          was, now;
+    const char  *p[4], *stmt, *ledger[7];
+
+    ref = json_object_get(c->cmd, "sku_ref");
+    if (proj_str(c->cmd, "sku") == NULL && ref != NULL) {
+        rc = proj_resolve(c, ref, sku, sizeof(sku));
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+    } else {
+        snprintf(sku, sizeof(sku), "%s", proj_str(c->cmd, "sku"));
+    }
+
+    ref = json_object_get(c->cmd, "store_ref");
+    if (proj_str(c->cmd, "store_id") == NULL && ref != NULL) {
+        rc = proj_resolve(c, ref, store, sizeof(store));
+        if (rc != PROJ_OK) {
+            return rc;
+        }
+    } else {
+        snprintf(store, sizeof(store), "%s", proj_str(c->cmd, "store_id"));
+    }
+
+    p[0] = store;
+    p[1] = proj_str(c->cmd, "merchant_id");
+    rc = proj_exec(c, "store_put", 2, p, NULL);
+    if (rc != PROJ_OK) {
+        return rc;
+    }
+
+    delta = json_integer_value(json_object_get(c->cmd,
+                                               absolute ? "on_hand" : "delta"));
+    snprintf(q, sizeof(q), "%lld", delta);
+
+    p[1] = sku;
+    p[2] = q;
+    p[3] = proj_str(c->cmd, "as_of");
+    stmt = absolute ? "stock_set" : delta > 0 ? "stock_add" : "stock_sub";
+
+    rc = proj_exec(c, stmt, absolute ? 4 : 3, p, &res);
+    if (rc != PROJ_OK) {
+        return rc;
+    }
+
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        if (absolute) {
+            c->st->n_stale++;
+            return PROJ_OK;
+        }
+        proj_error_set(c->err, "stock_underflow", "delta %lld would take "
+                       "%s at %s below zero", delta, sku, store);
+        return PROJ_REJECT;
+    }
+
+    version = atoll(PQgetvalue(res, 0, 0));
+    on_hand = atoll(PQgetvalue(res, 0, 1));
+    reserved = atoll(PQgetvalue(res, 0, 2));
+    prev = PQgetisnull(res, 0, 3) ? 0 : atoll(PQgetvalue(res, 0, 3));
+    prev_res = PQgetisnull(res, 0, 4) ? 0 : atoll(PQgetvalue(res, 0, 4));
+    was = !PQgetisnull(res, 0, 3) && prev - prev_res > 0;
+    now = on_hand - reserved > 0;
+    PQclear(res);
+
+    proj_touch_stock(c->st, store, sku);
+
+    snprintf(sdelta, sizeof(sdelta), "%lld", on_hand - prev);
+    snprintf(safter, sizeof(safter), "%lld", on_hand);
+    ledger[0] = store;
+    ledger[1] = sku;
+    ledger[2] = absolute ? "set" : "adjust";
+    ledger[3] = sdelta;
+    ledger[4] = safter;
+    ledger[5] = absolute ? "count" : proj_str(c->cmd, "reason");
+    ledger[6] = proj_str(c->cmd, "as_of");
+
+    snprintf(agg, sizeof(agg), "stock:%s:%s", store, sku);
+    data = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:b}",
+                     "store_id", store, "sku", sku,
+                     "on_hand", (json_int_t) on_hand,
+                     "reserved", (json_int_t) reserved,
+                     "available", (json_int_t) (on_hand - reserved),
+                     "delta", (json_int_t) (on_hand - prev),
+                     "movement", ledger[2], "reason", ledger[5],
+                     "orderable", now);
+
+    rc = proj_emit(c, "stock", agg, version, "inventory.stock.changed", data,
+                   ledger);
+    json_decref(data);
+
+    if (rc != PROJ_OK || was == now) {
+        return rc;
+    }
+
+    snprintf(agg, sizeof(agg), "orderability:%s:%s", store, sku);
+    data = json_pack("{s:s, s:s, s:b, s:I}", "store_id", store, "sku", sku,
+                     "orderable", now,
+                     "available", (json_int_t) (on_hand - reserved));
+    rc = proj_emit(c, "orderability", agg, version,
+                   "inventory.orderability.changed", data, NULL);
+    json_decref(data);
+
+    return rc;
+}
+
+
+static proj_rc_t
+proj_command(proj_ctx_t *c)
+{
+    const char  *type = proj_str(c->cmd, "type");
+
+    c->nevent = 0;
+
+    if (strcmp(type, "item.upsert") == 0) {
+        return proj_item_upsert(c);
+    }
+    if (strcmp(type, "price.set") == 0) {
+        return proj_price_set(c);
+    }
+    if (strcmp(type, "stock.set") == 0) {
+        return proj_stock(c, 1);
+    }
+
+    return proj_stock(c, 0);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* The batch transaction.                                              */
+
+static cw_pg_class_t
+proj_dead_letter(proj_store_t *st, proj_msg_t *pm, const char *body_hex,
+    const char *key_hex, const char *part, const char *off,
+    const proj_error_t *why, char *err, size_t errlen)
+{
+    PGresult       *res;
+    cw_pg_class_t   cls;
+    const char     *p[11];
+    cw_field_t      f[] = { CW_FSTR("reason", why->reason),
+                            CW_FSTR("detail", why->detail),
+                            CW_FSTR("topic", pm->topic),
+                            CW_FINT("partition", pm->m->partition),
+                            CW_FINT("offset", pm->m->offset) };
+
+    p[0] = pm->topic;
+    p[1] = part;
+    p[2] = off;
+    p[3] = key_hex;
+    p[4] = pm->headers_text;
+    p[5] = body_hex;
+    p[6] = pm->source;
+    p[7] = pm->delivery_id;
+    p[8] = why->reason;
+    p[9] = why->detail;
+    p[10] = st->dlq_topic;
+
+    res = cw_pg_execp(st->pg, "dead", 11, p, &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    PQclear(res);
+    st->n_dead++;
+    cw_log_kv(CW_LOG_WARN, f, 5, "message dead-lettered");
+
+    return CW_PG_OK;
+}
+
+
+/* Savepoint helpers: a message's failure undoes only that message. */
+static cw_pg_class_t
+proj_sp(proj_store_t *st, const char *sql, char *err, size_t errlen)
+{
+    return cw_pg_command(st->pg, sql, err, errlen);
+}
+
+
+static cw_pg_class_t
+proj_apply_msg(proj_store_t *st, proj_msg_t *pm, char *err, size_t errlen)
+{
+    char            part[16], off[24], ts[24], archive_id[24];
+    char           *body_hex, *key_hex = NULL;
+    PGresult       *res;
+    proj_ctx_t      c;
+    proj_rc_t       rc = PROJ_OK;
+    proj_error_t    why;
+    cw_pg_class_t   cls;
+    const char     *p[9];
+    size_t          i;
+    int64_t         kts;
+    rd_kafka_timestamp_type_t  tstype;
+
+    snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
+    snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
+    kts = rd_kafka_message_timestamp(pm->m, &tstype);
+    snprintf(ts, sizeof(ts), "%" PRId64, kts >= 0 ? kts : 0);
+
+    body_hex = proj_bytea_hex(pm->m->payload, pm->m->len);
+    if (pm->m->key != NULL) {
+        key_hex = proj_bytea_hex(pm->m->key, pm->m->key_len);
+    }
+
+    if (body_hex == NULL || (pm->m->key != NULL && key_hex == NULL)) {
+        free(body_hex);
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    cls = proj_sp(st, "SAVEPOINT msg", err, errlen);
+    if (cls != CW_PG_OK) {
+        goto done;
+    }
+
+    p[0] = pm->topic;
+    p[1] = part;
+    p[2] = off;
+    p[3] = key_hex;
+    p[4] = pm->headers_text;
+    p[5] = body_hex;
+    p[6] = pm->source;
+    p[7] = pm->delivery_id;
+    p[8] = ts;
+
+    res = cw_pg_execp(st->pg, "archive", 9, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+
+    snprintf(archive_id, sizeof(archive_id), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    if (pm->cmds == NULL) {
+        cls = proj_dead_letter(st, pm, body_hex, key_hex, part, off,
+                               &pm->err, err, errlen);
+        goto release;
+    }
+
+    p[0] = pm->dedup;
+    p[1] = archive_id;
+    snprintf(ts, sizeof(ts), "%zu", json_array_size(pm->cmds));
+    p[2] = ts;
+
+    res = cw_pg_execp(st->pg, "processed", 3, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        st->n_dup++;
+        goto release;
+    }
+
+    PQclear(res);
+
+    memset(&c, 0, sizeof(c));
+    memset(&why, 0, sizeof(why));
+    c.st = st;
+    c.msg = pm;
+    c.err = &why;
+    c.dberr = err;
+    c.dberrlen = errlen;
+
+    for (i = 0; i < json_array_size(pm->cmds) && rc == PROJ_OK; i++) {
+        c.cmd = json_array_get(pm->cmds, i);
+        c.index = i;
+        rc = proj_command(&c);
+    }
+
+    if (rc == PROJ_DB && c.cls == CW_PG_PERMANENT) {
+        /* PostgreSQL refused a value (e.g. a date out of range): the
+         * message is at fault, not the database. */
+        proj_error_set(&why, "rejected_by_store", "%s", err);
+        rc = PROJ_REJECT;
+    }
+
+    if (rc == PROJ_DB) {
+        cls = c.cls;
+        goto done;
+    }
+
+    if (rc == PROJ_REJECT) {
+        cls = proj_sp(st, "ROLLBACK TO SAVEPOINT msg", err, errlen);
+        if (cls != CW_PG_OK) {
+            goto done;
+        }
+
+        /* The archive row went with the savepoint; write it again. */
+        snprintf(ts, sizeof(ts), "%" PRId64, kts >= 0 ? kts : 0);
+        p[0] = pm->topic;
+        p[1] = part;
+        p[2] = off;
+        p[3] = key_hex;
+        p[4] = pm->headers_text;
+        p[5] = body_hex;
+        p[6] = pm->source;
+        p[7] = pm->delivery_id;
+        p[8] = ts;
+
+        res = cw_pg_execp(st->pg, "archive", 9, p, &cls, err, errlen);
+        if (res == NULL) {
+            goto done;
+        }
+        PQclear(res);
+
+        cls = proj_dead_letter(st, pm, body_hex, key_hex, part, off, &why,
+                               err, errlen);
+        goto release;
+    }
+
+    st->n_applied++;
+
+release:
+
+    if (cls == CW_PG_OK) {
+        cls = proj_sp(st, "RELEASE SAVEPOINT msg", err, errlen);
+    }
+
+done:
+
+    free(body_hex);
+    free(key_hex);
+
+    return cls;
+}
+
+
+/* Queues the renderings of everything the batch touched. */
+static cw_pg_class_t
+proj_render(proj_store_t *st, char *err, size_t errlen)
+{
+    char           *s;
+    json_t         *ids, *pairs, *v;
+    PGresult       *res;
+    const char     *k;
+    cw_pg_class_t   cls = CW_PG_OK;
+
+    ids = json_array();
+    pairs = json_array();
+
+    json_object_foreach(st->items, k, v) {
+        json_array_append_new(ids, json_string(k));
+    }
+
+    json_object_foreach(st->stocks, k, v) {
+        json_array_append(pairs, v);
+    }
+
+    if (json_array_size(ids) > 0) {
+        s = json_dumps(ids, JSON_COMPACT);
+        res = cw_pg_execp(st->pg, "rm_items", 1, (const char *const *) &s,
+                          &cls, err, errlen);
+        free(s);
+        if (res == NULL) {
+            goto done;
+        }
+        PQclear(res);
+    }
+
+    if (json_array_size(pairs) > 0) {
+        s = json_dumps(pairs, JSON_COMPACT);
+        res = cw_pg_execp(st->pg, "rm_stocks", 1, (const char *const *) &s,
+                          &cls, err, errlen);
+        free(s);
+        if (res == NULL) {
+            goto done;
+        }
+        PQclear(res);
+    }
+
+    cls = CW_PG_OK;
+
+done:
+
+    json_decref(ids);
+    json_decref(pairs);
+
+    return cls;
+}
+
+
+static cw_pg_class_t
+proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    char            part[16], off[24], next[24];
+    size_t          i, j;
+    PGresult       *res;
+    proj_batch_t   *b = ud;
+    proj_store_t   *st = b->st;
+    proj_msg_t     *pm;
+    cw_pg_class_t   cls;
+    int64_t         stored, last;
+    const char     *p[4];
+
+    json_decref(st->items);
+    json_decref(st->stocks);
+    st->items = json_object();
+    st->stocks = json_object();
+    st->n_applied = st->n_dup = st->n_skip = st->n_dead = 0;
+    st->n_events = st->n_stale = 0;
+
+    /* Partition by partition, in message order. */
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+
+        for (j = 0; j < i; j++) {
+            if (b->msgs[j].m->rkt == pm->m->rkt
+                && b->msgs[j].m->partition == pm->m->partition)
+            {
+                break;
+            }
+        }
+
+        if (j < i) {
+            continue;       /* partition handled with its first message */
+        }
+
+        snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
+        snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
+        p[0] = st->group_id;
+        p[1] = pm->topic;
+        p[2] = part;
+        p[3] = off;
+
+        res = cw_pg_execp(pg, "off_ensure", 4, p, &cls, err, errlen);
+        if (res == NULL) {
+            return cls;
+        }
+        PQclear(res);
+
+        res = cw_pg_execp(pg, "off_lock", 3, p, &cls, err, errlen);
+        if (res == NULL) {
+            return cls;
+        }
+        stored = atoll(PQgetvalue(res, 0, 0));
+        PQclear(res);
+
+        last = -1;
+
+        for (j = i; j < b->n; j++) {
+            if (b->msgs[j].m->rkt != pm->m->rkt
+                || b->msgs[j].m->partition != pm->m->partition)
+            {
+                continue;
+            }
+
+            if (b->msgs[j].m->offset < stored) {
+                st->n_skip++;
+                continue;
+            }
+
+            cls = proj_apply_msg(st, &b->msgs[j], err, errlen);
+            if (cls != CW_PG_OK) {
+                return cls;
+            }
+
+            last = b->msgs[j].m->offset;
+        }
+
+        if (last >= 0) {
+            snprintf(next, sizeof(next), "%" PRId64, last + 1);
+            p[3] = next;
+            res = cw_pg_execp(pg, "off_set", 4, p, &cls, err, errlen);
+            if (res == NULL) {
+                return cls;
+            }
+            PQclear(res);
+        }
+    }
+
+    return proj_render(st, err, errlen);
+}
+
+
+int
+proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
+    size_t n, volatile int *stop)
+{
+    char            err[1024];
+    size_t          i;
+    int64_t         t0;
+    proj_msg_t     *pms;
+    proj_batch_t    b;
+    cw_backoff_t    bo;
+    cw_pg_class_t   cls;
+
+    pms = calloc(n, sizeof(*pms));
+    if (pms == NULL) {
+        cw_log(CW_LOG_ERROR, "out of memory for a batch of %zu", n);
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        proj_msg_prepare(&pms[i], msgs[i]);
+    }
+
+    b.st = st;
+    b.msgs = pms;
+    b.n = n;
+
+    t0 = cw_now_ms();
+    cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
+
+    for ( ;; ) {
+        cls = cw_pg_txn(st->pg, proj_batch_txn, &b, 1, err, sizeof(err));
+        if (cls == CW_PG_OK || cls == CW_PG_PERMANENT || *stop) {
+            break;
+        }
+
+        cw_counter_inc(st->m.retries);
+        cw_log(CW_LOG_WARN, "batch of %zu not committed, will retry: %s", n,
+               err);
+        cw_sleep_ms(cw_backoff_next(&bo), stop);
+    }
+
+    for (i = 0; i < n; i++) {
+        proj_msg_free(&pms[i]);
+    }
+    free(pms);
+
+    if (cls != CW_PG_OK) {
+        if (cls == CW_PG_PERMANENT) {
+            cw_log(CW_LOG_ERROR, "batch failed: %s", err);
+        }
+        return -1;
+    }
+
+    cw_counter_add(st->m.applied, (double) st->n_applied);
+    cw_counter_add(st->m.duplicates, (double) st->n_dup);
+    cw_counter_add(st->m.skipped, (double) st->n_skip);
+    cw_counter_add(st->m.dead, (double) st->n_dead);
+    cw_counter_add(st->m.events, (double) st->n_events);
+    cw_counter_add(st->m.stale, (double) st->n_stale);
+    cw_histogram_observe(st->m.batch_seconds,
+                         (double) (cw_now_ms() - t0) / 1000.0);
+
+    {
+        cw_field_t  f[] = { CW_FINT("messages", (long long) n),
+                            CW_FINT("applied", st->n_applied),
+                            CW_FINT("duplicates", st->n_dup),
+                            CW_FINT("skipped", st->n_skip),
+                            CW_FINT("dead_lettered", st->n_dead),
+                            CW_FINT("events", st->n_events) };
+
+        cw_log_kv(CW_LOG_DEBUG, f, 6, "batch committed");
+    }
+
+    return 0;
+}

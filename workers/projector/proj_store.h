@@ -1,0 +1,48 @@
+/*
+ * proj_store: applies batches of inbound messages to PostgreSQL, in one
+ * transaction per batch together with the consumer offsets, and queues
+ * their effects (events, DLQ copies, read-model values) in the outbox.
+ */
+
+#ifndef PROJ_STORE_H
+#define PROJ_STORE_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "cw_metrics.h"
+#include "cw_pg.h"
+#include "proj.h"
+
+typedef struct {
+    cw_metric_t  *applied;        /* messages applied */
+    cw_metric_t  *duplicates;     /* messages already applied before */
+    cw_metric_t  *skipped;        /* below the stored offset (fenced) */
+    cw_metric_t  *dead;           /* messages sent to the DLQ */
+    cw_metric_t  *events;         /* events recorded */
+    cw_metric_t  *stale;          /* writes older than the stored state */
+    cw_metric_t  *retries;        /* batch transactions retried */
+    cw_metric_t  *batch_seconds;  /* histogram */
+} proj_store_metrics_t;
+
+typedef struct proj_store_s  proj_store_t;
+
+proj_store_t *proj_store_new(cw_pg_t *pg, const char *group_id,
+    const char *events_topic, const char *dlq_topic,
+    const proj_store_metrics_t *metrics);
+void proj_store_free(proj_store_t *st);
+
+/* Registers the prepared statements (again after every reconnect). */
+int proj_store_prepare(proj_store_t *st, char *err, size_t errlen);
+
+/* Fills in, for each partition of parts, the next offset stored in
+ * PostgreSQL, or RD_KAFKA_OFFSET_BEGINNING. Retries transient failures
+ * until *stop. Returns 0 or -1. */
+int proj_store_load_offsets(proj_store_t *st,
+    rd_kafka_topic_partition_list_t *parts, volatile int *stop);
+
+/* Adapts, validates and applies a batch; returns 0 once committed, -1
+ * if stopped or on an error that is not the messages' fault. */
+int proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
+    size_t n, volatile int *stop);
+
+#endif /* PROJ_STORE_H */
