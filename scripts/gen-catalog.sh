@@ -43,7 +43,9 @@ shift $((OPTIND - 1))
 [ $# -eq 1 ] || usage
 n=$1
 
-case $n in ''|*[!0-9]*) echo "gen-catalog: N must be a number" >&2; exit 2;; esac
+case $n in
+''|*[!0-9]*) echo "gen-catalog: N must be a number" >&2; exit 2 ;;
+esac
 case $stores in ''|*[!0-9]*) echo "gen-catalog: bad -s" >&2; exit 2;; esac
 [ "$n" -ge 1 ] || { echo "gen-catalog: N must be >= 1" >&2; exit 2; }
 case $format in
@@ -81,17 +83,19 @@ function emit(argc, argv,    i, s) {
     }
 }
 
-function item_doc(i, id, sku,    brand, kind, color, name, desc, words, w,
-                  nw, k, nv, sizes, vs, tags, price, cents, cur, doc, head,
+function item_doc(i, id, sku,    brand, kind, color, name, desc, words,
+                  w, nw, k, nv, sz, vs, tags, price, cents, cur, head,
                   tail, ts, ver) {
-    brand = pick("Northwind|Alpenglow|Fjordline|Kestrel|Bluepeak|Oakridge|Solano|Vireo")
-    kind = pick("Trail Running Shoe|Rain Jacket|Merino Base Layer|Hiking Pant|Down Vest|Fleece Hoodie|Daypack 22L|Wool Beanie|Softshell Glove|Insulated Bottle")
+    brand = pick("Northwind|Alpenglow|Fjordline|Kestrel|Bluepeak|" \
+                 "Oakridge|Solano|Vireo")
+    kind = pick("Trail Running Shoe|Rain Jacket|Merino Base Layer|" \
+                "Hiking Pant|Down Vest|Fleece Hoodie|Daypack 22L|" \
+                "Wool Beanie|Softshell Glove|Insulated Bottle")
     color = pick("black|navy|forest|sand|slate|ember|glacier|olive")
     name = brand " " kind " " toupper(substr(color, 1, 1)) substr(color, 2)
 
     nv = 2 + rnd(2)
-    sizes = "S|M|L|XL"
-    split(sizes, sz, "|")
+    split("S|M|L|XL", sz, "|")
     vs = ""
     for (k = 1; k <= nv; k++)
         vs = vs (k > 1 ? "," : "") "{\"sku\":\"" sku "-" sz[k] \
