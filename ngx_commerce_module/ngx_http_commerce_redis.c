@@ -44,6 +44,7 @@ typedef struct {
     ngx_msec_t                         backoff;
     ngx_msec_t                         last_reply;
     ngx_uint_t                         state;
+    unsigned                           writing:1;
 } ngx_http_commerce_redis_conn_t;
 
 
@@ -526,15 +527,39 @@ ngx_http_commerce_redis_del_read(void *data)
 }
 
 
+/*
+ * hiredis has output.  On an established connection the write is posted:
+ * it runs once at the end of this event loop iteration and flushes every
+ * command queued meanwhile, without two epoll_ctl() calls per batch.  Only
+ * a connect in progress, or a write the socket could not take whole, waits
+ * for a real write event.
+ */
 static void
 ngx_http_commerce_redis_add_write(void *data)
 {
     ngx_http_commerce_redis_conn_t *conn = data;
 
-    if (conn->c && !conn->c->write->active) {
-        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT,
-                             NGX_LEVEL_EVENT);
+    ngx_event_t  *wev;
+
+    if (conn->c == NULL) {
+        return;
     }
+
+    wev = conn->c->write;
+
+    if (wev->active) {
+        return;
+    }
+
+    if (conn->state == NGX_HTTP_COMMERCE_REDIS_CONNECTED && !conn->writing) {
+        if (!wev->posted) {
+            ngx_post_event(wev, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
 }
 
 
@@ -543,7 +568,15 @@ ngx_http_commerce_redis_del_write(void *data)
 {
     ngx_http_commerce_redis_conn_t *conn = data;
 
-    if (conn->c && conn->c->write->active) {
+    if (conn->c == NULL) {
+        return;
+    }
+
+    if (conn->c->write->posted) {
+        ngx_delete_posted_event(conn->c->write);
+    }
+
+    if (conn->c->write->active) {
         (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
     }
 }
@@ -620,9 +653,14 @@ ngx_http_commerce_redis_write_handler(ngx_event_t *wev)
     c = wev->data;
     conn = c->data;
 
-    if (conn->ac) {
-        redisAsyncHandleWrite(conn->ac);
+    if (conn->ac == NULL) {
+        return;
     }
+
+    /* a write left unfinished here re-arms a real write event */
+    conn->writing = 1;
+    redisAsyncHandleWrite(conn->ac);
+    conn->writing = 0;
 }
 
 
