@@ -1,0 +1,864 @@
+/*
+ * ngx_http_commerce_webhook_module: the webhook ingress handler.
+ *
+ * Directives
+ *
+ *   commerce_webhook source;
+ *     Default: -
+ *     Context: location
+ *     Makes the location a webhook endpoint for the source (variables
+ *     allowed, e.g. "shopify" or "$1").  Only POST with a Content-Length
+ *     is accepted; the body is published to Kafka byte for byte and the
+ *     answer is 202 {"status":"accepted","topic":...,"partition":N,
+ *     "offset":N,"delivery_id":...} once the broker confirmed the write,
+ *     503 {"error":"broker_unavailable",...} with Retry-After otherwise.
+ *     Needs commerce_kafka_brokers.
+ *
+ *   commerce_webhook_topic name;
+ *     Default: commerce_webhook_topic commerce.inbound;
+ *     Context: http, server, location
+ *
+ *   commerce_webhook_key value;
+ *     Default: -
+ *     Context: http, server, location
+ *     The Kafka message key (variables allowed, e.g.
+ *     $http_x_shopify_shop_domain), so that the events of one aggregate
+ *     stay in order on one partition.  Empty: no key.
+ *
+ *   commerce_webhook_delivery_id value;
+ *     Default: -
+ *     Context: http, server, location
+ *     The provider's delivery id (variables allowed, e.g. $http_webhook_id),
+ *     carried in the delivery_id Kafka header and in the 202 answer.
+ *
+ *   commerce_webhook_max_body size;
+ *     Default: commerce_webhook_max_body 1m;
+ *     Context: http, server, location
+ *     Larger bodies get 413 {"error":"body_too_large",...}.  In a webhook
+ *     location this limit replaces client_max_body_size, and
+ *     client_body_buffer_size is raised to it so that bodies stay in memory.
+ *
+ * Kafka headers of each message: source, delivery_id, signature_scheme
+ * (empty until signatures are verified), received_at (ms since the epoch,
+ * when the request started), content_type, traceparent (W3C: a valid
+ * incoming one is propagated as is, else a new one is generated).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_commerce_module.h"
+#include "ngx_http_commerce_kafka.h"
+#include "ngx_http_commerce_util.h"
+#include "ngx_http_commerce_webhook.h"
+
+
+/* seconds a client is asked to wait before retrying after a 503 */
+#define NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER  1
+
+
+static ngx_int_t ngx_http_commerce_webhook_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_commerce_webhook_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *value);
+static ngx_int_t ngx_http_commerce_webhook_trace(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static ngx_int_t ngx_http_commerce_webhook_valid_trace(u_char *p,
+    size_t len);
+static void ngx_http_commerce_webhook_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_commerce_webhook_body(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static ngx_int_t ngx_http_commerce_webhook_fail(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *msg, time_t retry_after);
+static void ngx_http_commerce_webhook_run(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static ngx_int_t ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static void ngx_http_commerce_webhook_published(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, int32_t partition, int64_t offset,
+    const char *errstr);
+static ngx_int_t ngx_http_commerce_webhook_accepted(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, int32_t partition,
+    int64_t offset);
+static char *ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+
+
+static ngx_command_t  ngx_http_commerce_webhook_commands[] = {
+
+    { ngx_string("commerce_webhook"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_commerce_webhook,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_webhook_topic"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, topic),
+      NULL },
+
+    { ngx_string("commerce_webhook_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, key),
+      NULL },
+
+    { ngx_string("commerce_webhook_delivery_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, delivery_id),
+      NULL },
+
+    { ngx_string("commerce_webhook_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, max_body),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_commerce_webhook_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_commerce_webhook_create_loc_conf, /* create location conf */
+    ngx_http_commerce_webhook_merge_loc_conf   /* merge location conf */
+};
+
+
+ngx_module_t  ngx_http_commerce_webhook_module = {
+    NGX_MODULE_V1,
+    &ngx_http_commerce_webhook_module_ctx, /* module context */
+    ngx_http_commerce_webhook_commands,    /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_commerce_webhook_json = ngx_string(
+    "application/json");
+
+
+/*
+ * Checks what can be checked before the body is read (method, length),
+ * evaluates the per-request values, then reads the body; the steps run
+ * once it is in.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                              rc;
+    ngx_http_commerce_webhook_ctx_t       *ctx;
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    if (!(r->method & NGX_HTTP_POST)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_commerce_send_error_allow(r, NGX_HTTP_NOT_ALLOWED,
+                                                  "method_not_allowed",
+                                                  "only POST is allowed", 0,
+                                                  "POST");
+    }
+
+    if (r->headers_in.content_length_n < 0) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_commerce_send_error(r, NGX_HTTP_LENGTH_REQUIRED,
+                                            "length_required",
+                                            "a webhook needs a "
+                                            "Content-Length", 0);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) wlcf->max_body) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_commerce_send_error(r,
+                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                            "body_too_large",
+                                            "the webhook body exceeds the "
+                                            "size limit", 0);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_commerce_webhook_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_commerce_webhook_module);
+
+    ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_READ_BODY;
+    ctx->received_at = (int64_t) r->start_sec * 1000 + r->start_msec;
+
+    if (ngx_http_commerce_webhook_value(r, wlcf->source, &ctx->source)
+           != NGX_OK
+        || ngx_http_commerce_webhook_value(r, wlcf->key, &ctx->key) != NGX_OK
+        || ngx_http_commerce_webhook_value(r, wlcf->delivery_id,
+                                           &ctx->delivery_id)
+           != NGX_OK
+        || ngx_http_commerce_webhook_trace(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->source.len == 0) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_commerce_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "unknown_source",
+                                            "no webhook source for this "
+                                            "request", 0);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r,
+                                       ngx_http_commerce_webhook_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_commerce_webhook_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *value)
+{
+    if (cv == NULL) {
+        ngx_str_null(value);
+        return NGX_OK;
+    }
+
+    return ngx_http_complex_value(r, cv, value);
+}
+
+
+/*
+ * W3C trace context: a valid incoming traceparent is propagated as is;
+ * otherwise a new trace starts here, with ids from OpenSSL's CSPRNG.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_trace(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    u_char           *p, id[24];
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("traceparent") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
+                               sizeof("traceparent") - 1) == 0)
+        {
+            if (ngx_http_commerce_webhook_valid_trace(h[i].value.data,
+                                                      h[i].value.len))
+            {
+                ctx->traceparent = h[i].value;
+                return NGX_OK;
+            }
+
+            break;
+        }
+    }
+
+    if (RAND_bytes(id, sizeof(id)) != 1) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "commerce webhook: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    /* all-zero ids are invalid; one bit is a negligible bias */
+    id[15] |= 1;
+    id[23] |= 1;
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_COMMERCE_TRACEPARENT_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->traceparent.data = p;
+
+    p = ngx_cpymem(p, "00-", 3);
+    p = ngx_hex_dump(p, id, 16);
+    *p++ = '-';
+    p = ngx_hex_dump(p, id + 16, 8);
+    p = ngx_cpymem(p, "-01", 3);
+
+    ctx->traceparent.len = p - ctx->traceparent.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * version "-" trace-id "-" parent-id "-" flags, lowercase hex, ids not all
+ * zero, version ff forbidden; a version above 00 may carry more fields.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_valid_trace(u_char *p, size_t len)
+{
+    size_t      i, j;
+    ngx_uint_t  nonzero;
+
+    /* start, length and "must not be all zero" of each field */
+    static const size_t  fields[][3] = {
+        { 0, 2, 0 }, { 3, 32, 1 }, { 36, 16, 1 }, { 53, 2, 0 }
+    };
+
+    if (len < NGX_HTTP_COMMERCE_TRACEPARENT_LEN
+        || p[2] != '-' || p[35] != '-' || p[52] != '-')
+    {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        nonzero = 0;
+
+        for (j = fields[i][0]; j < fields[i][0] + fields[i][1]; j++) {
+            if (!((p[j] >= '0' && p[j] <= '9') || (p[j] >= 'a' && p[j] <= 'f')))
+            {
+                return 0;
+            }
+
+            if (p[j] != '0') {
+                nonzero = 1;
+            }
+        }
+
+        if (fields[i][2] && !nonzero) {
+            return 0;
+        }
+    }
+
+    if (p[0] == 'f' && p[1] == 'f') {
+        return 0;
+    }
+
+    if (p[0] == '0' && p[1] == '0') {
+        return len == NGX_HTTP_COMMERCE_TRACEPARENT_LEN;
+    }
+
+    return len == NGX_HTTP_COMMERCE_TRACEPARENT_LEN
+           || p[NGX_HTTP_COMMERCE_TRACEPARENT_LEN] == '-';
+}
+
+
+static void
+ngx_http_commerce_webhook_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_http_commerce_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_commerce_webhook_module);
+
+    rc = ngx_http_commerce_webhook_body(r, ctx);
+
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        ngx_http_commerce_webhook_fail(r, ctx, rc, "empty_body",
+                                       "a webhook needs a body", 0);
+        return;
+    }
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ngx_http_commerce_webhook_fail(r, ctx, rc, "body_too_large",
+                                       "the webhook body exceeds the size "
+                                       "limit", 0);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ctx->state++;
+
+    ngx_http_commerce_webhook_run(r, ctx);
+}
+
+
+/*
+ * The whole body as one run of bytes: the single in-memory buffer as is,
+ * else a copy of the buffers, read from the temp file where they spilled.
+ * NGX_OK, or the status of the answer.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_body(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    u_char                                *p;
+    off_t                                  size;
+    ssize_t                                n;
+    ngx_buf_t                             *b;
+    ngx_chain_t                           *cl;
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    cl = r->request_body ? r->request_body->bufs : NULL;
+    size = 0;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    if (size == 0) {
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (size > (off_t) wlcf->max_body) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && ngx_buf_in_memory(cl->buf)) {
+        ctx->body.data = cl->buf->pos;
+        ctx->body.len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, (size_t) size);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->body.data = p;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        if (b->in_file && b->file_last > b->file_pos) {
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "commerce webhook: short read of the body "
+                              "file \"%V\"", &b->file->name);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            p += n;
+        }
+    }
+
+    ctx->body.len = p - ctx->body.data;
+
+    return NGX_OK;
+}
+
+
+/* Answers a JSON error and finalizes; a step then returns NGX_DONE. */
+static ngx_int_t
+ngx_http_commerce_webhook_fail(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *msg, time_t retry_after)
+{
+    ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+
+    ngx_http_finalize_request(r, ngx_http_commerce_send_error(r, status,
+                                                              code, msg,
+                                                              retry_after));
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Runs the steps from the current one until one waits (NGX_AGAIN), has
+ * answered (NGX_DONE) or returns a status to finalize with.
+ */
+static void
+ngx_http_commerce_webhook_run(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    while (ctx->state != NGX_HTTP_COMMERCE_WEBHOOK_DONE) {
+
+        switch (ctx->state) {
+
+        case NGX_HTTP_COMMERCE_WEBHOOK_PUBLISH:
+            rc = ngx_http_commerce_webhook_publish(r, ctx);
+            break;
+
+        default:
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "commerce webhook: unexpected state %ui",
+                          ctx->state);
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
+
+        if (rc == NGX_AGAIN || rc == NGX_DONE) {
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        ctx->state++;
+    }
+}
+
+
+/*
+ * Queues the body for Kafka.  The request then waits for the delivery
+ * report (ngx_http_commerce_webhook_published); a client that goes away
+ * meanwhile is noticed, and its report is dropped.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    u_char                                 at[NGX_INT64_LEN];
+    size_t                                 atlen;
+    ngx_int_t                              rc;
+    ngx_str_t                              ct;
+    ngx_buf_t                              b;
+    ngx_chain_t                            cl;
+    rd_kafka_headers_t                    *hdrs;
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    atlen = ngx_sprintf(at, "%L", ctx->received_at) - at;
+
+    if (r->headers_in.content_type) {
+        ct = r->headers_in.content_type->value;
+
+    } else {
+        ngx_str_set(&ct, "");
+    }
+
+    hdrs = rd_kafka_headers_new(6);
+    if (hdrs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) rd_kafka_header_add(hdrs, "source", -1, ctx->source.data,
+                               ctx->source.len);
+    (void) rd_kafka_header_add(hdrs, "delivery_id", -1,
+                               ctx->delivery_id.len ? ctx->delivery_id.data
+                                                    : (u_char *) "",
+                               ctx->delivery_id.len);
+    (void) rd_kafka_header_add(hdrs, "signature_scheme", -1,
+                               ctx->signature_scheme.len
+                               ? ctx->signature_scheme.data : (u_char *) "",
+                               ctx->signature_scheme.len);
+    (void) rd_kafka_header_add(hdrs, "received_at", -1, at, atlen);
+    (void) rd_kafka_header_add(hdrs, "content_type", -1,
+                               ct.len ? ct.data : (u_char *) "", ct.len);
+    (void) rd_kafka_header_add(hdrs, "traceparent", -1,
+                               ctx->traceparent.data, ctx->traceparent.len);
+
+    ngx_memzero(&b, sizeof(ngx_buf_t));
+    b.pos = ctx->body.data;
+    b.last = ctx->body.data + ctx->body.len;
+    b.memory = 1;
+
+    cl.buf = &b;
+    cl.next = NULL;
+
+    /* the body is copied before this returns */
+    rc = ngx_http_commerce_kafka_produce(r, &wlcf->topic, &ctx->key, &cl,
+                                         hdrs,
+                                         ngx_http_commerce_webhook_published,
+                                         ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_commerce_webhook_fail(r, ctx,
+                                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "broker_unavailable",
+                                   "the event broker cannot take the "
+                                   "webhook now",
+                                   NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_AGAIN;
+}
+
+
+/* The delivery report, with the request alive: answer 202 or 503. */
+static void
+ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, int32_t partition, int64_t offset, const char *errstr)
+{
+    ngx_http_commerce_webhook_ctx_t  *ctx = data;
+
+    ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (rc != NGX_OK) {
+        (void) ngx_http_commerce_webhook_fail(r, ctx,
+                                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "broker_unavailable",
+                                   "the event broker did not confirm the "
+                                   "write",
+                                   NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_commerce_webhook_accepted(r, ctx, partition, offset));
+}
+
+
+static ngx_int_t
+ngx_http_commerce_webhook_accepted(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, int32_t partition, int64_t offset)
+{
+    size_t                                 len;
+    ngx_int_t                              rc;
+    ngx_buf_t                             *b;
+    ngx_chain_t                            out;
+    ngx_table_elt_t                       *h;
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    len = sizeof("{\"status\":\"accepted\",\"topic\":\"\",\"partition\":"
+                 ",\"offset\":,\"delivery_id\":\"\"}\n") - 1
+          + NGX_INT32_LEN + NGX_INT64_LEN
+          + ngx_http_commerce_json_escape_len(wlcf->topic.data,
+                                              wlcf->topic.len)
+          + ngx_http_commerce_json_escape_len(ctx->delivery_id.data,
+                                              ctx->delivery_id.len);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, "{\"status\":\"accepted\",\"topic\":\"",
+                         sizeof("{\"status\":\"accepted\",\"topic\":\"") - 1);
+    b->last = ngx_http_commerce_json_escape(b->last, wlcf->topic.data,
+                                            wlcf->topic.len);
+    b->last = ngx_sprintf(b->last, "\",\"partition\":%D,\"offset\":%L,"
+                          "\"delivery_id\":\"", partition, offset);
+    b->last = ngx_http_commerce_json_escape(b->last, ctx->delivery_id.data,
+                                            ctx->delivery_id.len);
+    b->last = ngx_cpymem(b->last, "\"}\n", 3);
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_ACCEPTED;
+    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_type = ngx_http_commerce_webhook_json;
+    r->headers_out.content_type_len = ngx_http_commerce_webhook_json.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static char *
+ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_commerce_webhook_loc_conf_t *wlcf = conf;
+
+    ngx_str_t                            *value;
+    ngx_http_core_loc_conf_t             *clcf;
+    ngx_http_compile_complex_value_t      ccv;
+    ngx_http_commerce_kafka_main_conf_t  *kmcf;
+
+    if (wlcf->source) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    wlcf->source = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (wlcf->source == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = wlcf->source;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_commerce_webhook_handler;
+
+    kmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_commerce_kafka_module);
+    kmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_commerce_webhook_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool,
+                       sizeof(ngx_http_commerce_webhook_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->source = NULL;
+     *     conf->topic = { 0, NULL };
+     */
+
+    conf->key = NGX_CONF_UNSET_PTR;
+    conf->delivery_id = NGX_CONF_UNSET_PTR;
+    conf->max_body = NGX_CONF_UNSET_SIZE;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_commerce_webhook_loc_conf_t *prev = parent;
+    ngx_http_commerce_webhook_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_str_value(conf->topic, prev->topic, "commerce.inbound");
+    ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
+    ngx_conf_merge_ptr_value(conf->delivery_id, prev->delivery_id, NULL);
+    ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);
+
+    if (conf->topic.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_webhook_topic\" must not be empty");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_body == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_webhook_max_body\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->source == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_commerce_kafka_add_topic(cf, &conf->topic) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * The handler enforces the limit with a JSON 413 from the
+     * Content-Length, before nginx would answer its own HTML page, and
+     * bodies within the limit are read into memory.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    clcf->client_max_body_size = 0;
+
+    if (clcf->client_body_buffer_size < conf->max_body) {
+        clcf->client_body_buffer_size = conf->max_body;
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * ngx_http_commerce_webhook_module: webhook ingress.  A provider's POST is
+ * read whole, published to Kafka byte for byte, and acknowledged (202)
+ * only once the broker confirmed the write.
+ */
+
+#ifndef _NGX_HTTP_COMMERCE_WEBHOOK_H_INCLUDED_
+#define _NGX_HTTP_COMMERCE_WEBHOOK_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* "00-" 32 hex "-" 16 hex "-" 2 hex */
+#define NGX_HTTP_COMMERCE_TRACEPARENT_LEN  55
+
+
+/*
+ * The steps of a webhook request, run in this order by
+ * ngx_http_commerce_webhook_run().  A step returns NGX_OK to go on to the
+ * next one, NGX_AGAIN when it waits for an event (its callback calls
+ * ngx_http_commerce_webhook_run() again, or answers), NGX_DONE when it
+ * answered (ngx_http_commerce_webhook_fail() for a JSON error), or a
+ * status to finalize the request with.  Signature verification and Redis
+ * deduplication are steps that go between READ_BODY and PUBLISH.
+ */
+typedef enum {
+    NGX_HTTP_COMMERCE_WEBHOOK_READ_BODY = 0,
+    NGX_HTTP_COMMERCE_WEBHOOK_PUBLISH,
+    NGX_HTTP_COMMERCE_WEBHOOK_DONE
+} ngx_http_commerce_webhook_state_e;
+
+
+typedef struct {
+    ngx_http_complex_value_t   *source;    /* NULL: not a webhook location */
+    ngx_str_t                   topic;
+    ngx_http_complex_value_t   *key;
+    ngx_http_complex_value_t   *delivery_id;
+    size_t                      max_body;
+} ngx_http_commerce_webhook_loc_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  state;
+    ngx_str_t                   source;
+    ngx_str_t                   key;
+    ngx_str_t                   delivery_id;
+    ngx_str_t                   signature_scheme;  /* set by verification */
+    ngx_str_t                   body;      /* the whole body, contiguous */
+    ngx_str_t                   traceparent;
+    int64_t                     received_at;       /* ms since the epoch */
+} ngx_http_commerce_webhook_ctx_t;
+
+
+extern ngx_module_t  ngx_http_commerce_webhook_module;
+
+
+#endif /* _NGX_HTTP_COMMERCE_WEBHOOK_H_INCLUDED_ */
