@@ -27,6 +27,10 @@ typedef struct {
 extern ngx_module_t  ngx_http_commerce_module;
 
 
+/* commerce_redis_timeout of the request's location */
+ngx_msec_t ngx_http_commerce_redis_timeout(ngx_http_request_t *r);
+
+
 /* post handler of number directives: "must be between low and high" */
 char *ngx_http_commerce_conf_bounds(ngx_conf_t *cf, void *post, void *data);
 

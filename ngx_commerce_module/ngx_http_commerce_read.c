@@ -908,6 +908,17 @@ ngx_http_commerce_read_send(ngx_http_request_t *r, ngx_buf_t *b)
 }
 
 
+ngx_msec_t
+ngx_http_commerce_redis_timeout(ngx_http_request_t *r)
+{
+    ngx_http_commerce_read_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_read_module);
+
+    return rlcf->timeout;
+}
+
+
 static char *
 ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {

@@ -38,6 +38,33 @@
  *     location this limit replaces client_max_body_size, and
  *     client_body_buffer_size is raised to it so that bodies stay in memory.
  *
+ *   commerce_webhook_dedup on | off;
+ *     Default: commerce_webhook_dedup off;
+ *     Context: http, server, location
+ *     Drops duplicate deliveries by source and delivery id, in Redis
+ *     (needs commerce_redis_server): a delivery already published gets
+ *     200 {"status":"duplicate",...} and is not published again; one still
+ *     in flight gets 409 delivery_in_progress with Retry-After.  When
+ *     publishing fails, the in-flight mark is removed so that the
+ *     sender's retry goes through.  No delivery id: no deduplication.
+ *
+ *   commerce_webhook_dedup_ttl time;
+ *     Default: commerce_webhook_dedup_ttl 24h;
+ *     Context: http, server, location
+ *     How long a published delivery is remembered.
+ *
+ *   commerce_webhook_inflight_ttl time;
+ *     Default: commerce_webhook_inflight_ttl 30s;
+ *     Context: http, server, location
+ *     Lifetime of an in-flight mark left by a worker that died.
+ *
+ *   commerce_webhook_dedup_unavailable reject | accept;
+ *     Default: commerce_webhook_dedup_unavailable reject;
+ *     Context: http, server, location
+ *     While Redis is unavailable: reject with 503 dedup_unavailable and
+ *     Retry-After, or accept and publish without deduplication (the
+ *     projector's idempotency by delivery id absorbs duplicates).
+ *
  * Kafka headers of each message: source, delivery_id, signature_scheme
  * (empty until signatures are verified), received_at (ms since the epoch,
  * when the request started), content_type, traceparent (W3C: a valid
@@ -52,8 +79,14 @@
 
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
+#include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_util.h"
+#include "ngx_http_commerce_verify.h"
 #include "ngx_http_commerce_webhook.h"
+
+
+#define NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_REJECT  0
+#define NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_ACCEPT  1
 
 
 /* seconds a client is asked to wait before retrying after a 503 */
@@ -75,19 +108,48 @@ static ngx_int_t ngx_http_commerce_webhook_fail(ngx_http_request_t *r,
     const char *code, const char *msg, time_t retry_after);
 static void ngx_http_commerce_webhook_run(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
+static ngx_int_t ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static ngx_int_t ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static void ngx_http_commerce_webhook_claimed(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
+static ngx_int_t ngx_http_commerce_webhook_no_dedup(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, time_t retry_after);
+static ngx_int_t ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static void ngx_http_commerce_webhook_marked(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
+static void ngx_http_commerce_webhook_released(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, redisReply *reply);
 static ngx_int_t ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
 static void ngx_http_commerce_webhook_published(ngx_http_request_t *r,
     void *data, ngx_int_t rc, int32_t partition, int64_t offset,
     const char *errstr);
-static ngx_int_t ngx_http_commerce_webhook_accepted(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, int32_t partition,
-    int64_t offset);
+static ngx_int_t ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
+    const char *what);
 static char *ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+
+
+static ngx_conf_enum_t  ngx_http_commerce_webhook_dedup_unavailable[] = {
+    { ngx_string("reject"), NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_REJECT },
+    { ngx_string("accept"), NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_ACCEPT },
+    { ngx_null_string, 0 }
+};
+
+
+/* deletes the in-flight mark only if it is still ours */
+static const char  ngx_http_commerce_webhook_release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) end return 0";
 
 
 static ngx_command_t  ngx_http_commerce_webhook_commands[] = {
@@ -126,6 +188,34 @@ static ngx_command_t  ngx_http_commerce_webhook_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_commerce_webhook_loc_conf_t, max_body),
       NULL },
+
+    { ngx_string("commerce_webhook_dedup"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, dedup),
+      NULL },
+
+    { ngx_string("commerce_webhook_dedup_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, dedup_ttl),
+      NULL },
+
+    { ngx_string("commerce_webhook_inflight_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, inflight_ttl),
+      NULL },
+
+    { ngx_string("commerce_webhook_dedup_unavailable"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_webhook_loc_conf_t, dedup_unavailable),
+      &ngx_http_commerce_webhook_dedup_unavailable },
 
       ngx_null_command
 };
@@ -174,7 +264,8 @@ static ngx_str_t  ngx_http_commerce_webhook_json = ngx_string(
 static ngx_int_t
 ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                              rc;
+    ngx_int_t                              rc, status;
+    const char                            *code, *msg;
     ngx_http_commerce_webhook_ctx_t       *ctx;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
@@ -248,6 +339,23 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
                                             "unknown_source",
                                             "no webhook source for this "
                                             "request", 0);
+    }
+
+    rc = ngx_http_commerce_verify_headers(r, ctx, &code, &msg);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce webhook: source \"%V\" rejected: %s",
+                      &ctx->source, code);
+
+        status = rc;
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_commerce_send_error(r, status, code, msg, 0);
     }
 
     r->request_body_in_single_buf = 1;
@@ -542,9 +650,28 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
 
         switch (ctx->state) {
 
+        case NGX_HTTP_COMMERCE_WEBHOOK_VERIFY:
+            rc = ngx_http_commerce_webhook_verify(r, ctx);
+            break;
+
+        case NGX_HTTP_COMMERCE_WEBHOOK_CLAIM:
+            rc = ngx_http_commerce_webhook_claim(r, ctx);
+            break;
+
         case NGX_HTTP_COMMERCE_WEBHOOK_PUBLISH:
             rc = ngx_http_commerce_webhook_publish(r, ctx);
             break;
+
+        case NGX_HTTP_COMMERCE_WEBHOOK_MARK_DONE:
+            rc = ngx_http_commerce_webhook_mark_done(r, ctx);
+            break;
+
+        case NGX_HTTP_COMMERCE_WEBHOOK_ACCEPT:
+            ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+            ngx_http_finalize_request(r,
+                ngx_http_commerce_webhook_answer(r, ctx, NGX_HTTP_ACCEPTED,
+                                                 "accepted"));
+            return;
 
         default:
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -566,6 +693,289 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
 
         ctx->state++;
     }
+}
+
+
+/* The MAC over the raw body, then the JSON check (verify module). */
+static ngx_int_t
+ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    ngx_int_t    rc;
+    const char  *code, *msg;
+
+    rc = ngx_http_commerce_verify_body(r, ctx, &code, &msg);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "commerce webhook: source \"%V\" rejected: %s",
+                  &ctx->source, code);
+
+    return ngx_http_commerce_webhook_fail(r, ctx, rc, code, msg, 0);
+}
+
+
+/*
+ * Claims the delivery in one atomic round trip: SET NX of an in-flight mark
+ * that returns what was there.  Nothing: ours to publish.  An in-flight or
+ * done mark: a duplicate.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    u_char                                *p;
+    time_t                                 retry_after;
+    size_t                                 argvlen[7];
+    ngx_int_t                              rc;
+    const char                            *argv[7];
+    u_char                                 ttl[NGX_INT_T_LEN];
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    if (!wlcf->dedup || ctx->delivery_id.len == 0) {
+        return NGX_OK;
+    }
+
+    ctx->dedup_key.len = sizeof("wh:dedup::") - 1 + ctx->source.len
+                         + ctx->delivery_id.len;
+    ctx->dedup_key.data = ngx_pnalloc(r->pool, ctx->dedup_key.len);
+
+    ctx->dedup_token.data = ngx_pnalloc(r->pool, sizeof("inflight:--")
+                                                 + NGX_INT64_LEN
+                                                 + NGX_ATOMIC_T_LEN
+                                                 + NGX_INT_T_LEN);
+
+    if (ctx->dedup_key.data == NULL || ctx->dedup_token.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->dedup_key.data, "wh:dedup:", 9);
+    p = ngx_cpymem(p, ctx->source.data, ctx->source.len);
+    *p++ = ':';
+    ngx_memcpy(p, ctx->delivery_id.data, ctx->delivery_id.len);
+
+    /* unique per request: worker pid, connection number, request number */
+    ctx->dedup_token.len = ngx_sprintf(ctx->dedup_token.data,
+                                       "inflight:%P-%uA-%ui", ngx_pid,
+                                       r->connection->number,
+                                       r->connection->requests)
+                           - ctx->dedup_token.data;
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) ctx->dedup_key.data;
+    argvlen[1] = ctx->dedup_key.len;
+    argv[2] = (char *) ctx->dedup_token.data;
+    argvlen[2] = ctx->dedup_token.len;
+    argv[3] = "NX";
+    argvlen[3] = 2;
+    argv[4] = "PX";
+    argvlen[4] = 2;
+    argv[5] = (char *) ttl;
+    argvlen[5] = ngx_sprintf(ttl, "%M", wlcf->inflight_ttl) - ttl;
+    argv[6] = "GET";
+    argvlen[6] = 3;
+
+    rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+                                      ngx_http_commerce_webhook_claimed, ctx,
+                                      7, argv, argvlen, &retry_after);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_commerce_webhook_no_dedup(r, ctx, retry_after);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_commerce_webhook_claimed(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    ngx_http_commerce_webhook_ctx_t  *ctx = data;
+
+    if (rc != NGX_HTTP_COMMERCE_REDIS_OK
+        || reply->type == REDIS_REPLY_ERROR)
+    {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "commerce webhook: dedup claim failed: \"%*s\"",
+                          reply->len, reply->str);
+        }
+
+        rc = ngx_http_commerce_webhook_no_dedup(r, ctx, 1);
+
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        ctx->claimed = 1;
+        rc = NGX_OK;
+
+    } else {
+        rc = ngx_http_commerce_webhook_duplicate(r, ctx, reply);
+    }
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ctx->state++;
+    ngx_http_commerce_webhook_run(r, ctx);
+}
+
+
+/*
+ * Redis cannot say whether the delivery is new: reject it (the sender
+ * retries later) or publish it without deduplication, as configured.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_no_dedup(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, time_t retry_after)
+{
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    if (wlcf->dedup_unavailable == NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_ACCEPT) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce webhook: dedup unavailable, publishing "
+                      "delivery \"%V\" without it", &ctx->delivery_id);
+        return NGX_OK;
+    }
+
+    return ngx_http_commerce_webhook_fail(r, ctx,
+                                          NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "dedup_unavailable",
+                                          "deliveries cannot be "
+                                          "deduplicated now",
+                                          retry_after ? retry_after : 1);
+}
+
+
+/* A done mark "done:<partition>:<offset>" gets 200, an in-flight one 409. */
+static ngx_int_t
+ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, redisReply *reply)
+{
+    u_char     *p, *last, *colon;
+    ngx_int_t   partition;
+
+    p = (u_char *) reply->str;
+    last = p + reply->len;
+
+    if (reply->type == REDIS_REPLY_STRING
+        && reply->len > 5 && ngx_strncmp(p, "done:", 5) == 0)
+    {
+        p += 5;
+        colon = ngx_strlchr(p, last, ':');
+
+        if (colon) {
+            partition = ngx_atoi(p, colon - p);
+            ctx->offset = ngx_atoof(colon + 1, last - colon - 1);
+
+            if (partition != NGX_ERROR && ctx->offset != NGX_ERROR) {
+                ctx->partition = (int32_t) partition;
+                ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+
+                ngx_http_finalize_request(r,
+                    ngx_http_commerce_webhook_answer(r, ctx, NGX_HTTP_OK,
+                                                     "duplicate"));
+                return NGX_DONE;
+            }
+        }
+    }
+
+    return ngx_http_commerce_webhook_fail(r, ctx, NGX_HTTP_CONFLICT,
+                                   "delivery_in_progress",
+                                   "this delivery is being published now",
+                                   NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+}
+
+
+/* Published: the mark becomes "done" for commerce_webhook_dedup_ttl. */
+static ngx_int_t
+ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    u_char                                *p;
+    time_t                                 retry_after;
+    size_t                                 argvlen[5];
+    ngx_int_t                              rc;
+    const char                            *argv[5];
+    u_char                                 ttl[NGX_INT_T_LEN];
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    if (!ctx->claimed) {
+        return NGX_OK;
+    }
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    p = ngx_pnalloc(r->pool, sizeof("done::") + NGX_INT32_LEN
+                             + NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) ctx->dedup_key.data;
+    argvlen[1] = ctx->dedup_key.len;
+    argv[2] = (char *) p;
+    argvlen[2] = ngx_sprintf(p, "done:%D:%L", ctx->partition, ctx->offset)
+                 - p;
+    argv[3] = "PX";
+    argvlen[3] = 2;
+    argv[4] = (char *) ttl;
+    argvlen[4] = ngx_sprintf(ttl, "%M", wlcf->dedup_ttl) - ttl;
+
+    rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+                                      ngx_http_commerce_webhook_marked, ctx,
+                                      5, argv, argvlen, &retry_after);
+
+    if (rc == NGX_OK) {
+        return NGX_AGAIN;
+    }
+
+    /* the message is in Kafka: acknowledge it all the same */
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "commerce webhook: delivery \"%V\" published but not "
+                  "marked done", &ctx->delivery_id);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_commerce_webhook_marked(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    ngx_http_commerce_webhook_ctx_t  *ctx = data;
+
+    if (rc != NGX_HTTP_COMMERCE_REDIS_OK
+        || reply->type == REDIS_REPLY_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce webhook: delivery \"%V\" published but not "
+                      "marked done", &ctx->delivery_id);
+    }
+
+    ctx->state++;
+    ngx_http_commerce_webhook_run(r, ctx);
 }
 
 
@@ -657,29 +1067,89 @@ static void
 ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
     ngx_int_t rc, int32_t partition, int64_t offset, const char *errstr)
 {
+    time_t                            retry_after;
+    size_t                            argvlen[5];
+    const char                       *argv[5];
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
 
-    ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
     r->read_event_handler = ngx_http_block_reading;
 
-    if (rc != NGX_OK) {
-        (void) ngx_http_commerce_webhook_fail(r, ctx,
+    if (rc == NGX_OK) {
+        ctx->partition = partition;
+        ctx->offset = offset;
+        ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_MARK_DONE;
+
+        ngx_http_commerce_webhook_run(r, ctx);
+        return;
+    }
+
+    ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+
+    if (ctx->claimed) {
+
+        /* the sender's retry must not find our in-flight mark */
+
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = ngx_http_commerce_webhook_release_lua;
+        argvlen[1] = sizeof(ngx_http_commerce_webhook_release_lua) - 1;
+        argv[2] = "1";
+        argvlen[2] = 1;
+        argv[3] = (char *) ctx->dedup_key.data;
+        argvlen[3] = ctx->dedup_key.len;
+        argv[4] = (char *) ctx->dedup_token.data;
+        argvlen[4] = ctx->dedup_token.len;
+
+        if (ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+                                         ngx_http_commerce_webhook_released,
+                                         ctx, 5, argv, argvlen,
+                                         &retry_after)
+            == NGX_OK)
+        {
+            return;
+        }
+    }
+
+    ngx_http_commerce_webhook_released(r, ctx,
+                                       ctx->claimed
+                                       ? NGX_HTTP_COMMERCE_REDIS_DOWN
+                                       : NGX_HTTP_COMMERCE_REDIS_OK,
+                                       NULL);
+}
+
+
+/* After a failed publish (and the in-flight mark released): 503. */
+static void
+ngx_http_commerce_webhook_released(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, redisReply *reply)
+{
+    ngx_http_commerce_webhook_ctx_t  *ctx = data;
+
+    if (rc != NGX_HTTP_COMMERCE_REDIS_OK
+        || (reply && reply->type == REDIS_REPLY_ERROR))
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce webhook: in-flight mark \"%V\" not "
+                      "released, it expires by itself", &ctx->dedup_key);
+    }
+
+    (void) ngx_http_commerce_webhook_fail(r, ctx,
                                    NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "broker_unavailable",
                                    "the event broker did not confirm the "
                                    "write",
                                    NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
-        return;
-    }
-
-    ngx_http_finalize_request(r,
-        ngx_http_commerce_webhook_accepted(r, ctx, partition, offset));
 }
 
 
+/*
+ * 202 {"status":"accepted",...} once published, or 200 {"status":
+ * "duplicate",...} with where the first delivery went.
+ */
 static ngx_int_t
-ngx_http_commerce_webhook_accepted(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, int32_t partition, int64_t offset)
+ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
+    const char *what)
 {
     size_t                                 len;
     ngx_int_t                              rc;
@@ -690,9 +1160,9 @@ ngx_http_commerce_webhook_accepted(ngx_http_request_t *r,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
 
-    len = sizeof("{\"status\":\"accepted\",\"topic\":\"\",\"partition\":"
-                 ",\"offset\":,\"delivery_id\":\"\"}\n") - 1
-          + NGX_INT32_LEN + NGX_INT64_LEN
+    len = sizeof("{\"status\":\"\",\"topic\":\"\",\"partition\":"
+                 ",\"offset\":,\"delivery_id\":\"\"}") - 1
+          + ngx_strlen(what) + NGX_INT32_LEN + NGX_INT64_LEN
           + ngx_http_commerce_json_escape_len(wlcf->topic.data,
                                               wlcf->topic.len)
           + ngx_http_commerce_json_escape_len(ctx->delivery_id.data,
@@ -703,20 +1173,21 @@ ngx_http_commerce_webhook_accepted(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, "{\"status\":\"accepted\",\"topic\":\"",
-                         sizeof("{\"status\":\"accepted\",\"topic\":\"") - 1);
+    b->last = ngx_sprintf(b->last, "{\"status\":\"%s\",\"topic\":\"",
+                          what);
     b->last = ngx_http_commerce_json_escape(b->last, wlcf->topic.data,
                                             wlcf->topic.len);
     b->last = ngx_sprintf(b->last, "\",\"partition\":%D,\"offset\":%L,"
-                          "\"delivery_id\":\"", partition, offset);
+                          "\"delivery_id\":\"", ctx->partition,
+                          ctx->offset);
     b->last = ngx_http_commerce_json_escape(b->last, ctx->delivery_id.data,
                                             ctx->delivery_id.len);
-    b->last = ngx_cpymem(b->last, "\"}\n", 3);
+    b->last = ngx_cpymem(b->last, "\"}", 2);
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
-    r->headers_out.status = NGX_HTTP_ACCEPTED;
+    r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
     r->headers_out.content_type = ngx_http_commerce_webhook_json;
     r->headers_out.content_type_len = ngx_http_commerce_webhook_json.len;
@@ -807,6 +1278,10 @@ ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf)
     conf->key = NGX_CONF_UNSET_PTR;
     conf->delivery_id = NGX_CONF_UNSET_PTR;
     conf->max_body = NGX_CONF_UNSET_SIZE;
+    conf->dedup = NGX_CONF_UNSET;
+    conf->dedup_ttl = NGX_CONF_UNSET_MSEC;
+    conf->inflight_ttl = NGX_CONF_UNSET_MSEC;
+    conf->dedup_unavailable = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -819,12 +1294,21 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_commerce_webhook_loc_conf_t *prev = parent;
     ngx_http_commerce_webhook_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_commerce_main_conf_t  *cmcf;
 
     ngx_conf_merge_str_value(conf->topic, prev->topic, "commerce.inbound");
     ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
     ngx_conf_merge_ptr_value(conf->delivery_id, prev->delivery_id, NULL);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);
+    ngx_conf_merge_value(conf->dedup, prev->dedup, 0);
+    ngx_conf_merge_msec_value(conf->dedup_ttl, prev->dedup_ttl,
+                              24 * 60 * 60 * 1000);
+    ngx_conf_merge_msec_value(conf->inflight_ttl, prev->inflight_ttl,
+                              30 * 1000);
+    ngx_conf_merge_uint_value(conf->dedup_unavailable,
+                              prev->dedup_unavailable,
+                              NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_REJECT);
 
     if (conf->topic.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -844,6 +1328,28 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     if (ngx_http_commerce_kafka_add_topic(cf, &conf->topic) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->dedup) {
+        cmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_commerce_module);
+
+        if (cmcf->servers.nelts == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_webhook_dedup\" needs "
+                               "\"commerce_redis_server\"");
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->dedup_ttl < 1000 || conf->inflight_ttl < 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"commerce_webhook_dedup_ttl\" and "
+                               "\"commerce_webhook_inflight_ttl\" must be "
+                               "at least 1s");
+            return NGX_CONF_ERROR;
+        }
+
+        cmcf->used = 1;
     }
 
     /*

@@ -23,12 +23,16 @@
  * next one, NGX_AGAIN when it waits for an event (its callback calls
  * ngx_http_commerce_webhook_run() again, or answers), NGX_DONE when it
  * answered (ngx_http_commerce_webhook_fail() for a JSON error), or a
- * status to finalize the request with.  Signature verification and Redis
- * deduplication are steps that go between READ_BODY and PUBLISH.
+ * status to finalize the request with.  The signature headers are checked
+ * before the body is read, by the content handler itself.
  */
 typedef enum {
     NGX_HTTP_COMMERCE_WEBHOOK_READ_BODY = 0,
+    NGX_HTTP_COMMERCE_WEBHOOK_VERIFY,         /* MAC over the body, JSON */
+    NGX_HTTP_COMMERCE_WEBHOOK_CLAIM,          /* dedup: in-flight mark */
     NGX_HTTP_COMMERCE_WEBHOOK_PUBLISH,
+    NGX_HTTP_COMMERCE_WEBHOOK_MARK_DONE,      /* dedup: done mark */
+    NGX_HTTP_COMMERCE_WEBHOOK_ACCEPT,         /* 202 */
     NGX_HTTP_COMMERCE_WEBHOOK_DONE
 } ngx_http_commerce_webhook_state_e;
 
@@ -39,6 +43,10 @@ typedef struct {
     ngx_http_complex_value_t   *key;
     ngx_http_complex_value_t   *delivery_id;
     size_t                      max_body;
+    ngx_flag_t                  dedup;
+    ngx_msec_t                  dedup_ttl;
+    ngx_msec_t                  inflight_ttl;
+    ngx_uint_t                  dedup_unavailable;
 } ngx_http_commerce_webhook_loc_conf_t;
 
 
@@ -51,6 +59,12 @@ typedef struct {
     ngx_str_t                   body;      /* the whole body, contiguous */
     ngx_str_t                   traceparent;
     int64_t                     received_at;       /* ms since the epoch */
+    void                       *sig_parsed;        /* verification state */
+    ngx_str_t                   dedup_key;
+    ngx_str_t                   dedup_token;       /* our in-flight mark */
+    int32_t                     partition;
+    int64_t                     offset;
+    unsigned                    claimed:1;         /* in-flight mark ours */
 } ngx_http_commerce_webhook_ctx_t;
 
 
