@@ -981,8 +981,10 @@ ngx_http_commerce_webhook_marked(ngx_http_request_t *r, void *data,
 
 /*
  * Queues the body for Kafka.  The request then waits for the delivery
- * report (ngx_http_commerce_webhook_published); a client that goes away
- * meanwhile is noticed, and its report is dropped.
+ * report (ngx_http_commerce_webhook_published), also when the client goes
+ * away meanwhile: the outcome must still be recorded (done mark, or the
+ * in-flight mark released), or the sender's retry would be published a
+ * second time.  The wait is bounded by commerce_kafka_delivery_timeout.
  */
 static ngx_int_t
 ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
@@ -1056,8 +1058,6 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->read_event_handler = ngx_http_test_reading;
-
     return NGX_AGAIN;
 }
 
@@ -1071,8 +1071,6 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
     size_t                            argvlen[5];
     const char                       *argv[5];
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
-
-    r->read_event_handler = ngx_http_block_reading;
 
     if (rc == NGX_OK) {
         ctx->partition = partition;
