@@ -53,6 +53,9 @@ static ngx_int_t ngx_http_commerce_read_unavailable(ngx_http_request_t *r,
     time_t retry_after);
 static ngx_int_t ngx_http_commerce_read_arg(ngx_http_request_t *r,
     char *name, size_t len, ngx_str_t *value);
+static ngx_int_t ngx_http_commerce_read_page_size(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf, char *name, size_t len,
+    uint64_t *n);
 static u_char *ngx_http_commerce_read_key(ngx_http_request_t *r,
     const char *prefix, size_t plen, ngx_str_t *id, size_t *len);
 static ngx_int_t ngx_http_commerce_read_failed(ngx_http_request_t *r,
@@ -239,18 +242,9 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_COMMERCE_READ_LIST:
 
-        n = rlcf->default_limit;
-
-        rc = ngx_http_commerce_read_arg(r, "limit", 5, &value);
-
-        if (rc == NGX_OK
-            && ngx_http_commerce_parse_uint(value.data, value.len,
-                                            rlcf->max_limit, &n) != 0)
+        if (ngx_http_commerce_read_page_size(r, rlcf, "limit", 5, &n)
+            != NGX_OK)
         {
-            rc = NGX_ERROR;
-        }
-
-        if (rc == NGX_ERROR || n == 0) {
             return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
                                   "invalid_argument",
                                   "limit must be an integer from 1 to the "
@@ -361,17 +355,9 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
             argvlen[2] = 1;
         }
 
-        n = rlcf->default_limit;
-        rc = ngx_http_commerce_read_arg(r, "count", 5, &value);
-
-        if (rc == NGX_OK
-            && ngx_http_commerce_parse_uint(value.data, value.len,
-                                            rlcf->max_limit, &n) != 0)
+        if (ngx_http_commerce_read_page_size(r, rlcf, "count", 5, &n)
+            != NGX_OK)
         {
-            rc = NGX_ERROR;
-        }
-
-        if (rc == NGX_ERROR || n == 0) {
             return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
                                   "invalid_argument",
                                   "count must be an integer from 1 to the "
@@ -508,6 +494,35 @@ ngx_http_commerce_read_arg(ngx_http_request_t *r, char *name, size_t len,
     value->len = dst - value->data;
 
     return value->len ? NGX_OK : NGX_ERROR;
+}
+
+
+/* A page size argument: 1..max, the default when absent. */
+static ngx_int_t
+ngx_http_commerce_read_page_size(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf, char *name, size_t len,
+    uint64_t *n)
+{
+    ngx_int_t  rc;
+    ngx_str_t  value;
+
+    *n = rlcf->default_limit;
+
+    rc = ngx_http_commerce_read_arg(r, name, len, &value);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_ERROR
+        || ngx_http_commerce_parse_uint(value.data, value.len,
+                                        rlcf->max_limit, n) != 0
+        || *n == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
