@@ -48,7 +48,7 @@ DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
     libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
     libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
-    procps curl
+    procps curl openssl
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
         test-unit test-t bench clean
