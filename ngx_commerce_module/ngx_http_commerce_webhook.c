@@ -31,6 +31,13 @@
  *     The provider's delivery id (variables allowed, e.g. $http_webhook_id),
  *     carried in the delivery_id Kafka header and in the 202 answer.
  *
+ *   commerce_webhook_header name value;
+ *     Default: -
+ *     Context: http, server, location
+ *     An extra Kafka header of the message (variables allowed), e.g.
+ *     "commerce_webhook_header topic $http_x_shopify_topic;" for the
+ *     projector's Shopify adapter; repeatable; an empty value is left out.
+ *
  *   commerce_webhook_max_body size;
  *     Default: commerce_webhook_max_body 1m;
  *     Context: http, server, location
@@ -132,6 +139,8 @@ static void ngx_http_commerce_webhook_published(ngx_http_request_t *r,
 static ngx_int_t ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
     const char *what);
+static char *ngx_http_commerce_webhook_header(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf);
@@ -180,6 +189,13 @@ static ngx_command_t  ngx_http_commerce_webhook_commands[] = {
       ngx_http_set_complex_value_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_commerce_webhook_loc_conf_t, delivery_id),
+      NULL },
+
+    { ngx_string("commerce_webhook_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_commerce_webhook_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("commerce_webhook_max_body"),
@@ -993,7 +1009,9 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
     u_char                                 at[NGX_INT64_LEN];
     size_t                                 atlen;
     ngx_int_t                              rc;
-    ngx_str_t                              ct;
+    ngx_str_t                              ct, value;
+    ngx_uint_t                             i;
+    ngx_http_commerce_webhook_header_t    *eh;
     ngx_buf_t                              b;
     ngx_chain_t                            cl;
     rd_kafka_headers_t                    *hdrs;
@@ -1010,9 +1028,27 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
         ngx_str_set(&ct, "");
     }
 
-    hdrs = rd_kafka_headers_new(6);
+    hdrs = rd_kafka_headers_new(6 + (wlcf->headers ? wlcf->headers->nelts
+                                                   : 0));
     if (hdrs == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (wlcf->headers) {
+        eh = wlcf->headers->elts;
+
+        for (i = 0; i < wlcf->headers->nelts; i++) {
+            if (ngx_http_complex_value(r, &eh[i].value, &value) != NGX_OK) {
+                rd_kafka_headers_destroy(hdrs);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (value.len) {
+                (void) rd_kafka_header_add(hdrs, (char *) eh[i].name.data,
+                                           eh[i].name.len, value.data,
+                                           value.len);
+            }
+        }
     }
 
     (void) rd_kafka_header_add(hdrs, "source", -1, ctx->source.data,
@@ -1255,6 +1291,47 @@ ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_commerce_webhook_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_commerce_webhook_loc_conf_t *wlcf = conf;
+
+    ngx_str_t                           *value;
+    ngx_http_compile_complex_value_t     ccv;
+    ngx_http_commerce_webhook_header_t  *h;
+
+    value = cf->args->elts;
+
+    if (wlcf->headers == NGX_CONF_UNSET_PTR) {
+        wlcf->headers = ngx_array_create(cf->pool, 2,
+                                   sizeof(ngx_http_commerce_webhook_header_t));
+        if (wlcf->headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    h = ngx_array_push(wlcf->headers);
+    if (h == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    h->name = value[1];
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &h->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf)
 {
@@ -1273,6 +1350,7 @@ ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf)
      *     conf->topic = { 0, NULL };
      */
 
+    conf->headers = NGX_CONF_UNSET_PTR;
     conf->key = NGX_CONF_UNSET_PTR;
     conf->delivery_id = NGX_CONF_UNSET_PTR;
     conf->max_body = NGX_CONF_UNSET_SIZE;
@@ -1296,6 +1374,7 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_commerce_main_conf_t  *cmcf;
 
     ngx_conf_merge_str_value(conf->topic, prev->topic, "commerce.inbound");
+    ngx_conf_merge_ptr_value(conf->headers, prev->headers, NULL);
     ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
     ngx_conf_merge_ptr_value(conf->delivery_id, prev->delivery_id, NULL);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);

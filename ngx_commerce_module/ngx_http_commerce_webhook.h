@@ -38,7 +38,14 @@ typedef enum {
 
 
 typedef struct {
+    ngx_str_t                   name;
+    ngx_http_complex_value_t    value;
+} ngx_http_commerce_webhook_header_t;
+
+
+typedef struct {
     ngx_http_complex_value_t   *source;    /* NULL: not a webhook location */
+    ngx_array_t                *headers;   /* webhook_header_t */
     ngx_str_t                   topic;
     ngx_http_complex_value_t   *key;
     ngx_http_complex_value_t   *delivery_id;

@@ -8,7 +8,7 @@
 use strict;
 use warnings;
 
-use Digest::SHA qw(hmac_sha256);
+use Digest::SHA qw(hmac_sha256 hmac_sha256_base64);
 use JSON::PP;
 use MIME::Base64;
 use Test::More;
@@ -26,6 +26,7 @@ BAIL_OUT('nginx module not built: ' . $t->module_path)
 my $key = 'e2e-test-secret-0123456789abcdef';
 my $secret = 'whsec_' . encode_base64($key, '');
 my $brokers = $p->brokers;
+my $shopify_secret = 'shpss_e2e_0123456789';
 
 $t->write_nginx_conf(<<"EOF");
     commerce_redis_server 127.0.0.1:%%REDIS_PORT%%;
@@ -39,6 +40,15 @@ $t->write_nginx_conf(<<"EOF");
             commerce_webhook_signature standard;
             commerce_webhook_secret $secret;
             commerce_webhook_key \$http_x_merchant_id;
+            commerce_webhook_dedup on;
+        }
+
+        location = /v1/webhooks/shopify {
+            commerce_webhook shopify;
+            commerce_webhook_signature shopify;
+            commerce_webhook_secret $shopify_secret;
+            commerce_webhook_key \$http_x_shopify_shop_domain;
+            commerce_webhook_header topic \$http_x_shopify_topic;
             commerce_webhook_dedup on;
         }
 
@@ -145,6 +155,36 @@ is($r->{status}, 401, 'forged webhook rejected');
 sleep 1;
 is($p->sql("SELECT count(*) FROM inbound_archive"), 2,
    'nothing archived for the forged webhook');
+
+# Shopify's own payload: X-Shopify-Topic reaches the projector's adapter
+# as the Kafka header "topic" (commerce_webhook_header)
+my $product = $json->encode({
+    id => 788032119674292922, title => 'Example T-Shirt',
+    body_html => 'An example T-Shirt', vendor => 'Acme',
+    product_type => 'Shirts', tags => 'example, mens, t-shirt',
+    updated_at => '2026-11-21T10:00:00-05:00',
+    variants => [ { id => 642667041472713922, product_id => 788032119674292922,
+                    title => 'Small', price => '19.99', sku => 'EX-TS-S',
+                    inventory_item_id => 457924702, option1 => 'Small' } ],
+    options => [ { name => 'Size', values => ['Small'] } ] });
+
+my $hmac = hmac_sha256_base64($product, $shopify_secret);
+$hmac .= '=' x ((4 - length($hmac) % 4) % 4);
+
+$r = $t->http(POST => '/v1/webhooks/shopify',
+              'Content-Type' => 'application/json',
+              'X-Shopify-Topic' => 'products/create',
+              'X-Shopify-Shop-Domain' => 'acme.myshopify.com',
+              'X-Shopify-Webhook-Id' => 'b54557e4-e2e-1',
+              'X-Shopify-Hmac-Sha256' => $hmac,
+              -body => $product);
+is($r->{status}, 202, 'Shopify products/create accepted') or diag($r->{body});
+
+ok($p->wait_for(sub {
+        my $d = get_json('/v1/catalog/shopify-788032119674292922');
+        $d && $d->{name} eq 'Example T-Shirt' }),
+   'the Shopify product is visible through nginx');
+is($p->sql("SELECT count(*) FROM dead_letters"), 0, 'nothing dead-lettered');
 
 $p->stop;
 $t->done;
