@@ -11,25 +11,17 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use JSON::PP;
-use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use CommerceBroker;
 use CommerceTest;
 
-my $build = $ENV{COMMERCE_BUILD} // "$CommerceTest::REPO/build";
-my $devbroker = "$build/bin/commerce-devbroker";
-$devbroker = "$CommerceTest::REPO/build/bin/commerce-devbroker"
-    unless -x $devbroker;
-
-plan skip_all => 'commerce-devbroker not built (make workers)'
-    unless -x $devbroker;
-plan skip_all => 'kcat not installed'
-    unless system('sh', '-c', 'command -v kcat >/dev/null') == 0;
+CommerceBroker->skip_unless_available;
 
 my $t = CommerceTest->new;
-my $broker = Broker->start($t->dir, $devbroker);
-my $bs = $broker->{bootstrap};
+my $broker = CommerceBroker->new($t);
+my $bs = $broker->bootstrap;
 
 $t->write_nginx_conf(<<"EOF2", workers => 2);
     commerce_kafka_brokers $bs;
@@ -110,7 +102,7 @@ my @not_202 = grep { $status{$_} != 202 } sort keys %status;
 is(scalar @not_202, 0, 'all answered 202, no 5xx from the reloads')
     or diag(join ' ', map { "$_:$status{$_}" } first10(@not_202));
 
-for my $m (Broker::consume($bs, 'commerce.inbound')) {
+for my $m ($broker->consume('commerce.inbound')) {
     $count{ $m->{h}{delivery_id} }++;
 }
 
@@ -162,7 +154,7 @@ for (1 .. 200) {
 ok(!grep({ kill 0, $_ } @alive), 'then it exits');
 
 is(scalar(grep { $_->{h}{delivery_id} eq 'pending-1' }
-          Broker::consume($bs, 'commerce.inbound')), 1,
+          $broker->consume('commerce.inbound')), 1,
    'the pending webhook is in Kafka once');
 
 # ------------------------------------ fast shutdown with a pending one ---
@@ -182,7 +174,7 @@ ok(scalar $t->log_grep(qr/not delivered within the flush timeout/),
 
 $broker->control('up all');
 is(scalar(grep { $_->{h}{delivery_id} eq 'term-1' }
-          Broker::consume($bs, 'commerce.inbound')), 0,
+          $broker->consume('commerce.inbound')), 0,
    'and it is not in Kafka');
 
 $broker->stop;
@@ -191,114 +183,3 @@ $t->done;
 
 
 sub first10 { return grep { defined } @_[0 .. 9] }
-
-
-package Broker;
-
-use IO::Socket::UNIX;
-use JSON::PP;
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
-
-sub start {
-    my ($class, $dir, $bin, %o) = @_;
-
-    my $bootfile = "$dir/bootstrap";
-    my $ctl = "$dir/broker.ctl";
-
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', "$dir/broker.log" or POSIX::_exit(127);
-        open STDERR, '>&', \*STDOUT;
-        exec $bin, "--bootstrap-file=$bootfile", "--control=$ctl",
-             '--brokers=' . ($o{brokers} // 3), '--partitions=3'
-            or POSIX::_exit(127);
-    }
-
-    for (1 .. 200) {
-        last if -s $bootfile;
-        die "devbroker exited\n" if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.05;
-    }
-
-    open my $fh, '<', $bootfile or die "devbroker did not start\n";
-    my $bs = <$fh>;
-    close $fh;
-    chomp $bs;
-
-    return bless { pid => $pid, ctl => $ctl, bootstrap => $bs }, $class;
-}
-
-
-sub control {
-    my ($self, $cmd) = @_;
-
-    my $s = IO::Socket::UNIX->new(Peer => $self->{ctl})
-        or die "devbroker control: $!\n";
-    print {$s} "$cmd\n";
-    shutdown $s, 1;
-    my $reply = join '', <$s>;
-    close $s;
-    die "devbroker '$cmd': $reply" unless $reply =~ /^ok/;
-
-    return $reply;
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    return unless $self->{pid};
-    kill 'TERM', $self->{pid};
-    waitpid $self->{pid}, 0;
-    $self->{pid} = undef;
-}
-
-
-sub DESTROY { $_[0]->stop }
-
-
-# kcat prints lengths before key and value, so that any bytes parse.
-sub consume {
-    my ($bs, $topic) = @_;
-
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDERR, '>', '/dev/null';
-        exec 'kcat', '-C', '-b', $bs, '-t', $topic, '-o', 'beginning',
-             '-e', '-q', '-f', "MSG %p %o %K %S\n%k%s\n%h\n"
-            or POSIX::_exit(127);
-    }
-    binmode $fh;
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-
-    my @msgs;
-    my $names = qr/source|delivery_id|signature_scheme|received_at|
-                   content_type|traceparent/x;
-
-    while ($out =~ /\GMSG (\d+) (\d+) (-?\d+) (-?\d+)\n/gc) {
-        my ($p, $o, $klen, $vlen) = ($1, $2, $3, $4);
-        my $pos = pos $out;
-        my $key = $klen >= 0 ? substr($out, $pos, $klen) : undef;
-        $pos += $klen if $klen > 0;
-        my $value = $vlen >= 0 ? substr($out, $pos, $vlen) : undef;
-        $pos += $vlen if $vlen > 0;
-        $pos++;                                     # "\n"
-        my $nl = index($out, "\n", $pos);
-        my $hdr = substr($out, $pos, $nl - $pos);
-        pos($out) = $nl + 1;
-
-        my %h;
-        for my $kv (split /,(?=(?:$names)=)/, $hdr) {
-            my ($k, $v) = split /=/, $kv, 2;
-            $h{$k} = $v // '';
-        }
-
-        push @msgs, { partition => $p, offset => $o, key => $key,
-                      value => $value, h => \%h };
-    }
-
-    return @msgs;
-}

@@ -22,21 +22,14 @@ use MIME::Base64 qw(decode_base64 encode_base64);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use CommerceBroker;
 use CommerceTest;
 
-my $build = $ENV{COMMERCE_BUILD} // "$CommerceTest::REPO/build";
-my $devbroker = "$build/bin/commerce-devbroker";
-$devbroker = "$CommerceTest::REPO/build/bin/commerce-devbroker"
-    unless -x $devbroker;
-
-plan skip_all => 'commerce-devbroker not built (make workers)'
-    unless -x $devbroker;
-plan skip_all => 'kcat not installed'
-    unless system('sh', '-c', 'command -v kcat >/dev/null') == 0;
+CommerceBroker->skip_unless_available;
 
 my $t = CommerceTest->new;
-my $broker = Broker->start($t->dir, $devbroker);
-my $bs = $broker->{bootstrap};
+my $broker = CommerceBroker->new($t, consume_timeout => 60);
+my $bs = $broker->bootstrap;
 my $dir = $t->dir;
 
 # ------------------------------------------------------------ schemes ---
@@ -875,7 +868,7 @@ EOF
 
 my %topics;
 $topics{ $_->[0] } = 1 for @accepted, @refused;
-my %msgs = map { $_ => [Broker::consume($bs, $_)] } sort keys %topics;
+my %msgs = map { $_ => [$broker->consume($_)] } sort keys %topics;
 
 for my $a (@accepted) {
     my ($topic, $p, $o, $body, $scheme, $what) = @$a;
@@ -934,116 +927,4 @@ sub write_file {
     print {$fh} $text;
     close $fh;
     rename "$path.tmp", $path or die "rename $path: $!";
-}
-
-
-package Broker;
-
-use IO::Socket::UNIX;
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
-
-sub start {
-    my ($class, $dir, $bin, %o) = @_;
-
-    my $bootfile = "$dir/bootstrap";
-    my $ctl = "$dir/broker.ctl";
-
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', "$dir/broker.log" or POSIX::_exit(127);
-        open STDERR, '>&', \*STDOUT;
-        exec $bin, "--bootstrap-file=$bootfile", "--control=$ctl",
-             '--brokers=' . ($o{brokers} // 3), '--partitions=3'
-            or POSIX::_exit(127);
-    }
-
-    for (1 .. 200) {
-        last if -s $bootfile;
-        die "devbroker exited\n" if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.05;
-    }
-
-    open my $fh, '<', $bootfile or die "devbroker did not start\n";
-    my $bs = <$fh>;
-    close $fh;
-    chomp $bs;
-
-    return bless { pid => $pid, ctl => $ctl, bootstrap => $bs }, $class;
-}
-
-
-sub control {
-    my ($self, $cmd) = @_;
-
-    my $s = IO::Socket::UNIX->new(Peer => $self->{ctl})
-        or die "devbroker control: $!\n";
-    print {$s} "$cmd\n";
-    shutdown $s, 1;
-    my $reply = join '', <$s>;
-    close $s;
-    die "devbroker '$cmd': $reply" unless $reply =~ /^ok/;
-
-    return $reply;
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    return unless $self->{pid};
-    kill 'TERM', $self->{pid};
-    waitpid $self->{pid}, 0;
-    $self->{pid} = undef;
-}
-
-
-sub DESTROY { $_[0]->stop }
-
-
-# kcat prints lengths before key and value, so that any bytes parse.
-sub consume {
-    my ($bs, $topic) = @_;
-
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDERR, '>', '/dev/null';
-        # bounded: a consumer must not hang the suite
-        exec 'timeout', '60', 'kcat', '-C', '-b', $bs, '-t', $topic,
-             '-o', 'beginning',
-             '-e', '-q', '-f', "MSG %p %o %K %S\n%k%s\n%h\n"
-            or POSIX::_exit(127);
-    }
-    binmode $fh;
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-
-    my @msgs;
-    my $names = qr/source|delivery_id|signature_scheme|received_at|
-                   content_type|traceparent/x;
-
-    while ($out =~ /\GMSG (\d+) (\d+) (-?\d+) (-?\d+)\n/gc) {
-        my ($p, $o, $klen, $vlen) = ($1, $2, $3, $4);
-        my $pos = pos $out;
-        my $key = $klen >= 0 ? substr($out, $pos, $klen) : undef;
-        $pos += $klen if $klen > 0;
-        my $value = $vlen >= 0 ? substr($out, $pos, $vlen) : undef;
-        $pos += $vlen if $vlen > 0;
-        $pos++;                                     # "\n"
-        my $nl = index($out, "\n", $pos);
-        my $hdr = substr($out, $pos, $nl - $pos);
-        pos($out) = $nl + 1;
-
-        my %h;
-        for my $kv (split /,(?=(?:$names)=)/, $hdr) {
-            my ($k, $v) = split /=/, $kv, 2;
-            $h{$k} = $v // '';
-        }
-
-        push @msgs, { partition => $p, offset => $o, key => $key,
-                      value => $value, h => \%h };
-    }
-
-    return @msgs;
 }

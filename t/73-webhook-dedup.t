@@ -22,17 +22,10 @@ use MIME::Base64 qw(decode_base64 encode_base64);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use CommerceBroker qw(wait_for);
 use CommerceTest;
 
-my $build = $ENV{COMMERCE_BUILD} // "$CommerceTest::REPO/build";
-my $devbroker = "$build/bin/commerce-devbroker";
-$devbroker = "$CommerceTest::REPO/build/bin/commerce-devbroker"
-    unless -x $devbroker;
-
-plan skip_all => 'commerce-devbroker not built (make workers)'
-    unless -x $devbroker;
-plan skip_all => 'kcat not installed'
-    unless system('sh', '-c', 'command -v kcat >/dev/null') == 0;
+CommerceBroker->skip_unless_available;
 
 my $t = CommerceTest->new;
 my $tag = sprintf '%08x', int rand 0xffffffff;
@@ -76,8 +69,8 @@ EOF
 
 # ------------------------------------------------------------- stack ---
 
-my $broker = Broker->start($t->dir, $devbroker);
-my $bs = $broker->{bootstrap};
+my $broker = CommerceBroker->new($t, consume_timeout => 60);
+my $bs = $broker->bootstrap;
 
 $t->start_redis;
 
@@ -227,7 +220,7 @@ sub pttl { $t->redis_cmd('PTTL', $_[0]) }
 sub count_in {
     my ($topic, $body) = @_;
     return scalar grep { defined $_->{value} && $_->{value} eq $body }
-                  Broker::consume($bs, $topic);
+                  $broker->consume($topic);
 }
 
 sub pad64 {
@@ -270,17 +263,6 @@ sub sign {
     return ('X-Sig' => hmac_sha256_hex($body, $secret)) if $scheme eq 'hmac';
 
     die "unknown scheme $scheme";
-}
-
-# Polls (bounded) until the code returns true.
-sub wait_for {
-    my ($code, $tries) = @_;
-    for (1 .. $tries // 200) {
-        my $v = $code->();
-        return $v if $v;
-        sleep 0.05;
-    }
-    return undef;
 }
 
 # Redis and the brokers reachable from both workers before the checks
@@ -329,7 +311,7 @@ sub wait_for {
 
     is(count_in('d.explicit', $body), 1, 'published exactly once');
     is(scalar(grep { $_->{value} =~ /"retry":2/ }
-              Broker::consume($bs, 'd.explicit')), 0,
+              $broker->consume('d.explicit')), 0,
        'the redelivery with another body is not published');
 
     $r = post('/explicit', $body, 'X-Delivery' => "dlv-1b-$tag");
@@ -384,7 +366,7 @@ sub wait_for {
            && $dup->{partition} == $ack->{partition},
            "$s: the duplicate names the original offset");
 
-        my @m = grep { $_->{value} eq $body } Broker::consume($bs, "d.$s");
+        my @m = grep { $_->{value} eq $body } $broker->consume("d.$s");
         is(scalar @m, 1, "$s: published once");
         is($m[0]{h}{delivery_id}, $id, "$s: delivery_id Kafka header")
             if @m;
@@ -689,7 +671,7 @@ for my $round (1 .. 3) {
     $r = post('/plain', $pbody);
     is($r->{status}, 202, 'Redis down, no delivery id: not affected');
 
-    my @m = Broker::consume($bs, 'd.unavail');
+    my @m = $broker->consume('d.unavail');
     is(scalar(grep { $_->{value} eq $body } @m), 0,
        'reject: nothing published');
     is(scalar(grep { $_->{value} eq $abody } @m), 2,
@@ -731,115 +713,3 @@ $t->stop_nginx;
 $broker->stop;
 
 $t->done;
-
-
-package Broker;
-
-use IO::Socket::UNIX;
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
-
-sub start {
-    my ($class, $dir, $bin, %o) = @_;
-
-    my $bootfile = "$dir/bootstrap";
-    my $ctl = "$dir/broker.ctl";
-
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', "$dir/broker.log" or POSIX::_exit(127);
-        open STDERR, '>&', \*STDOUT;
-        exec $bin, "--bootstrap-file=$bootfile", "--control=$ctl",
-             '--brokers=' . ($o{brokers} // 3), '--partitions=3'
-            or POSIX::_exit(127);
-    }
-
-    for (1 .. 200) {
-        last if -s $bootfile;
-        die "devbroker exited\n" if waitpid($pid, WNOHANG) == $pid;
-        sleep 0.05;
-    }
-
-    open my $fh, '<', $bootfile or die "devbroker did not start\n";
-    my $bs = <$fh>;
-    close $fh;
-    chomp $bs;
-
-    return bless { pid => $pid, ctl => $ctl, bootstrap => $bs }, $class;
-}
-
-
-sub control {
-    my ($self, $cmd) = @_;
-
-    my $s = IO::Socket::UNIX->new(Peer => $self->{ctl})
-        or die "devbroker control: $!\n";
-    print {$s} "$cmd\n";
-    shutdown $s, 1;
-    my $reply = join '', <$s>;
-    close $s;
-    die "devbroker '$cmd': $reply" unless $reply =~ /^ok/;
-
-    return $reply;
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    return unless $self->{pid};
-    kill 'TERM', $self->{pid};
-    waitpid $self->{pid}, 0;
-    $self->{pid} = undef;
-}
-
-
-sub DESTROY { $_[0]->stop }
-
-
-# kcat prints lengths before key and value, so that any bytes parse.
-sub consume {
-    my ($bs, $topic) = @_;
-
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDERR, '>', '/dev/null';
-        # bounded: a consumer must not hang the suite
-        exec 'timeout', '60', 'kcat', '-C', '-b', $bs, '-t', $topic,
-             '-o', 'beginning', '-e', '-q',
-             '-f', "MSG %p %o %K %S\n%k%s\n%h\n"
-            or POSIX::_exit(127);
-    }
-    binmode $fh;
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-
-    my @msgs;
-    my $names = qr/source|delivery_id|signature_scheme|received_at|
-                   content_type|traceparent/x;
-
-    while ($out =~ /\GMSG (\d+) (\d+) (-?\d+) (-?\d+)\n/gc) {
-        my ($p, $o, $klen, $vlen) = ($1, $2, $3, $4);
-        my $pos = pos $out;
-        my $key = $klen >= 0 ? substr($out, $pos, $klen) : undef;
-        $pos += $klen if $klen > 0;
-        my $value = $vlen >= 0 ? substr($out, $pos, $vlen) : undef;
-        $pos += $vlen if $vlen > 0;
-        $pos++;                                     # "\n"
-        my $nl = index($out, "\n", $pos);
-        my $hdr = substr($out, $pos, $nl - $pos);
-        pos($out) = $nl + 1;
-
-        my %h;
-        for my $kv (split /,(?=(?:$names)=)/, $hdr) {
-            my ($k, $v) = split /=/, $kv, 2;
-            $h{$k} = $v // '';
-        }
-
-        push @msgs, { partition => $p, offset => $o, key => $key,
-                      value => $value, h => \%h };
-    }
-
-    return @msgs;
-}
