@@ -184,6 +184,26 @@ ok($p->wait_for(sub { $p->sql("SELECT on_hand FROM stock_levels WHERE store_id =
 is($p->redis('HGET', 'inv:store-002', 'SKU-1-M'), $newer, 'newer version kept in redis');
 $p->redis('HDEL', 'inv:store-002', 'SKU-1-M');
 
+# --- a rejection inside a batch: the rest of the batch still applies -----
+
+# One kcat run, so the three usually share a batch: the projector's fast
+# path gives up on the batch at the underflow and applies it again message
+# by message, dead-lettering only the middle one.
+$p->produce_many({ source => 'canonical' },
+    "store-003\t" . encode_json({ type => 'stock.adjust', store_id => 'store-003',
+                                  sku => 'SKU-1-S', delta => 5, reason => 'receipt' }),
+    "store-003\t" . encode_json({ type => 'stock.adjust', store_id => 'store-003',
+                                  sku => 'SKU-1-S', delta => -100, reason => 'sale' }),
+    "store-003\t" . encode_json({ type => 'stock.adjust', store_id => 'store-003',
+                                  sku => 'SKU-1-S', delta => 1, reason => 'receipt' }));
+ok($p->wait_for(sub { my $v = stock('store-003', 'SKU-1-S'); $v && $v->{on_hand} == 6 }),
+   'valid messages around a rejected one applied');
+is($p->sql("SELECT count(*) FROM dead_letters WHERE reason = 'stock_underflow'"
+           . " AND detail LIKE '%store-003%'"), 1, 'only the underflow dead-lettered');
+is($p->sql("SELECT string_agg(delta::text, ',' ORDER BY id) FROM stock_ledger"
+           . " WHERE store_id = 'store-003'"), '5,1', 'ledger has the two movements');
+ok($p->wait_for(sub { $p->sql('SELECT count(*) FROM outbox') == 0 }), 'outbox drained');
+
 # --- --rebuild gives the live state --------------------------------------
 
 sub snapshot {

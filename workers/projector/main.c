@@ -59,6 +59,10 @@ static const char *const  proj_lib_defaults[][2] = {
     { "kafka.group_id", "commerce-projector" },
     { "kafka.topics", "commerce.inbound" },
     { "kafka.client_id", "commerce-projector" },
+    /* Under load a batch fills at once; when traffic is light, waiting
+     * for more messages only delays what is already there. */
+    { "kafka.batch_wait", "5ms" },
+    { "kafka.batch_max", "1000" },
 };
 
 

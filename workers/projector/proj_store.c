@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "cw_buf.h"
@@ -51,6 +52,8 @@ typedef struct {
     json_t              *cmds;         /* NULL when invalid */
     proj_error_t         err;
     char                 dedup[600];
+    int                  fenced;       /* below the stored offset */
+    int                  dup;          /* its dedup key came earlier */
 } proj_msg_t;
 
 struct proj_store_s {
@@ -65,12 +68,19 @@ struct proj_store_s {
     json_t                *stocks;     /* set: store "\n" sku -> [s, sku] */
     long long              n_applied, n_dup, n_skip, n_dead, n_events;
     long long              n_stale;
+
+    /* Stores known to exist (committed), and those this attempt adds. */
+    json_t                *stores_known;
+    json_t                *stores_new;
 };
 
 typedef struct {
     proj_store_t   *st;
     proj_msg_t     *msgs;
     size_t          n;
+    int             careful;      /* fast path gave up: go message by
+                                     message with savepoints */
+    char            why[256];     /* why the fast path gave up */
 } proj_batch_t;
 
 /* Outcome of one command: ok, a rejection that dead-letters the
@@ -293,6 +303,217 @@ static const struct {
       " SELECT 'kafka', $10, convert_to($3, 'UTF8'), $11::jsonb,"
       " convert_to($12, 'UTF8') FROM e" },
 
+    /* The fast path (see proj_fast_txn): the archive rows of a whole
+     * batch and the dedup claims of its valid messages in one statement;
+     * returns the dedup keys claimed now (the others were applied
+     * before). */
+    { "fast_archive", 1,
+      "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(topic text,"
+      " partition integer, \"offset\" bigint, msg_key text, headers jsonb,"
+      " body text, source text, delivery_id text, kafka_ts double precision,"
+      " dedup text, commands integer)),"
+      " a AS (INSERT INTO inbound_archive (topic, partition, \"offset\","
+      " msg_key, headers, body, source, delivery_id, kafka_ts)"
+      " SELECT topic, partition, \"offset\", decode(msg_key, 'hex'), headers,"
+      " decode(body, 'hex'), source, delivery_id,"
+      " to_timestamp(kafka_ts / 1000) FROM r"
+      " ON CONFLICT (topic, partition, \"offset\") DO UPDATE"
+      " SET consumed_at = inbound_archive.consumed_at"
+      " RETURNING id, topic, partition, \"offset\"),"
+      " p AS (INSERT INTO inbound_processed (dedup_key, archive_id, commands)"
+      " SELECT r.dedup, a.id, r.commands FROM r JOIN a"
+      " ON a.topic = r.topic AND a.partition = r.partition"
+      " AND a.\"offset\" = r.\"offset\" WHERE r.dedup IS NOT NULL"
+      " ON CONFLICT DO NOTHING RETURNING dedup_key)"
+      " SELECT dedup_key FROM p" },
+
+    /* One stock command in one statement: the level under its row lock,
+     * the stock event, its ledger row and outbox copy, and the
+     * orderability event when availability crossed zero. $1 store, $2
+     * sku, $3 on_hand or delta, $4 as_of, $5 $6 event ids, $7 metadata,
+     * $8 correlation, $9 causation, $10 events topic, $11 $12 Kafka
+     * headers, $13 occurred_at, $14 ledger reason. No row back: stale
+     * (set) or underflow (sub). */
+#define PROJ_STOCK_TAIL(movement)                                             \
+      " x AS (SELECT lv.version, lv.on_hand, lv.reserved,"                    \
+      " lv.on_hand - COALESCE(lv.p_on, 0) AS delta,"                          \
+      " lv.p_on IS NOT NULL AND lv.p_on - lv.p_res > 0 AS was,"               \
+      " lv.on_hand - lv.reserved > 0 AS now FROM lv),"                        \
+      " d AS (SELECT x.*, json_build_object('store_id', $1::text,"            \
+      " 'sku', $2::text, 'on_hand', x.on_hand, 'reserved', x.reserved,"       \
+      " 'available', x.on_hand - x.reserved, 'delta', x.delta,"               \
+      " 'movement', '" movement "', 'reason', $14::text,"                     \
+      " 'orderable', x.now) AS data FROM x),"                                 \
+      " e AS (INSERT INTO event_store (event_id, aggregate_type,"             \
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"   \
+      " causation_id) SELECT $5::uuid, 'stock', 'stock:' || $1 || ':' || $2," \
+      " d.version, 'inventory.stock.changed', d.data::jsonb, $7::jsonb, $8,"  \
+      " $9 FROM d ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"     \
+      " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"   \
+      " delta, on_hand_after, reason, source_ts) SELECT $1, $2, e.event_id,"  \
+      " '" movement "', d.delta, d.on_hand, $14, $4::timestamptz"             \
+      " FROM e, d),"                                                          \
+      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"    \
+      " SELECT 'kafka', $10, convert_to('stock:' || $1 || ':' || $2,"         \
+      " 'UTF8'), $11::jsonb, convert_to(json_build_object('event_id',"        \
+      " $5::text, 'type', 'inventory.stock.changed', 'aggregate_type',"       \
+      " 'stock', 'aggregate_id', 'stock:' || $1 || ':' || $2, 'version',"     \
+      " d.version, 'occurred_at', $13::text, 'data', d.data, 'metadata',"     \
+      " $7::json)::text, 'UTF8') FROM e, d),"                                 \
+      " e2 AS (INSERT INTO event_store (event_id, aggregate_type,"            \
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"   \
+      " causation_id) SELECT $6::uuid, 'orderability',"                       \
+      " 'orderability:' || $1 || ':' || $2, d.version,"                       \
+      " 'inventory.orderability.changed', json_build_object('store_id',"      \
+      " $1::text, 'sku', $2::text, 'orderable', d.now, 'available',"          \
+      " d.on_hand - d.reserved)::jsonb, $7::jsonb, $8, $9 FROM d"             \
+      " WHERE d.was <> d.now AND EXISTS (SELECT 1 FROM e)"                    \
+      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, data),"         \
+      " o2 AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"   \
+      " SELECT 'kafka', $10, convert_to('orderability:' || $1 || ':' || $2,"  \
+      " 'UTF8'), $12::jsonb, convert_to(json_build_object('event_id',"        \
+      " $6::text, 'type', 'inventory.orderability.changed',"                  \
+      " 'aggregate_type', 'orderability', 'aggregate_id',"                    \
+      " 'orderability:' || $1 || ':' || $2, 'version', d.version,"            \
+      " 'occurred_at', $13::text, 'data', e2.data, 'metadata',"               \
+      " $7::json)::text, 'UTF8') FROM e2, d)"                                 \
+      " SELECT d.version, d.was, d.now FROM d"
+
+    { "fast_stock_set", 14,
+      "WITH prev AS (SELECT on_hand, reserved FROM stock_levels"
+      " WHERE store_id = $1 AND sku = $2 FOR UPDATE),"
+      " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand, source_ts)"
+      " SELECT $1, $2, $3, $4::timestamptz FROM (SELECT 1) AS one"
+      " LEFT JOIN prev ON true"
+      " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
+      " source_ts = COALESCE(EXCLUDED.source_ts, stock_levels.source_ts),"
+      " version = stock_levels.version + 1, updated_at = now()"
+      " WHERE stock_levels.source_ts IS NULL OR EXCLUDED.source_ts IS NULL"
+      " OR EXCLUDED.source_ts >= stock_levels.source_ts"
+      " RETURNING version, on_hand, reserved, (SELECT on_hand FROM prev) AS"
+      " p_on, (SELECT reserved FROM prev) AS p_res),"
+      PROJ_STOCK_TAIL("set") },
+
+    { "fast_stock_add", 14,
+      "WITH prev AS (SELECT on_hand, reserved FROM stock_levels"
+      " WHERE store_id = $1 AND sku = $2 FOR UPDATE),"
+      " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand)"
+      " SELECT $1, $2, $3 FROM (SELECT 1) AS one LEFT JOIN prev ON true"
+      " ON CONFLICT (store_id, sku) DO UPDATE"
+      " SET on_hand = stock_levels.on_hand + EXCLUDED.on_hand,"
+      " version = stock_levels.version + 1, updated_at = now()"
+      " RETURNING version, on_hand, reserved, (SELECT on_hand FROM prev) AS"
+      " p_on, (SELECT reserved FROM prev) AS p_res),"
+      PROJ_STOCK_TAIL("adjust") },
+
+    { "fast_stock_sub", 14,
+      "WITH lv AS (UPDATE stock_levels SET on_hand = on_hand + $3,"
+      " version = version + 1, updated_at = now()"
+      " WHERE store_id = $1 AND sku = $2 AND on_hand + $3 >= 0"
+      " RETURNING version, on_hand, reserved, on_hand - $3 AS p_on,"
+      " reserved AS p_res),"
+      PROJ_STOCK_TAIL("adjust") },
+
+    /* price.set in one statement: the price, the version bumps of the
+     * renderings it changes, the event and its outbox copy. $1 sku, $2
+     * store ('' = base), $3 amount_minor, $4 currency, $5 as_of, $6 event
+     * id, $7 metadata, $8 correlation, $9 causation, $10 topic, $11
+     * headers, $12 occurred_at, $13 event data, $14 aggregate id. Returns
+     * the version and the bumped item ids and store ids (JSON arrays), or
+     * no row when stale. */
+    { "fast_price", 14,
+      "WITH p AS (INSERT INTO price_book (sku, store_id, amount_minor,"
+      " currency, source_ts) VALUES ($1, $2, $3, $4, $5::timestamptz)"
+      " ON CONFLICT (sku, store_id) DO UPDATE"
+      " SET amount_minor = EXCLUDED.amount_minor,"
+      " currency = EXCLUDED.currency,"
+      " source_ts = COALESCE(EXCLUDED.source_ts, price_book.source_ts),"
+      " version = price_book.version + 1, updated_at = now()"
+      " WHERE price_book.source_ts IS NULL OR EXCLUDED.source_ts IS NULL"
+      " OR EXCLUDED.source_ts >= price_book.source_ts"
+      " RETURNING version),"
+      " bi AS (UPDATE products pr SET version = pr.version + 1,"
+      " updated_at = now() FROM variants v, p WHERE $2 = ''"
+      " AND v.sku = $1 AND pr.id = v.item_id RETURNING pr.id),"
+      " bs AS (UPDATE stock_levels s SET version = s.version + 1,"
+      " updated_at = now() FROM p WHERE s.sku = $1"
+      " AND ($2 = '' OR s.store_id = $2) RETURNING s.store_id),"
+      " e AS (INSERT INTO event_store (event_id, aggregate_type,"
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"
+      " causation_id) SELECT $6::uuid, 'price', $14, p.version,"
+      " 'pricing.price.updated', $13::jsonb, $7::jsonb, $8, $9 FROM p"
+      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"
+      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $10, convert_to($14, 'UTF8'), $11::jsonb,"
+      " convert_to(json_build_object('event_id', $6::text, 'type',"
+      " 'pricing.price.updated', 'aggregate_type', 'price', 'aggregate_id',"
+      " $14::text, 'version', p.version, 'occurred_at', $12::text, 'data',"
+      " $13::json, 'metadata', $7::json)::text, 'UTF8') FROM e, p)"
+      " SELECT p.version, (SELECT json_agg(id) FROM bi)::text,"
+      " (SELECT json_agg(store_id) FROM bs)::text FROM p" },
+
+    /* item.upsert (without vendor references) in one statement: merchant,
+     * item, variants and addon groups replaced, the event and its outbox
+     * copy. $1 id, $2 merchant, $3 sku, $4 name, $5 description, $6
+     * brand, $7 tags, $8 attributes, $9 source, $10 as_of, $11 variants,
+     * $12 addon groups, $13 event id, $14 metadata, $15 correlation, $16
+     * causation, $17 topic, $18 headers, $19 occurred_at, $20 event data.
+     * Returns the version, or no row when stale. */
+    { "fast_item", 20,
+      "WITH m AS (INSERT INTO merchants (id) SELECT $2::text"
+      " WHERE $2::text IS NOT NULL ON CONFLICT DO NOTHING),"
+      " i AS (INSERT INTO products (id, merchant_id, sku, name, description,"
+      " brand, tags, attributes, source, source_updated_at)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9,"
+      " $10::timestamptz)"
+      " ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,"
+      " sku = EXCLUDED.sku, name = EXCLUDED.name,"
+      " description = EXCLUDED.description, brand = EXCLUDED.brand,"
+      " tags = EXCLUDED.tags, attributes = EXCLUDED.attributes,"
+      " source = EXCLUDED.source,"
+      " source_updated_at = COALESCE(EXCLUDED.source_updated_at,"
+      " products.source_updated_at),"
+      " version = products.version + 1, updated_at = now()"
+      " WHERE products.source_updated_at IS NULL"
+      " OR EXCLUDED.source_updated_at IS NULL"
+      " OR EXCLUDED.source_updated_at >= products.source_updated_at"
+      " RETURNING version),"
+      " v AS (SELECT e->>'sku' AS sku, e->>'name' AS name,"
+      " COALESCE(e->'options', '{}'::jsonb) AS options, ord"
+      " FROM jsonb_array_elements($11::jsonb) WITH ORDINALITY AS t(e, ord)),"
+      " vd AS (DELETE FROM variants WHERE item_id = $1"
+      " AND sku NOT IN (SELECT sku FROM v) AND EXISTS (SELECT 1 FROM i)),"
+      " vi AS (INSERT INTO variants (sku, item_id, position, name, options)"
+      " SELECT sku, $1, ord, name, options FROM v, i"
+      " ON CONFLICT (sku) DO UPDATE SET item_id = EXCLUDED.item_id,"
+      " position = EXCLUDED.position, name = EXCLUDED.name,"
+      " options = EXCLUDED.options, updated_at = now()),"
+      " g AS (SELECT e->>'id' AS id, e->>'name' AS name,"
+      " (e->>'min')::int AS min_select, (e->>'max')::int AS max_select,"
+      " e->'addons' AS addons, ord"
+      " FROM jsonb_array_elements($12::jsonb) WITH ORDINALITY AS t(e, ord)),"
+      " gd AS (DELETE FROM addon_groups WHERE item_id = $1"
+      " AND group_id NOT IN (SELECT id FROM g) AND EXISTS (SELECT 1 FROM i)),"
+      " gi AS (INSERT INTO addon_groups (item_id, group_id, position, name,"
+      " min_select, max_select, addons)"
+      " SELECT $1, g.id, ord, name, min_select, max_select, addons FROM g, i"
+      " ON CONFLICT (item_id, group_id) DO UPDATE"
+      " SET position = EXCLUDED.position, name = EXCLUDED.name,"
+      " min_select = EXCLUDED.min_select, max_select = EXCLUDED.max_select,"
+      " addons = EXCLUDED.addons),"
+      " e AS (INSERT INTO event_store (event_id, aggregate_type,"
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"
+      " causation_id) SELECT $13::uuid, 'item', $1, i.version,"
+      " 'catalog.item.updated', $20::jsonb, $14::jsonb, $15, $16 FROM i"
+      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"
+      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $17, convert_to($1, 'UTF8'), $18::jsonb,"
+      " convert_to(json_build_object('event_id', $13::text, 'type',"
+      " 'catalog.item.updated', 'aggregate_type', 'item', 'aggregate_id',"
+      " $1::text, 'version', i.version, 'occurred_at', $19::text, 'data',"
+      " $20::json, 'metadata', $14::json)::text, 'UTF8') FROM e, i)"
+      " SELECT version FROM i" },
+
     { "rm_items", 1,
       "INSERT INTO outbox (kind, rm_key, rm_version, payload)"
       " SELECT 'redis', 'cat:item:' || id, version, convert_to(doc, 'UTF8')"
@@ -324,6 +545,12 @@ proj_store_new(cw_pg_t *pg, const char *group_id, const char *events_topic,
     st->events_topic = events_topic;
     st->dlq_topic = dlq_topic;
     st->m = *metrics;
+    st->stores_known = json_object();
+
+    if (st->stores_known == NULL) {
+        free(st);
+        return NULL;
+    }
 
     return st;
 }
@@ -335,6 +562,8 @@ proj_store_free(proj_store_t *st)
     if (st != NULL) {
         json_decref(st->items);
         json_decref(st->stocks);
+        json_decref(st->stores_known);
+        json_decref(st->stores_new);
         free(st);
     }
 }
@@ -1276,6 +1505,9 @@ done:
 }
 
 
+static void proj_attempt_reset(proj_store_t *st);
+
+
 static cw_pg_class_t
 proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
@@ -1289,12 +1521,7 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     int64_t         stored, last;
     const char     *p[4];
 
-    json_decref(st->items);
-    json_decref(st->stocks);
-    st->items = json_object();
-    st->stocks = json_object();
-    st->n_applied = st->n_dup = st->n_skip = st->n_dead = 0;
-    st->n_events = st->n_stale = 0;
+    proj_attempt_reset(st);
 
     /* Partition by partition, in message order. */
     for (i = 0; i < b->n; i++) {
@@ -1369,6 +1596,944 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 }
 
 
+/* ------------------------------------------------------------------ */
+/* The fast path.                                                      */
+/*
+ * The same batch transaction with far fewer round trips: one statement
+ * archives every message and claims the dedup keys of the valid ones;
+ * each command is then one self-contained statement (level, event,
+ * ledger, outbox), sent through libpq's pipeline mode a chunk at a time,
+ * with no savepoint. Validation already happened in C, so a rejection by
+ * the database (stock underflow, an unmapped vendor reference, a value
+ * PostgreSQL refuses) is rare: when one happens the whole attempt is
+ * rolled back and the batch is applied again message by message with
+ * savepoints (proj_batch_txn), which dead-letters exactly that message.
+ * Commands that need a lookup first (vendor references) run
+ * synchronously between two chunks, through the careful code.
+ */
+
+#define PROJ_PIPE_MAX  256
+
+typedef enum {
+    PROJ_Q_STORE = 0,
+    PROJ_Q_STOCK_SET,
+    PROJ_Q_STOCK_ADD,
+    PROJ_Q_STOCK_SUB,
+    PROJ_Q_PRICE,
+    PROJ_Q_ITEM
+} proj_q_kind_t;
+
+typedef struct {
+    proj_q_kind_t   kind;
+    const char     *store;        /* point into the command's JSON */
+    const char     *sku;
+    const char     *item;
+} proj_q_t;
+
+typedef struct {
+    proj_store_t   *st;
+    PGconn         *conn;
+    int             on;           /* in pipeline mode */
+    int             reject;       /* a command the database refused */
+    size_t          n;
+    proj_q_t        q[PROJ_PIPE_MAX];
+} proj_pipe_t;
+
+
+/* The attempt-scoped state, reset before every try of a batch. */
+static void
+proj_attempt_reset(proj_store_t *st)
+{
+    json_decref(st->items);
+    json_decref(st->stocks);
+    json_decref(st->stores_new);
+    st->items = json_object();
+    st->stocks = json_object();
+    st->stores_new = json_object();
+    st->n_applied = st->n_dup = st->n_skip = st->n_dead = 0;
+    st->n_events = st->n_stale = 0;
+}
+
+
+/* The version-independent parts of an event: id, metadata, headers. */
+static int
+proj_event_parts(proj_ctx_t *c, const char *type, char id[37], char **meta,
+    char **hdrs)
+{
+    char         name[700];
+    json_t      *m, *h;
+    proj_msg_t  *pm = c->msg;
+
+    snprintf(name, sizeof(name), "%s#%zu#%d", pm->dedup, c->index,
+             c->nevent++);
+    proj_uuid_from_name(name, strlen(name), id);
+
+    m = json_pack("{s:s?, s:s?, s:s?, s:{s:s, s:I, s:I}}",
+                  "source", pm->source, "delivery_id", pm->delivery_id,
+                  "traceparent", pm->traceparent,
+                  "inbound", "topic", pm->topic,
+                  "partition", (json_int_t) pm->m->partition,
+                  "offset", (json_int_t) pm->m->offset);
+    h = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s?}]",
+                  "name", "event_type", "value", type,
+                  "name", "event_id", "value", id,
+                  "name", "traceparent", "value", pm->traceparent);
+
+    *meta = m != NULL ? json_dumps(m, JSON_COMPACT) : NULL;
+    *hdrs = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
+    json_decref(m);
+    json_decref(h);
+
+    if (*meta == NULL || *hdrs == NULL) {
+        free(*meta);
+        free(*hdrs);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+proj_pipe_error(proj_pipe_t *pp, const PGresult *res, char *err,
+    size_t errlen)
+{
+    const char  *msg = res != NULL ? PQresultErrorMessage(res) : "";
+    const char  *state = res != NULL
+                         ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (msg == NULL || msg[0] == '\0') {
+        msg = PQerrorMessage(pp->conn);
+    }
+
+    snprintf(err, errlen, "pipeline: [%s] %.*s", state ? state : "-",
+             (int) strcspn(msg, "\n"), msg);
+}
+
+
+/* What one pipelined statement returned. */
+static void
+proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
+{
+    int            i;
+    json_t        *ids, *v;
+    proj_store_t  *st = pp->st;
+
+    if (q->kind == PROJ_Q_STORE) {
+        return;
+    }
+
+    if (PQntuples(res) == 0) {
+        if (q->kind == PROJ_Q_STOCK_SUB) {
+            pp->reject = 1;             /* underflow */
+        } else {
+            st->n_stale++;
+        }
+        return;
+    }
+
+    switch (q->kind) {
+
+    case PROJ_Q_ITEM:
+        json_object_set_new(st->items, q->item, json_true());
+        st->n_events++;
+        break;
+
+    case PROJ_Q_PRICE:
+        st->n_events++;
+
+        for (i = 1; i <= 2; i++) {
+            if (PQgetisnull(res, 0, i)) {
+                continue;
+            }
+            ids = json_loads(PQgetvalue(res, 0, i), JSON_DECODE_ANY, NULL);
+            if (json_is_array(ids)) {
+                size_t  j;
+
+                for (j = 0; j < json_array_size(ids); j++) {
+                    v = json_array_get(ids, j);
+                    if (!json_is_string(v)) {
+                        continue;
+                    }
+                    if (i == 1) {
+                        json_object_set_new(st->items, json_string_value(v),
+                                            json_true());
+                    } else {
+                        proj_touch_stock(st, json_string_value(v), q->sku);
+                    }
+                }
+            }
+            json_decref(ids);
+        }
+        break;
+
+    default:
+        st->n_events += strcmp(PQgetvalue(res, 0, 1),
+                               PQgetvalue(res, 0, 2)) != 0 ? 2 : 1;
+        proj_touch_stock(st, q->store, q->sku);
+        break;
+    }
+}
+
+
+/* Sends the queued statements' sync, reads every result in order and
+ * leaves pipeline mode. */
+static cw_pg_class_t
+proj_pipe_flush(proj_pipe_t *pp, char *err, size_t errlen)
+{
+    size_t          i;
+    PGresult       *res;
+    cw_pg_class_t   cls = CW_PG_OK;
+    ExecStatusType  rs;
+
+    if (!pp->on) {
+        return CW_PG_OK;
+    }
+
+    if (PQpipelineSync(pp->conn) != 1) {
+        proj_pipe_error(pp, NULL, err, errlen);
+        cls = CW_PG_TRANSIENT;
+        goto out;
+    }
+
+    for (i = 0; i < pp->n; i++) {
+        res = PQgetResult(pp->conn);
+        if (res == NULL) {
+            proj_pipe_error(pp, NULL, err, errlen);
+            cls = CW_PG_TRANSIENT;
+            goto out;
+        }
+
+        rs = PQresultStatus(res);
+
+        if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK) {
+            if (cls == CW_PG_OK) {
+                proj_pipe_result(pp, &pp->q[i], res);
+            }
+
+        } else if (rs != PGRES_PIPELINE_ABORTED && cls == CW_PG_OK) {
+            cls = cw_pg_classify(pp->conn, res);
+            if (cls == CW_PG_OK) {
+                cls = CW_PG_PERMANENT;
+            }
+            proj_pipe_error(pp, res, err, errlen);
+        }
+
+        PQclear(res);
+
+        res = PQgetResult(pp->conn);        /* the end of this query */
+        if (res != NULL) {
+            PQclear(res);
+            snprintf(err, errlen, "pipeline: unexpected extra result");
+            cls = CW_PG_TRANSIENT;
+            goto out;
+        }
+    }
+
+    res = PQgetResult(pp->conn);
+    rs = PQresultStatus(res);
+    PQclear(res);
+
+    if (rs != PGRES_PIPELINE_SYNC) {
+        snprintf(err, errlen, "pipeline: no sync result");
+        cls = CW_PG_TRANSIENT;
+    }
+
+out:
+
+    if (PQexitPipelineMode(pp->conn) != 1) {
+        /* Out of step with the server: make the connection fail so that
+         * the next call reconnects and prepares again. */
+        shutdown(PQsocket(pp->conn), SHUT_RDWR);
+        if (cls == CW_PG_OK) {
+            snprintf(err, errlen, "pipeline: cannot leave pipeline mode");
+            cls = CW_PG_TRANSIENT;
+        }
+    }
+
+    pp->on = 0;
+    pp->n = 0;
+
+    return cls;
+}
+
+
+static cw_pg_class_t
+proj_pipe_send(proj_pipe_t *pp, const char *stmt, int n,
+    const char *const *p, const proj_q_t *q, char *err, size_t errlen)
+{
+    cw_pg_class_t  cls;
+
+    if (pp->n == PROJ_PIPE_MAX) {
+        cls = proj_pipe_flush(pp, err, errlen);
+        if (cls != CW_PG_OK) {
+            return cls;
+        }
+    }
+
+    if (!pp->on) {
+        if (PQenterPipelineMode(pp->conn) != 1) {
+            proj_pipe_error(pp, NULL, err, errlen);
+            return CW_PG_TRANSIENT;
+        }
+        pp->on = 1;
+    }
+
+    if (PQsendQueryPrepared(pp->conn, stmt, n, p, NULL, NULL, 0) != 1) {
+        proj_pipe_error(pp, NULL, err, errlen);
+        return CW_PG_TRANSIENT;
+    }
+
+    pp->q[pp->n++] = *q;
+
+    return CW_PG_OK;
+}
+
+
+/* Registers a store once per process (stores are never deleted): the
+ * first time it is seen, a store_put goes into the pipeline. */
+static cw_pg_class_t
+proj_fast_store(proj_pipe_t *pp, proj_ctx_t *c, const char *store,
+    char *err, size_t errlen)
+{
+    proj_q_t       q = { PROJ_Q_STORE, NULL, NULL, NULL };
+    const char    *p[2];
+    proj_store_t  *st = pp->st;
+
+    if (json_object_get(st->stores_known, store) != NULL
+        || json_object_get(st->stores_new, store) != NULL)
+    {
+        return CW_PG_OK;
+    }
+
+    json_object_set_new(st->stores_new, store, json_true());
+
+    p[0] = store;
+    p[1] = proj_str(c->cmd, "merchant_id");
+
+    return proj_pipe_send(pp, "store_put", 2, p, &q, err, errlen);
+}
+
+
+static cw_pg_class_t
+proj_fast_stock(proj_pipe_t *pp, proj_ctx_t *c, int absolute, char *err,
+    size_t errlen)
+{
+    char            q_s[24], id0[37], id1[37], ts[32];
+    char           *meta0 = NULL, *hdr0 = NULL, *meta1 = NULL, *hdr1 = NULL;
+    proj_q_t        q;
+    long long       qty;
+    const char     *p[14], *stmt;
+    cw_pg_class_t   cls;
+
+    q.store = proj_str(c->cmd, "store_id");
+    q.sku = proj_str(c->cmd, "sku");
+    q.item = NULL;
+
+    cls = proj_fast_store(pp, c, q.store, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    qty = json_integer_value(json_object_get(c->cmd, absolute ? "on_hand"
+                                                              : "delta"));
+    snprintf(q_s, sizeof(q_s), "%lld", qty);
+
+    if (absolute) {
+        q.kind = PROJ_Q_STOCK_SET;
+        stmt = "fast_stock_set";
+    } else if (qty > 0) {
+        q.kind = PROJ_Q_STOCK_ADD;
+        stmt = "fast_stock_add";
+    } else {
+        q.kind = PROJ_Q_STOCK_SUB;
+        stmt = "fast_stock_sub";
+    }
+
+    if (proj_event_parts(c, "inventory.stock.changed", id0, &meta0, &hdr0)
+        != 0
+        || proj_event_parts(c, "inventory.orderability.changed", id1, &meta1,
+                            &hdr1) != 0)
+    {
+        free(meta0);
+        free(hdr0);
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    cw_wall_ts(ts, sizeof(ts));
+
+    p[0] = q.store;
+    p[1] = q.sku;
+    p[2] = q_s;
+    p[3] = proj_str(c->cmd, "as_of");
+    p[4] = id0;
+    p[5] = id1;
+    p[6] = meta0;
+    p[7] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
+    p[8] = c->msg->dedup;
+    p[9] = c->st->events_topic;
+    p[10] = hdr0;
+    p[11] = hdr1;
+    p[12] = ts;
+    p[13] = absolute ? "count" : proj_str(c->cmd, "reason");
+
+    cls = proj_pipe_send(pp, stmt, 14, p, &q, err, errlen);
+
+    free(meta0);
+    free(hdr0);
+    free(meta1);
+    free(hdr1);
+
+    return cls;
+}
+
+
+static cw_pg_class_t
+proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
+{
+    char            amount[24], agg[2 * PROJ_ID_MAX + 32], id[37], ts[32];
+    char           *meta = NULL, *hdr = NULL, *data_s = NULL;
+    json_t         *price, *data;
+    proj_q_t        q = { PROJ_Q_PRICE, NULL, NULL, NULL };
+    const char     *p[14], *store;
+    cw_pg_class_t   cls;
+
+    price = json_object_get(c->cmd, "price");
+    store = proj_str(c->cmd, "store_id");
+    q.sku = proj_str(c->cmd, "sku");
+    q.store = store;
+
+    if (store != NULL) {
+        cls = proj_fast_store(pp, c, store, err, errlen);
+        if (cls != CW_PG_OK) {
+            return cls;
+        }
+    }
+
+    snprintf(amount, sizeof(amount), "%" JSON_INTEGER_FORMAT,
+             json_integer_value(json_object_get(price, "amount_minor")));
+    snprintf(agg, sizeof(agg), "price:%s@%s", q.sku, store ? store : "*");
+
+    data = json_pack("{s:s, s:s?, s:{s:s, s:s}}", "sku", q.sku,
+                     "store_id", store, "price",
+                     "amount", proj_str(price, "amount"),
+                     "currency", proj_str(price, "currency"));
+    data_s = data != NULL ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+
+    if (data_s == NULL
+        || proj_event_parts(c, "pricing.price.updated", id, &meta, &hdr) != 0)
+    {
+        free(data_s);
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    cw_wall_ts(ts, sizeof(ts));
+
+    p[0] = q.sku;
+    p[1] = store != NULL ? store : "";
+    p[2] = amount;
+    p[3] = proj_str(price, "currency");
+    p[4] = proj_str(c->cmd, "as_of");
+    p[5] = id;
+    p[6] = meta;
+    p[7] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
+    p[8] = c->msg->dedup;
+    p[9] = c->st->events_topic;
+    p[10] = hdr;
+    p[11] = ts;
+    p[12] = data_s;
+    p[13] = agg;
+
+    cls = proj_pipe_send(pp, "fast_price", 14, p, &q, err, errlen);
+
+    free(meta);
+    free(hdr);
+    free(data_s);
+
+    return cls;
+}
+
+
+static cw_pg_class_t
+proj_fast_item(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
+{
+    char            id[37], ts[32];
+    char           *s[5] = { NULL, NULL, NULL, NULL, NULL };
+    char           *meta = NULL, *hdr = NULL;
+    json_t         *item;
+    proj_q_t        q = { PROJ_Q_ITEM, NULL, NULL, NULL };
+    const char     *p[20];
+    cw_pg_class_t   cls = CW_PG_PERMANENT;
+    int             i;
+
+    item = json_object_get(c->cmd, "item");
+    q.item = proj_str(item, "id");
+
+    s[0] = json_dumps(json_object_get(item, "tags"), JSON_COMPACT);
+    s[1] = json_dumps(json_object_get(item, "attributes"), JSON_COMPACT);
+    s[2] = json_dumps(json_object_get(item, "variants"), JSON_COMPACT);
+    s[3] = json_dumps(json_object_get(item, "addon_groups"), JSON_COMPACT);
+    s[4] = json_dumps(item, JSON_COMPACT);
+
+    for (i = 0; i < 5; i++) {
+        if (s[i] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+    }
+
+    if (proj_event_parts(c, "catalog.item.updated", id, &meta, &hdr) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+
+    cw_wall_ts(ts, sizeof(ts));
+
+    p[0] = q.item;
+    p[1] = proj_str(c->cmd, "merchant_id");
+    p[2] = proj_str(item, "sku");
+    p[3] = proj_str(item, "name");
+    p[4] = proj_str(item, "description");
+    p[5] = proj_str(item, "brand");
+    p[6] = s[0];
+    p[7] = s[1];
+    p[8] = proj_str(c->cmd, "source");
+    p[9] = proj_str(c->cmd, "as_of");
+    p[10] = s[2];
+    p[11] = s[3];
+    p[12] = id;
+    p[13] = meta;
+    p[14] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
+    p[15] = c->msg->dedup;
+    p[16] = c->st->events_topic;
+    p[17] = hdr;
+    p[18] = ts;
+    p[19] = s[4];
+
+    cls = proj_pipe_send(pp, "fast_item", 20, p, &q, err, errlen);
+
+done:
+
+    for (i = 0; i < 5; i++) {
+        free(s[i]);
+    }
+    free(meta);
+    free(hdr);
+
+    return cls;
+}
+
+
+/* One command: pipelined when it needs no lookup, else synchronously
+ * through the careful code (after the pipeline is flushed). */
+static cw_pg_class_t
+proj_fast_command(proj_pipe_t *pp, proj_batch_t *b, proj_ctx_t *c,
+    char *err, size_t errlen)
+{
+    const char     *type = proj_str(c->cmd, "type");
+    proj_rc_t       rc;
+    cw_pg_class_t   cls;
+
+    c->nevent = 0;
+
+    if (strcmp(type, "item.upsert") == 0) {
+        if (json_object_get(c->cmd, "id_ref") == NULL
+            && json_object_get(c->cmd, "mappings") == NULL
+            && proj_str(json_object_get(c->cmd, "item"), "id") != NULL)
+        {
+            return proj_fast_item(pp, c, err, errlen);
+        }
+
+    } else if (strcmp(type, "price.set") == 0) {
+        if (proj_str(c->cmd, "sku") != NULL) {
+            return proj_fast_price(pp, c, err, errlen);
+        }
+
+    } else if (proj_str(c->cmd, "sku") != NULL
+               && proj_str(c->cmd, "store_id") != NULL)
+    {
+        return proj_fast_stock(pp, c, strcmp(type, "stock.set") == 0, err,
+                               errlen);
+    }
+
+    cls = proj_pipe_flush(pp, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    if (pp->reject) {
+        return CW_PG_OK;
+    }
+
+    rc = proj_command(c);
+
+    if (rc == PROJ_REJECT
+        || (rc == PROJ_DB && c->cls == CW_PG_PERMANENT))
+    {
+        snprintf(b->why, sizeof(b->why), "%s", rc == PROJ_REJECT
+                 ? c->err->reason : "rejected_by_store");
+        pp->reject = 1;
+        return CW_PG_OK;
+    }
+
+    return rc == PROJ_OK ? CW_PG_OK : c->cls;
+}
+
+
+/* The archive rows and dedup claims of the batch as one JSON array for
+ * fast_archive. */
+static char *
+proj_fast_records(proj_batch_t *b)
+{
+    char           *hex, *s;
+    size_t          i;
+    int64_t         kts;
+    cw_buf_t        j;
+    proj_msg_t     *pm;
+    rd_kafka_timestamp_type_t  tstype;
+
+    cw_buf_init(&j);
+    cw_buf_putc(&j, '[');
+
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+        if (pm->fenced) {
+            continue;
+        }
+
+        kts = rd_kafka_message_timestamp(pm->m, &tstype);
+
+        cw_buf_printf(&j, "%s{\"topic\":", j.len > 1 ? "," : "");
+        cw_buf_json_str(&j, pm->topic);
+        cw_buf_printf(&j, ",\"partition\":%" PRId32 ",\"offset\":%" PRId64
+                      ",\"kafka_ts\":%" PRId64 ",\"commands\":%zu",
+                      pm->m->partition, pm->m->offset, kts >= 0 ? kts : 0,
+                      json_array_size(pm->cmds));
+
+        cw_buf_puts(&j, ",\"headers\":");
+        cw_buf_puts(&j, pm->headers_text != NULL ? pm->headers_text : "[]");
+
+        if (pm->source != NULL) {
+            cw_buf_puts(&j, ",\"source\":");
+            cw_buf_json_str(&j, pm->source);
+        }
+        if (pm->delivery_id != NULL) {
+            cw_buf_puts(&j, ",\"delivery_id\":");
+            cw_buf_json_str(&j, pm->delivery_id);
+        }
+        if (pm->cmds != NULL && !pm->dup) {
+            cw_buf_puts(&j, ",\"dedup\":");
+            cw_buf_json_str(&j, pm->dedup);
+        }
+
+        if (pm->m->key != NULL) {
+            hex = proj_bytea_hex(pm->m->key, pm->m->key_len);
+            if (hex == NULL) {
+                goto oom;
+            }
+            cw_buf_printf(&j, ",\"msg_key\":\"%s\"", hex + 2);
+            free(hex);
+        }
+
+        hex = proj_bytea_hex(pm->m->payload, pm->m->len);
+        if (hex == NULL) {
+            goto oom;
+        }
+        cw_buf_printf(&j, ",\"body\":\"%s\"}", hex + 2);
+        free(hex);
+    }
+
+    cw_buf_putc(&j, ']');
+
+    if (j.oom) {
+        goto oom;
+    }
+
+    s = j.data;
+    return s;
+
+oom:
+
+    cw_buf_free(&j);
+    return NULL;
+}
+
+
+static cw_pg_class_t
+proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    char            part[16], off[24], next[24], *records;
+    size_t          i, j, k;
+    json_t         *claimed;
+    PGresult       *res;
+    proj_ctx_t      c;
+    proj_pipe_t    *pp;
+    proj_msg_t     *pm;
+    proj_batch_t   *b = ud;
+    proj_store_t   *st = b->st;
+    proj_error_t    why;
+    cw_pg_class_t   cls;
+    int64_t         stored, last;
+    const char     *p[4];
+
+    proj_attempt_reset(st);
+
+    /* The statements below are planned once per connection: custom
+     * plans would plan them again at every execution, which costs more
+     * than executing them. */
+    cls = cw_pg_command(pg, "SET LOCAL plan_cache_mode = force_generic_plan",
+                        err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    /* Offsets first: lock each partition's row, fence what is below. */
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+
+        for (j = 0; j < i; j++) {
+            if (b->msgs[j].m->rkt == pm->m->rkt
+                && b->msgs[j].m->partition == pm->m->partition)
+            {
+                break;
+            }
+        }
+
+        if (j < i) {
+            continue;
+        }
+
+        snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
+        snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
+        p[0] = st->group_id;
+        p[1] = pm->topic;
+        p[2] = part;
+        p[3] = off;
+
+        res = cw_pg_execp(pg, "off_ensure", 4, p, &cls, err, errlen);
+        if (res == NULL) {
+            return cls;
+        }
+        PQclear(res);
+
+        res = cw_pg_execp(pg, "off_lock", 3, p, &cls, err, errlen);
+        if (res == NULL) {
+            return cls;
+        }
+        stored = atoll(PQgetvalue(res, 0, 0));
+        PQclear(res);
+
+        for (j = i; j < b->n; j++) {
+            if (b->msgs[j].m->rkt == pm->m->rkt
+                && b->msgs[j].m->partition == pm->m->partition)
+            {
+                b->msgs[j].fenced = b->msgs[j].m->offset < stored;
+            }
+        }
+    }
+
+    /* A dedup key claimed twice in one batch: the later ones are
+     * duplicates (only valid messages claim keys). */
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+        pm->dup = 0;
+        if (pm->fenced || pm->cmds == NULL) {
+            continue;
+        }
+        for (j = 0; j < i; j++) {
+            if (!b->msgs[j].fenced && b->msgs[j].cmds != NULL
+                && strcmp(b->msgs[j].dedup, pm->dedup) == 0)
+            {
+                pm->dup = 1;
+                break;
+            }
+        }
+    }
+
+    records = proj_fast_records(b);
+    if (records == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    res = cw_pg_execp(pg, "fast_archive", 1, (const char *const *) &records,
+                      &cls, err, errlen);
+    free(records);
+    if (res == NULL) {
+        return cls;
+    }
+
+    claimed = json_object();
+    for (k = 0; k < (size_t) PQntuples(res); k++) {
+        json_object_set_new(claimed, PQgetvalue(res, (int) k, 0),
+                            json_true());
+    }
+    PQclear(res);
+
+    pp = calloc(1, sizeof(*pp));
+    if (pp == NULL || claimed == NULL) {
+        free(pp);
+        json_decref(claimed);
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    pp->st = st;
+    pp->conn = cw_pg_conn(pg);
+    cls = CW_PG_OK;
+
+    for (i = 0; i < b->n && cls == CW_PG_OK && !pp->reject; i++) {
+        pm = &b->msgs[i];
+
+        if (pm->fenced) {
+            st->n_skip++;
+            continue;
+        }
+
+        if (pm->cmds == NULL) {
+            char  *body_hex, *key_hex = NULL;
+
+            cls = proj_pipe_flush(pp, err, errlen);
+            if (cls != CW_PG_OK) {
+                break;
+            }
+
+            snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
+            snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
+            body_hex = proj_bytea_hex(pm->m->payload, pm->m->len);
+            if (pm->m->key != NULL) {
+                key_hex = proj_bytea_hex(pm->m->key, pm->m->key_len);
+            }
+
+            if (body_hex == NULL || (pm->m->key != NULL && key_hex == NULL)) {
+                snprintf(err, errlen, "out of memory");
+                cls = CW_PG_PERMANENT;
+            } else {
+                cls = proj_dead_letter(st, pm, body_hex, key_hex, part, off,
+                                       &pm->err, err, errlen);
+            }
+
+            free(body_hex);
+            free(key_hex);
+            continue;
+        }
+
+        if (pm->dup || json_object_get(claimed, pm->dedup) == NULL) {
+            st->n_dup++;
+            continue;
+        }
+
+        memset(&c, 0, sizeof(c));
+        memset(&why, 0, sizeof(why));
+        c.st = st;
+        c.msg = pm;
+        c.err = &why;
+        c.dberr = err;
+        c.dberrlen = errlen;
+
+        for (k = 0; k < json_array_size(pm->cmds) && cls == CW_PG_OK
+                    && !pp->reject; k++)
+        {
+            c.cmd = json_array_get(pm->cmds, k);
+            c.index = k;
+            cls = proj_fast_command(pp, b, &c, err, errlen);
+        }
+
+        st->n_applied++;
+    }
+
+    if (cls == CW_PG_OK) {
+        cls = proj_pipe_flush(pp, err, errlen);
+    } else if (pp->on) {
+        char  ignore[256];
+
+        proj_pipe_flush(pp, ignore, sizeof(ignore));
+    }
+
+    if (cls == CW_PG_OK && pp->reject) {
+        if (b->why[0] == '\0') {
+            snprintf(b->why, sizeof(b->why), "stock_underflow");
+        }
+        cls = CW_PG_PERMANENT;
+    }
+
+    free(pp);
+    json_decref(claimed);
+
+    if (cls == CW_PG_PERMANENT) {
+        /* Rolled back by cw_pg_txn; proj_store_apply_batch then applies
+         * the batch message by message. */
+        if (b->why[0] == '\0') {
+            snprintf(b->why, sizeof(b->why), "%s", err);
+        }
+        b->careful = 1;
+        return cls;
+    }
+
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    /* Next offsets, partition by partition. */
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+
+        for (j = 0; j < i; j++) {
+            if (b->msgs[j].m->rkt == pm->m->rkt
+                && b->msgs[j].m->partition == pm->m->partition)
+            {
+                break;
+            }
+        }
+
+        if (j < i) {
+            continue;
+        }
+
+        last = -1;
+        for (j = i; j < b->n; j++) {
+            if (b->msgs[j].m->rkt == pm->m->rkt
+                && b->msgs[j].m->partition == pm->m->partition
+                && !b->msgs[j].fenced)
+            {
+                last = b->msgs[j].m->offset;
+            }
+        }
+
+        if (last < 0) {
+            continue;
+        }
+
+        snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
+        snprintf(next, sizeof(next), "%" PRId64, last + 1);
+        p[0] = st->group_id;
+        p[1] = pm->topic;
+        p[2] = part;
+        p[3] = next;
+
+        res = cw_pg_execp(pg, "off_set", 4, p, &cls, err, errlen);
+        if (res == NULL) {
+            return cls;
+        }
+        PQclear(res);
+    }
+
+    return proj_render(st, err, errlen);
+}
+
+
+/* Stores registered by a committed fast-path batch exist for good. */
+static void
+proj_stores_commit(proj_store_t *st)
+{
+    json_object_update(st->stores_known, st->stores_new);
+    json_object_clear(st->stores_new);
+}
+
+
 int
 proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     size_t n, volatile int *stop)
@@ -1394,12 +2559,34 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     b.st = st;
     b.msgs = pms;
     b.n = n;
+    b.careful = 0;
+    b.why[0] = '\0';
 
     t0 = cw_now_ms();
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
 
     for ( ;; ) {
-        cls = cw_pg_txn(st->pg, proj_batch_txn, &b, 1, err, sizeof(err));
+        if (!b.careful) {
+            cls = cw_pg_txn(st->pg, proj_fast_txn, &b, 1, err, sizeof(err));
+
+            if (cls == CW_PG_OK) {
+                proj_stores_commit(st);
+                break;
+            }
+
+            if (b.careful) {
+                cw_field_t  f[] = { CW_FSTR("why", b.why),
+                                    CW_FINT("messages", (long long) n) };
+
+                cw_log_kv(CW_LOG_INFO, f, 2,
+                          "batch applied again message by message");
+                continue;
+            }
+
+        } else {
+            cls = cw_pg_txn(st->pg, proj_batch_txn, &b, 1, err, sizeof(err));
+        }
+
         if (cls == CW_PG_OK || cls == CW_PG_PERMANENT || *stop) {
             break;
         }
