@@ -19,6 +19,10 @@
  *     (bootstrap.servers, enable.idempotence, acks, message.timeout.ms,
  *     log.queue and their aliases) are rejected.
  *
+ *     The module's own default: linger.ms 0.5 (librdkafka's 5 ms would be
+ *     added to every webhook, which waits for its message's ack); a
+ *     commerce_kafka_property linger.ms overrides it.
+ *
  *   commerce_kafka_delivery_timeout time;
  *     Default: 5s
  *     Context: http
@@ -215,6 +219,7 @@ static ngx_http_commerce_kafka_worker_t  ngx_http_commerce_kafka_worker = {
 static void *
 ngx_http_commerce_kafka_create_main_conf(ngx_conf_t *cf)
 {
+    char                                  errstr[256];
     ngx_pool_cleanup_t                   *cln;
     ngx_http_commerce_kafka_main_conf_t  *kmcf;
 
@@ -246,6 +251,22 @@ ngx_http_commerce_kafka_create_main_conf(ngx_conf_t *cf)
 
     kmcf->conf = rd_kafka_conf_new();
     if (kmcf->conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * Every webhook waits for its own message's acknowledgement, so the
+     * producer must not hold messages back for bigger batches: librdkafka's
+     * default linger.ms of 5 ms would be 5 ms added to every request.
+     * commerce_kafka_property linger.ms overrides it.
+     */
+
+    if (rd_kafka_conf_set(kmcf->conf, "linger.ms", "0.5", errstr,
+                          sizeof(errstr))
+        != RD_KAFKA_CONF_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "commerce kafka: linger.ms: %s", errstr);
         return NULL;
     }
 
