@@ -149,9 +149,13 @@ down:
 reload:
 	scripts/stack.sh reload
 
+# catalog reads, webhook ingress, projector: each against its peer where
+# the issue names one, results in build/bench/
 bench: deps
 	$(MAKE) build
-	scripts/bench/run.sh
+	COMMERCE_BUILD=$(BUILD) scripts/bench/run.sh
+	COMMERCE_BUILD=$(BUILD) scripts/bench/webhook/run.sh
+	COMMERCE_BUILD=$(BUILD) scripts/bench/projector/run.sh
 
 clean:
 	rm -rf build
