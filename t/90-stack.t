@@ -256,6 +256,15 @@ for my $s (sort keys %body) {
 }
 like(signed('standard', $body{standard})->{content}, qr/commerce\.webhooks/,
      'sources without a projector adapter publish to commerce.webhooks');
+
+# the shopify source carries X-Shopify-Topic to the projector's adapter
+my $product;
+wait_for(sub { $product = json_get('/v1/catalog/shopify-1') });
+is($product && $product->{name}, 't90',
+   'the shopify products/update webhook is projected into the catalog');
+
+# the demo items and that product
+my $catalog = $items + 1;
 is($ua->post("$base/v1/webhooks/nope", { content => '{}' })->{status}, 404,
    'an unknown source is 404');
 
@@ -304,11 +313,11 @@ isnt($rc, 0, 'status after down: not running');
 
 ($rc, $out) = stack('up');
 is($rc, 0, 'up after down succeeds') or diag($out);
-like($out, qr/rebuilding the Redis read model from PostgreSQL \($items items\)/,
+like($out, qr/rebuilding the Redis read model from PostgreSQL \($catalog items\)/,
      'Redis started empty: the read model is rebuilt from PostgreSQL');
 unlike($out, qr/loading .* demo items/, 'the demo data is not sent again');
 is(scalar @{ (json_get("/v1/catalog?limit=200") // {})->{items} // [] },
-   $items, 'the catalog is served again');
+   $catalog, 'the catalog is served again');
 my $s1 = json_get('/v1/stores/store-001/inventory/SKU-00001-S');
 is($s1 && $s1->{on_hand}, $stock->{on_hand} - 1, 'with the applied webhook');
 
