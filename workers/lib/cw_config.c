@@ -521,6 +521,11 @@ cw_config_load_text(cw_config_t *c, const char *name, const char *text,
                 cw_err(err, errlen, "out of memory");
                 return -1;
             }
+            /* Parsed now too: text loaded after cw_config_load (e.g. a
+             * worker's own defaults) must change what the getters see. */
+            if (cw_validate(e, err, errlen) != 0) {
+                return -1;
+            }
         } else if (cw_find_prefix(c, k, (size_t) (kend - k)) != NULL) {
             if (cw_set_passthru(c, k, (size_t) (kend - k), v,
                                 (size_t) (vend - v), CW_SRC_FILE, origin)

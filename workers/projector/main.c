@@ -8,15 +8,21 @@
  *   commerce-projector --rebuild ...     rebuild Redis from PostgreSQL
  *
  * The main loop: poll a batch -> apply it in one PostgreSQL transaction
- * with its offsets (proj_store.c) -> drain the outbox to Kafka and Redis
- * (proj_outbox.c). Offsets live in PostgreSQL and are handed to Kafka on
- * every partition assignment. SIGTERM finishes the batch in hand, leaves
- * the group and exits 0.
+ * with its offsets (proj_store.c) -> write the read-model values it
+ * queued in the outbox to Redis (proj_outbox.c). A second thread, with
+ * its own PostgreSQL connection, publishes the outbox's events and dead
+ * letters to Kafka, so neither consumption nor the read model waits for
+ * Kafka's acknowledgements. Offsets live in PostgreSQL and are handed to
+ * Kafka on every partition assignment. SIGTERM finishes the batch in
+ * hand, leaves the group, publishes what is left and exits 0.
  */
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cw_config.h"
 #include "cw_kafka.h"
@@ -31,11 +37,28 @@
 #include "proj_outbox.h"
 #include "proj_store.h"
 
+/* The publishing thread: drains the outbox's Kafka rows whenever the
+ * main thread kicks it after a commit, and every 100 ms anyway (rows
+ * left by a crash or by a failed try). */
+typedef struct {
+    proj_outbox_t         *outbox;
+    pthread_t              thread;
+    pthread_mutex_t        lock;
+    pthread_cond_t         cond;
+    int                    kick;
+    int                    stop;
+    int                    final;      /* drain once more before leaving */
+} proj_publisher_t;
+
 typedef struct {
     proj_store_t          *store;
-    proj_outbox_t         *outbox;
+    proj_outbox_t         *outbox;     /* read-model rows */
+    proj_publisher_t      *pub;
     volatile int          *stop;
+    int                    sweep;      /* read-model rows left behind */
 } proj_app_t;
+
+#define PROJ_SWEEP_MS  1000
 
 
 static const cw_opt_t  proj_opts[] = {
@@ -63,7 +86,21 @@ static const char *const  proj_lib_defaults[][2] = {
      * for more messages only delays what is already there. */
     { "kafka.batch_wait", "5ms" },
     { "kafka.batch_max", "1000" },
+    /* An idle broker holds a fetch up to fetch.wait.max.ms (librdkafka:
+     * 500 ms): that long a lone webhook would wait to be seen. */
+    { "kafka.fetch.wait.max.ms", "10" },
 };
+
+
+/* Whether a pass-through kafka.* property was set by file, environment
+ * or flag (those are not declared options, so have no source). */
+static int
+proj_passthru_is(void *ud, const char *key, const char *value)
+{
+    (void) value;
+
+    return strcmp(key, (const char *) ud) == 0;
+}
 
 
 static int
@@ -75,7 +112,16 @@ proj_apply_defaults(cw_config_t *cfg, char *err, size_t errlen)
     for (i = 0; i < sizeof(proj_lib_defaults) / sizeof(proj_lib_defaults[0]);
          i++)
     {
-        if (cw_config_source(cfg, proj_lib_defaults[i][0]) > CW_SRC_DEFAULT) {
+        const char  *key = proj_lib_defaults[i][0];
+
+        if (strncmp(key, "kafka.", 6) == 0 && strchr(key + 6, '.') != NULL) {
+            if (cw_config_each_prefixed(cfg, "kafka.", proj_passthru_is,
+                                        (void *) (key + 6)) != 0)
+            {
+                continue;
+            }
+
+        } else if (cw_config_source(cfg, key) > CW_SRC_DEFAULT) {
             continue;
         }
 
@@ -100,25 +146,49 @@ proj_on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 }
 
 
+static void proj_publish_signal(proj_publisher_t *pub, int stop, int final);
+
+
+/* Applies a batch, then at once writes the read-model values it
+ * committed and kicks the publisher. A failed write leaves the values
+ * in the outbox for the sweep (proj_drain, with backoff); until the
+ * sweep has caught up, new values wait there too. */
 static int
 proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
 {
+    char         err[512];
     proj_app_t  *app = ud;
 
-    return proj_store_apply_batch(app->store, msgs, n, app->stop);
+    if (proj_store_apply_batch(app->store, msgs, n, app->stop) != 0) {
+        return -1;
+    }
+
+    if (!app->sweep
+        && proj_outbox_write(app->outbox, proj_store_rendered(app->store), 2,
+                             err, sizeof(err)) < 0)
+    {
+        cw_log(CW_LOG_WARN, "read model not written yet, kept in the "
+               "outbox: %s", err);
+        app->sweep = 1;
+    }
+
+    proj_publish_signal(app->pub, 0, 0);
+
+    return 0;
 }
 
 
 /* Drains the outbox a few pages at a time; on failure waits out a
- * backoff before the next try, while consumption goes on. */
-static void
+ * backoff before the next try, while consumption goes on. Returns 1 when
+ * rows may be left. */
+static int
 proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
 {
     int      i, n;
     char     err[512];
 
     if (cw_now_ms() < *next_try) {
-        return;
+        return 0;
     }
 
     for (i = 0; i < 8; i++) {
@@ -130,15 +200,80 @@ proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
             cw_log(CW_LOG_WARN, "outbox not drained, retry in %lld ms: %s",
                    (long long) delay, err);
             *next_try = cw_now_ms() + delay;
-            return;
+            return 0;
         }
 
         cw_backoff_reset(bo);
 
         if (n == 0) {
-            return;
+            return 0;
         }
     }
+
+    return 1;
+}
+
+
+static void *
+proj_publish_run(void *arg)
+{
+    int                stop, final, more = 1;
+    int64_t            next_try = 0;
+    cw_backoff_t       bo;
+    struct timespec    until;
+    proj_publisher_t  *pub = arg;
+
+    cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
+
+    for ( ;; ) {
+        pthread_mutex_lock(&pub->lock);
+
+        if (!more && !pub->kick && !pub->stop) {
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100 * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (!pub->kick && !pub->stop
+                   && pthread_cond_timedwait(&pub->cond, &pub->lock, &until)
+                      != ETIMEDOUT)
+            {
+                /* woken early: check again */
+            }
+        }
+
+        pub->kick = 0;
+        stop = pub->stop;
+        final = pub->final;
+        pthread_mutex_unlock(&pub->lock);
+
+        if (stop) {
+            if (final) {
+                next_try = 0;
+                while (proj_drain(pub->outbox, &bo, &next_try)) {
+                    /* publish what is left */
+                }
+            }
+            return NULL;
+        }
+
+        more = proj_drain(pub->outbox, &bo, &next_try);
+    }
+}
+
+
+static void
+proj_publish_signal(proj_publisher_t *pub, int stop, int final)
+{
+    pthread_mutex_lock(&pub->lock);
+    pub->kick = 1;
+    if (stop) {
+        pub->stop = 1;
+        pub->final = final;
+    }
+    pthread_cond_signal(&pub->cond);
+    pthread_mutex_unlock(&pub->lock);
 }
 
 
@@ -190,11 +325,11 @@ proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
 int
 main(int argc, char **argv)
 {
-    int                     rc, status = 1;
+    int                     rc, status = 1, publishing = 0;
     char                    err[512];
-    int64_t                 next_try = 0;
+    int64_t                 next_try = 0, next_sweep;
     proj_app_t              app;
-    cw_pg_t                *pg = NULL;
+    cw_pg_t                *pg = NULL, *pub_pg = NULL;
     cw_redis_t             *redis = NULL;
     cw_config_t            *cfg;
     cw_backoff_t            bo;
@@ -202,6 +337,7 @@ main(int argc, char **argv)
     cw_log_level_t          level = CW_LOG_INFO;
     proj_store_t           *store = NULL;
     proj_outbox_t          *outbox = NULL;
+    proj_publisher_t        pub;
     cw_kafka_handlers_t     h;
     cw_kafka_consumer_t    *consumer = NULL;
     cw_kafka_producer_t    *producer = NULL;
@@ -271,18 +407,30 @@ main(int argc, char **argv)
 
     cw_pg_set_stop_flag(pg, cw_signal_stop_flag());
 
+    memset(&pub, 0, sizeof(pub));
+
     if (!cw_config_bool(cfg, "rebuild")) {
         producer = cw_kafka_producer_new(cfg, err, sizeof(err));
         if (producer == NULL) {
             cw_log(CW_LOG_ERROR, "kafka producer: %s", err);
             goto done;
         }
+
+        pub_pg = cw_pg_new_from_config(cfg, "commerce-projector-publisher");
+        pub.outbox = proj_outbox_new(pub_pg, NULL, producer, "kafka",
+                                     (int) cw_config_int(cfg, "outbox_page"),
+                                     &om);
+        if (pub_pg == NULL || pub.outbox == NULL) {
+            cw_log(CW_LOG_ERROR, "setting up the publisher failed");
+            goto done;
+        }
+        cw_pg_set_stop_flag(pub_pg, cw_signal_stop_flag());
     }
 
     store = proj_store_new(pg, cw_config_str(cfg, "kafka.group_id"),
                            cw_config_str(cfg, "events_topic"),
                            cw_config_str(cfg, "dlq_topic"), &sm);
-    outbox = proj_outbox_new(pg, redis, producer,
+    outbox = proj_outbox_new(pg, redis, NULL, "redis",
                              (int) cw_config_int(cfg, "outbox_page"), &om);
 
     if (store == NULL || outbox == NULL
@@ -300,7 +448,9 @@ main(int argc, char **argv)
 
     app.store = store;
     app.outbox = outbox;
+    app.pub = &pub;
     app.stop = cw_signal_stop_flag();
+    app.sweep = 0;
 
     memset(&h, 0, sizeof(h));
     h.on_assign = proj_on_assign;
@@ -313,21 +463,48 @@ main(int argc, char **argv)
         goto done;
     }
 
+    pthread_mutex_init(&pub.lock, NULL);
+    pthread_cond_init(&pub.cond, NULL);
+    if (pthread_create(&pub.thread, NULL, proj_publish_run, &pub) != 0) {
+        cw_log(CW_LOG_ERROR, "cannot start the publishing thread");
+        goto done;
+    }
+    publishing = 1;
+
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
     cw_log(CW_LOG_INFO, "projector running");
 
     /* Effects of batches committed before a crash wait in the outbox. */
-    proj_drain(outbox, &bo, &next_try);
+    app.sweep = proj_drain(outbox, &bo, &next_try);
+    next_sweep = cw_now_ms() + PROJ_SWEEP_MS;
 
     status = 0;
 
     while (!cw_signal_stop_requested()) {
-        if (cw_kafka_consumer_poll(consumer, 100) < 0) {
+        int64_t  t0 = cw_now_ms();
+
+        rc = cw_kafka_consumer_poll(consumer, 100);
+        if (rc < 0) {
             status = cw_signal_stop_requested() ? 0 : 1;
             break;
         }
 
-        proj_drain(outbox, &bo, &next_try);
+        /* The stage trace (debug): batch committed, read model written,
+         * polled (this line: the whole cycle), outbox drained. */
+        if (rc > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
+            cw_field_t  f[] = { CW_FINT("messages", rc),
+                                CW_FINT("poll_ms", cw_now_ms() - t0) };
+
+            cw_log_kv(CW_LOG_DEBUG, f, 2, "polled");
+        }
+
+        /* Read-model rows not written right after their commit: a
+         * failed write here, or a crash of this or another projector. */
+        if (app.sweep || cw_now_ms() >= next_sweep) {
+            app.sweep = proj_drain(outbox, &bo, &next_try)
+                        || next_try > cw_now_ms();
+            next_sweep = cw_now_ms() + PROJ_SWEEP_MS;
+        }
     }
 
     cw_log(CW_LOG_INFO, "stopping (signal %d)", cw_signal_which());
@@ -343,13 +520,22 @@ done:
         proj_drain(outbox, &bo, &next_try);
     }
 
+    if (publishing) {
+        proj_publish_signal(&pub, 1, status == 0);
+        pthread_join(pub.thread, NULL);
+        pthread_cond_destroy(&pub.cond);
+        pthread_mutex_destroy(&pub.lock);
+    }
+
     if (producer != NULL) {
         cw_kafka_producer_close(producer, 5000);
     }
 
+    proj_outbox_free(pub.outbox);
     proj_outbox_free(outbox);
     proj_store_free(store);
     cw_redis_free(redis);
+    cw_pg_free(pub_pg);
     cw_pg_free(pg);
     cw_metrics_free(metrics);
     cw_config_free(cfg);

@@ -2,12 +2,22 @@
  * proj_outbox: the after-commit half of the projector.
  *
  * Rows are taken with FOR UPDATE SKIP LOCKED in id order and deleted once
- * done, in one transaction: nothing is paged by id, so a transaction that
- * committed late with a lower id is simply picked up by the next drain,
- * and two projectors never process the same row at the same time. A
- * crash after publishing but before the delete publishes again on the
- * next drain (at least once; consumers dedupe by event_id), and writes
- * the same read-model value again, which the version guard makes a no-op.
+ * done, in one transaction, so two projectors never process the same row
+ * at the same time. Most drains start after the highest id done so far
+ * (a scan from the bottom would walk every deleted, not yet vacuumed row)
+ * but one a second starts from the bottom, so a transaction that
+ * committed late with a lower id is picked up then: nothing is ever
+ * skipped. A crash after publishing but before the delete publishes again
+ * on the next drain (at least once; consumers dedupe by event_id), and
+ * writes the same read-model value again, which the version guard makes
+ * a no-op.
+ *
+ * Each drainer takes one kind of row: the consuming thread writes the
+ * read-model values ('redis') of each batch right after its commit
+ * (proj_outbox_write, from the rows the batch returned; the drain is
+ * only its safety net), and a publishing thread with its own connection
+ * publishes the events and dead letters ('kafka'), so neither the read
+ * model nor consumption waits for Kafka.
  */
 
 #include <inttypes.h>
@@ -26,8 +36,16 @@ struct proj_outbox_s {
     cw_pg_t                *pg;
     cw_redis_t             *redis;
     cw_kafka_producer_t    *producer;
+    const char             *kind;      /* rows drained: 'redis', 'kafka' */
     int                     page;
     proj_outbox_metrics_t   m;
+
+    /* Deleted rows stay in the index until vacuumed, and a scan from the
+     * lowest id walks over all of them: most drains start after the
+     * highest id done so far; one a second starts from the bottom, for
+     * rows of transactions that committed after a higher id was done. */
+    long long               after;
+    int64_t                 next_full;
 };
 
 /*
@@ -61,7 +79,7 @@ static const char  proj_guard_lua[] =
 
 proj_outbox_t *
 proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
-    int page, const proj_outbox_metrics_t *metrics)
+    const char *kind, int page, const proj_outbox_metrics_t *metrics)
 {
     proj_outbox_t  *o;
 
@@ -73,6 +91,7 @@ proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
     o->pg = pg;
     o->redis = redis;
     o->producer = producer;
+    o->kind = kind;
     o->page = page;
     o->m = *metrics;
 
@@ -223,40 +242,59 @@ proj_unescape(PGresult *res, int row, int col, size_t *len)
 }
 
 
+/* One drain; the times (monotonic ms) are the stage trace of the debug
+ * log: page selected, read-model values written, Kafka acks in. */
 typedef struct {
     proj_outbox_t  *o;
     int             done;
+    size_t          nredis;
+    size_t          nkafka;
+    int64_t         t_select;
+    int64_t         t_redis;
+    int64_t         t_kafka;
+    long long       last;         /* highest id done */
 } proj_drain_t;
 
 
 static cw_pg_class_t
 proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
-    char                 limit[16], ignore[256], *value;
+    char                 limit[16], ignore[256], after[24], *value;
     int                  i, nrows, rc = 0;
     size_t               klen, plen, nredis = 0, nkafka = 0;
+    long long            last = 0;
     cw_buf_t             ids;
     PGresult            *res, *del;
     proj_drain_t        *d = ud;
     proj_outbox_t       *o = d->o;
     cw_pg_class_t        cls;
     unsigned char       *key, *payload;
-    const char          *p[1];
+    const char          *p[3];
     rd_kafka_headers_t  *hdrs;
 
+    if (cw_now_ms() >= o->next_full) {
+        o->after = 0;
+        o->next_full = cw_now_ms() + 1000;
+    }
+
     snprintf(limit, sizeof(limit), "%d", o->page);
+    snprintf(after, sizeof(after), "%lld", o->after);
     p[0] = limit;
+    p[1] = o->kind;
+    p[2] = after;
 
     res = cw_pg_exec(pg, "SELECT id, kind, topic, msg_key, headers::text,"
                      " payload, rm_key, rm_field, rm_version FROM outbox"
-                     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", 1, p,
-                     &cls, err, errlen);
+                     " WHERE kind = $2 AND id > $3 ORDER BY kind, id"
+                     " LIMIT $1 FOR UPDATE SKIP LOCKED", 3, p, &cls, err,
+                     errlen);
     if (res == NULL) {
         return cls;
     }
 
     nrows = PQntuples(res);
     d->done = nrows;
+    d->t_select = cw_now_ms();
     cw_gauge_set(o->m.pending, nrows);
 
     if (nrows == 0) {
@@ -269,6 +307,7 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     for (i = 0; i < nrows && rc == 0; i++) {
         cw_buf_printf(&ids, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+        last = atoll(PQgetvalue(res, i, 0));
 
         payload = proj_unescape(res, i, 5, &plen);
 
@@ -314,9 +353,15 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         rc = -1;
     }
 
+    d->t_redis = cw_now_ms();
+
     if (rc == 0 && nkafka > 0) {
         rc = cw_kafka_producer_flush(o->producer, 10000, err, errlen);
     }
+
+    d->t_kafka = cw_now_ms();
+    d->nredis = nredis;
+    d->nkafka = nkafka;
 
     if (rc != 0 || ids.oom) {
         cw_buf_free(&ids);
@@ -335,6 +380,7 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
 
     PQclear(del);
+    d->last = last;
 
     return CW_PG_OK;
 }
@@ -343,8 +389,13 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 int
 proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
 {
-    proj_drain_t   d = { o, 0 };
+    int64_t        t0;
+    proj_drain_t   d;
     cw_pg_class_t  cls;
+
+    memset(&d, 0, sizeof(d));
+    d.o = o;
+    t0 = cw_now_ms();
 
     cls = cw_pg_txn(o->pg, proj_drain_txn, &d, 1, err, errlen);
     if (cls != CW_PG_OK) {
@@ -352,7 +403,119 @@ proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
         return -1;
     }
 
+    if (d.last > o->after) {
+        o->after = d.last;
+    }
+
+    if (d.done > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
+        cw_field_t  f[] = { CW_FINT("redis_rows", (long long) d.nredis),
+                            CW_FINT("kafka_rows", (long long) d.nkafka),
+                            CW_FINT("select_ms", d.t_select - t0),
+                            CW_FINT("redis_ms", d.t_redis - t0),
+                            CW_FINT("kafka_ms", d.t_kafka - t0),
+                            CW_FINT("commit_ms", cw_now_ms() - t0) };
+
+        cw_log_kv(CW_LOG_DEBUG, f, 6, "outbox drained");
+    }
+
     return d.done;
+}
+
+
+static cw_pg_class_t
+proj_delete_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    PGresult       *res;
+    const char     *p[1];
+    cw_pg_class_t   cls;
+
+    p[0] = ud;
+    res = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                     1, p, &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    PQclear(res);
+
+    return CW_PG_OK;
+}
+
+
+int
+proj_outbox_write(proj_outbox_t *o, PGresult *const *rendered, int nres,
+    char *err, size_t errlen)
+{
+    char           *value, ignore[256];
+    int             i, r, rc = 0;
+    size_t          n = 0;
+    int64_t         t0 = cw_now_ms(), t1;
+    cw_buf_t        ids;
+    PGresult       *res;
+    cw_pg_class_t   cls;
+
+    cw_buf_init(&ids);
+    cw_buf_putc(&ids, '{');
+
+    for (r = 0; r < nres && rc == 0; r++) {
+        res = rendered[r];
+        if (res == NULL) {
+            continue;
+        }
+
+        for (i = 0; i < PQntuples(res) && rc == 0; i++) {
+            value = proj_compact(PQgetvalue(res, i, 4),
+                                 (size_t) PQgetlength(res, i, 4));
+            if (value == NULL
+                || proj_rm_append(o, PQgetvalue(res, i, 1),
+                                  PQgetisnull(res, i, 2)
+                                  ? NULL : PQgetvalue(res, i, 2),
+                                  value, PQgetvalue(res, i, 3)) != 0)
+            {
+                snprintf(err, errlen, "redis unavailable");
+                rc = -1;
+            } else {
+                cw_buf_printf(&ids, "%s%s", n ? "," : "",
+                              PQgetvalue(res, i, 0));
+                n++;
+            }
+            free(value);
+        }
+    }
+
+    cw_buf_putc(&ids, '}');
+
+    /* Replies of queued writes are read even when a later one failed,
+     * so the connection stays in step. */
+    if (proj_rm_flush(o, n, rc ? ignore : err, rc ? sizeof(ignore) : errlen)
+        != 0)
+    {
+        rc = -1;
+    }
+
+    t1 = cw_now_ms();
+
+    if (rc == 0 && n > 0 && !ids.oom) {
+        cls = cw_pg_txn(o->pg, proj_delete_txn, ids.data, 1, err, errlen);
+        rc = cls == CW_PG_OK ? 0 : -1;
+    }
+
+    cw_buf_free(&ids);
+
+    if (rc != 0) {
+        cw_counter_inc(o->m.failures);
+        return -1;
+    }
+
+    if (n > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
+        cw_field_t  f[] = { CW_FINT("values", (long long) n),
+                            CW_FINT("redis_ms", t1 - t0),
+                            CW_FINT("delete_ms", cw_now_ms() - t0) };
+
+        cw_log_kv(CW_LOG_DEBUG, f, 3, "read model written");
+    }
+
+    return (int) n;
 }
 
 

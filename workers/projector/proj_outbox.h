@@ -22,16 +22,28 @@ typedef struct {
 
 typedef struct proj_outbox_s  proj_outbox_t;
 
-/* producer may be NULL (rebuild only). */
+/* A drainer of the rows of one kind: "redis" (read-model values; needs
+ * redis) or "kafka" (events and dead letters; needs producer). Either
+ * may be NULL when not needed. */
 proj_outbox_t *proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis,
-    cw_kafka_producer_t *producer, int page,
+    cw_kafka_producer_t *producer, const char *kind, int page,
     const proj_outbox_metrics_t *metrics);
 void proj_outbox_free(proj_outbox_t *o);
 
-/* Processes one page of outbox rows in a transaction and deletes them.
+/* Processes one page of outbox rows of its kind in a transaction and
+ * deletes them.
  * Returns the number of rows done (0: empty), or -1 if Redis, Kafka or
  * PostgreSQL failed (nothing is deleted then; try again later). */
 int proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen);
+
+/* Writes the read-model values a batch just committed (the results of
+ * proj_store_rendered: rows id, key, field, version, value) to Redis,
+ * guarded by version, and deletes their outbox rows; no scan of the
+ * outbox, so a lone webhook's value is in Redis one round trip after its
+ * commit. Returns the number of values, or -1 (the rows stay for
+ * proj_outbox_drain). */
+int proj_outbox_write(proj_outbox_t *o, PGresult *const *rendered, int nres,
+    char *err, size_t errlen);
 
 /* Writes every read-model value rendered from PostgreSQL to Redis,
  * guarded by version like live writes. Returns 0 or -1. */

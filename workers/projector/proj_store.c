@@ -72,6 +72,10 @@ struct proj_store_s {
     /* Stores known to exist (committed), and those this attempt adds. */
     json_t                *stores_known;
     json_t                *stores_new;
+
+    /* The read-model rows this attempt queued in the outbox (id, key,
+     * field, version, value), handed out once the batch committed. */
+    PGresult              *rendered[2];
 };
 
 typedef struct {
@@ -327,92 +331,90 @@ static const struct {
       " ON CONFLICT DO NOTHING RETURNING dedup_key)"
       " SELECT dedup_key FROM p" },
 
-    /* One stock command in one statement: the level under its row lock,
-     * the stock event, its ledger row and outbox copy, and the
-     * orderability event when availability crossed zero. $1 store, $2
-     * sku, $3 on_hand or delta, $4 as_of, $5 $6 event ids, $7 metadata,
-     * $8 correlation, $9 causation, $10 events topic, $11 $12 Kafka
-     * headers, $13 occurred_at, $14 ledger reason. No row back: stale
-     * (set) or underflow (sub). */
-#define PROJ_STOCK_TAIL(movement)                                             \
-      " x AS (SELECT lv.version, lv.on_hand, lv.reserved,"                    \
-      " lv.on_hand - COALESCE(lv.p_on, 0) AS delta,"                          \
-      " lv.p_on IS NOT NULL AND lv.p_on - lv.p_res > 0 AS was,"               \
-      " lv.on_hand - lv.reserved > 0 AS now FROM lv),"                        \
-      " d AS (SELECT x.*, json_build_object('store_id', $1::text,"            \
-      " 'sku', $2::text, 'on_hand', x.on_hand, 'reserved', x.reserved,"       \
-      " 'available', x.on_hand - x.reserved, 'delta', x.delta,"               \
-      " 'movement', '" movement "', 'reason', $14::text,"                     \
-      " 'orderable', x.now) AS data FROM x),"                                 \
-      " e AS (INSERT INTO event_store (event_id, aggregate_type,"             \
-      " aggregate_id, version, event_type, data, metadata, correlation_id,"   \
-      " causation_id) SELECT $5::uuid, 'stock', 'stock:' || $1 || ':' || $2," \
-      " d.version, 'inventory.stock.changed', d.data::jsonb, $7::jsonb, $8,"  \
-      " $9 FROM d ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"     \
-      " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"   \
-      " delta, on_hand_after, reason, source_ts) SELECT $1, $2, e.event_id,"  \
-      " '" movement "', d.delta, d.on_hand, $14, $4::timestamptz"             \
-      " FROM e, d),"                                                          \
-      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"    \
-      " SELECT 'kafka', $10, convert_to('stock:' || $1 || ':' || $2,"         \
-      " 'UTF8'), $11::jsonb, convert_to(json_build_object('event_id',"        \
-      " $5::text, 'type', 'inventory.stock.changed', 'aggregate_type',"       \
-      " 'stock', 'aggregate_id', 'stock:' || $1 || ':' || $2, 'version',"     \
-      " d.version, 'occurred_at', $13::text, 'data', d.data, 'metadata',"     \
-      " $7::json)::text, 'UTF8') FROM e, d),"                                 \
-      " e2 AS (INSERT INTO event_store (event_id, aggregate_type,"            \
-      " aggregate_id, version, event_type, data, metadata, correlation_id,"   \
-      " causation_id) SELECT $6::uuid, 'orderability',"                       \
-      " 'orderability:' || $1 || ':' || $2, d.version,"                       \
-      " 'inventory.orderability.changed', json_build_object('store_id',"      \
-      " $1::text, 'sku', $2::text, 'orderable', d.now, 'available',"          \
-      " d.on_hand - d.reserved)::jsonb, $7::jsonb, $8, $9 FROM d"             \
-      " WHERE d.was <> d.now AND EXISTS (SELECT 1 FROM e)"                    \
-      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, data),"         \
-      " o2 AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"   \
-      " SELECT 'kafka', $10, convert_to('orderability:' || $1 || ':' || $2,"  \
-      " 'UTF8'), $12::jsonb, convert_to(json_build_object('event_id',"        \
-      " $6::text, 'type', 'inventory.orderability.changed',"                  \
-      " 'aggregate_type', 'orderability', 'aggregate_id',"                    \
-      " 'orderability:' || $1 || ':' || $2, 'version', d.version,"            \
-      " 'occurred_at', $13::text, 'data', e2.data, 'metadata',"               \
-      " $7::json)::text, 'UTF8') FROM e2, d)"                                 \
-      " SELECT d.version, d.was, d.now FROM d"
+    /* The stock commands of a batch are folded in C (proj_bulk_stock):
+     * first the current levels of every key they touch, locked in key
+     * order ($1 stores, $2 skus; the row number of the key comes back),
+     * and the as_of instants of the counts in microseconds (one per
+     * command, NULL when absent), compared in C as PostgreSQL would ... */
+    { "bulk_stock_state", 2,
+      "SELECT k.i, s.on_hand, s.reserved, s.version,"
+      " (extract(epoch FROM s.source_ts) * 1000000)::bigint"
+      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
+      " JOIN stock_levels s ON s.store_id = k.store AND s.sku = k.sku"
+      " ORDER BY s.store_id, s.sku FOR UPDATE OF s" },
 
-    { "fast_stock_set", 14,
-      "WITH prev AS (SELECT on_hand, reserved FROM stock_levels"
-      " WHERE store_id = $1 AND sku = $2 FOR UPDATE),"
-      " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand, source_ts)"
-      " SELECT $1, $2, $3, $4::timestamptz FROM (SELECT 1) AS one"
-      " LEFT JOIN prev ON true"
+    { "bulk_stock_ts", 1,
+      "SELECT (extract(epoch FROM t::timestamptz) * 1000000)::bigint"
+      " FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i" },
+
+    /* ... then every level, event, ledger row and outbox copy in one
+     * statement. Per applied command, in order: $1 store, $2 sku, $3
+     * event id, $4 version, $5 on_hand, $6 reserved, $7 delta, $8
+     * movement, $9 reason, $10 as_of, $11 metadata, $12 correlation, $13
+     * causation, $14 Kafka headers, $15 occurred_at, $16 orderability
+     * event id (NULL: availability did not cross zero), $17 its headers,
+     * $18 orderable now. Per key, the final state: $19 store, $20 sku,
+     * $21 on_hand, $22 version, $23 latest as_of (NULL: keep). $24 the
+     * events topic. Returns the events recorded. The texts rendered are
+     * those the careful path renders one command at a time. */
+    { "bulk_stock_write", 24,
+      "WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[],"
+      " $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],"
+      " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
+      " $14::text[], $15::text[], $16::uuid[], $17::text[], $18::boolean[])"
+      " WITH ORDINALITY AS c(store, sku, eid, version, on_hand, reserved,"
+      " delta, movement, reason, as_of, meta, corr, caus, hdr0, occurred,"
+      " oeid, hdr1, now, ord)),"
+      " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand, version,"
+      " source_ts) SELECT * FROM unnest($19::text[], $20::text[],"
+      " $21::bigint[], $22::bigint[], $23::timestamptz[])"
       " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
+      " version = EXCLUDED.version,"
       " source_ts = COALESCE(EXCLUDED.source_ts, stock_levels.source_ts),"
-      " version = stock_levels.version + 1, updated_at = now()"
-      " WHERE stock_levels.source_ts IS NULL OR EXCLUDED.source_ts IS NULL"
-      " OR EXCLUDED.source_ts >= stock_levels.source_ts"
-      " RETURNING version, on_hand, reserved, (SELECT on_hand FROM prev) AS"
-      " p_on, (SELECT reserved FROM prev) AS p_res),"
-      PROJ_STOCK_TAIL("set") },
-
-    { "fast_stock_add", 14,
-      "WITH prev AS (SELECT on_hand, reserved FROM stock_levels"
-      " WHERE store_id = $1 AND sku = $2 FOR UPDATE),"
-      " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand)"
-      " SELECT $1, $2, $3 FROM (SELECT 1) AS one LEFT JOIN prev ON true"
-      " ON CONFLICT (store_id, sku) DO UPDATE"
-      " SET on_hand = stock_levels.on_hand + EXCLUDED.on_hand,"
-      " version = stock_levels.version + 1, updated_at = now()"
-      " RETURNING version, on_hand, reserved, (SELECT on_hand FROM prev) AS"
-      " p_on, (SELECT reserved FROM prev) AS p_res),"
-      PROJ_STOCK_TAIL("adjust") },
-
-    { "fast_stock_sub", 14,
-      "WITH lv AS (UPDATE stock_levels SET on_hand = on_hand + $3,"
-      " version = version + 1, updated_at = now()"
-      " WHERE store_id = $1 AND sku = $2 AND on_hand + $3 >= 0"
-      " RETURNING version, on_hand, reserved, on_hand - $3 AS p_on,"
-      " reserved AS p_res),"
-      PROJ_STOCK_TAIL("adjust") },
+      " updated_at = now()),"
+      " d AS (SELECT c.*, 'stock:' || c.store || ':' || c.sku AS agg,"
+      " json_build_object('store_id', c.store, 'sku', c.sku, 'on_hand',"
+      " c.on_hand, 'reserved', c.reserved, 'available',"
+      " c.on_hand - c.reserved, 'delta', c.delta, 'movement', c.movement,"
+      " 'reason', c.reason, 'orderable', c.now) AS data FROM c),"
+      " e AS (INSERT INTO event_store (event_id, aggregate_type,"
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"
+      " causation_id) SELECT d.eid, 'stock', d.agg, d.version,"
+      " 'inventory.stock.changed', d.data::jsonb, d.meta::jsonb, d.corr,"
+      " d.caus FROM d ORDER BY d.ord ON CONFLICT (event_id) DO NOTHING"
+      " RETURNING event_id),"
+      " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"
+      " delta, on_hand_after, reason, source_ts) SELECT d.store, d.sku,"
+      " d.eid, d.movement, d.delta, d.on_hand, d.reason,"
+      " d.as_of::timestamptz FROM d JOIN e ON e.event_id = d.eid"
+      " ORDER BY d.ord),"
+      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $24, convert_to(d.agg, 'UTF8'), d.hdr0::jsonb,"
+      " convert_to(json_build_object('event_id', d.eid::text, 'type',"
+      " 'inventory.stock.changed', 'aggregate_type', 'stock',"
+      " 'aggregate_id', d.agg, 'version', d.version, 'occurred_at',"
+      " d.occurred, 'data', d.data, 'metadata', d.meta::json)::text, 'UTF8')"
+      " FROM d JOIN e ON e.event_id = d.eid ORDER BY d.ord),"
+      " e2 AS (INSERT INTO event_store (event_id, aggregate_type,"
+      " aggregate_id, version, event_type, data, metadata, correlation_id,"
+      " causation_id) SELECT d.oeid, 'orderability',"
+      " 'orderability:' || d.store || ':' || d.sku, d.version,"
+      " 'inventory.orderability.changed', json_build_object('store_id',"
+      " d.store, 'sku', d.sku, 'orderable', d.now, 'available',"
+      " d.on_hand - d.reserved)::jsonb, d.meta::jsonb, d.corr, d.caus"
+      " FROM d JOIN e ON e.event_id = d.eid WHERE d.oeid IS NOT NULL"
+      " ORDER BY d.ord ON CONFLICT (event_id) DO NOTHING"
+      " RETURNING event_id, data),"
+      " o2 AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', $24, convert_to('orderability:' || d.store || ':'"
+      " || d.sku, 'UTF8'), d.hdr1::jsonb, convert_to(json_build_object("
+      " 'event_id', d.oeid::text, 'type', 'inventory.orderability.changed',"
+      " 'aggregate_type', 'orderability', 'aggregate_id',"
+      " 'orderability:' || d.store || ':' || d.sku, 'version', d.version,"
+      " 'occurred_at', d.occurred, 'data', e2.data, 'metadata',"
+      " d.meta::json)::text, 'UTF8') FROM d JOIN e2 ON e2.event_id = d.oeid"
+      " ORDER BY d.ord)"
+      " SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM e2)" },
 
     /* price.set in one statement: the price, the version bumps of the
      * renderings it changes, the event and its outbox copy. $1 sku, $2
@@ -514,18 +516,24 @@ static const struct {
       " $20::json, 'metadata', $14::json)::text, 'UTF8') FROM e, i)"
       " SELECT version FROM i" },
 
+    /* The rows come back so that they can be written to Redis right
+     * after the commit (proj_outbox_write). */
     { "rm_items", 1,
       "INSERT INTO outbox (kind, rm_key, rm_version, payload)"
       " SELECT 'redis', 'cat:item:' || id, version, convert_to(doc, 'UTF8')"
       " FROM rm_item_docs"
-      " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))" },
+      " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+      " RETURNING id, rm_key, rm_field, rm_version,"
+      " convert_from(payload, 'UTF8')" },
 
     { "rm_stocks", 1,
       "INSERT INTO outbox (kind, rm_key, rm_field, rm_version, payload)"
       " SELECT 'redis', 'inv:' || store_id, sku, version,"
       " convert_to(value, 'UTF8') FROM rm_stock_values"
       " WHERE (store_id, sku) IN (SELECT e->>0, e->>1"
-      " FROM jsonb_array_elements($1::jsonb) e)" },
+      " FROM jsonb_array_elements($1::jsonb) e)"
+      " RETURNING id, rm_key, rm_field, rm_version,"
+      " convert_from(payload, 'UTF8')" },
 };
 
 
@@ -564,6 +572,8 @@ proj_store_free(proj_store_t *st)
         json_decref(st->stocks);
         json_decref(st->stores_known);
         json_decref(st->stores_new);
+        PQclear(st->rendered[0]);
+        PQclear(st->rendered[1]);
         free(st);
     }
 }
@@ -1480,7 +1490,7 @@ proj_render(proj_store_t *st, char *err, size_t errlen)
         if (res == NULL) {
             goto done;
         }
-        PQclear(res);
+        st->rendered[0] = res;
     }
 
     if (json_array_size(pairs) > 0) {
@@ -1491,7 +1501,7 @@ proj_render(proj_store_t *st, char *err, size_t errlen)
         if (res == NULL) {
             goto done;
         }
-        PQclear(res);
+        st->rendered[1] = res;
     }
 
     cls = CW_PG_OK;
@@ -1601,24 +1611,25 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 /*
  * The same batch transaction with far fewer round trips: one statement
  * archives every message and claims the dedup keys of the valid ones;
- * each command is then one self-contained statement (level, event,
- * ledger, outbox), sent through libpq's pipeline mode a chunk at a time,
- * with no savepoint. Validation already happened in C, so a rejection by
- * the database (stock underflow, an unmapped vendor reference, a value
- * PostgreSQL refuses) is rare: when one happens the whole attempt is
- * rolled back and the batch is applied again message by message with
- * savepoints (proj_batch_txn), which dead-letters exactly that message.
- * Commands that need a lookup first (vendor references) run
- * synchronously between two chunks, through the careful code.
+ * item and price commands are then one self-contained statement each
+ * (row, event, outbox), sent through libpq's pipeline mode a chunk at a
+ * time, with no savepoint; the stock commands, most of the traffic, are
+ * folded per key in C over their locked levels and written set-based, one
+ * statement for all of them (proj_bulk_stock). Events of one message stay
+ * in command order, and those of one aggregate in batch order.
+ * Validation already happened in C, so a rejection by the database (stock
+ * underflow, an unmapped vendor reference, a value PostgreSQL refuses) is
+ * rare: when one happens the whole attempt is rolled back and the batch
+ * is applied again message by message with savepoints (proj_batch_txn),
+ * which dead-letters exactly that message. Commands that need a lookup
+ * first (vendor references) run synchronously, after everything queued
+ * before them, through the careful code.
  */
 
 #define PROJ_PIPE_MAX  256
 
 typedef enum {
     PROJ_Q_STORE = 0,
-    PROJ_Q_STOCK_SET,
-    PROJ_Q_STOCK_ADD,
-    PROJ_Q_STOCK_SUB,
     PROJ_Q_PRICE,
     PROJ_Q_ITEM
 } proj_q_kind_t;
@@ -1630,6 +1641,40 @@ typedef struct {
     const char     *item;
 } proj_q_t;
 
+/* A stock command waiting for the batch's stock statement. Strings
+ * without a buffer point into the message's commands. */
+typedef struct {
+    const char     *store;
+    const char     *sku;
+    const char     *as_of;
+    const char     *reason;
+    const char     *corr;
+    const char     *caus;
+    int             absolute;
+    long long       qty;
+    char            id0[37];      /* inventory.stock.changed */
+    char            id1[37];      /* inventory.orderability.changed */
+    char            ts[32];       /* occurred_at */
+    char           *meta;
+    char           *hdr0;
+    char           *hdr1;
+    size_t          key;          /* index in proj_sk_t keys */
+    const void     *msg;          /* the message it belongs to */
+} proj_sc_t;
+
+/* A stock level as the fold goes: read locked, then changed in C. */
+typedef struct {
+    const char     *store;
+    const char     *sku;
+    int             exists;
+    long long       on_hand;
+    long long       reserved;
+    long long       version;
+    long long       ts_us;        /* source_ts; -1: none */
+    const char     *as_of;        /* latest as_of applied; NULL: keep */
+    int             changed;
+} proj_sk_t;
+
 typedef struct {
     proj_store_t   *st;
     PGconn         *conn;
@@ -1637,6 +1682,9 @@ typedef struct {
     int             reject;       /* a command the database refused */
     size_t          n;
     proj_q_t        q[PROJ_PIPE_MAX];
+    proj_sc_t      *sc;           /* stock commands not yet applied */
+    size_t          nsc;
+    size_t          capsc;
 } proj_pipe_t;
 
 
@@ -1652,6 +1700,9 @@ proj_attempt_reset(proj_store_t *st)
     st->stores_new = json_object();
     st->n_applied = st->n_dup = st->n_skip = st->n_dead = 0;
     st->n_events = st->n_stale = 0;
+    PQclear(st->rendered[0]);
+    PQclear(st->rendered[1]);
+    st->rendered[0] = st->rendered[1] = NULL;
 }
 
 
@@ -1724,11 +1775,7 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
     }
 
     if (PQntuples(res) == 0) {
-        if (q->kind == PROJ_Q_STOCK_SUB) {
-            pp->reject = 1;             /* underflow */
-        } else {
-            st->n_stale++;
-        }
+        st->n_stale++;
         return;
     }
 
@@ -1768,9 +1815,6 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
         break;
 
     default:
-        st->n_events += strcmp(PQgetvalue(res, 0, 1),
-                               PQgetvalue(res, 0, 2)) != 0 ? 2 : 1;
-        proj_touch_stock(st, q->store, q->sku);
         break;
     }
 }
@@ -1915,77 +1959,385 @@ proj_fast_store(proj_pipe_t *pp, proj_ctx_t *c, const char *store,
 }
 
 
+/* Queues a stock command for the batch's stock statement (its store
+ * goes into the pipeline now, the first time it is seen). */
 static cw_pg_class_t
 proj_fast_stock(proj_pipe_t *pp, proj_ctx_t *c, int absolute, char *err,
     size_t errlen)
 {
-    char            q_s[24], id0[37], id1[37], ts[32];
-    char           *meta0 = NULL, *hdr0 = NULL, *meta1 = NULL, *hdr1 = NULL;
-    proj_q_t        q;
-    long long       qty;
-    const char     *p[14], *stmt;
+    proj_sc_t      *sc;
+    const char     *store = proj_str(c->cmd, "store_id");
     cw_pg_class_t   cls;
 
-    q.store = proj_str(c->cmd, "store_id");
-    q.sku = proj_str(c->cmd, "sku");
-    q.item = NULL;
-
-    cls = proj_fast_store(pp, c, q.store, err, errlen);
+    cls = proj_fast_store(pp, c, store, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
     }
 
-    qty = json_integer_value(json_object_get(c->cmd, absolute ? "on_hand"
-                                                              : "delta"));
-    snprintf(q_s, sizeof(q_s), "%lld", qty);
+    if (pp->nsc == pp->capsc) {
+        size_t  cap = pp->capsc ? pp->capsc * 2 : 256;
 
-    if (absolute) {
-        q.kind = PROJ_Q_STOCK_SET;
-        stmt = "fast_stock_set";
-    } else if (qty > 0) {
-        q.kind = PROJ_Q_STOCK_ADD;
-        stmt = "fast_stock_add";
-    } else {
-        q.kind = PROJ_Q_STOCK_SUB;
-        stmt = "fast_stock_sub";
+        sc = realloc(pp->sc, cap * sizeof(*sc));
+        if (sc == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return CW_PG_PERMANENT;
+        }
+        pp->sc = sc;
+        pp->capsc = cap;
     }
 
-    if (proj_event_parts(c, "inventory.stock.changed", id0, &meta0, &hdr0)
-        != 0
-        || proj_event_parts(c, "inventory.orderability.changed", id1, &meta1,
-                            &hdr1) != 0)
+    sc = &pp->sc[pp->nsc];
+    memset(sc, 0, sizeof(*sc));
+
+    sc->store = store;
+    sc->sku = proj_str(c->cmd, "sku");
+    sc->as_of = proj_str(c->cmd, "as_of");
+    sc->absolute = absolute;
+    sc->reason = absolute ? "count" : proj_str(c->cmd, "reason");
+    sc->qty = json_integer_value(json_object_get(c->cmd,
+                                                 absolute ? "on_hand"
+                                                          : "delta"));
+    sc->corr = c->msg->delivery_id != NULL ? c->msg->delivery_id
+                                           : c->msg->dedup;
+    sc->caus = c->msg->dedup;
+    sc->msg = c->msg;
+
+    if (proj_event_parts(c, "inventory.stock.changed", sc->id0, &sc->meta,
+                         &sc->hdr0) != 0)
     {
-        free(meta0);
-        free(hdr0);
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
 
-    cw_wall_ts(ts, sizeof(ts));
+    {
+        char  *meta1;
 
-    p[0] = q.store;
-    p[1] = q.sku;
-    p[2] = q_s;
-    p[3] = proj_str(c->cmd, "as_of");
-    p[4] = id0;
-    p[5] = id1;
-    p[6] = meta0;
-    p[7] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
-    p[8] = c->msg->dedup;
-    p[9] = c->st->events_topic;
-    p[10] = hdr0;
-    p[11] = hdr1;
-    p[12] = ts;
-    p[13] = absolute ? "count" : proj_str(c->cmd, "reason");
+        if (proj_event_parts(c, "inventory.orderability.changed", sc->id1,
+                             &meta1, &sc->hdr1) != 0)
+        {
+            free(sc->meta);
+            free(sc->hdr0);
+            snprintf(err, errlen, "out of memory");
+            return CW_PG_PERMANENT;
+        }
+        free(meta1);
+    }
 
-    cls = proj_pipe_send(pp, stmt, 14, p, &q, err, errlen);
+    cw_wall_ts(sc->ts, sizeof(sc->ts));
+    pp->nsc++;
 
-    free(meta0);
-    free(hdr0);
-    free(meta1);
-    free(hdr1);
+    return CW_PG_OK;
+}
+
+
+static void
+proj_stock_clear(proj_pipe_t *pp)
+{
+    size_t  i;
+
+    for (i = 0; i < pp->nsc; i++) {
+        free(pp->sc[i].meta);
+        free(pp->sc[i].hdr0);
+        free(pp->sc[i].hdr1);
+    }
+    pp->nsc = 0;
+}
+
+
+/* Appends one element to a PostgreSQL array literal being built in a
+ * ("{" first, "}" when done); s NULL is SQL NULL. */
+static void
+proj_arr(cw_buf_t *a, const char *s)
+{
+    if (a->len > 1) {
+        cw_buf_putc(a, ',');
+    }
+
+    if (s == NULL) {
+        cw_buf_puts(a, "NULL");
+        return;
+    }
+
+    cw_buf_putc(a, '"');
+    for ( ; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\') {
+            cw_buf_putc(a, '\\');
+        }
+        cw_buf_putc(a, *s);
+    }
+    cw_buf_putc(a, '"');
+}
+
+
+static void
+proj_arr_ll(cw_buf_t *a, long long v)
+{
+    char  num[24];
+
+    snprintf(num, sizeof(num), "%lld", v);
+    proj_arr(a, num);
+}
+
+
+#define PROJ_BULK_CMD   18
+#define PROJ_BULK_KEY   5
+
+/*
+ * Applies the queued stock commands: their levels are read under lock,
+ * the commands folded over them in C in batch order (the same rules as
+ * the one-command statements of the careful path: a count older than
+ * the stored one is stale and changes nothing, a movement below zero is
+ * refused), and everything written back by one statement. A refused
+ * movement sets pp->reject: the batch is then applied again message by
+ * message, which dead-letters exactly that message.
+ */
+static cw_pg_class_t
+proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
+{
+    char            kbuf[2 * PROJ_ID_MAX + 2];
+    size_t          i, j, nk = 0, napplied = 0;
+    json_t         *index = NULL;
+    PGresult       *res;
+    cw_buf_t        ka[2], ts, ca[PROJ_BULK_CMD], fa[PROJ_BULK_KEY];
+    proj_sc_t      *sc;
+    proj_sk_t      *keys = NULL, *k;
+    const char     *p[PROJ_BULK_CMD + PROJ_BULK_KEY + 1];
+    proj_store_t   *st = pp->st;
+    cw_pg_class_t   cls = CW_PG_OK;
+    long long      *as_of_us = NULL, prev_on, prev_res;
+    int             prev, was, now;
+
+    if (pp->nsc == 0) {
+        return CW_PG_OK;
+    }
+
+    for (i = 0; i < 2; i++) {
+        cw_buf_init(&ka[i]);
+        cw_buf_putc(&ka[i], '{');
+    }
+    for (i = 0; i < PROJ_BULK_CMD; i++) {
+        cw_buf_init(&ca[i]);
+        cw_buf_putc(&ca[i], '{');
+    }
+    for (i = 0; i < PROJ_BULK_KEY; i++) {
+        cw_buf_init(&fa[i]);
+        cw_buf_putc(&fa[i], '{');
+    }
+    cw_buf_init(&ts);
+    cw_buf_putc(&ts, '{');
+
+    index = json_object();
+    keys = calloc(pp->nsc, sizeof(*keys));
+    as_of_us = calloc(pp->nsc, sizeof(*as_of_us));
+    if (index == NULL || keys == NULL || as_of_us == NULL) {
+        goto oom;
+    }
+
+    /* The distinct keys, in order of first appearance. */
+    for (i = 0; i < pp->nsc; i++) {
+        sc = &pp->sc[i];
+        snprintf(kbuf, sizeof(kbuf), "%s\n%s", sc->store, sc->sku);
+
+        if (json_object_get(index, kbuf) == NULL) {
+            keys[nk].store = sc->store;
+            keys[nk].sku = sc->sku;
+            keys[nk].ts_us = -1;
+            json_object_set_new(index, kbuf, json_integer((json_int_t) nk));
+            proj_arr(&ka[0], sc->store);
+            proj_arr(&ka[1], sc->sku);
+            nk++;
+        }
+
+        sc->key = (size_t) json_integer_value(json_object_get(index, kbuf));
+        proj_arr(&ts, sc->absolute ? sc->as_of : NULL);
+    }
+
+    cw_buf_putc(&ka[0], '}');
+    cw_buf_putc(&ka[1], '}');
+    cw_buf_putc(&ts, '}');
+    if (ka[0].oom || ka[1].oom || ts.oom) {
+        goto oom;
+    }
+
+    p[0] = ka[0].data;
+    p[1] = ka[1].data;
+    res = cw_pg_execp(st->pg, "bulk_stock_state", 2, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        k = &keys[atoll(PQgetvalue(res, (int) i, 0)) - 1];
+        k->exists = 1;
+        k->on_hand = atoll(PQgetvalue(res, (int) i, 1));
+        k->reserved = atoll(PQgetvalue(res, (int) i, 2));
+        k->version = atoll(PQgetvalue(res, (int) i, 3));
+        k->ts_us = PQgetisnull(res, (int) i, 4)
+                   ? -1 : atoll(PQgetvalue(res, (int) i, 4));
+    }
+    PQclear(res);
+
+    p[0] = ts.data;
+    res = cw_pg_execp(st->pg, "bulk_stock_ts", 1, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+    for (i = 0; i < pp->nsc; i++) {
+        as_of_us[i] = i < (size_t) PQntuples(res)
+                      && !PQgetisnull(res, (int) i, 0)
+                      ? atoll(PQgetvalue(res, (int) i, 0)) : -1;
+    }
+    PQclear(res);
+
+    /* The fold, command by command in batch order. */
+    for (i = 0; i < pp->nsc; i++) {
+        sc = &pp->sc[i];
+        k = &keys[sc->key];
+
+        prev = k->exists;
+        prev_on = k->on_hand;
+        prev_res = k->reserved;
+
+        if (sc->absolute) {
+            if (k->exists && as_of_us[i] >= 0 && k->ts_us >= 0
+                && as_of_us[i] < k->ts_us)
+            {
+                st->n_stale++;
+                continue;
+            }
+            k->on_hand = sc->qty;
+            if (as_of_us[i] >= 0) {
+                k->ts_us = as_of_us[i];
+                k->as_of = sc->as_of;
+            }
+
+        } else if (sc->qty > 0) {
+            k->on_hand = (k->exists ? k->on_hand : 0) + sc->qty;
+
+        } else {
+            if (!k->exists || k->on_hand + sc->qty < 0) {
+                pp->reject = 1;             /* underflow */
+                goto done;
+            }
+            k->on_hand += sc->qty;
+        }
+
+        if (k->exists) {
+            k->version++;
+        } else {
+            k->exists = 1;
+            k->version = 1;                 /* the column's default */
+            k->reserved = 0;
+        }
+        k->changed = 1;
+
+        was = prev && prev_on - prev_res > 0;
+        now = k->on_hand - k->reserved > 0;
+
+        proj_arr(&ca[0], sc->store);
+        proj_arr(&ca[1], sc->sku);
+        proj_arr(&ca[2], sc->id0);
+        proj_arr_ll(&ca[3], k->version);
+        proj_arr_ll(&ca[4], k->on_hand);
+        proj_arr_ll(&ca[5], k->reserved);
+        proj_arr_ll(&ca[6], k->on_hand - (prev ? prev_on : 0));
+        proj_arr(&ca[7], sc->absolute ? "set" : "adjust");
+        proj_arr(&ca[8], sc->reason);
+        proj_arr(&ca[9], sc->as_of);
+        proj_arr(&ca[10], sc->meta);
+        proj_arr(&ca[11], sc->corr);
+        proj_arr(&ca[12], sc->caus);
+        proj_arr(&ca[13], sc->hdr0);
+        proj_arr(&ca[14], sc->ts);
+        proj_arr(&ca[15], was != now ? sc->id1 : NULL);
+        proj_arr(&ca[16], sc->hdr1);
+        proj_arr(&ca[17], now ? "t" : "f");
+        napplied++;
+    }
+
+    if (napplied == 0) {
+        goto done;
+    }
+
+    for (j = 0; j < nk; j++) {
+        k = &keys[j];
+        if (!k->changed) {
+            continue;
+        }
+        proj_arr(&fa[0], k->store);
+        proj_arr(&fa[1], k->sku);
+        proj_arr_ll(&fa[2], k->on_hand);
+        proj_arr_ll(&fa[3], k->version);
+        proj_arr(&fa[4], k->as_of);
+        proj_touch_stock(st, k->store, k->sku);
+    }
+
+    for (i = 0; i < PROJ_BULK_CMD; i++) {
+        cw_buf_putc(&ca[i], '}');
+        if (ca[i].oom) {
+            goto oom;
+        }
+        p[i] = ca[i].data;
+    }
+    for (i = 0; i < PROJ_BULK_KEY; i++) {
+        cw_buf_putc(&fa[i], '}');
+        if (fa[i].oom) {
+            goto oom;
+        }
+        p[PROJ_BULK_CMD + i] = fa[i].data;
+    }
+    p[PROJ_BULK_CMD + PROJ_BULK_KEY] = st->events_topic;
+
+    res = cw_pg_execp(st->pg, "bulk_stock_write",
+                      PROJ_BULK_CMD + PROJ_BULK_KEY + 1, p, &cls, err,
+                      errlen);
+    if (res == NULL) {
+        goto done;
+    }
+    st->n_events += atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    goto done;
+
+oom:
+
+    snprintf(err, errlen, "out of memory");
+    cls = CW_PG_PERMANENT;
+
+done:
+
+    for (i = 0; i < 2; i++) {
+        cw_buf_free(&ka[i]);
+    }
+    for (i = 0; i < PROJ_BULK_CMD; i++) {
+        cw_buf_free(&ca[i]);
+    }
+    for (i = 0; i < PROJ_BULK_KEY; i++) {
+        cw_buf_free(&fa[i]);
+    }
+    cw_buf_free(&ts);
+    json_decref(index);
+    free(keys);
+    free(as_of_us);
+    proj_stock_clear(pp);
 
     return cls;
+}
+
+
+/* Everything queued so far, in order: the pipeline (stores, prices,
+ * items), then the stock statement. */
+static cw_pg_class_t
+proj_fast_flush(proj_pipe_t *pp, char *err, size_t errlen)
+{
+    cw_pg_class_t  cls;
+
+    cls = proj_pipe_flush(pp, err, errlen);
+    if (cls != CW_PG_OK || pp->reject) {
+        return cls;
+    }
+
+    return proj_bulk_stock(pp, err, errlen);
 }
 
 
@@ -2139,6 +2491,19 @@ proj_fast_command(proj_pipe_t *pp, proj_batch_t *b, proj_ctx_t *c,
 
     c->nevent = 0;
 
+    /* Stock commands wait for the batch's stock statement; the events of
+     * one message stay in command order, so its pending stock commands
+     * are applied before its next other command. */
+    if (pp->nsc > 0 && pp->sc[pp->nsc - 1].msg == c->msg
+        && (strcmp(type, "item.upsert") == 0
+            || strcmp(type, "price.set") == 0))
+    {
+        cls = proj_fast_flush(pp, err, errlen);
+        if (cls != CW_PG_OK || pp->reject) {
+            return cls;
+        }
+    }
+
     if (strcmp(type, "item.upsert") == 0) {
         if (json_object_get(c->cmd, "id_ref") == NULL
             && json_object_get(c->cmd, "mappings") == NULL
@@ -2159,7 +2524,7 @@ proj_fast_command(proj_pipe_t *pp, proj_batch_t *b, proj_ctx_t *c,
                                errlen);
     }
 
-    cls = proj_pipe_flush(pp, err, errlen);
+    cls = proj_fast_flush(pp, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
     }
@@ -2276,10 +2641,11 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     proj_store_t   *st = b->st;
     proj_error_t    why;
     cw_pg_class_t   cls;
-    int64_t         stored, last;
+    int64_t         stored, last, t0, t1, t2;
     const char     *p[4];
 
     proj_attempt_reset(st);
+    t0 = cw_now_ms();
 
     /* The statements below are planned once per connection: custom
      * plans would plan them again at every execution, which costs more
@@ -2366,6 +2732,7 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         return cls;
     }
 
+    t1 = cw_now_ms();
     claimed = json_object();
     for (k = 0; k < (size_t) PQntuples(res); k++) {
         json_object_set_new(claimed, PQgetvalue(res, (int) k, 0),
@@ -2445,8 +2812,8 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         st->n_applied++;
     }
 
-    if (cls == CW_PG_OK) {
-        cls = proj_pipe_flush(pp, err, errlen);
+    if (cls == CW_PG_OK && !pp->reject) {
+        cls = proj_fast_flush(pp, err, errlen);
     } else if (pp->on) {
         char  ignore[256];
 
@@ -2460,6 +2827,8 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         cls = CW_PG_PERMANENT;
     }
 
+    proj_stock_clear(pp);
+    free(pp->sc);
     free(pp);
     json_decref(claimed);
 
@@ -2476,6 +2845,8 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     if (cls != CW_PG_OK) {
         return cls;
     }
+
+    t2 = cw_now_ms();
 
     /* Next offsets, partition by partition. */
     for (i = 0; i < b->n; i++) {
@@ -2521,7 +2892,24 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         PQclear(res);
     }
 
-    return proj_render(st, err, errlen);
+    cls = proj_render(st, err, errlen);
+
+    if (cls == CW_PG_OK && cw_log_enabled(CW_LOG_DEBUG)) {
+        cw_field_t  f[] = { CW_FINT("archive_ms", t1 - t0),
+                            CW_FINT("commands_ms", t2 - t1),
+                            CW_FINT("render_ms", cw_now_ms() - t2) };
+
+        cw_log_kv(CW_LOG_DEBUG, f, 3, "batch statements done");
+    }
+
+    return cls;
+}
+
+
+PGresult *const *
+proj_store_rendered(proj_store_t *st)
+{
+    return st->rendered;
 }
 
 
@@ -2534,13 +2922,50 @@ proj_stores_commit(proj_store_t *st)
 }
 
 
+/* For the stage trace (debug log): how long ago, in wall-clock ms, the
+ * newest and oldest message of the batch were produced (Kafka's
+ * CreateTime), as seen when the batch reaches the projector. */
+static void
+proj_batch_ages(rd_kafka_message_t **msgs, size_t n, int64_t *age_min,
+    int64_t *age_max)
+{
+    size_t          i;
+    int64_t         now, ts;
+    struct timeval  tv;
+    rd_kafka_timestamp_type_t  tstype;
+
+    *age_min = -1;
+    *age_max = -1;
+
+    if (!cw_log_enabled(CW_LOG_DEBUG)) {
+        return;
+    }
+
+    gettimeofday(&tv, NULL);
+    now = (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+
+    for (i = 0; i < n; i++) {
+        ts = rd_kafka_message_timestamp(msgs[i], &tstype);
+        if (ts < 0) {
+            continue;
+        }
+        if (*age_min < 0 || now - ts < *age_min) {
+            *age_min = now - ts;
+        }
+        if (now - ts > *age_max) {
+            *age_max = now - ts;
+        }
+    }
+}
+
+
 int
 proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     size_t n, volatile int *stop)
 {
     char            err[1024];
     size_t          i;
-    int64_t         t0;
+    int64_t         t0, t_prep, age_min, age_max;
     proj_msg_t     *pms;
     proj_batch_t    b;
     cw_backoff_t    bo;
@@ -2551,6 +2976,9 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
         cw_log(CW_LOG_ERROR, "out of memory for a batch of %zu", n);
         return -1;
     }
+
+    t_prep = cw_now_ms();
+    proj_batch_ages(msgs, n, &age_min, &age_max);
 
     for (i = 0; i < n; i++) {
         proj_msg_prepare(&pms[i], msgs[i]);
@@ -2618,15 +3046,19 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     cw_histogram_observe(st->m.batch_seconds,
                          (double) (cw_now_ms() - t0) / 1000.0);
 
-    {
+    if (cw_log_enabled(CW_LOG_DEBUG)) {
         cw_field_t  f[] = { CW_FINT("messages", (long long) n),
                             CW_FINT("applied", st->n_applied),
                             CW_FINT("duplicates", st->n_dup),
                             CW_FINT("skipped", st->n_skip),
                             CW_FINT("dead_lettered", st->n_dead),
-                            CW_FINT("events", st->n_events) };
+                            CW_FINT("events", st->n_events),
+                            CW_FINT("oldest_age_ms", age_max),
+                            CW_FINT("newest_age_ms", age_min),
+                            CW_FINT("prepare_ms", t0 - t_prep),
+                            CW_FINT("txn_ms", cw_now_ms() - t0) };
 
-        cw_log_kv(CW_LOG_DEBUG, f, 6, "batch committed");
+        cw_log_kv(CW_LOG_DEBUG, f, 10, "batch committed");
     }
 
     return 0;
