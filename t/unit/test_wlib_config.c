@@ -332,6 +332,32 @@ test_duplicate_declare(void **state)
 }
 
 
+/*
+ * A program's own defaults, loaded as text after cw_config_load, must
+ * change what the typed getters return (the projector's batch settings
+ * once did not take effect).
+ */
+static void
+test_text_after_load(void **state)
+{
+    cw_config_t  *c = new_config();
+    char         *argv[] = { "test", NULL };
+    char         *envp[] = { NULL };
+
+    assert_int_equal(cw_config_load(c, 1, argv, envp, err, sizeof(err)), 0);
+    assert_int_equal(cw_config_int(c, "workers"), 2);
+    assert_int_equal(cw_config_duration_ms(c, "poll"), 250);
+
+    assert_int_equal(cw_config_load_text(c, "defaults",
+                                         "workers = 5\npoll = 5ms\n", err,
+                                         sizeof(err)), 0);
+    assert_int_equal(cw_config_int(c, "workers"), 5);
+    assert_int_equal(cw_config_duration_ms(c, "poll"), 5);
+
+    cw_config_free(c);
+}
+
+
 int
 main(void)
 {
@@ -347,6 +373,7 @@ main(void)
         cmocka_unit_test(test_bool_int),
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_duplicate_declare),
+        cmocka_unit_test(test_text_after_load),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
