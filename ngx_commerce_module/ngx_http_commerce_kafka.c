@@ -19,9 +19,10 @@
  *     (bootstrap.servers, enable.idempotence, acks, message.timeout.ms,
  *     log.queue and their aliases) are rejected.
  *
- *     The module's own default: linger.ms 0.5 (librdkafka's 5 ms would be
- *     added to every webhook, which waits for its message's ack); a
- *     commerce_kafka_property linger.ms overrides it.
+ *     The module's own defaults: linger.ms 1 (librdkafka's 5 ms would be
+ *     added to every webhook, which waits for its message's ack) and
+ *     sticky.partitioning.linger.ms 0 (messages without a key spread over
+ *     the partitions instead of queueing on one); both may be overridden.
  *
  *   commerce_kafka_delivery_timeout time;
  *     Default: 5s
@@ -257,16 +258,21 @@ ngx_http_commerce_kafka_create_main_conf(ngx_conf_t *cf)
     /*
      * Every webhook waits for its own message's acknowledgement, so the
      * producer must not hold messages back for bigger batches: librdkafka's
-     * default linger.ms of 5 ms would be 5 ms added to every request.
-     * commerce_kafka_property linger.ms overrides it.
+     * default linger.ms of 5 ms would be 5 ms added to every request, and
+     * its sticky partitioner would send every message without a key to one
+     * partition, one broker, at most 5 idempotent requests in flight.
+     * commerce_kafka_property overrides both.
      */
 
-    if (rd_kafka_conf_set(kmcf->conf, "linger.ms", "0.5", errstr,
+    if (rd_kafka_conf_set(kmcf->conf, "linger.ms", "1", errstr,
                           sizeof(errstr))
-        != RD_KAFKA_CONF_OK)
+        != RD_KAFKA_CONF_OK
+        || rd_kafka_conf_set(kmcf->conf, "sticky.partitioning.linger.ms",
+                             "0", errstr, sizeof(errstr))
+           != RD_KAFKA_CONF_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "commerce kafka: linger.ms: %s", errstr);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "commerce kafka: %s",
+                           errstr);
         return NULL;
     }
 
