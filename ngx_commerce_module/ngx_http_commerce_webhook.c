@@ -921,7 +921,14 @@ ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
 }
 
 
-/* Published: the mark becomes "done" for commerce_webhook_dedup_ttl. */
+/*
+ * Published: the mark becomes "done" for commerce_webhook_dedup_ttl.  The
+ * 202 does not wait for this write, which is already queued on the Redis
+ * connection: a duplicate arriving within that round trip still finds the
+ * in-flight mark (409, and its retry gets the duplicate's 200), so nothing
+ * is ever published twice, and the request is not held for one more
+ * round trip.
+ */
 static ngx_int_t
 ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
@@ -963,7 +970,7 @@ ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
                                       5, argv, argvlen, &retry_after);
 
     if (rc == NGX_OK) {
-        return NGX_AGAIN;
+        return NGX_OK;
     }
 
     /* the message is in Kafka: acknowledge it all the same */
@@ -976,6 +983,10 @@ ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
 }
 
 
+/*
+ * The reply to the done mark, when the request is still there (its answer
+ * may still be on the way to a slow client): only a failure is reported.
+ */
 static void
 ngx_http_commerce_webhook_marked(ngx_http_request_t *r, void *data,
     ngx_int_t rc, redisReply *reply)
@@ -989,9 +1000,6 @@ ngx_http_commerce_webhook_marked(ngx_http_request_t *r, void *data,
                       "commerce webhook: delivery \"%V\" published but not "
                       "marked done", &ctx->delivery_id);
     }
-
-    ctx->state++;
-    ngx_http_commerce_webhook_run(r, ctx);
 }
 
 

@@ -287,7 +287,9 @@ sub sign {
     my $ack = decode($r->{body});
     is($ack->{delivery_id}, $id, '... with its delivery id');
 
-    my $v = rget(key('explicit', $id));
+    # the done mark is written right after the 202, not before it
+    my $v;
+    wait_for(sub { ($v = rget(key('explicit', $id)) // '') =~ /^done:/ });
     is($v, "done:$ack->{partition}:$ack->{offset}",
        'Redis remembers it as done:<partition>:<offset>');
     my $ttl = pttl(key('explicit', $id));
