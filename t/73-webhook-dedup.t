@@ -217,6 +217,15 @@ sub key { "wh:dedup:$_[0]:$_[1]" }
 sub rget { $t->redis_cmd('GET', $_[0]) }
 sub pttl { $t->redis_cmd('PTTL', $_[0]) }
 
+# The done mark is written right after the 202, not before it: its value
+# once it is there (bounded wait), else what the key holds.
+sub done_mark {
+    my ($k) = @_;
+    my $v;
+    wait_for(sub { ($v = rget($k) // '') =~ /^done:/ });
+    return rget($k);
+}
+
 sub count_in {
     my ($topic, $body) = @_;
     return scalar grep { defined $_->{value} && $_->{value} eq $body }
@@ -287,9 +296,7 @@ sub sign {
     my $ack = decode($r->{body});
     is($ack->{delivery_id}, $id, '... with its delivery id');
 
-    # the done mark is written right after the 202, not before it
-    my $v;
-    wait_for(sub { ($v = rget(key('explicit', $id)) // '') =~ /^done:/ });
+    my $v = done_mark(key('explicit', $id));
     is($v, "done:$ack->{partition}:$ack->{offset}",
        'Redis remembers it as done:<partition>:<offset>');
     my $ttl = pttl(key('explicit', $id));
@@ -353,7 +360,7 @@ sub sign {
         is($ack->{delivery_id}, $id, "$s: delivery id taken from the "
                                      . "scheme's source");
 
-        like(rget(key($s, $id)) // '', qr/^done:\d+:\d+$/,
+        like(done_mark(key($s, $id)) // '', qr/^done:\d+:\d+$/,
              "$s: Redis key wh:dedup:$s:<id> is done");
 
         # a provider's retry is signed again, with a newer timestamp
@@ -506,7 +513,7 @@ sub sign {
     is($r->{status}, 202, 'the first one is acknowledged once the broker '
                           . 'is back');
     my $ack = decode($r->{body});
-    is(rget($k), "done:$ack->{partition}:$ack->{offset}",
+    is(done_mark($k), "done:$ack->{partition}:$ack->{offset}",
        'then the mark is done:<partition>:<offset>');
     $ttl = pttl($k);
     ok($ttl > 3_500_000, "... with the dedup TTL (PTTL $ttl)");
@@ -624,7 +631,7 @@ for my $round (1 .. 3) {
                                 . 'same offset');
     is(count_in('d.explicit', $body), 1, "round $round: published once");
     my ($ack) = grep { defined $_->{offset} } @acks;
-    is(rget(key('explicit', $id)),
+    is(done_mark(key('explicit', $id)),
        $ack ? "done:$ack->{partition}:$ack->{offset}" : 'an ack',
        "round $round: the losers left the winner's mark alone");
 }
@@ -638,6 +645,7 @@ for my $round (1 .. 3) {
 
     my $r = post('/shortttl', $body, 'X-Delivery' => $id);
     is($r->{status}, 202, 'dedup_ttl 1s: 202');
+    done_mark($k);
     my $ttl = pttl($k);
     ok($ttl > 0 && $ttl <= 1000, "the done key has PTTL <= 1000 ($ttl)");
 
