@@ -61,7 +61,8 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 fsync = on
 max_connections = 100
-shared_buffers = 64MB
+shared_buffers = 256MB
+max_wal_size = 4GB
 logging_collector = off
 CONF
     fi

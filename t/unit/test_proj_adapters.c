@@ -223,15 +223,26 @@ test_helpers(void **state)
 {
     char     a[37], b[37];
     int64_t  m;
-    char    *hex;
+    char    *hex, *s;
 
-    proj_uuid_from_name("x|1#0#0", 7, a);
-    proj_uuid_from_name("x|1#0#0", 7, b);
+    assert_int_equal(proj_event_uuid("x|1#0#0", 7, 1700000000123LL, a), 0);
+    assert_int_equal(proj_event_uuid("x|1#0#0", 7, 1700000000123LL, b), 0);
     assert_string_equal(a, b);
     assert_int_equal(strlen(a), 36);
-    assert_int_equal(a[14], '5');
-    proj_uuid_from_name("x|1#0#1", 7, b);
+    /* unix ms in the first 48 bits, version 8, RFC 9562 variant */
+    assert_memory_equal(a, "018bcfe5-687b-8", 15);
+    assert_true(strchr("89ab", a[19]) != NULL);
+    assert_int_equal(proj_event_uuid("x|1#0#1", 7, 1700000000123LL, b), 0);
     assert_string_not_equal(a, b);
+    assert_memory_equal(a, b, 13);
+    assert_int_equal(proj_event_uuid("x|1#0#0", 7, 1700000000124LL, b), 0);
+    assert_string_not_equal(a, b);
+    assert_true(strcmp(a, b) < 0);
+
+    s = proj_json_compact("{\"a\" : 1, \"b\" : [1, 2], \"c\" : \"x : \\\" y\"}",
+                          41);
+    assert_string_equal(s, "{\"a\":1,\"b\":[1,2],\"c\":\"x : \\\" y\"}");
+    free(s);
 
     assert_int_equal(proj_parse_amount("0.05", &m), 0);
     assert_int_equal(m, 5);
@@ -253,6 +264,62 @@ test_helpers(void **state)
 }
 
 
+static void
+test_frames(void **state)
+{
+    cw_buf_t             b;
+    proj_frame_t         f;
+    size_t               off = 0, hoff = 0, nlen, vlen;
+    const char          *name, *value;
+    const char *const    h1[] = { "event_type", "a.b", "traceparent", NULL,
+                                  "event_id", "e1" };
+
+    cw_buf_init(&b);
+    proj_frame_put(&b, "k1", 2, "{\"v\":1}", 7, h1, 3);
+    proj_frame_put(&b, "", 0, "", 0, NULL, 0);
+    assert_false(b.oom);
+
+    assert_int_equal(proj_frame_next((unsigned char *) b.data, b.len, &off,
+                                     &f), 1);
+    assert_int_equal(f.klen, 2);
+    assert_memory_equal(f.key, "k1", 2);
+    assert_int_equal(f.vlen, 7);
+    assert_memory_equal(f.value, "{\"v\":1}", 7);
+    assert_int_equal(f.nhdrs, 2);          /* the NULL value is left out */
+    assert_int_equal(proj_frame_header(&f, &hoff, &name, &nlen, &value,
+                                       &vlen), 1);
+    assert_int_equal(nlen, 10);
+    assert_memory_equal(name, "event_type", 10);
+    assert_int_equal(vlen, 3);
+    assert_memory_equal(value, "a.b", 3);
+    assert_int_equal(proj_frame_header(&f, &hoff, &name, &nlen, &value,
+                                       &vlen), 1);
+    assert_memory_equal(name, "event_id", 8);
+    assert_int_equal(proj_frame_header(&f, &hoff, &name, &nlen, &value,
+                                       &vlen), 0);
+
+    assert_int_equal(proj_frame_next((unsigned char *) b.data, b.len, &off,
+                                     &f), 1);
+    assert_int_equal(f.klen, 0);
+    assert_int_equal(f.vlen, 0);
+    assert_int_equal(f.nhdrs, 0);
+    assert_int_equal(proj_frame_next((unsigned char *) b.data, b.len, &off,
+                                     &f), 0);
+
+    /* Cut anywhere inside, the bytes are refused, never over-read. */
+    for (size_t cut = 1; cut < b.len - 10; cut++) {
+        off = 0;
+        if (proj_frame_next((unsigned char *) b.data, cut, &off, &f) == 1) {
+            assert_true(off <= cut);
+            assert_int_not_equal(proj_frame_next((unsigned char *) b.data,
+                                                 cut, &off, &f), 1);
+        }
+    }
+
+    cw_buf_free(&b);
+}
+
+
 int
 main(void)
 {
@@ -263,6 +330,7 @@ main(void)
         cmocka_unit_test(test_shopify_product),
         cmocka_unit_test(test_shopify_inventory),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_frames),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

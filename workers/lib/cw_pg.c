@@ -224,7 +224,7 @@ cw_pg_drop(cw_pg_t *pg)
 static int
 cw_pg_connect(cw_pg_t *pg, char *err, size_t errlen)
 {
-    const char     *keys[4], *vals[4];
+    const char     *keys[5], *vals[5];
     char            timeout[16];
     cw_pg_class_t   cls;
     size_t          i;
@@ -234,8 +234,12 @@ cw_pg_connect(cw_pg_t *pg, char *err, size_t errlen)
     /* later entries win: the worker's own conninfo overrides defaults */
     keys[0] = "connect_timeout";   vals[0] = timeout;
     keys[1] = "application_name";  vals[1] = pg->app;
-    keys[2] = "dbname";            vals[2] = pg->conninfo;
-    keys[3] = NULL;                vals[3] = NULL;
+    /* Workers run short statements again and again: compiling them with
+     * JIT (PostgreSQL decides so from a generic plan's estimated cost)
+     * costs more than running them. */
+    keys[2] = "options";           vals[2] = "-c jit=off";
+    keys[3] = "dbname";            vals[3] = pg->conninfo;
+    keys[4] = NULL;                vals[4] = NULL;
 
     pg->conn = PQconnectdbParams(keys, vals, 1);
     if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
@@ -365,6 +369,21 @@ cw_pg_exec(cw_pg_t *pg, const char *sql, int n, const char *const *values,
     }
     return cw_pg_finish(pg, PQexecParams(pg->conn, sql, n, NULL, values,
                                          NULL, NULL, 0),
+                        "query", cls, err, errlen);
+}
+
+
+PGresult *
+cw_pg_execb(cw_pg_t *pg, const char *sql, int n, const char *const *values,
+    const int *lengths, const int *formats, int result_format,
+    cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    if (cw_pg_ensure(pg, err, errlen) != 0) {
+        *cls = CW_PG_TRANSIENT;
+        return NULL;
+    }
+    return cw_pg_finish(pg, PQexecParams(pg->conn, sql, n, NULL, values,
+                                         lengths, formats, result_format),
                         "query", cls, err, errlen);
 }
 

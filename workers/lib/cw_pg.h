@@ -67,6 +67,13 @@ PGresult *cw_pg_execp(cw_pg_t *pg, const char *name, int n,
 PGresult *cw_pg_exec(cw_pg_t *pg, const char *sql, int n,
     const char *const *values, cw_pg_class_t *cls, char *err, size_t errlen);
 
+/* cw_pg_exec with values that may be binary: lengths and formats as
+ * PQexecParams takes them (formats NULL: all text), and the format of
+ * every column of the result (0 text, 1 binary: bytea comes raw). */
+PGresult *cw_pg_execb(cw_pg_t *pg, const char *sql, int n,
+    const char *const *values, const int *lengths, const int *formats,
+    int result_format, cw_pg_class_t *cls, char *err, size_t errlen);
+
 /* Runs a command whose result is not needed (BEGIN, COMMIT, ...). */
 cw_pg_class_t cw_pg_command(cw_pg_t *pg, const char *sql, char *err,
     size_t errlen);

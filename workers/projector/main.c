@@ -37,28 +37,30 @@
 #include "proj_outbox.h"
 #include "proj_store.h"
 
-/* The publishing thread: drains the outbox's Kafka rows whenever the
- * main thread kicks it after a commit, and every 100 ms anyway (rows
- * left by a crash or by a failed try). */
+/* A drainer thread: drains the outbox rows of one kind whenever the main
+ * thread kicks it after a commit, and every 100 ms anyway (rows left by a
+ * crash or by a failed try). One publishes events and dead letters to
+ * Kafka, the other writes read-model values to Redis; each has its own
+ * PostgreSQL connection, so neither consumption nor the other drainer
+ * waits for it. */
 typedef struct {
+    const char            *name;
     proj_outbox_t         *outbox;
     pthread_t              thread;
     pthread_mutex_t        lock;
     pthread_cond_t         cond;
+    int                    running;
     int                    kick;
     int                    stop;
     int                    final;      /* drain once more before leaving */
-} proj_publisher_t;
+} proj_drainer_t;
 
 typedef struct {
     proj_store_t          *store;
-    proj_outbox_t         *outbox;     /* read-model rows */
-    proj_publisher_t      *pub;
+    proj_drainer_t        *pub;        /* Kafka rows */
+    proj_drainer_t        *rmw;        /* read-model rows */
     volatile int          *stop;
-    int                    sweep;      /* read-model rows left behind */
 } proj_app_t;
-
-#define PROJ_SWEEP_MS  1000
 
 
 static const cw_opt_t  proj_opts[] = {
@@ -146,33 +148,22 @@ proj_on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 }
 
 
-static void proj_publish_signal(proj_publisher_t *pub, int stop, int final);
+static void proj_drainer_kick(proj_drainer_t *d, int stop, int final);
 
 
-/* Applies a batch, then at once writes the read-model values it
- * committed and kicks the publisher. A failed write leaves the values
- * in the outbox for the sweep (proj_drain, with backoff); until the
- * sweep has caught up, new values wait there too. */
+/* Applies a batch, then kicks the drainers: the read-model values and
+ * the events it committed are written and published by them. */
 static int
 proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
 {
-    char         err[512];
     proj_app_t  *app = ud;
 
     if (proj_store_apply_batch(app->store, msgs, n, app->stop) != 0) {
         return -1;
     }
 
-    if (!app->sweep
-        && proj_outbox_write(app->outbox, proj_store_rendered(app->store), 2,
-                             err, sizeof(err)) < 0)
-    {
-        cw_log(CW_LOG_WARN, "read model not written yet, kept in the "
-               "outbox: %s", err);
-        app->sweep = 1;
-    }
-
-    proj_publish_signal(app->pub, 0, 0);
+    proj_drainer_kick(app->rmw, 0, 0);
+    proj_drainer_kick(app->pub, 0, 0);
 
     return 0;
 }
@@ -215,13 +206,13 @@ proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
 
 
 static void *
-proj_publish_run(void *arg)
+proj_drainer_run(void *arg)
 {
     int                stop, final, more = 1;
     int64_t            next_try = 0;
     cw_backoff_t       bo;
     struct timespec    until;
-    proj_publisher_t  *pub = arg;
+    proj_drainer_t    *pub = arg;
 
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
 
@@ -264,16 +255,50 @@ proj_publish_run(void *arg)
 
 
 static void
-proj_publish_signal(proj_publisher_t *pub, int stop, int final)
+proj_drainer_kick(proj_drainer_t *d, int stop, int final)
 {
-    pthread_mutex_lock(&pub->lock);
-    pub->kick = 1;
+    pthread_mutex_lock(&d->lock);
+    d->kick = 1;
     if (stop) {
-        pub->stop = 1;
-        pub->final = final;
+        d->stop = 1;
+        d->final = final;
     }
-    pthread_cond_signal(&pub->cond);
-    pthread_mutex_unlock(&pub->lock);
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+
+static int
+proj_drainer_start(proj_drainer_t *d)
+{
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+
+    if (pthread_create(&d->thread, NULL, proj_drainer_run, d) != 0) {
+        cw_log(CW_LOG_ERROR, "cannot start the %s thread", d->name);
+        pthread_cond_destroy(&d->cond);
+        pthread_mutex_destroy(&d->lock);
+        return -1;
+    }
+
+    d->running = 1;
+
+    return 0;
+}
+
+
+static void
+proj_drainer_stop(proj_drainer_t *d, int final)
+{
+    if (!d->running) {
+        return;
+    }
+
+    proj_drainer_kick(d, 1, final);
+    pthread_join(d->thread, NULL);
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lock);
+    d->running = 0;
 }
 
 
@@ -325,19 +350,16 @@ proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
 int
 main(int argc, char **argv)
 {
-    int                     rc, status = 1, publishing = 0;
+    int                     rc, status = 1;
     char                    err[512];
-    int64_t                 next_try = 0, next_sweep;
     proj_app_t              app;
-    cw_pg_t                *pg = NULL, *pub_pg = NULL;
+    cw_pg_t                *pg = NULL, *pub_pg = NULL, *rm_pg = NULL;
     cw_redis_t             *redis = NULL;
     cw_config_t            *cfg;
-    cw_backoff_t            bo;
     cw_metrics_t           *metrics;
     cw_log_level_t          level = CW_LOG_INFO;
     proj_store_t           *store = NULL;
-    proj_outbox_t          *outbox = NULL;
-    proj_publisher_t        pub;
+    proj_drainer_t          pub, rmw;
     cw_kafka_handlers_t     h;
     cw_kafka_consumer_t    *consumer = NULL;
     cw_kafka_producer_t    *producer = NULL;
@@ -408,49 +430,58 @@ main(int argc, char **argv)
     cw_pg_set_stop_flag(pg, cw_signal_stop_flag());
 
     memset(&pub, 0, sizeof(pub));
+    memset(&rmw, 0, sizeof(rmw));
 
-    if (!cw_config_bool(cfg, "rebuild")) {
-        producer = cw_kafka_producer_new(cfg, err, sizeof(err));
-        if (producer == NULL) {
-            cw_log(CW_LOG_ERROR, "kafka producer: %s", err);
-            goto done;
-        }
-
-        pub_pg = cw_pg_new_from_config(cfg, "commerce-projector-publisher");
-        pub.outbox = proj_outbox_new(pub_pg, NULL, producer, "kafka",
+    if (cw_config_bool(cfg, "rebuild")) {
+        rmw.outbox = proj_outbox_new(pg, redis, NULL, "redis",
                                      (int) cw_config_int(cfg, "outbox_page"),
                                      &om);
-        if (pub_pg == NULL || pub.outbox == NULL) {
-            cw_log(CW_LOG_ERROR, "setting up the publisher failed");
-            goto done;
-        }
-        cw_pg_set_stop_flag(pub_pg, cw_signal_stop_flag());
+        status = rmw.outbox != NULL
+                 && proj_outbox_rebuild(rmw.outbox, cw_signal_stop_flag())
+                    == 0 ? 0 : 1;
+        goto done;
     }
+
+    producer = cw_kafka_producer_new(cfg, err, sizeof(err));
+    if (producer == NULL) {
+        cw_log(CW_LOG_ERROR, "kafka producer: %s", err);
+        goto done;
+    }
+
+    /* Each drainer has a PostgreSQL connection of its own. */
+    pub_pg = cw_pg_new_from_config(cfg, "commerce-projector-publisher");
+    rm_pg = cw_pg_new_from_config(cfg, "commerce-projector-readmodel");
+    if (pub_pg == NULL || rm_pg == NULL) {
+        cw_log(CW_LOG_ERROR, "config: pg");
+        goto done;
+    }
+    cw_pg_set_stop_flag(pub_pg, cw_signal_stop_flag());
+    cw_pg_set_stop_flag(rm_pg, cw_signal_stop_flag());
+
+    pub.name = "publisher";
+    pub.outbox = proj_outbox_new(pub_pg, NULL, producer, "kafka",
+                                 (int) cw_config_int(cfg, "outbox_page"),
+                                 &om);
+    rmw.name = "read model";
+    rmw.outbox = proj_outbox_new(rm_pg, redis, NULL, "redis",
+                                 (int) cw_config_int(cfg, "outbox_page"),
+                                 &om);
 
     store = proj_store_new(pg, cw_config_str(cfg, "kafka.group_id"),
                            cw_config_str(cfg, "events_topic"),
                            cw_config_str(cfg, "dlq_topic"), &sm);
-    outbox = proj_outbox_new(pg, redis, NULL, "redis",
-                             (int) cw_config_int(cfg, "outbox_page"), &om);
 
-    if (store == NULL || outbox == NULL
+    if (store == NULL || pub.outbox == NULL || rmw.outbox == NULL
         || proj_store_prepare(store, err, sizeof(err)) != 0)
     {
         cw_log(CW_LOG_ERROR, "setting up statements: %s", err);
         goto done;
     }
 
-    if (cw_config_bool(cfg, "rebuild")) {
-        status = proj_outbox_rebuild(outbox, cw_signal_stop_flag()) == 0
-                 ? 0 : 1;
-        goto done;
-    }
-
     app.store = store;
-    app.outbox = outbox;
     app.pub = &pub;
+    app.rmw = &rmw;
     app.stop = cw_signal_stop_flag();
-    app.sweep = 0;
 
     memset(&h, 0, sizeof(h));
     h.on_assign = proj_on_assign;
@@ -463,20 +494,13 @@ main(int argc, char **argv)
         goto done;
     }
 
-    pthread_mutex_init(&pub.lock, NULL);
-    pthread_cond_init(&pub.cond, NULL);
-    if (pthread_create(&pub.thread, NULL, proj_publish_run, &pub) != 0) {
-        cw_log(CW_LOG_ERROR, "cannot start the publishing thread");
+    /* Effects of batches committed before a crash wait in the outbox:
+     * both drainers start with a drain. */
+    if (proj_drainer_start(&rmw) != 0 || proj_drainer_start(&pub) != 0) {
         goto done;
     }
-    publishing = 1;
 
-    cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
     cw_log(CW_LOG_INFO, "projector running");
-
-    /* Effects of batches committed before a crash wait in the outbox. */
-    app.sweep = proj_drain(outbox, &bo, &next_try);
-    next_sweep = cw_now_ms() + PROJ_SWEEP_MS;
 
     status = 0;
 
@@ -489,21 +513,13 @@ main(int argc, char **argv)
             break;
         }
 
-        /* The stage trace (debug): batch committed, read model written,
-         * polled (this line: the whole cycle), outbox drained. */
+        /* The stage trace (debug): batch committed, polled (this line:
+         * the whole cycle), outbox drained. */
         if (rc > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
             cw_field_t  f[] = { CW_FINT("messages", rc),
                                 CW_FINT("poll_ms", cw_now_ms() - t0) };
 
             cw_log_kv(CW_LOG_DEBUG, f, 2, "polled");
-        }
-
-        /* Read-model rows not written right after their commit: a
-         * failed write here, or a crash of this or another projector. */
-        if (app.sweep || cw_now_ms() >= next_sweep) {
-            app.sweep = proj_drain(outbox, &bo, &next_try)
-                        || next_try > cw_now_ms();
-            next_sweep = cw_now_ms() + PROJ_SWEEP_MS;
         }
     }
 
@@ -515,26 +531,20 @@ done:
         cw_kafka_consumer_close(consumer);
     }
 
-    if (outbox != NULL && producer != NULL && status == 0) {
-        next_try = 0;
-        proj_drain(outbox, &bo, &next_try);
-    }
-
-    if (publishing) {
-        proj_publish_signal(&pub, 1, status == 0);
-        pthread_join(pub.thread, NULL);
-        pthread_cond_destroy(&pub.cond);
-        pthread_mutex_destroy(&pub.lock);
-    }
+    /* What is left is written and published before leaving, unless the
+     * projector failed. */
+    proj_drainer_stop(&rmw, status == 0);
+    proj_drainer_stop(&pub, status == 0);
 
     if (producer != NULL) {
         cw_kafka_producer_close(producer, 5000);
     }
 
     proj_outbox_free(pub.outbox);
-    proj_outbox_free(outbox);
+    proj_outbox_free(rmw.outbox);
     proj_store_free(store);
     cw_redis_free(redis);
+    cw_pg_free(rm_pg);
     cw_pg_free(pub_pg);
     cw_pg_free(pg);
     cw_metrics_free(metrics);

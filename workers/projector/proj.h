@@ -20,6 +20,8 @@
 
 #include <jansson.h>
 
+#include "cw_buf.h"
+
 #define PROJ_ID_MAX       256
 #define PROJ_REASON_MAX   48
 #define PROJ_DETAIL_MAX   256
@@ -77,12 +79,52 @@ int proj_valid_timestamp(const char *s);
 
 /* proj_util.c */
 
-/* A UUID (RFC 4122 layout, version 5 bits) from SHA-256 of name: the
- * same name always gives the same id. out needs 37 bytes. */
-void proj_uuid_from_name(const char *name, size_t len, char out[37]);
+/* An event id: a version 8 UUID (RFC 9562) whose first 48 bits are
+ * ts_ms, like version 7, and whose other bits come from SHA-256 of name.
+ * The same name and instant always give the same id, and ids made close
+ * in time sort close together, so the unique indexes on event ids grow
+ * at their right edge instead of at random pages. out needs 37 bytes.
+ * Returns 0, or -1 if the digest failed. */
+int proj_event_uuid(const char *name, size_t len, int64_t ts_ms,
+    char out[37]);
 
 /* "\x" followed by the hex of the bytes: a bytea text literal. The
  * result is malloc()ed. */
 char *proj_bytea_hex(const void *p, size_t n);
+
+/* JSON text as PostgreSQL writes it ({"a" : 1, "b" : [1, 2]}) without
+ * the blanks between tokens; strings are copied byte for byte. The
+ * read-model values are stored this way, live and on --rebuild alike.
+ * The result is malloc()ed. */
+char *proj_json_compact(const char *text, size_t len);
+
+/* Kafka messages packed into one bytea, the payload of an outbox row of
+ * kind 'kafka_batch': per message, with big-endian lengths,
+ *   u32 key length, key; u32 value length, value; u16 header count;
+ *   per header u16 name length, name, u32 value length, value. */
+typedef struct {
+    const char            *key;
+    size_t                 klen;
+    const char            *value;
+    size_t                 vlen;
+    size_t                 nhdrs;
+    const unsigned char   *hdrs;     /* the headers, still encoded */
+    size_t                 hlen;
+} proj_frame_t;
+
+/* Appends a message; hdrs holds nhdrs (name, value) pairs, and a header
+ * whose value is NULL is left out. */
+void proj_frame_put(cw_buf_t *b, const char *key, size_t klen,
+    const char *value, size_t vlen, const char *const *hdrs, size_t nhdrs);
+
+/* The message at *off, which moves past it: 1, 0 at the end, -1 if the
+ * bytes are not a valid frame. */
+int proj_frame_next(const unsigned char *p, size_t len, size_t *off,
+    proj_frame_t *f);
+
+/* The header at *off (start at 0) of a frame: 1, 0 after the last, -1
+ * if malformed. Names and values are not NUL-terminated. */
+int proj_frame_header(const proj_frame_t *f, size_t *off, const char **name,
+    size_t *nlen, const char **value, size_t *vlen);
 
 #endif /* PROJ_H */

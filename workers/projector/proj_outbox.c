@@ -30,13 +30,14 @@
 #include "cw_buf.h"
 #include "cw_log.h"
 #include "cw_time.h"
+#include "proj.h"
 #include "proj_outbox.h"
 
 struct proj_outbox_s {
     cw_pg_t                *pg;
     cw_redis_t             *redis;
     cw_kafka_producer_t    *producer;
-    const char             *kind;      /* rows drained: 'redis', 'kafka' */
+    const char             *kinds;     /* rows drained, as a text[] */
     int                     page;
     proj_outbox_metrics_t   m;
 
@@ -77,10 +78,23 @@ static const char  proj_guard_lua[] =
     "return 1\n";
 
 
+/* The read-model values of a 'redis_keys' payload: rows key, field (NULL
+ * for string keys), version, value. */
+static const char  proj_rm_render_sql[] =
+    "SELECT 'cat:item:' || id, NULL::text, version::text, doc"
+    " FROM rm_item_docs"
+    " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb -> 'items'))"
+    " UNION ALL"
+    " SELECT 'inv:' || store_id, sku, version::text, value"
+    " FROM rm_stock_values WHERE (store_id, sku) IN"
+    " (SELECT e->>0, e->>1 FROM jsonb_array_elements($1::jsonb -> 'stocks') e)";
+
+
 proj_outbox_t *
 proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
     const char *kind, int page, const proj_outbox_metrics_t *metrics)
 {
+    char            err[512];
     proj_outbox_t  *o;
 
     o = calloc(1, sizeof(*o));
@@ -91,9 +105,19 @@ proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
     o->pg = pg;
     o->redis = redis;
     o->producer = producer;
-    o->kind = kind;
+    o->kinds = strcmp(kind, "kafka") == 0 ? "{kafka,kafka_batch}"
+                                          : "{redis,redis_keys}";
     o->page = page;
     o->m = *metrics;
+
+    if (redis != NULL && pg != NULL
+        && cw_pg_prepare(pg, "rm_render", proj_rm_render_sql, 1, err,
+                         sizeof(err)) != 0)
+    {
+        cw_log(CW_LOG_ERROR, "outbox: %s", err);
+        free(o);
+        return NULL;
+    }
 
     return o;
 }
@@ -103,27 +127,6 @@ void
 proj_outbox_free(proj_outbox_t *o)
 {
     free(o);
-}
-
-
-/* PostgreSQL's json text ("a" : 1) as compact JSON; both live writes
- * and rebuild go through here, so they store the same bytes. */
-static char *
-proj_compact(const char *text, size_t len)
-{
-    json_t        *j;
-    char          *s;
-    json_error_t   jerr;
-
-    j = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-    if (j == NULL) {
-        return strndup(text, len);
-    }
-
-    s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(j);
-
-    return s;
 }
 
 
@@ -229,16 +232,95 @@ proj_headers(const char *text)
 }
 
 
-static unsigned char *
-proj_unescape(PGresult *res, int row, int col, size_t *len)
+/* The read-model values of a 'redis_keys' row (or of a batch just
+ * committed), rendered from the committed rows and queued in the Redis
+ * pipeline. Returns how many were queued, or -1. */
+static int
+proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
+    char *err, size_t errlen)
 {
-    if (PQgetisnull(res, row, col)) {
-        *len = 0;
-        return NULL;
+    int             i, n;
+    char           *value;
+    PGresult       *res;
+    cw_pg_class_t   cls;
+
+    res = cw_pg_execp(pg, "rm_render", 1, &keys, &cls, err, errlen);
+    if (res == NULL) {
+        return -1;
     }
 
-    return PQunescapeBytea((const unsigned char *) PQgetvalue(res, row, col),
-                           len);
+    n = PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        value = proj_json_compact(PQgetvalue(res, i, 3),
+                                  (size_t) PQgetlength(res, i, 3));
+        if (value == NULL
+            || proj_rm_append(o, PQgetvalue(res, i, 0),
+                              PQgetisnull(res, i, 1)
+                              ? NULL : PQgetvalue(res, i, 1),
+                              value, PQgetvalue(res, i, 2)) != 0)
+        {
+            free(value);
+            PQclear(res);
+            snprintf(err, errlen, "redis unavailable");
+            return -1;
+        }
+        free(value);
+    }
+
+    PQclear(res);
+
+    return n;
+}
+
+
+/* Publishes the frames of a 'kafka_batch' row. Returns how many, or -1
+ * (malformed frames are an error: the row stays). */
+static int
+proj_publish_frames(proj_outbox_t *o, const char *topic,
+    const unsigned char *p, size_t len, char *err, size_t errlen)
+{
+    int                  n = 0, r;
+    size_t               off = 0, hoff, nlen, vlen;
+    const char          *name, *value;
+    proj_frame_t         f;
+    rd_kafka_headers_t  *hdrs;
+
+    while ((r = proj_frame_next(p, len, &off, &f)) == 1) {
+        hdrs = f.nhdrs > 0 ? rd_kafka_headers_new(f.nhdrs) : NULL;
+        hoff = 0;
+
+        while (hdrs != NULL
+               && (r = proj_frame_header(&f, &hoff, &name, &nlen, &value,
+                                         &vlen)) == 1)
+        {
+            rd_kafka_header_add(hdrs, name, (ssize_t) nlen, value,
+                                (ssize_t) vlen);
+        }
+
+        if (hdrs != NULL && r != 0) {
+            rd_kafka_headers_destroy(hdrs);
+            break;
+        }
+
+        if (cw_kafka_produce(o->producer, topic, -1, f.key, f.klen, f.value,
+                             f.vlen, hdrs, err, errlen) != 0)
+        {
+            if (hdrs != NULL) {
+                rd_kafka_headers_destroy(hdrs);
+            }
+            return -1;
+        }
+
+        n++;
+    }
+
+    if (r != 0) {
+        snprintf(err, errlen, "outbox: malformed kafka_batch frames");
+        return -1;
+    }
+
+    return n;
 }
 
 
@@ -256,20 +338,25 @@ typedef struct {
 } proj_drain_t;
 
 
+/* At most this many payload bytes per drain: a 'kafka_batch' row holds a
+ * whole batch of events. */
+#define PROJ_DRAIN_BYTES  (16 * 1024 * 1024)
+
+
 static cw_pg_class_t
 proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
     char                 limit[16], ignore[256], after[24], *value;
-    int                  i, nrows, rc = 0;
-    size_t               klen, plen, nredis = 0, nkafka = 0;
+    int                  i, nrows, n, rc = 0, fmt[1] = { 0 };
+    size_t               klen, plen, nredis = 0, nkafka = 0, bytes = 0;
     long long            last = 0;
     cw_buf_t             ids;
     PGresult            *res, *del;
     proj_drain_t        *d = ud;
     proj_outbox_t       *o = d->o;
     cw_pg_class_t        cls;
+    const char          *p[3], *kind;
     unsigned char       *key, *payload;
-    const char          *p[3];
     rd_kafka_headers_t  *hdrs;
 
     if (cw_now_ms() >= o->next_full) {
@@ -277,15 +364,24 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         o->next_full = cw_now_ms() + 1000;
     }
 
+    /* Losing the delete in a crash only does the rows again (at least
+     * once; the read model's guard and the consumers' dedup by event id
+     * make that harmless), so this commit need not wait for the disk. */
+    cls = cw_pg_command(pg, "SET LOCAL synchronous_commit = off", err,
+                        errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
     snprintf(limit, sizeof(limit), "%d", o->page);
     snprintf(after, sizeof(after), "%lld", o->after);
     p[0] = limit;
-    p[1] = o->kind;
+    p[1] = o->kinds;
     p[2] = after;
 
-    res = cw_pg_exec(pg, "SELECT id, kind, topic, msg_key, headers::text,"
-                     " payload, rm_key, rm_field, rm_version FROM outbox"
-                     " WHERE kind = $2 AND id > $3 ORDER BY kind, id"
+    /* The page is locked first, its payloads read up to a byte budget. */
+    res = cw_pg_exec(pg, "SELECT id, octet_length(payload) FROM outbox"
+                     " WHERE kind = ANY($2::text[]) AND id > $3 ORDER BY id"
                      " LIMIT $1 FOR UPDATE SKIP LOCKED", 3, p, &cls, err,
                      errlen);
     if (res == NULL) {
@@ -293,26 +389,49 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
 
     nrows = PQntuples(res);
-    d->done = nrows;
-    d->t_select = cw_now_ms();
     cw_gauge_set(o->m.pending, nrows);
-
-    if (nrows == 0) {
-        PQclear(res);
-        return CW_PG_OK;
-    }
 
     cw_buf_init(&ids);
     cw_buf_putc(&ids, '{');
 
-    for (i = 0; i < nrows && rc == 0; i++) {
+    for (i = 0; i < nrows && (i == 0 || bytes < PROJ_DRAIN_BYTES); i++) {
         cw_buf_printf(&ids, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+        bytes += (size_t) atoll(PQgetvalue(res, i, 1));
+    }
+
+    cw_buf_putc(&ids, '}');
+    PQclear(res);
+
+    nrows = i;
+    d->done = nrows;
+
+    if (nrows == 0 || ids.oom) {
+        cw_buf_free(&ids);
+        return ids.oom ? CW_PG_TRANSIENT : CW_PG_OK;
+    }
+
+    p[0] = ids.data;
+    res = cw_pg_execb(pg, "SELECT id::text, kind, topic, msg_key,"
+                      " headers::text, payload, rm_key, rm_field,"
+                      " rm_version::text FROM outbox"
+                      " WHERE id = ANY($1::bigint[]) ORDER BY id", 1, p,
+                      NULL, fmt, 1, &cls, err, errlen);
+    if (res == NULL) {
+        cw_buf_free(&ids);
+        return cls;
+    }
+
+    d->t_select = cw_now_ms();
+    nrows = PQntuples(res);
+
+    for (i = 0; i < nrows && rc == 0; i++) {
         last = atoll(PQgetvalue(res, i, 0));
+        kind = PQgetvalue(res, i, 1);
+        payload = (unsigned char *) PQgetvalue(res, i, 5);
+        plen = (size_t) PQgetlength(res, i, 5);
 
-        payload = proj_unescape(res, i, 5, &plen);
-
-        if (strcmp(PQgetvalue(res, i, 1), "redis") == 0) {
-            value = proj_compact((const char *) payload, plen);
+        if (strcmp(kind, "redis") == 0) {
+            value = proj_json_compact((const char *) payload, plen);
             rc = value == NULL
                  || proj_rm_append(o, PQgetvalue(res, i, 6),
                                    PQgetisnull(res, i, 7)
@@ -326,8 +445,27 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
                 nredis++;
             }
 
+        } else if (strcmp(kind, "redis_keys") == 0) {
+            n = proj_rm_render(o, pg, (const char *) payload, err, errlen);
+            if (n < 0) {
+                rc = -1;
+            } else {
+                nredis += (size_t) n;
+            }
+
+        } else if (strcmp(kind, "kafka_batch") == 0) {
+            n = proj_publish_frames(o, PQgetvalue(res, i, 2), payload, plen,
+                                    err, errlen);
+            if (n < 0) {
+                rc = -1;
+            } else {
+                nkafka += (size_t) n;
+            }
+
         } else {
-            key = proj_unescape(res, i, 3, &klen);
+            key = PQgetisnull(res, i, 3)
+                  ? NULL : (unsigned char *) PQgetvalue(res, i, 3);
+            klen = key != NULL ? (size_t) PQgetlength(res, i, 3) : 0;
             hdrs = proj_headers(PQgetvalue(res, i, 4));
             rc = cw_kafka_produce(o->producer, PQgetvalue(res, i, 2), -1,
                                   key, klen, payload, plen, hdrs, err,
@@ -335,14 +473,10 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
             if (rc != 0 && hdrs != NULL) {
                 rd_kafka_headers_destroy(hdrs);
             }
-            PQfreemem(key);
             nkafka++;
         }
-
-        PQfreemem(payload);
     }
 
-    cw_buf_putc(&ids, '}');
     PQclear(res);
 
     /* Replies of queued writes are read even when a later row failed,
@@ -363,7 +497,7 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     d->nredis = nredis;
     d->nkafka = nkafka;
 
-    if (rc != 0 || ids.oom) {
+    if (rc != 0) {
         cw_buf_free(&ids);
         return CW_PG_TRANSIENT;
     }
@@ -423,103 +557,6 @@ proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
 
 
 static cw_pg_class_t
-proj_delete_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
-{
-    PGresult       *res;
-    const char     *p[1];
-    cw_pg_class_t   cls;
-
-    p[0] = ud;
-    res = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                     1, p, &cls, err, errlen);
-    if (res == NULL) {
-        return cls;
-    }
-
-    PQclear(res);
-
-    return CW_PG_OK;
-}
-
-
-int
-proj_outbox_write(proj_outbox_t *o, PGresult *const *rendered, int nres,
-    char *err, size_t errlen)
-{
-    char           *value, ignore[256];
-    int             i, r, rc = 0;
-    size_t          n = 0;
-    int64_t         t0 = cw_now_ms(), t1;
-    cw_buf_t        ids;
-    PGresult       *res;
-    cw_pg_class_t   cls;
-
-    cw_buf_init(&ids);
-    cw_buf_putc(&ids, '{');
-
-    for (r = 0; r < nres && rc == 0; r++) {
-        res = rendered[r];
-        if (res == NULL) {
-            continue;
-        }
-
-        for (i = 0; i < PQntuples(res) && rc == 0; i++) {
-            value = proj_compact(PQgetvalue(res, i, 4),
-                                 (size_t) PQgetlength(res, i, 4));
-            if (value == NULL
-                || proj_rm_append(o, PQgetvalue(res, i, 1),
-                                  PQgetisnull(res, i, 2)
-                                  ? NULL : PQgetvalue(res, i, 2),
-                                  value, PQgetvalue(res, i, 3)) != 0)
-            {
-                snprintf(err, errlen, "redis unavailable");
-                rc = -1;
-            } else {
-                cw_buf_printf(&ids, "%s%s", n ? "," : "",
-                              PQgetvalue(res, i, 0));
-                n++;
-            }
-            free(value);
-        }
-    }
-
-    cw_buf_putc(&ids, '}');
-
-    /* Replies of queued writes are read even when a later one failed,
-     * so the connection stays in step. */
-    if (proj_rm_flush(o, n, rc ? ignore : err, rc ? sizeof(ignore) : errlen)
-        != 0)
-    {
-        rc = -1;
-    }
-
-    t1 = cw_now_ms();
-
-    if (rc == 0 && n > 0 && !ids.oom) {
-        cls = cw_pg_txn(o->pg, proj_delete_txn, ids.data, 1, err, errlen);
-        rc = cls == CW_PG_OK ? 0 : -1;
-    }
-
-    cw_buf_free(&ids);
-
-    if (rc != 0) {
-        cw_counter_inc(o->m.failures);
-        return -1;
-    }
-
-    if (n > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
-        cw_field_t  f[] = { CW_FINT("values", (long long) n),
-                            CW_FINT("redis_ms", t1 - t0),
-                            CW_FINT("delete_ms", cw_now_ms() - t0) };
-
-        cw_log_kv(CW_LOG_DEBUG, f, 3, "read model written");
-    }
-
-    return (int) n;
-}
-
-
-static cw_pg_class_t
 proj_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
     char            *value;
@@ -553,8 +590,8 @@ proj_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         }
 
         for (i = 0; i < n; i++) {
-            value = proj_compact(PQgetvalue(res, i, 3),
-                                 (size_t) PQgetlength(res, i, 3));
+            value = proj_json_compact(PQgetvalue(res, i, 3),
+                                      (size_t) PQgetlength(res, i, 3));
             if (value == NULL
                 || proj_rm_append(o, PQgetvalue(res, i, 0),
                                   PQgetisnull(res, i, 1)

@@ -36,15 +36,6 @@ void proj_outbox_free(proj_outbox_t *o);
  * PostgreSQL failed (nothing is deleted then; try again later). */
 int proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen);
 
-/* Writes the read-model values a batch just committed (the results of
- * proj_store_rendered: rows id, key, field, version, value) to Redis,
- * guarded by version, and deletes their outbox rows; no scan of the
- * outbox, so a lone webhook's value is in Redis one round trip after its
- * commit. Returns the number of values, or -1 (the rows stay for
- * proj_outbox_drain). */
-int proj_outbox_write(proj_outbox_t *o, PGresult *const *rendered, int nres,
-    char *err, size_t errlen);
-
 /* Writes every read-model value rendered from PostgreSQL to Redis,
  * guarded by version like live writes. Returns 0 or -1. */
 int proj_outbox_rebuild(proj_outbox_t *o, volatile int *stop);

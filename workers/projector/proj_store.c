@@ -49,6 +49,7 @@ typedef struct {
     char                *key;
     json_t              *headers;      /* [{"name":..,"value":..}] */
     char                *headers_text;
+    char                *meta;         /* metadata of its events */
     json_t              *cmds;         /* NULL when invalid */
     proj_error_t         err;
     char                 dedup[600];
@@ -73,9 +74,11 @@ struct proj_store_s {
     json_t                *stores_known;
     json_t                *stores_new;
 
-    /* The read-model rows this attempt queued in the outbox (id, key,
-     * field, version, value), handed out once the batch committed. */
-    PGresult              *rendered[2];
+    /* The events of the fast path's attempt, packed as frames for one
+     * 'kafka_batch' outbox row, and how many; scratch space. */
+    cw_buf_t               kblob;
+    size_t                 kblob_n;
+    cw_buf_t               scratch;
 };
 
 typedef struct {
@@ -347,83 +350,57 @@ static const struct {
       "SELECT (extract(epoch FROM t::timestamptz) * 1000000)::bigint"
       " FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i" },
 
-    /* ... then every level, event, ledger row and outbox copy in one
-     * statement. Per applied command, in order: $1 store, $2 sku, $3
-     * event id, $4 version, $5 on_hand, $6 reserved, $7 delta, $8
-     * movement, $9 reason, $10 as_of, $11 metadata, $12 correlation, $13
-     * causation, $14 Kafka headers, $15 occurred_at, $16 orderability
-     * event id (NULL: availability did not cross zero), $17 its headers,
-     * $18 orderable now. Per key, the final state: $19 store, $20 sku,
-     * $21 on_hand, $22 version, $23 latest as_of (NULL: keep). $24 the
-     * events topic. Returns the events recorded. The texts rendered are
-     * those the careful path renders one command at a time. */
-    { "bulk_stock_write", 24,
+    /* ... then every level, event and ledger row in one statement. Per
+     * applied command, in order: $1 store, $2 sku, $3 event id, $4
+     * version, $5 on_hand, $6 delta, $7 movement, $8 reason, $9 as_of,
+     * $10 event data, $11 metadata, $12 correlation, $13 causation, $14
+     * orderability event id (NULL: availability did not cross zero), $15
+     * its data. Per key, the final state: $16 store, $17 sku, $18
+     * on_hand, $19 version, $20 latest as_of (NULL: keep). Returns the
+     * events recorded; their Kafka copies are in the batch's
+     * 'kafka_batch' outbox row, built in C from the same values. */
+    { "bulk_stock_write", 20,
       "WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[],"
-      " $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],"
+      " $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],"
       " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
-      " $14::text[], $15::text[], $16::uuid[], $17::text[], $18::boolean[])"
-      " WITH ORDINALITY AS c(store, sku, eid, version, on_hand, reserved,"
-      " delta, movement, reason, as_of, meta, corr, caus, hdr0, occurred,"
-      " oeid, hdr1, now, ord)),"
+      " $14::uuid[], $15::text[])"
+      " WITH ORDINALITY AS c(store, sku, eid, version, on_hand, delta,"
+      " movement, reason, as_of, data, meta, corr, caus, oeid, odata, ord)),"
       " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand, version,"
-      " source_ts) SELECT * FROM unnest($19::text[], $20::text[],"
-      " $21::bigint[], $22::bigint[], $23::timestamptz[])"
+      " source_ts) SELECT * FROM unnest($16::text[], $17::text[],"
+      " $18::bigint[], $19::bigint[], $20::timestamptz[])"
       " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
       " version = EXCLUDED.version,"
       " source_ts = COALESCE(EXCLUDED.source_ts, stock_levels.source_ts),"
       " updated_at = now()),"
-      " d AS (SELECT c.*, 'stock:' || c.store || ':' || c.sku AS agg,"
-      " json_build_object('store_id', c.store, 'sku', c.sku, 'on_hand',"
-      " c.on_hand, 'reserved', c.reserved, 'available',"
-      " c.on_hand - c.reserved, 'delta', c.delta, 'movement', c.movement,"
-      " 'reason', c.reason, 'orderable', c.now) AS data FROM c),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
-      " causation_id) SELECT d.eid, 'stock', d.agg, d.version,"
-      " 'inventory.stock.changed', d.data::jsonb, d.meta::jsonb, d.corr,"
-      " d.caus FROM d ORDER BY d.ord ON CONFLICT (event_id) DO NOTHING"
+      " causation_id) SELECT eid, 'stock', 'stock:' || store || ':' || sku,"
+      " version, 'inventory.stock.changed', data::jsonb, meta::jsonb, corr,"
+      " caus FROM c ORDER BY ord ON CONFLICT (event_id) DO NOTHING"
       " RETURNING event_id),"
       " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"
-      " delta, on_hand_after, reason, source_ts) SELECT d.store, d.sku,"
-      " d.eid, d.movement, d.delta, d.on_hand, d.reason,"
-      " d.as_of::timestamptz FROM d JOIN e ON e.event_id = d.eid"
-      " ORDER BY d.ord),"
-      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
-      " SELECT 'kafka', $24, convert_to(d.agg, 'UTF8'), d.hdr0::jsonb,"
-      " convert_to(json_build_object('event_id', d.eid::text, 'type',"
-      " 'inventory.stock.changed', 'aggregate_type', 'stock',"
-      " 'aggregate_id', d.agg, 'version', d.version, 'occurred_at',"
-      " d.occurred, 'data', d.data, 'metadata', d.meta::json)::text, 'UTF8')"
-      " FROM d JOIN e ON e.event_id = d.eid ORDER BY d.ord),"
+      " delta, on_hand_after, reason, source_ts) SELECT c.store, c.sku,"
+      " c.eid, c.movement, c.delta, c.on_hand, c.reason,"
+      " c.as_of::timestamptz FROM c JOIN e ON e.event_id = c.eid"
+      " ORDER BY c.ord),"
       " e2 AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
-      " causation_id) SELECT d.oeid, 'orderability',"
-      " 'orderability:' || d.store || ':' || d.sku, d.version,"
-      " 'inventory.orderability.changed', json_build_object('store_id',"
-      " d.store, 'sku', d.sku, 'orderable', d.now, 'available',"
-      " d.on_hand - d.reserved)::jsonb, d.meta::jsonb, d.corr, d.caus"
-      " FROM d JOIN e ON e.event_id = d.eid WHERE d.oeid IS NOT NULL"
-      " ORDER BY d.ord ON CONFLICT (event_id) DO NOTHING"
-      " RETURNING event_id, data),"
-      " o2 AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
-      " SELECT 'kafka', $24, convert_to('orderability:' || d.store || ':'"
-      " || d.sku, 'UTF8'), d.hdr1::jsonb, convert_to(json_build_object("
-      " 'event_id', d.oeid::text, 'type', 'inventory.orderability.changed',"
-      " 'aggregate_type', 'orderability', 'aggregate_id',"
-      " 'orderability:' || d.store || ':' || d.sku, 'version', d.version,"
-      " 'occurred_at', d.occurred, 'data', e2.data, 'metadata',"
-      " d.meta::json)::text, 'UTF8') FROM d JOIN e2 ON e2.event_id = d.oeid"
-      " ORDER BY d.ord)"
+      " causation_id) SELECT oeid, 'orderability',"
+      " 'orderability:' || store || ':' || sku, version,"
+      " 'inventory.orderability.changed', odata::jsonb, meta::jsonb, corr,"
+      " caus FROM c WHERE oeid IS NOT NULL ORDER BY ord"
+      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
       " SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM e2)" },
 
     /* price.set in one statement: the price, the version bumps of the
-     * renderings it changes, the event and its outbox copy. $1 sku, $2
-     * store ('' = base), $3 amount_minor, $4 currency, $5 as_of, $6 event
-     * id, $7 metadata, $8 correlation, $9 causation, $10 topic, $11
-     * headers, $12 occurred_at, $13 event data, $14 aggregate id. Returns
-     * the version and the bumped item ids and store ids (JSON arrays), or
-     * no row when stale. */
-    { "fast_price", 14,
+     * renderings it changes, the event. $1 sku, $2 store ('' = base), $3
+     * amount_minor, $4 currency, $5 as_of, $6 event id, $7 metadata, $8
+     * correlation, $9 causation, $10 event data, $11 aggregate id.
+     * Returns the version, the bumped item ids and store ids (JSON
+     * arrays) and the number of events recorded (1), or no row when
+     * stale. */
+    { "fast_price", 11,
       "WITH p AS (INSERT INTO price_book (sku, store_id, amount_minor,"
       " currency, source_ts) VALUES ($1, $2, $3, $4, $5::timestamptz)"
       " ON CONFLICT (sku, store_id) DO UPDATE"
@@ -442,26 +419,21 @@ static const struct {
       " AND ($2 = '' OR s.store_id = $2) RETURNING s.store_id),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
-      " causation_id) SELECT $6::uuid, 'price', $14, p.version,"
-      " 'pricing.price.updated', $13::jsonb, $7::jsonb, $8, $9 FROM p"
-      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"
-      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
-      " SELECT 'kafka', $10, convert_to($14, 'UTF8'), $11::jsonb,"
-      " convert_to(json_build_object('event_id', $6::text, 'type',"
-      " 'pricing.price.updated', 'aggregate_type', 'price', 'aggregate_id',"
-      " $14::text, 'version', p.version, 'occurred_at', $12::text, 'data',"
-      " $13::json, 'metadata', $7::json)::text, 'UTF8') FROM e, p)"
+      " causation_id) SELECT $6::uuid, 'price', $11, p.version,"
+      " 'pricing.price.updated', $10::jsonb, $7::jsonb, $8, $9 FROM p"
+      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
       " SELECT p.version, (SELECT json_agg(id) FROM bi)::text,"
-      " (SELECT json_agg(store_id) FROM bs)::text FROM p" },
+      " (SELECT json_agg(store_id) FROM bs)::text,"
+      " (SELECT count(*) FROM e) FROM p" },
 
     /* item.upsert (without vendor references) in one statement: merchant,
-     * item, variants and addon groups replaced, the event and its outbox
-     * copy. $1 id, $2 merchant, $3 sku, $4 name, $5 description, $6
-     * brand, $7 tags, $8 attributes, $9 source, $10 as_of, $11 variants,
-     * $12 addon groups, $13 event id, $14 metadata, $15 correlation, $16
-     * causation, $17 topic, $18 headers, $19 occurred_at, $20 event data.
-     * Returns the version, or no row when stale. */
-    { "fast_item", 20,
+     * item, variants and addon groups replaced, the event. $1 id, $2
+     * merchant, $3 sku, $4 name, $5 description, $6 brand, $7 tags, $8
+     * attributes, $9 source, $10 as_of, $11 variants, $12 addon groups,
+     * $13 event id, $14 metadata, $15 correlation, $16 causation, $17
+     * event data. Returns the version and the number of events recorded
+     * (1), or no row when stale. */
+    { "fast_item", 17,
       "WITH m AS (INSERT INTO merchants (id) SELECT $2::text"
       " WHERE $2::text IS NOT NULL ON CONFLICT DO NOTHING),"
       " i AS (INSERT INTO products (id, merchant_id, sku, name, description,"
@@ -506,34 +478,16 @@ static const struct {
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
       " causation_id) SELECT $13::uuid, 'item', $1, i.version,"
-      " 'catalog.item.updated', $20::jsonb, $14::jsonb, $15, $16 FROM i"
-      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"
-      " o AS (INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
-      " SELECT 'kafka', $17, convert_to($1, 'UTF8'), $18::jsonb,"
-      " convert_to(json_build_object('event_id', $13::text, 'type',"
-      " 'catalog.item.updated', 'aggregate_type', 'item', 'aggregate_id',"
-      " $1::text, 'version', i.version, 'occurred_at', $19::text, 'data',"
-      " $20::json, 'metadata', $14::json)::text, 'UTF8') FROM e, i)"
-      " SELECT version FROM i" },
+      " 'catalog.item.updated', $17::jsonb, $14::jsonb, $15, $16 FROM i"
+      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
+      " SELECT version, (SELECT count(*) FROM e) FROM i" },
 
-    /* The rows come back so that they can be written to Redis right
-     * after the commit (proj_outbox_write). */
-    { "rm_items", 1,
-      "INSERT INTO outbox (kind, rm_key, rm_version, payload)"
-      " SELECT 'redis', 'cat:item:' || id, version, convert_to(doc, 'UTF8')"
-      " FROM rm_item_docs"
-      " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))"
-      " RETURNING id, rm_key, rm_field, rm_version,"
-      " convert_from(payload, 'UTF8')" },
-
-    { "rm_stocks", 1,
-      "INSERT INTO outbox (kind, rm_key, rm_field, rm_version, payload)"
-      " SELECT 'redis', 'inv:' || store_id, sku, version,"
-      " convert_to(value, 'UTF8') FROM rm_stock_values"
-      " WHERE (store_id, sku) IN (SELECT e->>0, e->>1"
-      " FROM jsonb_array_elements($1::jsonb) e)"
-      " RETURNING id, rm_key, rm_field, rm_version,"
-      " convert_from(payload, 'UTF8')" },
+    /* The read-model keys a batch changed; the values are rendered from
+     * the committed rows and written to Redis after the commit
+     * (proj_outbox_write), or by the drain after a crash. */
+    { "rm_keys", 1,
+      "INSERT INTO outbox (kind, payload)"
+      " VALUES ('redis_keys', convert_to($1, 'UTF8'))" },
 };
 
 
@@ -572,8 +526,8 @@ proj_store_free(proj_store_t *st)
         json_decref(st->stocks);
         json_decref(st->stores_known);
         json_decref(st->stores_new);
-        PQclear(st->rendered[0]);
-        PQclear(st->rendered[1]);
+        cw_buf_free(&st->kblob);
+        cw_buf_free(&st->scratch);
         free(st);
     }
 }
@@ -758,6 +712,7 @@ proj_msg_free(proj_msg_t *pm)
     free(pm->traceparent);
     free(pm->key);
     free(pm->headers_text);
+    free(pm->meta);
     json_decref(pm->cmds);
 }
 
@@ -793,6 +748,163 @@ proj_str(json_t *obj, const char *key)
 }
 
 
+/* "s" (escaped), or null. */
+static void
+proj_json_str_or_null(cw_buf_t *b, const char *s)
+{
+    if (s != NULL) {
+        cw_buf_json_str(b, s);
+    } else {
+        cw_buf_puts(b, "null");
+    }
+}
+
+
+/* The id of the command's next event: a function of the message's dedup
+ * key, the command's index, the event's rank in the command and the
+ * message's Kafka timestamp, so that a redelivery makes the same ids. */
+static int
+proj_event_id(proj_ctx_t *c, char id[37])
+{
+    char                        name[700];
+    int                         n;
+    int64_t                     ts;
+    rd_kafka_timestamp_type_t   tstype;
+
+    n = snprintf(name, sizeof(name), "%s#%zu#%d", c->msg->dedup, c->index,
+                 c->nevent++);
+    ts = rd_kafka_message_timestamp(c->msg->m, &tstype);
+
+    return proj_event_uuid(name, (size_t) n, ts, id);
+}
+
+
+/* The metadata of every event of a message, built once per message:
+ * {"source","delivery_id","traceparent","inbound":{topic,partition,
+ * offset}}. NULL when out of memory. */
+static const char *
+proj_msg_meta(proj_msg_t *pm)
+{
+    cw_buf_t  b;
+
+    if (pm->meta != NULL) {
+        return pm->meta;
+    }
+
+    cw_buf_init(&b);
+    cw_buf_puts(&b, "{\"source\":");
+    proj_json_str_or_null(&b, pm->source);
+    cw_buf_puts(&b, ",\"delivery_id\":");
+    proj_json_str_or_null(&b, pm->delivery_id);
+    cw_buf_puts(&b, ",\"traceparent\":");
+    proj_json_str_or_null(&b, pm->traceparent);
+    cw_buf_puts(&b, ",\"inbound\":{\"topic\":");
+    cw_buf_json_str(&b, pm->topic);
+    cw_buf_printf(&b, ",\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}}",
+                  pm->m->partition, pm->m->offset);
+
+    if (b.oom) {
+        cw_buf_free(&b);
+        return NULL;
+    }
+
+    pm->meta = b.data;
+
+    return pm->meta;
+}
+
+
+/* The version-independent parts of an event: its id, the message's
+ * metadata (owned by the message) and the event's Kafka headers
+ * (malloc()ed). */
+static int
+proj_event_parts(proj_ctx_t *c, const char *type, char id[37],
+    const char **meta, char **hdrs)
+{
+    cw_buf_t  b;
+
+    *hdrs = NULL;
+    *meta = proj_msg_meta(c->msg);
+
+    if (*meta == NULL || proj_event_id(c, id) != 0) {
+        return -1;
+    }
+
+    cw_buf_init(&b);
+    cw_buf_puts(&b, "[{\"name\":\"event_type\",\"value\":");
+    cw_buf_json_str(&b, type);
+    cw_buf_puts(&b, "},{\"name\":\"event_id\",\"value\":\"");
+    cw_buf_puts(&b, id);
+    cw_buf_puts(&b, "\"},{\"name\":\"traceparent\",\"value\":");
+    proj_json_str_or_null(&b, c->msg->traceparent);
+    cw_buf_puts(&b, "}]");
+
+    if (b.oom) {
+        cw_buf_free(&b);
+        return -1;
+    }
+
+    *hdrs = b.data;
+
+    return 0;
+}
+
+
+/* The Kafka copy of an event: {"event_id","type","aggregate_type",
+ * "aggregate_id","version","occurred_at","data","metadata"}. */
+static void
+proj_event_json(cw_buf_t *b, const char *id, const char *type,
+    const char *agg_type, const char *agg_id, long long version,
+    const char *ts, const char *data, const char *meta)
+{
+    cw_buf_puts(b, "{\"event_id\":\"");
+    cw_buf_puts(b, id);
+    cw_buf_puts(b, "\",\"type\":");
+    cw_buf_json_str(b, type);
+    cw_buf_puts(b, ",\"aggregate_type\":");
+    cw_buf_json_str(b, agg_type);
+    cw_buf_puts(b, ",\"aggregate_id\":");
+    cw_buf_json_str(b, agg_id);
+    cw_buf_printf(b, ",\"version\":%lld,\"occurred_at\":\"%s\",\"data\":",
+                  version, ts);
+    cw_buf_puts(b, data);
+    cw_buf_puts(b, ",\"metadata\":");
+    cw_buf_puts(b, meta);
+    cw_buf_putc(b, '}');
+}
+
+
+/* Appends an event of the fast path to the batch's 'kafka_batch' frames:
+ * keyed by its aggregate, with the headers event_type, event_id and
+ * traceparent, as the careful path's one-event rows have. */
+static void
+proj_batch_event(proj_store_t *st, proj_msg_t *pm, const char *id,
+    const char *type, const char *agg_type, const char *agg_id,
+    long long version, const char *ts, const char *data)
+{
+    const char  *h[6];
+
+    h[0] = "event_type";
+    h[1] = type;
+    h[2] = "event_id";
+    h[3] = id;
+    h[4] = "traceparent";
+    h[5] = pm->traceparent;
+
+    cw_buf_reset(&st->scratch);
+    proj_event_json(&st->scratch, id, type, agg_type, agg_id, version, ts,
+                    data, proj_msg_meta(pm));
+    if (st->scratch.oom) {
+        st->kblob.oom = 1;
+        return;
+    }
+
+    proj_frame_put(&st->kblob, agg_id, strlen(agg_id), st->scratch.data,
+                   st->scratch.len, h, 3);
+    st->kblob_n++;
+}
+
+
 /* Appends one event to the event store and the outbox. stock is NULL,
  * or the ledger columns of a stock event. */
 static proj_rc_t
@@ -800,40 +912,29 @@ proj_emit(proj_ctx_t *c, const char *agg_type, const char *agg_id,
     long long version, const char *type, json_t *data,
     const char *const *stock)
 {
-    char          name[700], id[37], ver[24], ts[32];
-    char         *data_s, *meta_s, *hdr_s, *payload_s;
-    json_t       *meta, *hdrs, *payload;
+    char          id[37], ver[24], ts[32];
+    char         *data_s, *hdr_s = NULL;
+    const char   *meta_s = NULL;
+    cw_buf_t      payload;
     proj_rc_t     rc;
     proj_msg_t   *pm = c->msg;
     const char   *p[19];
     int           i;
 
-    snprintf(name, sizeof(name), "%s#%zu#%d", pm->dedup, c->index,
-             c->nevent++);
-    proj_uuid_from_name(name, strlen(name), id);
     snprintf(ver, sizeof(ver), "%lld", version);
     cw_wall_ts(ts, sizeof(ts));
 
-    meta = json_pack("{s:s?, s:s?, s:s?, s:{s:s, s:I, s:I}}",
-                     "source", pm->source, "delivery_id", pm->delivery_id,
-                     "traceparent", pm->traceparent,
-                     "inbound", "topic", pm->topic,
-                     "partition", (json_int_t) pm->m->partition,
-                     "offset", (json_int_t) pm->m->offset);
-    hdrs = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s?}]",
-                     "name", "event_type", "value", type,
-                     "name", "event_id", "value", id,
-                     "name", "traceparent", "value", pm->traceparent);
-    payload = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:O, s:O}",
-                        "event_id", id, "type", type,
-                        "aggregate_type", agg_type, "aggregate_id", agg_id,
-                        "version", (json_int_t) version, "occurred_at", ts,
-                        "data", data, "metadata", meta);
-
+    cw_buf_init(&payload);
     data_s = json_dumps(data, JSON_COMPACT);
-    meta_s = json_dumps(meta, JSON_COMPACT);
-    hdr_s = json_dumps(hdrs, JSON_COMPACT);
-    payload_s = json_dumps(payload, JSON_COMPACT);
+
+    if (data_s != NULL
+        && proj_event_parts(c, type, id, &meta_s, &hdr_s) == 0)
+    {
+        proj_event_json(&payload, id, type, agg_type, agg_id, version, ts,
+                        data_s, meta_s);
+    } else {
+        payload.oom = 1;
+    }
 
     p[0] = id;
     p[1] = agg_type;
@@ -846,11 +947,9 @@ proj_emit(proj_ctx_t *c, const char *agg_type, const char *agg_id,
     p[8] = pm->dedup;
     p[9] = c->st->events_topic;
     p[10] = hdr_s;
-    p[11] = payload_s;
+    p[11] = payload.data;
 
-    if (data_s == NULL || meta_s == NULL || hdr_s == NULL
-        || payload_s == NULL)
-    {
+    if (payload.oom) {
         snprintf(c->dberr, c->dberrlen, "out of memory");
         c->cls = CW_PG_PERMANENT;
         rc = PROJ_DB;
@@ -870,12 +969,8 @@ proj_emit(proj_ctx_t *c, const char *agg_type, const char *agg_id,
     }
 
     free(data_s);
-    free(meta_s);
     free(hdr_s);
-    free(payload_s);
-    json_decref(meta);
-    json_decref(hdrs);
-    json_decref(payload);
+    cw_buf_free(&payload);
 
     return rc;
 }
@@ -1462,17 +1557,30 @@ done:
 
 
 /* Queues the renderings of everything the batch touched. */
+/* Queues the read-model keys the attempt changed as one 'redis_keys'
+ * outbox row: {"items":[id...],"stocks":[[store,sku]...]}. */
 static cw_pg_class_t
 proj_render(proj_store_t *st, char *err, size_t errlen)
 {
     char           *s;
-    json_t         *ids, *pairs, *v;
+    json_t         *keys, *ids, *pairs, *v;
     PGresult       *res;
     const char     *k;
     cw_pg_class_t   cls = CW_PG_OK;
 
+    if (json_object_size(st->items) == 0
+        && json_object_size(st->stocks) == 0)
+    {
+        return CW_PG_OK;
+    }
+
     ids = json_array();
     pairs = json_array();
+    keys = json_pack("{s:o, s:o}", "items", ids, "stocks", pairs);
+    if (keys == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
 
     json_object_foreach(st->items, k, v) {
         json_array_append_new(ids, json_string(k));
@@ -1482,36 +1590,23 @@ proj_render(proj_store_t *st, char *err, size_t errlen)
         json_array_append(pairs, v);
     }
 
-    if (json_array_size(ids) > 0) {
-        s = json_dumps(ids, JSON_COMPACT);
-        res = cw_pg_execp(st->pg, "rm_items", 1, (const char *const *) &s,
-                          &cls, err, errlen);
-        free(s);
-        if (res == NULL) {
-            goto done;
-        }
-        st->rendered[0] = res;
+    s = json_dumps(keys, JSON_COMPACT);
+    json_decref(keys);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
     }
 
-    if (json_array_size(pairs) > 0) {
-        s = json_dumps(pairs, JSON_COMPACT);
-        res = cw_pg_execp(st->pg, "rm_stocks", 1, (const char *const *) &s,
-                          &cls, err, errlen);
-        free(s);
-        if (res == NULL) {
-            goto done;
-        }
-        st->rendered[1] = res;
+    res = cw_pg_execp(st->pg, "rm_keys", 1, (const char *const *) &s, &cls,
+                      err, errlen);
+    free(s);
+    if (res == NULL) {
+        return cls;
     }
 
-    cls = CW_PG_OK;
+    PQclear(res);
 
-done:
-
-    json_decref(ids);
-    json_decref(pairs);
-
-    return cls;
+    return CW_PG_OK;
 }
 
 
@@ -1634,12 +1729,64 @@ typedef enum {
     PROJ_Q_ITEM
 } proj_q_kind_t;
 
+/* An event of a pipelined statement, waiting for the version the
+ * database gives it before it can be framed. */
+typedef struct {
+    char            id[37];
+    char            ts[32];       /* occurred_at */
+    const char     *type;
+    const char     *agg_type;
+    char           *agg;
+    char           *data;
+    proj_msg_t     *msg;
+} proj_pev_t;
+
 typedef struct {
     proj_q_kind_t   kind;
     const char     *store;        /* point into the command's JSON */
     const char     *sku;
     const char     *item;
+    proj_pev_t     *ev;           /* PRICE, ITEM: the event */
 } proj_q_t;
+
+
+static void
+proj_pev_free(proj_pev_t *ev)
+{
+    if (ev != NULL) {
+        free(ev->agg);
+        free(ev->data);
+        free(ev);
+    }
+}
+
+
+/* The event of a price or item command; data is taken over. */
+static proj_pev_t *
+proj_pev_new(proj_ctx_t *c, const char *type, const char *agg_type,
+    const char *agg, char *data)
+{
+    proj_pev_t  *ev;
+
+    ev = calloc(1, sizeof(*ev));
+    if (ev == NULL || data == NULL || proj_msg_meta(c->msg) == NULL
+        || proj_event_id(c, ev->id) != 0
+        || (ev->agg = strdup(agg)) == NULL)
+    {
+        free(data);
+        proj_pev_free(ev);
+        return NULL;
+    }
+
+    ev->type = type;
+    ev->agg_type = agg_type;
+    ev->data = data;
+    ev->msg = c->msg;
+    cw_wall_ts(ev->ts, sizeof(ev->ts));
+
+    return ev;
+}
+
 
 /* A stock command waiting for the batch's stock statement. Strings
  * without a buffer point into the message's commands. */
@@ -1655,11 +1802,9 @@ typedef struct {
     char            id0[37];      /* inventory.stock.changed */
     char            id1[37];      /* inventory.orderability.changed */
     char            ts[32];       /* occurred_at */
-    char           *meta;
-    char           *hdr0;
-    char           *hdr1;
+    const char     *meta;
     size_t          key;          /* index in proj_sk_t keys */
-    const void     *msg;          /* the message it belongs to */
+    proj_msg_t     *msg;          /* the message it belongs to */
 } proj_sc_t;
 
 /* A stock level as the fold goes: read locked, then changed in C. */
@@ -1680,6 +1825,7 @@ typedef struct {
     PGconn         *conn;
     int             on;           /* in pipeline mode */
     int             reject;       /* a command the database refused */
+    const char     *why;          /* why, when not stock_underflow */
     size_t          n;
     proj_q_t        q[PROJ_PIPE_MAX];
     proj_sc_t      *sc;           /* stock commands not yet applied */
@@ -1700,48 +1846,8 @@ proj_attempt_reset(proj_store_t *st)
     st->stores_new = json_object();
     st->n_applied = st->n_dup = st->n_skip = st->n_dead = 0;
     st->n_events = st->n_stale = 0;
-    PQclear(st->rendered[0]);
-    PQclear(st->rendered[1]);
-    st->rendered[0] = st->rendered[1] = NULL;
-}
-
-
-/* The version-independent parts of an event: id, metadata, headers. */
-static int
-proj_event_parts(proj_ctx_t *c, const char *type, char id[37], char **meta,
-    char **hdrs)
-{
-    char         name[700];
-    json_t      *m, *h;
-    proj_msg_t  *pm = c->msg;
-
-    snprintf(name, sizeof(name), "%s#%zu#%d", pm->dedup, c->index,
-             c->nevent++);
-    proj_uuid_from_name(name, strlen(name), id);
-
-    m = json_pack("{s:s?, s:s?, s:s?, s:{s:s, s:I, s:I}}",
-                  "source", pm->source, "delivery_id", pm->delivery_id,
-                  "traceparent", pm->traceparent,
-                  "inbound", "topic", pm->topic,
-                  "partition", (json_int_t) pm->m->partition,
-                  "offset", (json_int_t) pm->m->offset);
-    h = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s?}]",
-                  "name", "event_type", "value", type,
-                  "name", "event_id", "value", id,
-                  "name", "traceparent", "value", pm->traceparent);
-
-    *meta = m != NULL ? json_dumps(m, JSON_COMPACT) : NULL;
-    *hdrs = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
-    json_decref(m);
-    json_decref(h);
-
-    if (*meta == NULL || *hdrs == NULL) {
-        free(*meta);
-        free(*hdrs);
-        return -1;
-    }
-
-    return 0;
+    cw_buf_reset(&st->kblob);
+    st->kblob_n = 0;
 }
 
 
@@ -1769,6 +1875,7 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
     int            i;
     json_t        *ids, *v;
     proj_store_t  *st = pp->st;
+    proj_pev_t    *ev = q->ev;
 
     if (q->kind == PROJ_Q_STORE) {
         return;
@@ -1779,43 +1886,45 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
         return;
     }
 
-    switch (q->kind) {
+    /* The event id was recorded before: only the careful path, message
+     * by message, tells what to do about it. */
+    if (atoll(PQgetvalue(res, 0, q->kind == PROJ_Q_ITEM ? 1 : 3)) != 1) {
+        pp->reject = 1;
+        pp->why = "event_recorded_before";
+        return;
+    }
 
-    case PROJ_Q_ITEM:
+    proj_batch_event(st, ev->msg, ev->id, ev->type, ev->agg_type, ev->agg,
+                     atoll(PQgetvalue(res, 0, 0)), ev->ts, ev->data);
+    st->n_events++;
+
+    if (q->kind == PROJ_Q_ITEM) {
         json_object_set_new(st->items, q->item, json_true());
-        st->n_events++;
-        break;
+        return;
+    }
 
-    case PROJ_Q_PRICE:
-        st->n_events++;
+    for (i = 1; i <= 2; i++) {
+        if (PQgetisnull(res, 0, i)) {
+            continue;
+        }
+        ids = json_loads(PQgetvalue(res, 0, i), JSON_DECODE_ANY, NULL);
+        if (json_is_array(ids)) {
+            size_t  j;
 
-        for (i = 1; i <= 2; i++) {
-            if (PQgetisnull(res, 0, i)) {
-                continue;
-            }
-            ids = json_loads(PQgetvalue(res, 0, i), JSON_DECODE_ANY, NULL);
-            if (json_is_array(ids)) {
-                size_t  j;
-
-                for (j = 0; j < json_array_size(ids); j++) {
-                    v = json_array_get(ids, j);
-                    if (!json_is_string(v)) {
-                        continue;
-                    }
-                    if (i == 1) {
-                        json_object_set_new(st->items, json_string_value(v),
-                                            json_true());
-                    } else {
-                        proj_touch_stock(st, json_string_value(v), q->sku);
-                    }
+            for (j = 0; j < json_array_size(ids); j++) {
+                v = json_array_get(ids, j);
+                if (!json_is_string(v)) {
+                    continue;
+                }
+                if (i == 1) {
+                    json_object_set_new(st->items, json_string_value(v),
+                                        json_true());
+                } else {
+                    proj_touch_stock(st, json_string_value(v), q->sku);
                 }
             }
-            json_decref(ids);
         }
-        break;
-
-    default:
-        break;
+        json_decref(ids);
     }
 }
 
@@ -1895,6 +2004,10 @@ out:
         }
     }
 
+    for (i = 0; i < pp->n; i++) {
+        proj_pev_free(pp->q[i].ev);
+    }
+
     pp->on = 0;
     pp->n = 0;
 
@@ -1940,7 +2053,7 @@ static cw_pg_class_t
 proj_fast_store(proj_pipe_t *pp, proj_ctx_t *c, const char *store,
     char *err, size_t errlen)
 {
-    proj_q_t       q = { PROJ_Q_STORE, NULL, NULL, NULL };
+    proj_q_t       q = { PROJ_Q_STORE, NULL, NULL, NULL, NULL };
     const char    *p[2];
     proj_store_t  *st = pp->st;
 
@@ -2001,26 +2114,13 @@ proj_fast_stock(proj_pipe_t *pp, proj_ctx_t *c, int absolute, char *err,
                                            : c->msg->dedup;
     sc->caus = c->msg->dedup;
     sc->msg = c->msg;
+    sc->meta = proj_msg_meta(c->msg);
 
-    if (proj_event_parts(c, "inventory.stock.changed", sc->id0, &sc->meta,
-                         &sc->hdr0) != 0)
+    if (sc->meta == NULL || proj_event_id(c, sc->id0) != 0
+        || proj_event_id(c, sc->id1) != 0)
     {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
-    }
-
-    {
-        char  *meta1;
-
-        if (proj_event_parts(c, "inventory.orderability.changed", sc->id1,
-                             &meta1, &sc->hdr1) != 0)
-        {
-            free(sc->meta);
-            free(sc->hdr0);
-            snprintf(err, errlen, "out of memory");
-            return CW_PG_PERMANENT;
-        }
-        free(meta1);
     }
 
     cw_wall_ts(sc->ts, sizeof(sc->ts));
@@ -2033,13 +2133,6 @@ proj_fast_stock(proj_pipe_t *pp, proj_ctx_t *c, int absolute, char *err,
 static void
 proj_stock_clear(proj_pipe_t *pp)
 {
-    size_t  i;
-
-    for (i = 0; i < pp->nsc; i++) {
-        free(pp->sc[i].meta);
-        free(pp->sc[i].hdr0);
-        free(pp->sc[i].hdr1);
-    }
     pp->nsc = 0;
 }
 
@@ -2079,7 +2172,7 @@ proj_arr_ll(cw_buf_t *a, long long v)
 }
 
 
-#define PROJ_BULK_CMD   18
+#define PROJ_BULK_CMD   15
 #define PROJ_BULK_KEY   5
 
 /*
@@ -2094,17 +2187,17 @@ proj_arr_ll(cw_buf_t *a, long long v)
 static cw_pg_class_t
 proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
 {
-    char            kbuf[2 * PROJ_ID_MAX + 2];
-    size_t          i, j, nk = 0, napplied = 0;
+    char            kbuf[2 * PROJ_ID_MAX + 2], agg[2 * PROJ_ID_MAX + 32];
+    size_t          i, j, nk = 0, napplied = 0, nexpect = 0;
     json_t         *index = NULL;
     PGresult       *res;
-    cw_buf_t        ka[2], ts, ca[PROJ_BULK_CMD], fa[PROJ_BULK_KEY];
+    cw_buf_t        ka[2], ts, data, ca[PROJ_BULK_CMD], fa[PROJ_BULK_KEY];
     proj_sc_t      *sc;
     proj_sk_t      *keys = NULL, *k;
-    const char     *p[PROJ_BULK_CMD + PROJ_BULK_KEY + 1];
+    const char     *p[PROJ_BULK_CMD + PROJ_BULK_KEY];
     proj_store_t   *st = pp->st;
     cw_pg_class_t   cls = CW_PG_OK;
-    long long      *as_of_us = NULL, prev_on, prev_res;
+    long long      *as_of_us = NULL, prev_on, prev_res, delta, recorded;
     int             prev, was, now;
 
     if (pp->nsc == 0) {
@@ -2125,6 +2218,7 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     }
     cw_buf_init(&ts);
     cw_buf_putc(&ts, '{');
+    cw_buf_init(&data);
 
     index = json_object();
     keys = calloc(pp->nsc, sizeof(*keys));
@@ -2233,26 +2327,67 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
 
         was = prev && prev_on - prev_res > 0;
         now = k->on_hand - k->reserved > 0;
+        delta = k->on_hand - (prev ? prev_on : 0);
+
+        snprintf(agg, sizeof(agg), "stock:%s:%s", sc->store, sc->sku);
+        cw_buf_reset(&data);
+        cw_buf_puts(&data, "{\"store_id\":");
+        cw_buf_json_str(&data, sc->store);
+        cw_buf_puts(&data, ",\"sku\":");
+        cw_buf_json_str(&data, sc->sku);
+        cw_buf_printf(&data, ",\"on_hand\":%lld,\"reserved\":%lld,"
+                      "\"available\":%lld,\"delta\":%lld,\"movement\":\"%s\","
+                      "\"reason\":", k->on_hand, k->reserved,
+                      k->on_hand - k->reserved, delta,
+                      sc->absolute ? "set" : "adjust");
+        proj_json_str_or_null(&data, sc->reason);
+        cw_buf_printf(&data, ",\"orderable\":%s}", now ? "true" : "false");
+        proj_batch_event(st, sc->msg, sc->id0, "inventory.stock.changed",
+                         "stock", agg, k->version, sc->ts, data.data);
 
         proj_arr(&ca[0], sc->store);
         proj_arr(&ca[1], sc->sku);
         proj_arr(&ca[2], sc->id0);
         proj_arr_ll(&ca[3], k->version);
         proj_arr_ll(&ca[4], k->on_hand);
-        proj_arr_ll(&ca[5], k->reserved);
-        proj_arr_ll(&ca[6], k->on_hand - (prev ? prev_on : 0));
-        proj_arr(&ca[7], sc->absolute ? "set" : "adjust");
-        proj_arr(&ca[8], sc->reason);
-        proj_arr(&ca[9], sc->as_of);
+        proj_arr_ll(&ca[5], delta);
+        proj_arr(&ca[6], sc->absolute ? "set" : "adjust");
+        proj_arr(&ca[7], sc->reason);
+        proj_arr(&ca[8], sc->as_of);
+        proj_arr(&ca[9], data.data);
         proj_arr(&ca[10], sc->meta);
         proj_arr(&ca[11], sc->corr);
         proj_arr(&ca[12], sc->caus);
-        proj_arr(&ca[13], sc->hdr0);
-        proj_arr(&ca[14], sc->ts);
-        proj_arr(&ca[15], was != now ? sc->id1 : NULL);
-        proj_arr(&ca[16], sc->hdr1);
-        proj_arr(&ca[17], now ? "t" : "f");
+
+        if (was != now) {
+            snprintf(agg, sizeof(agg), "orderability:%s:%s", sc->store,
+                     sc->sku);
+            cw_buf_reset(&data);
+            cw_buf_puts(&data, "{\"store_id\":");
+            cw_buf_json_str(&data, sc->store);
+            cw_buf_puts(&data, ",\"sku\":");
+            cw_buf_json_str(&data, sc->sku);
+            cw_buf_printf(&data, ",\"orderable\":%s,\"available\":%lld}",
+                          now ? "true" : "false", k->on_hand - k->reserved);
+            proj_batch_event(st, sc->msg, sc->id1,
+                             "inventory.orderability.changed",
+                             "orderability", agg, k->version, sc->ts,
+                             data.data);
+            proj_arr(&ca[13], sc->id1);
+            proj_arr(&ca[14], data.data);
+            nexpect++;
+
+        } else {
+            proj_arr(&ca[13], NULL);
+            proj_arr(&ca[14], NULL);
+        }
+
+        if (data.oom) {
+            goto oom;
+        }
+
         napplied++;
+        nexpect++;
     }
 
     if (napplied == 0) {
@@ -2286,16 +2421,20 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         }
         p[PROJ_BULK_CMD + i] = fa[i].data;
     }
-    p[PROJ_BULK_CMD + PROJ_BULK_KEY] = st->events_topic;
-
-    res = cw_pg_execp(st->pg, "bulk_stock_write",
-                      PROJ_BULK_CMD + PROJ_BULK_KEY + 1, p, &cls, err,
-                      errlen);
+    res = cw_pg_execp(st->pg, "bulk_stock_write", PROJ_BULK_CMD + PROJ_BULK_KEY,
+                      p, &cls, err, errlen);
     if (res == NULL) {
         goto done;
     }
-    st->n_events += atoll(PQgetvalue(res, 0, 0));
+    recorded = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);
+
+    if (recorded != (long long) nexpect) {
+        pp->reject = 1;             /* an event id recorded before */
+        pp->why = "event_recorded_before";
+        goto done;
+    }
+    st->n_events += recorded;
 
     goto done;
 
@@ -2316,6 +2455,7 @@ done:
         cw_buf_free(&fa[i]);
     }
     cw_buf_free(&ts);
+    cw_buf_free(&data);
     json_decref(index);
     free(keys);
     free(as_of_us);
@@ -2344,11 +2484,10 @@ proj_fast_flush(proj_pipe_t *pp, char *err, size_t errlen)
 static cw_pg_class_t
 proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
 {
-    char            amount[24], agg[2 * PROJ_ID_MAX + 32], id[37], ts[32];
-    char           *meta = NULL, *hdr = NULL, *data_s = NULL;
+    char            amount[24], agg[2 * PROJ_ID_MAX + 32];
     json_t         *price, *data;
-    proj_q_t        q = { PROJ_Q_PRICE, NULL, NULL, NULL };
-    const char     *p[14], *store;
+    proj_q_t        q = { PROJ_Q_PRICE, NULL, NULL, NULL, NULL };
+    const char     *p[11], *store;
     cw_pg_class_t   cls;
 
     price = json_object_get(c->cmd, "price");
@@ -2371,39 +2510,32 @@ proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
                      "store_id", store, "price",
                      "amount", proj_str(price, "amount"),
                      "currency", proj_str(price, "currency"));
-    data_s = data != NULL ? json_dumps(data, JSON_COMPACT) : NULL;
+    q.ev = proj_pev_new(c, "pricing.price.updated", "price", agg,
+                        data != NULL ? json_dumps(data, JSON_COMPACT)
+                                     : NULL);
     json_decref(data);
 
-    if (data_s == NULL
-        || proj_event_parts(c, "pricing.price.updated", id, &meta, &hdr) != 0)
-    {
-        free(data_s);
+    if (q.ev == NULL) {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
-
-    cw_wall_ts(ts, sizeof(ts));
 
     p[0] = q.sku;
     p[1] = store != NULL ? store : "";
     p[2] = amount;
     p[3] = proj_str(price, "currency");
     p[4] = proj_str(c->cmd, "as_of");
-    p[5] = id;
-    p[6] = meta;
+    p[5] = q.ev->id;
+    p[6] = c->msg->meta;
     p[7] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
     p[8] = c->msg->dedup;
-    p[9] = c->st->events_topic;
-    p[10] = hdr;
-    p[11] = ts;
-    p[12] = data_s;
-    p[13] = agg;
+    p[9] = q.ev->data;
+    p[10] = q.ev->agg;
 
-    cls = proj_pipe_send(pp, "fast_price", 14, p, &q, err, errlen);
-
-    free(meta);
-    free(hdr);
-    free(data_s);
+    cls = proj_pipe_send(pp, "fast_price", 11, p, &q, err, errlen);
+    if (cls != CW_PG_OK) {
+        proj_pev_free(q.ev);
+    }
 
     return cls;
 }
@@ -2412,12 +2544,10 @@ proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
 static cw_pg_class_t
 proj_fast_item(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
 {
-    char            id[37], ts[32];
-    char           *s[5] = { NULL, NULL, NULL, NULL, NULL };
-    char           *meta = NULL, *hdr = NULL;
+    char           *s[4] = { NULL, NULL, NULL, NULL };
     json_t         *item;
-    proj_q_t        q = { PROJ_Q_ITEM, NULL, NULL, NULL };
-    const char     *p[20];
+    proj_q_t        q = { PROJ_Q_ITEM, NULL, NULL, NULL, NULL };
+    const char     *p[17];
     cw_pg_class_t   cls = CW_PG_PERMANENT;
     int             i;
 
@@ -2428,21 +2558,20 @@ proj_fast_item(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
     s[1] = json_dumps(json_object_get(item, "attributes"), JSON_COMPACT);
     s[2] = json_dumps(json_object_get(item, "variants"), JSON_COMPACT);
     s[3] = json_dumps(json_object_get(item, "addon_groups"), JSON_COMPACT);
-    s[4] = json_dumps(item, JSON_COMPACT);
+    q.ev = proj_pev_new(c, "catalog.item.updated", "item", q.item,
+                        json_dumps(item, JSON_COMPACT));
 
-    for (i = 0; i < 5; i++) {
+    if (q.ev == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+
+    for (i = 0; i < 4; i++) {
         if (s[i] == NULL) {
             snprintf(err, errlen, "out of memory");
             goto done;
         }
     }
-
-    if (proj_event_parts(c, "catalog.item.updated", id, &meta, &hdr) != 0) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-
-    cw_wall_ts(ts, sizeof(ts));
 
     p[0] = q.item;
     p[1] = proj_str(c->cmd, "merchant_id");
@@ -2456,24 +2585,22 @@ proj_fast_item(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
     p[9] = proj_str(c->cmd, "as_of");
     p[10] = s[2];
     p[11] = s[3];
-    p[12] = id;
-    p[13] = meta;
+    p[12] = q.ev->id;
+    p[13] = c->msg->meta;
     p[14] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
     p[15] = c->msg->dedup;
-    p[16] = c->st->events_topic;
-    p[17] = hdr;
-    p[18] = ts;
-    p[19] = s[4];
+    p[16] = q.ev->data;
 
-    cls = proj_pipe_send(pp, "fast_item", 20, p, &q, err, errlen);
+    cls = proj_pipe_send(pp, "fast_item", 17, p, &q, err, errlen);
 
 done:
 
-    for (i = 0; i < 5; i++) {
+    if (cls != CW_PG_OK) {
+        proj_pev_free(q.ev);
+    }
+    for (i = 0; i < 4; i++) {
         free(s[i]);
     }
-    free(meta);
-    free(hdr);
 
     return cls;
 }
@@ -2822,7 +2949,8 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     if (cls == CW_PG_OK && pp->reject) {
         if (b->why[0] == '\0') {
-            snprintf(b->why, sizeof(b->why), "stock_underflow");
+            snprintf(b->why, sizeof(b->why), "%s",
+                     pp->why != NULL ? pp->why : "stock_underflow");
         }
         cls = CW_PG_PERMANENT;
     }
@@ -2892,6 +3020,30 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         PQclear(res);
     }
 
+    /* The events of the batch, one row for the publisher. */
+    if (st->kblob_n > 0) {
+        const char  *kp[2];
+        int          klen[2], kfmt[2] = { 0, 1 };
+
+        if (st->kblob.oom) {
+            snprintf(err, errlen, "out of memory");
+            return CW_PG_PERMANENT;
+        }
+
+        kp[0] = st->events_topic;
+        kp[1] = st->kblob.data;
+        klen[0] = 0;
+        klen[1] = (int) st->kblob.len;
+
+        res = cw_pg_execb(pg, "INSERT INTO outbox (kind, topic, payload)"
+                          " VALUES ('kafka_batch', $1, $2::bytea)", 2, kp,
+                          klen, kfmt, 0, &cls, err, errlen);
+        if (res == NULL) {
+            return cls;
+        }
+        PQclear(res);
+    }
+
     cls = proj_render(st, err, errlen);
 
     if (cls == CW_PG_OK && cw_log_enabled(CW_LOG_DEBUG)) {
@@ -2903,13 +3055,6 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
 
     return cls;
-}
-
-
-PGresult *const *
-proj_store_rendered(proj_store_t *st)
-{
-    return st->rendered;
 }
 
 

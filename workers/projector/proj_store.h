@@ -45,9 +45,5 @@ int proj_store_load_offsets(proj_store_t *st,
 int proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     size_t n, volatile int *stop);
 
-/* The read-model rows the last committed batch queued in the outbox:
- * two results (either may be NULL) of rows id, key, field, version,
- * value. They stay valid until the next batch. */
-PGresult *const *proj_store_rendered(proj_store_t *st);
 
 #endif /* PROJ_STORE_H */

@@ -1,37 +1,72 @@
 /*
- * Small pure helpers: name-based UUIDs for event ids, bytea literals.
+ * Small pure helpers: event ids, bytea literals, compact JSON text.
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
+#include "cw_buf.h"
 #include "proj.h"
 
+static EVP_MD          *proj_sha256;
+static pthread_once_t   proj_sha256_once = PTHREAD_ONCE_INIT;
+static const char       proj_hex[] = "0123456789abcdef";
 
-void
-proj_uuid_from_name(const char *name, size_t len, char out[37])
+
+/* SHA256() looks the digest up in the provider tables at every call;
+ * fetched once, it is several times cheaper. */
+static void
+proj_sha256_fetch(void)
 {
-    unsigned char  md[SHA256_DIGEST_LENGTH];
+    proj_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
-    SHA256((const unsigned char *) name, len, md);
 
-    md[6] = (md[6] & 0x0f) | 0x50;      /* version 5 layout (name-based) */
-    md[8] = (md[8] & 0x3f) | 0x80;      /* RFC 4122 variant */
+int
+proj_event_uuid(const char *name, size_t len, int64_t ts_ms, char out[37])
+{
+    unsigned char  md[EVP_MAX_MD_SIZE];
+    char          *o;
+    uint64_t       t = ts_ms > 0 ? (uint64_t) ts_ms : 0;
+    int            i;
 
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             md[0], md[1], md[2], md[3], md[4], md[5], md[6], md[7],
-             md[8], md[9], md[10], md[11], md[12], md[13], md[14], md[15]);
+    pthread_once(&proj_sha256_once, proj_sha256_fetch);
+
+    if (EVP_Digest(name, len, md, NULL,
+                   proj_sha256 != NULL ? proj_sha256 : EVP_sha256(), NULL)
+        != 1)
+    {
+        return -1;
+    }
+
+    /* unix_ts_ms, as in version 7, but the rest is the name's hash. */
+    for (i = 0; i < 6; i++) {
+        md[i] = (unsigned char) (t >> (40 - 8 * i));
+    }
+
+    md[6] = (md[6] & 0x0f) | 0x80;      /* version 8: custom layout */
+    md[8] = (md[8] & 0x3f) | 0x80;      /* RFC 9562 variant */
+
+    for (i = 0, o = out; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *o++ = '-';
+        }
+        *o++ = proj_hex[md[i] >> 4];
+        *o++ = proj_hex[md[i] & 0xf];
+    }
+    *o = '\0';
+
+    return 0;
 }
 
 
 char *
 proj_bytea_hex(const void *p, size_t n)
 {
-    static const char     hex[] = "0123456789abcdef";
     const unsigned char  *s = p;
     char                 *out, *o;
     size_t                i;
@@ -46,11 +81,191 @@ proj_bytea_hex(const void *p, size_t n)
     *o++ = 'x';
 
     for (i = 0; i < n; i++) {
-        *o++ = hex[s[i] >> 4];
-        *o++ = hex[s[i] & 0xf];
+        *o++ = proj_hex[s[i] >> 4];
+        *o++ = proj_hex[s[i] & 0xf];
     }
 
     *o = '\0';
 
     return out;
+}
+
+
+char *
+proj_json_compact(const char *text, size_t len)
+{
+    char    *out, *o;
+    size_t   i;
+    int      in_str = 0;
+
+    out = malloc(len + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    o = out;
+
+    for (i = 0; i < len; i++) {
+        char  ch = text[i];
+
+        if (in_str) {
+            *o++ = ch;
+            if (ch == '\\' && i + 1 < len) {
+                *o++ = text[++i];
+            } else if (ch == '"') {
+                in_str = 0;
+            }
+            continue;
+        }
+
+        if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r') {
+            continue;
+        }
+
+        if (ch == '"') {
+            in_str = 1;
+        }
+
+        *o++ = ch;
+    }
+
+    *o = '\0';
+
+    return out;
+}
+
+
+static void
+proj_put_be(cw_buf_t *b, uint64_t v, int bytes)
+{
+    unsigned char  s[8];
+    int            i;
+
+    for (i = 0; i < bytes; i++) {
+        s[i] = (unsigned char) (v >> (8 * (bytes - 1 - i)));
+    }
+    cw_buf_append(b, s, (size_t) bytes);
+}
+
+
+static int
+proj_get_be(const unsigned char *p, size_t len, size_t *off, int bytes,
+    size_t *v)
+{
+    int  i;
+
+    if (len - *off < (size_t) bytes || *off > len) {
+        return -1;
+    }
+
+    *v = 0;
+    for (i = 0; i < bytes; i++) {
+        *v = (*v << 8) | p[(*off)++];
+    }
+
+    return 0;
+}
+
+
+void
+proj_frame_put(cw_buf_t *b, const char *key, size_t klen, const char *value,
+    size_t vlen, const char *const *hdrs, size_t nhdrs)
+{
+    size_t  i, n = 0;
+
+    for (i = 0; i < nhdrs; i++) {
+        n += hdrs[2 * i + 1] != NULL;
+    }
+
+    proj_put_be(b, klen, 4);
+    cw_buf_append(b, key, klen);
+    proj_put_be(b, vlen, 4);
+    cw_buf_append(b, value, vlen);
+    proj_put_be(b, n, 2);
+
+    for (i = 0; i < nhdrs; i++) {
+        if (hdrs[2 * i + 1] == NULL) {
+            continue;
+        }
+        proj_put_be(b, strlen(hdrs[2 * i]), 2);
+        cw_buf_puts(b, hdrs[2 * i]);
+        proj_put_be(b, strlen(hdrs[2 * i + 1]), 4);
+        cw_buf_puts(b, hdrs[2 * i + 1]);
+    }
+}
+
+
+int
+proj_frame_next(const unsigned char *p, size_t len, size_t *off,
+    proj_frame_t *f)
+{
+    size_t  n, i, l;
+
+    if (*off == len) {
+        return 0;
+    }
+
+    if (proj_get_be(p, len, off, 4, &f->klen) != 0
+        || len - *off < f->klen)
+    {
+        return -1;
+    }
+    f->key = (const char *) p + *off;
+    *off += f->klen;
+
+    if (proj_get_be(p, len, off, 4, &f->vlen) != 0
+        || len - *off < f->vlen)
+    {
+        return -1;
+    }
+    f->value = (const char *) p + *off;
+    *off += f->vlen;
+
+    if (proj_get_be(p, len, off, 2, &f->nhdrs) != 0) {
+        return -1;
+    }
+
+    f->hdrs = p + *off;
+    f->hlen = 0;
+    n = *off;
+
+    for (i = 0; i < f->nhdrs; i++) {
+        if (proj_get_be(p, len, &n, 2, &l) != 0 || len - n < l) {
+            return -1;
+        }
+        n += l;
+        if (proj_get_be(p, len, &n, 4, &l) != 0 || len - n < l) {
+            return -1;
+        }
+        n += l;
+    }
+
+    f->hlen = n - *off;
+    *off = n;
+
+    return 1;
+}
+
+
+int
+proj_frame_header(const proj_frame_t *f, size_t *off, const char **name,
+    size_t *nlen, const char **value, size_t *vlen)
+{
+    if (*off == f->hlen) {
+        return 0;
+    }
+
+    if (proj_get_be(f->hdrs, f->hlen, off, 2, nlen) != 0) {
+        return -1;
+    }
+    *name = (const char *) f->hdrs + *off;
+    *off += *nlen;
+
+    if (proj_get_be(f->hdrs, f->hlen, off, 4, vlen) != 0) {
+        return -1;
+    }
+    *value = (const char *) f->hdrs + *off;
+    *off += *vlen;
+
+    return 1;
 }

@@ -36,7 +36,10 @@
 #   BENCH_PROJ_RATE=1000         latency: messages per second
 #   BENCH_PROJ_LAT_SECONDS=10    latency: duration (first second not counted)
 #   BENCH_PROJ_LATENCY=1         0: skip the latency part
-#   BENCH_PROJ_PERF=0            1: perf record the projector (perf.data)
+#   BENCH_PROJ_PERF=0            1: perf record the projector (perf.data),
+#                                call graphs BENCH_PROJ_PERF_CG (fp, dwarf)
+#   BENCH_PROJ_PGSTAT=0          1: load pg_stat_statements and write the
+#                                statements by total time to pgstat.txt
 #   COMMERCE_BUILD               build dir holding bin/ and the module
 #                                (default build/)
 set -euo pipefail
@@ -60,6 +63,7 @@ RATE=${BENCH_PROJ_RATE:-1000}
 LAT_SECONDS=${BENCH_PROJ_LAT_SECONDS:-10}
 LATENCY=${BENCH_PROJ_LATENCY:-1}
 PERF=${BENCH_PROJ_PERF:-0}
+PGSTAT=${BENCH_PROJ_PGSTAT:-0}
 GROUP=commerce-projector
 TOPIC=commerce.inbound
 
@@ -140,6 +144,14 @@ start_pg() {
         || die "pg.sh start failed"
     PG_UP=1
     CONNINFO=$(tail -1 <<< "$out")
+    if [ "$PGSTAT" = 1 ]; then
+        echo "shared_preload_libraries = 'pg_stat_statements'" \
+            >> "$PG_DIR/postgresql.conf"
+        "$ROOT/scripts/pg.sh" stop "$PG_DIR" >/dev/null
+        "$ROOT/scripts/pg.sh" start "$PG_DIR" "$PG_PORT" >/dev/null
+        psql "$CONNINFO" -qc "CREATE EXTENSION pg_stat_statements" \
+            || die "pg_stat_statements"
+    fi
     "$BIN/commerce-migrate" --pg.conninfo "$CONNINFO" --sql-dir "$ROOT/sql" \
         > "$OUT/migrate.log" 2>&1 || { cat "$OUT/migrate.log"; die migrate; }
 }
@@ -180,7 +192,7 @@ start_projector() {
         --log_level warn $PROJ_ARGS > "$OUT/projector.log" 2>&1 &
     PROJ_PID=$!
     if [ "$PERF" = 1 ]; then
-        perf record -g -o "$OUT/perf.data" -p "$PROJ_PID" \
+        perf record --call-graph "${BENCH_PROJ_PERF_CG:-fp}" -o "$OUT/perf.data" -p "$PROJ_PID" \
             > "$OUT/perf.log" 2>&1 &
         PERF_PID=$!
     fi
@@ -270,6 +282,14 @@ throughput() {
     echo "$PROJ_PID" > "$OUT/projector.pid"
     wait "$feed" || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
     cat "$OUT/watch.txt" >&2
+    if [ "$PGSTAT" = 1 ]; then
+        psql "$CONNINFO" -Atc "SELECT round(total_exec_time)::text || ' ms, '
+            || calls || ' calls, ' || round((total_exec_time / calls)::numeric,
+            3) || ' ms/call: ' || left(regexp_replace(query, '\s+', ' ',
+            'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC
+            LIMIT 25" > "$OUT/pgstat.txt" 2>&1 || true
+        log "statements by total time: $OUT/pgstat.txt"
+    fi
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
