@@ -2,6 +2,7 @@
  * cw_pg: libpq connection with reconnect, prepared statements, retries.
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,4 +445,89 @@ cw_pg_txn(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud, int attempts, char *err,
         }
     }
     return CW_PG_TRANSIENT;
+}
+
+
+PGresult *
+cw_pg_execpb(cw_pg_t *pg, const char *name, int n, const char *const *values,
+    const int *lengths, const int *formats, cw_pg_class_t *cls, char *err,
+    size_t errlen)
+{
+    if (cw_pg_ensure(pg, err, errlen) != 0) {
+        *cls = CW_PG_TRANSIENT;
+        return NULL;
+    }
+    return cw_pg_finish(pg, PQexecPrepared(pg->conn, name, n, values,
+                                           lengths, formats, 0),
+                        name, cls, err, errlen);
+}
+
+
+static void
+cw_pg_put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) (v >> 24);
+    p[1] = (unsigned char) (v >> 16);
+    p[2] = (unsigned char) (v >> 8);
+    p[3] = (unsigned char) v;
+}
+
+
+/* Layout (array_recv): ndim, has-nulls flag, element type, then per
+ * dimension its size and lower bound, then per element its length (-1:
+ * NULL) and bytes; integers are 32-bit big-endian. */
+void
+cw_pg_array_init(cw_pg_array_t *a, unsigned elem_oid)
+{
+    unsigned char  h[20];
+
+    cw_buf_init(&a->buf);
+    a->n = 0;
+    a->nulls = 0;
+
+    cw_pg_put32(h, 1);
+    cw_pg_put32(h + 4, 0);
+    cw_pg_put32(h + 8, elem_oid);
+    cw_pg_put32(h + 12, 0);
+    cw_pg_put32(h + 16, 1);
+    cw_buf_append(&a->buf, h, sizeof(h));
+}
+
+
+void
+cw_pg_array_add(cw_pg_array_t *a, const void *p, size_t len)
+{
+    unsigned char  l[4];
+
+    cw_pg_put32(l, p != NULL ? (uint32_t) len : 0xffffffffu);
+    cw_buf_append(&a->buf, l, sizeof(l));
+
+    if (p != NULL) {
+        cw_buf_append(&a->buf, p, len);
+    } else {
+        a->nulls = 1;
+    }
+
+    a->n++;
+}
+
+
+int
+cw_pg_array_finish(cw_pg_array_t *a)
+{
+    if (a->buf.oom || a->buf.len < 20) {
+        return -1;
+    }
+
+    cw_pg_put32((unsigned char *) a->buf.data + 4, (uint32_t) a->nulls);
+    cw_pg_put32((unsigned char *) a->buf.data + 12, (uint32_t) a->n);
+
+    return 0;
+}
+
+
+void
+cw_pg_array_free(cw_pg_array_t *a)
+{
+    cw_buf_free(&a->buf);
 }

@@ -24,6 +24,7 @@
 
 #include <postgresql/libpq-fe.h>   /* Debian: no -I needed */
 
+#include "cw_buf.h"
 #include "cw_config.h"
 
 typedef enum {
@@ -73,6 +74,28 @@ PGresult *cw_pg_exec(cw_pg_t *pg, const char *sql, int n,
 PGresult *cw_pg_execb(cw_pg_t *pg, const char *sql, int n,
     const char *const *values, const int *lengths, const int *formats,
     int result_format, cw_pg_class_t *cls, char *err, size_t errlen);
+
+/* A one-dimensional array parameter in PostgreSQL's binary format, so
+ * that bytes go to the server as they are (no hex, no escaping): pass
+ * data/len with format 1. elem_oid is the element type (17 bytea, 25
+ * text, ...); elements are in that type's binary form. */
+typedef struct {
+    cw_buf_t    buf;
+    int         n;
+    int         nulls;
+} cw_pg_array_t;
+
+void cw_pg_array_init(cw_pg_array_t *a, unsigned elem_oid);
+/* Appends an element; p NULL appends SQL NULL. */
+void cw_pg_array_add(cw_pg_array_t *a, const void *p, size_t len);
+/* Completes the header; returns 0, or -1 if out of memory. */
+int cw_pg_array_finish(cw_pg_array_t *a);
+void cw_pg_array_free(cw_pg_array_t *a);
+
+/* cw_pg_execp with binary-capable values (see cw_pg_execb). */
+PGresult *cw_pg_execpb(cw_pg_t *pg, const char *name, int n,
+    const char *const *values, const int *lengths, const int *formats,
+    cw_pg_class_t *cls, char *err, size_t errlen);
 
 /* Runs a command whose result is not needed (BEGIN, COMMIT, ...). */
 cw_pg_class_t cw_pg_command(cw_pg_t *pg, const char *sql, char *err,

@@ -311,21 +311,21 @@ static const struct {
       " convert_to($12, 'UTF8') FROM e" },
 
     /* The fast path (see proj_fast_txn): the archive rows of a whole
-     * batch and the dedup claims of its valid messages in one statement;
-     * returns the dedup keys claimed now (the others were applied
-     * before). */
-    { "fast_archive", 1,
-      "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(topic text,"
-      " partition integer, \"offset\" bigint, msg_key text, headers jsonb,"
-      " body text, source text, delivery_id text, kafka_ts double precision,"
-      " dedup text, commands integer)),"
+     * batch and the dedup claims of its valid messages in one statement:
+     * $1 their columns as JSON records, $2 the bodies and $3 the keys as
+     * binary bytea arrays in the same order. Returns the dedup keys
+     * claimed now (the others were applied before). */
+    { "fast_archive", 3,
+      "WITH r AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb)"
+      " AS (topic text, partition integer, \"offset\" bigint, headers jsonb,"
+      " source text, delivery_id text, kafka_ts double precision,"
+      " dedup text, commands integer), unnest($2::bytea[]),"
+      " unnest($3::bytea[])) AS r(topic, partition, \"offset\", headers,"
+      " source, delivery_id, kafka_ts, dedup, commands, body, msg_key)),"
       " a AS (INSERT INTO inbound_archive (topic, partition, \"offset\","
       " msg_key, headers, body, source, delivery_id, kafka_ts)"
-      " SELECT topic, partition, \"offset\", decode(msg_key, 'hex'), headers,"
-      " decode(body, 'hex'), source, delivery_id,"
-      " to_timestamp(kafka_ts / 1000) FROM r"
-      " ON CONFLICT (topic, partition, \"offset\") DO UPDATE"
-      " SET consumed_at = inbound_archive.consumed_at"
+      " SELECT topic, partition, \"offset\", msg_key, headers, body, source,"
+      " delivery_id, to_timestamp(kafka_ts / 1000) FROM r"
       " RETURNING id, topic, partition, \"offset\"),"
       " p AS (INSERT INTO inbound_processed (dedup_key, archive_id, commands)"
       " SELECT r.dedup, a.id, r.commands FROM r JOIN a"
@@ -375,23 +375,19 @@ static const struct {
       " updated_at = now()),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
-      " causation_id) SELECT eid, 'stock', 'stock:' || store || ':' || sku,"
-      " version, 'inventory.stock.changed', data::jsonb, meta::jsonb, corr,"
-      " caus FROM c ORDER BY ord ON CONFLICT (event_id) DO NOTHING"
-      " RETURNING event_id),"
-      " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"
-      " delta, on_hand_after, reason, source_ts) SELECT c.store, c.sku,"
-      " c.eid, c.movement, c.delta, c.on_hand, c.reason,"
-      " c.as_of::timestamptz FROM c JOIN e ON e.event_id = c.eid"
-      " ORDER BY c.ord),"
-      " e2 AS (INSERT INTO event_store (event_id, aggregate_type,"
-      " aggregate_id, version, event_type, data, metadata, correlation_id,"
-      " causation_id) SELECT oeid, 'orderability',"
+      " causation_id) SELECT id, atype, agg, version, etype, d::jsonb,"
+      " meta::jsonb, corr, caus FROM (SELECT eid AS id, 'stock' AS atype,"
+      " 'stock:' || store || ':' || sku AS agg, version,"
+      " 'inventory.stock.changed' AS etype, data AS d, meta, corr, caus,"
+      " ord, 0 AS k FROM c UNION ALL SELECT oeid, 'orderability',"
       " 'orderability:' || store || ':' || sku, version,"
-      " 'inventory.orderability.changed', odata::jsonb, meta::jsonb, corr,"
-      " caus FROM c WHERE oeid IS NOT NULL ORDER BY ord"
-      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
-      " SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM e2)" },
+      " 'inventory.orderability.changed', odata, meta, corr, caus, ord, 1"
+      " FROM c WHERE oeid IS NOT NULL) AS x ORDER BY ord, k),"
+      " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"
+      " delta, on_hand_after, reason, source_ts) SELECT store, sku, eid,"
+      " movement, delta, on_hand, reason, as_of::timestamptz FROM c"
+      " ORDER BY ord)"
+      " SELECT 1" },
 
     /* price.set in one statement: the price, the version bumps of the
      * renderings it changes, the event. $1 sku, $2 store ('' = base), $3
@@ -420,11 +416,9 @@ static const struct {
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
       " causation_id) SELECT $6::uuid, 'price', $11, p.version,"
-      " 'pricing.price.updated', $10::jsonb, $7::jsonb, $8, $9 FROM p"
-      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
+      " 'pricing.price.updated', $10::jsonb, $7::jsonb, $8, $9 FROM p)"
       " SELECT p.version, (SELECT json_agg(id) FROM bi)::text,"
-      " (SELECT json_agg(store_id) FROM bs)::text,"
-      " (SELECT count(*) FROM e) FROM p" },
+      " (SELECT json_agg(store_id) FROM bs)::text FROM p" },
 
     /* item.upsert (without vendor references) in one statement: merchant,
      * item, variants and addon groups replaced, the event. $1 id, $2
@@ -478,9 +472,8 @@ static const struct {
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
       " causation_id) SELECT $13::uuid, 'item', $1, i.version,"
-      " 'catalog.item.updated', $17::jsonb, $14::jsonb, $15, $16 FROM i"
-      " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
-      " SELECT version, (SELECT count(*) FROM e) FROM i" },
+      " 'catalog.item.updated', $17::jsonb, $14::jsonb, $15, $16 FROM i)"
+      " SELECT version FROM i" },
 
     /* The read-model keys a batch changed; the values are rendered from
      * the committed rows and written to Redis after the commit
@@ -1825,7 +1818,6 @@ typedef struct {
     PGconn         *conn;
     int             on;           /* in pipeline mode */
     int             reject;       /* a command the database refused */
-    const char     *why;          /* why, when not stock_underflow */
     size_t          n;
     proj_q_t        q[PROJ_PIPE_MAX];
     proj_sc_t      *sc;           /* stock commands not yet applied */
@@ -1883,14 +1875,6 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
 
     if (PQntuples(res) == 0) {
         st->n_stale++;
-        return;
-    }
-
-    /* The event id was recorded before: only the careful path, message
-     * by message, tells what to do about it. */
-    if (atoll(PQgetvalue(res, 0, q->kind == PROJ_Q_ITEM ? 1 : 3)) != 1) {
-        pp->reject = 1;
-        pp->why = "event_recorded_before";
         return;
     }
 
@@ -2197,7 +2181,7 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     const char     *p[PROJ_BULK_CMD + PROJ_BULK_KEY];
     proj_store_t   *st = pp->st;
     cw_pg_class_t   cls = CW_PG_OK;
-    long long      *as_of_us = NULL, prev_on, prev_res, delta, recorded;
+    long long      *as_of_us = NULL, prev_on, prev_res, delta;
     int             prev, was, now;
 
     if (pp->nsc == 0) {
@@ -2426,15 +2410,8 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     if (res == NULL) {
         goto done;
     }
-    recorded = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);
-
-    if (recorded != (long long) nexpect) {
-        pp->reject = 1;             /* an event id recorded before */
-        pp->why = "event_recorded_before";
-        goto done;
-    }
-    st->n_events += recorded;
+    st->n_events += (long long) nexpect;
 
     goto done;
 
@@ -2675,12 +2652,12 @@ proj_fast_command(proj_pipe_t *pp, proj_batch_t *b, proj_ctx_t *c,
 }
 
 
-/* The archive rows and dedup claims of the batch as one JSON array for
- * fast_archive. */
+/* The archive rows and dedup claims of the batch for fast_archive: the
+ * columns as one JSON array, the bodies and keys as binary arrays. */
 static char *
-proj_fast_records(proj_batch_t *b)
+proj_fast_records(proj_batch_t *b, cw_pg_array_t *bodies,
+    cw_pg_array_t *keys)
 {
-    char           *hex, *s;
     size_t          i;
     int64_t         kts;
     cw_buf_t        j;
@@ -2720,37 +2697,23 @@ proj_fast_records(proj_batch_t *b)
             cw_buf_puts(&j, ",\"dedup\":");
             cw_buf_json_str(&j, pm->dedup);
         }
+        cw_buf_putc(&j, '}');
 
-        if (pm->m->key != NULL) {
-            hex = proj_bytea_hex(pm->m->key, pm->m->key_len);
-            if (hex == NULL) {
-                goto oom;
-            }
-            cw_buf_printf(&j, ",\"msg_key\":\"%s\"", hex + 2);
-            free(hex);
-        }
-
-        hex = proj_bytea_hex(pm->m->payload, pm->m->len);
-        if (hex == NULL) {
-            goto oom;
-        }
-        cw_buf_printf(&j, ",\"body\":\"%s\"}", hex + 2);
-        free(hex);
+        cw_pg_array_add(bodies, pm->m->payload != NULL ? pm->m->payload : "",
+                        pm->m->len);
+        cw_pg_array_add(keys, pm->m->key, pm->m->key_len);
     }
 
     cw_buf_putc(&j, ']');
 
-    if (j.oom) {
-        goto oom;
+    if (j.oom || cw_pg_array_finish(bodies) != 0
+        || cw_pg_array_finish(keys) != 0)
+    {
+        cw_buf_free(&j);
+        return NULL;
     }
 
-    s = j.data;
-    return s;
-
-oom:
-
-    cw_buf_free(&j);
-    return NULL;
+    return j.data;
 }
 
 
@@ -2758,6 +2721,9 @@ static cw_pg_class_t
 proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
     char            part[16], off[24], next[24], *records;
+    int             alen[3], afmt[3] = { 0, 1, 1 };
+    cw_pg_array_t   bodies, keys;
+    const char     *ap[3];
     size_t          i, j, k;
     json_t         *claimed;
     PGresult       *res;
@@ -2846,15 +2812,28 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         }
     }
 
-    records = proj_fast_records(b);
+    cw_pg_array_init(&bodies, 17);          /* bytea */
+    cw_pg_array_init(&keys, 17);
+    records = proj_fast_records(b, &bodies, &keys);
     if (records == NULL) {
+        cw_pg_array_free(&bodies);
+        cw_pg_array_free(&keys);
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
 
-    res = cw_pg_execp(pg, "fast_archive", 1, (const char *const *) &records,
-                      &cls, err, errlen);
+    ap[0] = records;
+    ap[1] = bodies.buf.data;
+    ap[2] = keys.buf.data;
+    alen[0] = 0;
+    alen[1] = (int) bodies.buf.len;
+    alen[2] = (int) keys.buf.len;
+
+    res = cw_pg_execpb(pg, "fast_archive", 3, ap, alen, afmt, &cls, err,
+                       errlen);
     free(records);
+    cw_pg_array_free(&bodies);
+    cw_pg_array_free(&keys);
     if (res == NULL) {
         return cls;
     }
@@ -2949,8 +2928,7 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     if (cls == CW_PG_OK && pp->reject) {
         if (b->why[0] == '\0') {
-            snprintf(b->why, sizeof(b->why), "%s",
-                     pp->why != NULL ? pp->why : "stock_underflow");
+            snprintf(b->why, sizeof(b->why), "stock_underflow");
         }
         cls = CW_PG_PERMANENT;
     }
