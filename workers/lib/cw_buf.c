@@ -167,10 +167,22 @@ void
 cw_buf_json_escape(cw_buf_t *b, const char *s, size_t n)
 {
     const unsigned char  *p = (const unsigned char *) s;
-    size_t                i, len;
+    size_t                i, j, len;
 
     for (i = 0; i < n; ) {
         unsigned char c = p[i];
+
+        /* A run of printable ASCII needing no escape goes in one copy. */
+        for (j = i; j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"'
+                    && p[j] != '\\'; j++)
+        {
+            /* scan */
+        }
+        if (j > i) {
+            cw_buf_append(b, p + i, j - i);
+            i = j;
+            continue;
+        }
 
         switch (c) {
         case '"':  cw_buf_append(b, "\\\"", 2); i++; continue;

@@ -389,36 +389,58 @@ static const struct {
       " ORDER BY ord)"
       " SELECT 1" },
 
-    /* price.set in one statement: the price, the version bumps of the
-     * renderings it changes, the event. $1 sku, $2 store ('' = base), $3
-     * amount_minor, $4 currency, $5 as_of, $6 event id, $7 metadata, $8
-     * correlation, $9 causation, $10 event data, $11 aggregate id.
-     * Returns the version, the bumped item ids and store ids (JSON
-     * arrays) and the number of events recorded (1), or no row when
-     * stale. */
-    { "fast_price", 11,
-      "WITH p AS (INSERT INTO price_book (sku, store_id, amount_minor,"
-      " currency, source_ts) VALUES ($1, $2, $3, $4, $5::timestamptz)"
+    /* The price commands of a batch are folded in C (proj_bulk_price)
+     * like the stock commands: first the current rows of every key they
+     * touch, locked in key order ($1 skus, $2 stores, '' for the base
+     * price) ... */
+    { "bulk_price_state", 2,
+      "SELECT k.i, b.version,"
+      " (extract(epoch FROM b.source_ts) * 1000000)::bigint"
+      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(sku, store, i)"
+      " JOIN price_book b ON b.sku = k.sku AND b.store_id = k.store"
+      " ORDER BY b.sku, b.store_id FOR UPDATE OF b" },
+
+    /* ... then the rows, the events and the version bumps of the
+     * renderings a price is part of (items with a variant of the sku for
+     * a base price; the sku's stock levels in every store for a base
+     * price, in its store for an override). Per applied command, in
+     * order: $1 event id, $2 aggregate id, $3 version, $4 event data, $5
+     * metadata, $6 correlation, $7 causation. Per key, the final state:
+     * $8 sku, $9 store, $10 amount_minor, $11 currency, $12 version, $13
+     * latest as_of (NULL: keep). The changed keys again: $14 the skus of
+     * base prices, $15 and $16 the skus and stores of overrides. Returns
+     * the bumped renderings: ('i', item id, NULL) and ('s', store, sku);
+     * a stock level both bumps reach is bumped once or twice. */
+    { "bulk_price_write", 16,
+      "WITH k AS (INSERT INTO price_book (sku, store_id, amount_minor,"
+      " currency, version, source_ts) SELECT * FROM unnest($8::text[],"
+      " $9::text[], $10::bigint[], $11::text[], $12::bigint[],"
+      " $13::timestamptz[])"
       " ON CONFLICT (sku, store_id) DO UPDATE"
       " SET amount_minor = EXCLUDED.amount_minor,"
-      " currency = EXCLUDED.currency,"
+      " currency = EXCLUDED.currency, version = EXCLUDED.version,"
       " source_ts = COALESCE(EXCLUDED.source_ts, price_book.source_ts),"
-      " version = price_book.version + 1, updated_at = now()"
-      " WHERE price_book.source_ts IS NULL OR EXCLUDED.source_ts IS NULL"
-      " OR EXCLUDED.source_ts >= price_book.source_ts"
-      " RETURNING version),"
-      " bi AS (UPDATE products pr SET version = pr.version + 1,"
-      " updated_at = now() FROM variants v, p WHERE $2 = ''"
-      " AND v.sku = $1 AND pr.id = v.item_id RETURNING pr.id),"
-      " bs AS (UPDATE stock_levels s SET version = s.version + 1,"
-      " updated_at = now() FROM p WHERE s.sku = $1"
-      " AND ($2 = '' OR s.store_id = $2) RETURNING s.store_id),"
+      " updated_at = now()),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
-      " causation_id) SELECT $6::uuid, 'price', $11, p.version,"
-      " 'pricing.price.updated', $10::jsonb, $7::jsonb, $8, $9 FROM p)"
-      " SELECT p.version, (SELECT json_agg(id) FROM bi)::text,"
-      " (SELECT json_agg(store_id) FROM bs)::text FROM p" },
+      " causation_id) SELECT eid, 'price', agg, version,"
+      " 'pricing.price.updated', data::jsonb, meta::jsonb, corr, caus"
+      " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[],"
+      " $5::text[], $6::text[], $7::text[]) WITH ORDINALITY"
+      " AS c(eid, agg, version, data, meta, corr, caus, ord) ORDER BY ord),"
+      " bi AS (UPDATE products p SET version = p.version + 1,"
+      " updated_at = now() WHERE p.id IN (SELECT v.item_id FROM variants v"
+      " WHERE v.sku = ANY($14::text[])) RETURNING p.id),"
+      " bs AS (UPDATE stock_levels s SET version = s.version + 1,"
+      " updated_at = now() WHERE s.sku = ANY($14::text[])"
+      " RETURNING s.store_id, s.sku),"
+      " bo AS (UPDATE stock_levels s SET version = s.version + 1,"
+      " updated_at = now() FROM unnest($15::text[], $16::text[]) AS o(sku,"
+      " store) WHERE s.store_id = o.store AND s.sku = o.sku"
+      " RETURNING s.store_id, s.sku)"
+      " SELECT 'i', id, NULL FROM bi UNION ALL"
+      " SELECT 's', store_id, sku FROM bs UNION ALL"
+      " SELECT 's', store_id, sku FROM bo" },
 
     /* item.upsert (without vendor references) in one statement: merchant,
      * item, variants and addon groups replaced, the event. $1 id, $2
@@ -1718,7 +1740,6 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
 typedef enum {
     PROJ_Q_STORE = 0,
-    PROJ_Q_PRICE,
     PROJ_Q_ITEM
 } proj_q_kind_t;
 
@@ -1736,10 +1757,8 @@ typedef struct {
 
 typedef struct {
     proj_q_kind_t   kind;
-    const char     *store;        /* point into the command's JSON */
-    const char     *sku;
-    const char     *item;
-    proj_pev_t     *ev;           /* PRICE, ITEM: the event */
+    const char     *item;         /* points into the command's JSON */
+    proj_pev_t     *ev;           /* ITEM: its event */
 } proj_q_t;
 
 
@@ -1800,6 +1819,34 @@ typedef struct {
     proj_msg_t     *msg;          /* the message it belongs to */
 } proj_sc_t;
 
+/* A price command waiting for the batch's price statement. Strings
+ * without a buffer point into the message's commands. */
+typedef struct {
+    const char     *sku;
+    const char     *store;        /* "" for the base price */
+    const char     *currency;
+    const char     *as_of;
+    long long       amount;
+    char           *data;         /* event data */
+    char            id[37];
+    char            ts[32];       /* occurred_at */
+    size_t          key;          /* index in proj_pk_t keys */
+    proj_msg_t     *msg;
+} proj_pc_t;
+
+/* A price row as the fold goes: read locked, then changed in C. */
+typedef struct {
+    const char     *sku;
+    const char     *store;
+    int             exists;
+    long long       version;
+    long long       ts_us;        /* source_ts; -1: none */
+    const char     *as_of;        /* latest as_of applied; NULL: keep */
+    long long       amount;
+    const char     *currency;
+    int             changed;
+} proj_pk_t;
+
 /* A stock level as the fold goes: read locked, then changed in C. */
 typedef struct {
     const char     *store;
@@ -1823,6 +1870,9 @@ typedef struct {
     proj_sc_t      *sc;           /* stock commands not yet applied */
     size_t          nsc;
     size_t          capsc;
+    proj_pc_t      *pc;           /* price commands not yet applied */
+    size_t          npc;
+    size_t          cappc;
 } proj_pipe_t;
 
 
@@ -1864,8 +1914,6 @@ proj_pipe_error(proj_pipe_t *pp, const PGresult *res, char *err,
 static void
 proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
 {
-    int            i;
-    json_t        *ids, *v;
     proj_store_t  *st = pp->st;
     proj_pev_t    *ev = q->ev;
 
@@ -1881,35 +1929,7 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
     proj_batch_event(st, ev->msg, ev->id, ev->type, ev->agg_type, ev->agg,
                      atoll(PQgetvalue(res, 0, 0)), ev->ts, ev->data);
     st->n_events++;
-
-    if (q->kind == PROJ_Q_ITEM) {
-        json_object_set_new(st->items, q->item, json_true());
-        return;
-    }
-
-    for (i = 1; i <= 2; i++) {
-        if (PQgetisnull(res, 0, i)) {
-            continue;
-        }
-        ids = json_loads(PQgetvalue(res, 0, i), JSON_DECODE_ANY, NULL);
-        if (json_is_array(ids)) {
-            size_t  j;
-
-            for (j = 0; j < json_array_size(ids); j++) {
-                v = json_array_get(ids, j);
-                if (!json_is_string(v)) {
-                    continue;
-                }
-                if (i == 1) {
-                    json_object_set_new(st->items, json_string_value(v),
-                                        json_true());
-                } else {
-                    proj_touch_stock(st, json_string_value(v), q->sku);
-                }
-            }
-        }
-        json_decref(ids);
-    }
+    json_object_set_new(st->items, q->item, json_true());
 }
 
 
@@ -2037,7 +2057,7 @@ static cw_pg_class_t
 proj_fast_store(proj_pipe_t *pp, proj_ctx_t *c, const char *store,
     char *err, size_t errlen)
 {
-    proj_q_t       q = { PROJ_Q_STORE, NULL, NULL, NULL, NULL };
+    proj_q_t       q = { PROJ_Q_STORE, NULL, NULL };
     const char    *p[2];
     proj_store_t  *st = pp->st;
 
@@ -2126,6 +2146,8 @@ proj_stock_clear(proj_pipe_t *pp)
 static void
 proj_arr(cw_buf_t *a, const char *s)
 {
+    const char  *e;
+
     if (a->len > 1) {
         cw_buf_putc(a, ',');
     }
@@ -2136,11 +2158,15 @@ proj_arr(cw_buf_t *a, const char *s)
     }
 
     cw_buf_putc(a, '"');
-    for ( ; *s != '\0'; s++) {
-        if (*s == '"' || *s == '\\') {
-            cw_buf_putc(a, '\\');
+    for ( ;; ) {
+        e = s + strcspn(s, "\"\\");
+        cw_buf_append(a, s, (size_t) (e - s));
+        if (*e == '\0') {
+            break;
         }
-        cw_buf_putc(a, *s);
+        cw_buf_putc(a, '\\');
+        cw_buf_putc(a, *e);
+        s = e + 1;
     }
     cw_buf_putc(a, '"');
 }
@@ -2149,10 +2175,23 @@ proj_arr(cw_buf_t *a, const char *s)
 static void
 proj_arr_ll(cw_buf_t *a, long long v)
 {
-    char  num[24];
+    char                 num[24], *p = num + sizeof(num);
+    unsigned long long   u = v < 0 ? 0ULL - (unsigned long long) v
+                                   : (unsigned long long) v;
 
-    snprintf(num, sizeof(num), "%lld", v);
-    proj_arr(a, num);
+    *--p = '\0';
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+
+    if (a->len > 1) {
+        cw_buf_putc(a, ',');
+    }
+    cw_buf_puts(a, p);
 }
 
 
@@ -2442,6 +2481,314 @@ done:
 }
 
 
+/* Queues a price command for the batch's price statement (its store goes
+ * into the pipeline now, the first time it is seen). */
+static cw_pg_class_t
+proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
+{
+    json_t         *price;
+    cw_buf_t        data;
+    proj_pc_t      *pc;
+    const char     *store = proj_str(c->cmd, "store_id");
+    cw_pg_class_t   cls;
+
+    if (store != NULL) {
+        cls = proj_fast_store(pp, c, store, err, errlen);
+        if (cls != CW_PG_OK) {
+            return cls;
+        }
+    }
+
+    if (pp->npc == pp->cappc) {
+        size_t  cap = pp->cappc ? pp->cappc * 2 : 64;
+
+        pc = realloc(pp->pc, cap * sizeof(*pc));
+        if (pc == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return CW_PG_PERMANENT;
+        }
+        pp->pc = pc;
+        pp->cappc = cap;
+    }
+
+    pc = &pp->pc[pp->npc];
+    memset(pc, 0, sizeof(*pc));
+
+    price = json_object_get(c->cmd, "price");
+    pc->sku = proj_str(c->cmd, "sku");
+    pc->store = store != NULL ? store : "";
+    pc->currency = proj_str(price, "currency");
+    pc->as_of = proj_str(c->cmd, "as_of");
+    pc->amount = json_integer_value(json_object_get(price, "amount_minor"));
+    pc->msg = c->msg;
+
+    cw_buf_init(&data);
+    cw_buf_puts(&data, "{\"sku\":");
+    cw_buf_json_str(&data, pc->sku);
+    cw_buf_puts(&data, ",\"store_id\":");
+    proj_json_str_or_null(&data, store);
+    cw_buf_puts(&data, ",\"price\":{\"amount\":");
+    proj_json_str_or_null(&data, proj_str(price, "amount"));
+    cw_buf_puts(&data, ",\"currency\":");
+    proj_json_str_or_null(&data, pc->currency);
+    cw_buf_puts(&data, "}}");
+
+    if (data.oom || proj_msg_meta(c->msg) == NULL
+        || proj_event_id(c, pc->id) != 0)
+    {
+        cw_buf_free(&data);
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    pc->data = data.data;
+    cw_wall_ts(pc->ts, sizeof(pc->ts));
+    pp->npc++;
+
+    return CW_PG_OK;
+}
+
+
+static void
+proj_price_clear(proj_pipe_t *pp)
+{
+    size_t  i;
+
+    for (i = 0; i < pp->npc; i++) {
+        free(pp->pc[i].data);
+    }
+    pp->npc = 0;
+}
+
+
+#define PROJ_PRICE_CMD  7
+#define PROJ_PRICE_KEY  9
+
+/*
+ * Applies the queued price commands: their rows are read under lock,
+ * the commands folded over them in C in batch order (a price older than
+ * the stored one is stale and changes nothing, as in the careful path's
+ * price_put), and everything written back by one statement, which also
+ * bumps the versions of the renderings the prices are part of.
+ */
+static cw_pg_class_t
+proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
+{
+    char            kbuf[2 * PROJ_ID_MAX + 2], agg[2 * PROJ_ID_MAX + 32];
+    size_t          i, nk = 0, napplied = 0;
+    json_t         *index = NULL;
+    PGresult       *res;
+    cw_buf_t        ka[2], ts, ca[PROJ_PRICE_CMD], fa[PROJ_PRICE_KEY];
+    proj_pc_t      *pc;
+    proj_pk_t      *keys = NULL, *k;
+    const char     *p[PROJ_PRICE_CMD + PROJ_PRICE_KEY];
+    proj_store_t   *st = pp->st;
+    cw_pg_class_t   cls = CW_PG_OK;
+    long long      *as_of_us = NULL;
+
+    if (pp->npc == 0) {
+        return CW_PG_OK;
+    }
+
+    for (i = 0; i < 2; i++) {
+        cw_buf_init(&ka[i]);
+        cw_buf_putc(&ka[i], '{');
+    }
+    for (i = 0; i < PROJ_PRICE_CMD; i++) {
+        cw_buf_init(&ca[i]);
+        cw_buf_putc(&ca[i], '{');
+    }
+    for (i = 0; i < PROJ_PRICE_KEY; i++) {
+        cw_buf_init(&fa[i]);
+        cw_buf_putc(&fa[i], '{');
+    }
+    cw_buf_init(&ts);
+    cw_buf_putc(&ts, '{');
+
+    index = json_object();
+    keys = calloc(pp->npc, sizeof(*keys));
+    as_of_us = calloc(pp->npc, sizeof(*as_of_us));
+    if (index == NULL || keys == NULL || as_of_us == NULL) {
+        goto oom;
+    }
+
+    /* The distinct keys, in order of first appearance. */
+    for (i = 0; i < pp->npc; i++) {
+        pc = &pp->pc[i];
+        snprintf(kbuf, sizeof(kbuf), "%s\n%s", pc->sku, pc->store);
+
+        if (json_object_get(index, kbuf) == NULL) {
+            keys[nk].sku = pc->sku;
+            keys[nk].store = pc->store;
+            keys[nk].ts_us = -1;
+            json_object_set_new(index, kbuf, json_integer((json_int_t) nk));
+            proj_arr(&ka[0], pc->sku);
+            proj_arr(&ka[1], pc->store);
+            nk++;
+        }
+
+        pc->key = (size_t) json_integer_value(json_object_get(index, kbuf));
+        proj_arr(&ts, pc->as_of);
+    }
+
+    cw_buf_putc(&ka[0], '}');
+    cw_buf_putc(&ka[1], '}');
+    cw_buf_putc(&ts, '}');
+    if (ka[0].oom || ka[1].oom || ts.oom) {
+        goto oom;
+    }
+
+    p[0] = ka[0].data;
+    p[1] = ka[1].data;
+    res = cw_pg_execp(st->pg, "bulk_price_state", 2, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        k = &keys[atoll(PQgetvalue(res, (int) i, 0)) - 1];
+        k->exists = 1;
+        k->version = atoll(PQgetvalue(res, (int) i, 1));
+        k->ts_us = PQgetisnull(res, (int) i, 2)
+                   ? -1 : atoll(PQgetvalue(res, (int) i, 2));
+    }
+    PQclear(res);
+
+    p[0] = ts.data;
+    res = cw_pg_execp(st->pg, "bulk_stock_ts", 1, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+    for (i = 0; i < pp->npc; i++) {
+        as_of_us[i] = i < (size_t) PQntuples(res)
+                      && !PQgetisnull(res, (int) i, 0)
+                      ? atoll(PQgetvalue(res, (int) i, 0)) : -1;
+    }
+    PQclear(res);
+
+    /* The fold, command by command in batch order. */
+    for (i = 0; i < pp->npc; i++) {
+        pc = &pp->pc[i];
+        k = &keys[pc->key];
+
+        if (k->exists && as_of_us[i] >= 0 && k->ts_us >= 0
+            && as_of_us[i] < k->ts_us)
+        {
+            st->n_stale++;
+            continue;
+        }
+
+        k->version = k->exists ? k->version + 1 : 1;
+        k->exists = 1;
+        k->amount = pc->amount;
+        k->currency = pc->currency;
+        if (as_of_us[i] >= 0) {
+            k->ts_us = as_of_us[i];
+            k->as_of = pc->as_of;
+        }
+        k->changed = 1;
+
+        snprintf(agg, sizeof(agg), "price:%s@%s", pc->sku,
+                 pc->store[0] != '\0' ? pc->store : "*");
+        proj_batch_event(st, pc->msg, pc->id, "pricing.price.updated",
+                         "price", agg, k->version, pc->ts, pc->data);
+
+        proj_arr(&ca[0], pc->id);
+        proj_arr(&ca[1], agg);
+        proj_arr_ll(&ca[2], k->version);
+        proj_arr(&ca[3], pc->data);
+        proj_arr(&ca[4], pc->msg->meta);
+        proj_arr(&ca[5], pc->msg->delivery_id != NULL
+                         ? pc->msg->delivery_id : pc->msg->dedup);
+        proj_arr(&ca[6], pc->msg->dedup);
+        napplied++;
+    }
+
+    if (napplied == 0) {
+        goto done;
+    }
+
+    for (i = 0; i < nk; i++) {
+        k = &keys[i];
+        if (!k->changed) {
+            continue;
+        }
+        proj_arr(&fa[0], k->sku);
+        proj_arr(&fa[1], k->store);
+        proj_arr_ll(&fa[2], k->amount);
+        proj_arr(&fa[3], k->currency);
+        proj_arr_ll(&fa[4], k->version);
+        proj_arr(&fa[5], k->as_of);
+        if (k->store[0] == '\0') {
+            proj_arr(&fa[6], k->sku);
+        } else {
+            proj_arr(&fa[7], k->sku);
+            proj_arr(&fa[8], k->store);
+        }
+    }
+
+    for (i = 0; i < PROJ_PRICE_CMD; i++) {
+        cw_buf_putc(&ca[i], '}');
+        if (ca[i].oom) {
+            goto oom;
+        }
+        p[i] = ca[i].data;
+    }
+    for (i = 0; i < PROJ_PRICE_KEY; i++) {
+        cw_buf_putc(&fa[i], '}');
+        if (fa[i].oom) {
+            goto oom;
+        }
+        p[PROJ_PRICE_CMD + i] = fa[i].data;
+    }
+
+    res = cw_pg_execp(st->pg, "bulk_price_write",
+                      PROJ_PRICE_CMD + PROJ_PRICE_KEY, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        if (PQgetvalue(res, (int) i, 0)[0] == 'i') {
+            json_object_set_new(st->items, PQgetvalue(res, (int) i, 1),
+                                json_true());
+        } else {
+            proj_touch_stock(st, PQgetvalue(res, (int) i, 1),
+                             PQgetvalue(res, (int) i, 2));
+        }
+    }
+    PQclear(res);
+
+    st->n_events += (long long) napplied;
+
+    goto done;
+
+oom:
+
+    snprintf(err, errlen, "out of memory");
+    cls = CW_PG_PERMANENT;
+
+done:
+
+    for (i = 0; i < 2; i++) {
+        cw_buf_free(&ka[i]);
+    }
+    for (i = 0; i < PROJ_PRICE_CMD; i++) {
+        cw_buf_free(&ca[i]);
+    }
+    for (i = 0; i < PROJ_PRICE_KEY; i++) {
+        cw_buf_free(&fa[i]);
+    }
+    cw_buf_free(&ts);
+    json_decref(index);
+    free(keys);
+    free(as_of_us);
+    proj_price_clear(pp);
+
+    return cls;
+}
+
+
 /* Everything queued so far, in order: the pipeline (stores, prices,
  * items), then the stock statement. */
 static cw_pg_class_t
@@ -2454,67 +2801,12 @@ proj_fast_flush(proj_pipe_t *pp, char *err, size_t errlen)
         return cls;
     }
 
-    return proj_bulk_stock(pp, err, errlen);
-}
-
-
-static cw_pg_class_t
-proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
-{
-    char            amount[24], agg[2 * PROJ_ID_MAX + 32];
-    json_t         *price, *data;
-    proj_q_t        q = { PROJ_Q_PRICE, NULL, NULL, NULL, NULL };
-    const char     *p[11], *store;
-    cw_pg_class_t   cls;
-
-    price = json_object_get(c->cmd, "price");
-    store = proj_str(c->cmd, "store_id");
-    q.sku = proj_str(c->cmd, "sku");
-    q.store = store;
-
-    if (store != NULL) {
-        cls = proj_fast_store(pp, c, store, err, errlen);
-        if (cls != CW_PG_OK) {
-            return cls;
-        }
-    }
-
-    snprintf(amount, sizeof(amount), "%" JSON_INTEGER_FORMAT,
-             json_integer_value(json_object_get(price, "amount_minor")));
-    snprintf(agg, sizeof(agg), "price:%s@%s", q.sku, store ? store : "*");
-
-    data = json_pack("{s:s, s:s?, s:{s:s, s:s}}", "sku", q.sku,
-                     "store_id", store, "price",
-                     "amount", proj_str(price, "amount"),
-                     "currency", proj_str(price, "currency"));
-    q.ev = proj_pev_new(c, "pricing.price.updated", "price", agg,
-                        data != NULL ? json_dumps(data, JSON_COMPACT)
-                                     : NULL);
-    json_decref(data);
-
-    if (q.ev == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return CW_PG_PERMANENT;
-    }
-
-    p[0] = q.sku;
-    p[1] = store != NULL ? store : "";
-    p[2] = amount;
-    p[3] = proj_str(price, "currency");
-    p[4] = proj_str(c->cmd, "as_of");
-    p[5] = q.ev->id;
-    p[6] = c->msg->meta;
-    p[7] = c->msg->delivery_id != NULL ? c->msg->delivery_id : c->msg->dedup;
-    p[8] = c->msg->dedup;
-    p[9] = q.ev->data;
-    p[10] = q.ev->agg;
-
-    cls = proj_pipe_send(pp, "fast_price", 11, p, &q, err, errlen);
+    cls = proj_bulk_price(pp, err, errlen);
     if (cls != CW_PG_OK) {
-        proj_pev_free(q.ev);
+        return cls;
     }
 
-    return cls;
+    return proj_bulk_stock(pp, err, errlen);
 }
 
 
@@ -2523,7 +2815,7 @@ proj_fast_item(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
 {
     char           *s[4] = { NULL, NULL, NULL, NULL };
     json_t         *item;
-    proj_q_t        q = { PROJ_Q_ITEM, NULL, NULL, NULL, NULL };
+    proj_q_t        q = { PROJ_Q_ITEM, NULL, NULL };
     const char     *p[17];
     cw_pg_class_t   cls = CW_PG_PERMANENT;
     int             i;
@@ -2589,18 +2881,22 @@ static cw_pg_class_t
 proj_fast_command(proj_pipe_t *pp, proj_batch_t *b, proj_ctx_t *c,
     char *err, size_t errlen)
 {
+    int             stock_pending, price_pending;
     const char     *type = proj_str(c->cmd, "type");
     proj_rc_t       rc;
     cw_pg_class_t   cls;
 
     c->nevent = 0;
 
-    /* Stock commands wait for the batch's stock statement; the events of
-     * one message stay in command order, so its pending stock commands
-     * are applied before its next other command. */
-    if (pp->nsc > 0 && pp->sc[pp->nsc - 1].msg == c->msg
-        && (strcmp(type, "item.upsert") == 0
-            || strcmp(type, "price.set") == 0))
+    /* Prices and stock commands wait for the batch's price and stock
+     * statements, which run after the pipeline, prices first. The events
+     * of one message stay in command order: its pending commands that
+     * would run later are applied before one that would run earlier. */
+    stock_pending = pp->nsc > 0 && pp->sc[pp->nsc - 1].msg == c->msg;
+    price_pending = pp->npc > 0 && pp->pc[pp->npc - 1].msg == c->msg;
+
+    if ((strcmp(type, "item.upsert") == 0 && (stock_pending || price_pending))
+        || (strcmp(type, "price.set") == 0 && stock_pending))
     {
         cls = proj_fast_flush(pp, err, errlen);
         if (cls != CW_PG_OK || pp->reject) {
@@ -2720,6 +3016,7 @@ proj_fast_records(proj_batch_t *b, cw_pg_array_t *bodies,
 static cw_pg_class_t
 proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
+    json_t         *seen;
     char            part[16], off[24], next[24], *records;
     int             alen[3], afmt[3] = { 0, 1, 1 };
     cw_pg_array_t   bodies, keys;
@@ -2796,21 +3093,24 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     /* A dedup key claimed twice in one batch: the later ones are
      * duplicates (only valid messages claim keys). */
+    seen = json_object();
+    if (seen == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
     for (i = 0; i < b->n; i++) {
         pm = &b->msgs[i];
         pm->dup = 0;
         if (pm->fenced || pm->cmds == NULL) {
             continue;
         }
-        for (j = 0; j < i; j++) {
-            if (!b->msgs[j].fenced && b->msgs[j].cmds != NULL
-                && strcmp(b->msgs[j].dedup, pm->dedup) == 0)
-            {
-                pm->dup = 1;
-                break;
-            }
+        if (json_object_get(seen, pm->dedup) != NULL) {
+            pm->dup = 1;
+        } else {
+            json_object_set_new(seen, pm->dedup, json_true());
         }
     }
+    json_decref(seen);
 
     cw_pg_array_init(&bodies, 17);          /* bytea */
     cw_pg_array_init(&keys, 17);
@@ -2935,6 +3235,8 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     proj_stock_clear(pp);
     free(pp->sc);
+    proj_price_clear(pp);
+    free(pp->pc);
     free(pp);
     json_decref(claimed);
 
