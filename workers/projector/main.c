@@ -43,6 +43,15 @@
  * Kafka, the other writes read-model values to Redis; each has its own
  * PostgreSQL connection, so neither consumption nor the other drainer
  * waits for it. */
+/* The read-model keys row of a batch just committed, handed over. */
+typedef struct proj_keys_s  proj_keys_t;
+
+struct proj_keys_s {
+    proj_keys_t           *next;
+    long long              id;
+    char                  *json;
+};
+
 typedef struct {
     const char            *name;
     proj_outbox_t         *outbox;
@@ -53,6 +62,8 @@ typedef struct {
     int                    kick;
     int                    stop;
     int                    final;      /* drain once more before leaving */
+    proj_keys_t           *head;       /* handed over, not yet written */
+    proj_keys_t          **tail;
 } proj_drainer_t;
 
 typedef struct {
@@ -86,7 +97,7 @@ static const char *const  proj_lib_defaults[][2] = {
     { "kafka.client_id", "commerce-projector" },
     /* Under load a batch fills at once; when traffic is light, waiting
      * for more messages only delays what is already there. */
-    { "kafka.batch_wait", "5ms" },
+    { "kafka.batch_wait", "1ms" },
     { "kafka.batch_max", "1000" },
     /* An idle broker holds a fetch up to fetch.wait.max.ms (librdkafka:
      * 500 ms): that long a lone webhook would wait to be seen. */
@@ -149,20 +160,28 @@ proj_on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 
 
 static void proj_drainer_kick(proj_drainer_t *d, int stop, int final);
+static void proj_drainer_push(proj_drainer_t *d, long long id, char *json);
 
 
-/* Applies a batch, then kicks the drainers: the read-model values and
- * the events it committed are written and published by them. */
+/* Applies a batch, then hands the read-model keys it changed to the
+ * read-model thread and kicks the publisher: the values and the events
+ * it committed are written and published by them. */
 static int
 proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
 {
+    char        *keys;
+    long long    id;
     proj_app_t  *app = ud;
 
     if (proj_store_apply_batch(app->store, msgs, n, app->stop) != 0) {
         return -1;
     }
 
-    proj_drainer_kick(app->rmw, 0, 0);
+    id = proj_store_take_rm_keys(app->store, &keys);
+    if (id > 0) {
+        proj_drainer_push(app->rmw, id, keys);
+    }
+
     proj_drainer_kick(app->pub, 0, 0);
 
     return 0;
@@ -205,52 +224,143 @@ proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
 }
 
 
+/* Writes the values of handed-over keys rows, then deletes the rows in
+ * one statement. A failure leaves them to the drain, after a backoff. */
+static void
+proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
+    int64_t *next_try)
+{
+    int           rc = 0;
+    char          err[512];
+    cw_buf_t      ids;
+    proj_keys_t  *k;
+
+    cw_buf_init(&ids);
+    cw_buf_putc(&ids, '{');
+
+    while (q != NULL) {
+        k = q;
+        q = q->next;
+
+        if (rc == 0 && cw_now_ms() >= *next_try) {
+            rc = proj_outbox_write_keys(d->outbox, k->json, err, sizeof(err))
+                 < 0;
+            if (rc == 0) {
+                cw_buf_printf(&ids, "%s%lld", ids.len > 1 ? "," : "", k->id);
+            }
+        }
+
+        free(k->json);
+        free(k);
+    }
+
+    cw_buf_putc(&ids, '}');
+
+    if (rc == 0 && ids.len > 2) {
+        rc = proj_outbox_forget(d->outbox, ids.data, err, sizeof(err));
+    }
+
+    cw_buf_free(&ids);
+
+    if (rc != 0) {
+        int64_t  delay = cw_backoff_next(bo);
+
+        cw_log(CW_LOG_WARN, "read model not written yet, retry in %lld ms: "
+               "%s", (long long) delay, err);
+        *next_try = cw_now_ms() + delay;
+    }
+}
+
+
 static void *
 proj_drainer_run(void *arg)
 {
-    int                stop, final, more = 1;
+    int                stop, final, more = 1, timed_out;
     int64_t            next_try = 0;
     cw_backoff_t       bo;
+    proj_keys_t       *q;
     struct timespec    until;
-    proj_drainer_t    *pub = arg;
+    proj_drainer_t    *d = arg;
 
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
 
     for ( ;; ) {
-        pthread_mutex_lock(&pub->lock);
+        pthread_mutex_lock(&d->lock);
 
-        if (!more && !pub->kick && !pub->stop) {
+        timed_out = 0;
+        if (!more && !d->kick && !d->stop && d->head == NULL) {
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 100 * 1000000L;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;
             }
-            while (!pub->kick && !pub->stop
-                   && pthread_cond_timedwait(&pub->cond, &pub->lock, &until)
-                      != ETIMEDOUT)
-            {
-                /* woken early: check again */
+            while (!d->kick && !d->stop && d->head == NULL) {
+                if (pthread_cond_timedwait(&d->cond, &d->lock, &until)
+                    == ETIMEDOUT)
+                {
+                    timed_out = 1;
+                    break;
+                }
             }
         }
 
-        pub->kick = 0;
-        stop = pub->stop;
-        final = pub->final;
-        pthread_mutex_unlock(&pub->lock);
+        q = d->head;
+        d->head = NULL;
+        d->tail = &d->head;
+        d->kick = 0;
+        stop = d->stop;
+        final = d->final;
+        pthread_mutex_unlock(&d->lock);
+
+        /* Batches this process just committed: written at once, no scan
+         * of the outbox. */
+        if (q != NULL) {
+            proj_write_keys(d, q, &bo, &next_try);
+        }
 
         if (stop) {
             if (final) {
                 next_try = 0;
-                while (proj_drain(pub->outbox, &bo, &next_try)) {
-                    /* publish what is left */
+                while (proj_drain(d->outbox, &bo, &next_try)) {
+                    /* do what is left */
                 }
             }
             return NULL;
         }
 
-        more = proj_drain(pub->outbox, &bo, &next_try);
+        /* The drain: rows of the drainer's kind on every kick (publisher)
+         * or, for handed-over rows, when idle (left by a crash or a
+         * failed write). */
+        if (q == NULL || timed_out || more) {
+            more = proj_drain(d->outbox, &bo, &next_try);
+        }
     }
+}
+
+
+/* Hands the read-model keys of a committed batch to the read-model
+ * thread; json is taken over. */
+static void
+proj_drainer_push(proj_drainer_t *d, long long id, char *json)
+{
+    proj_keys_t  *k;
+
+    k = malloc(sizeof(*k));
+    if (k == NULL) {
+        free(json);                 /* the row stays for the drain */
+        return;
+    }
+
+    k->next = NULL;
+    k->id = id;
+    k->json = json;
+
+    pthread_mutex_lock(&d->lock);
+    *d->tail = k;
+    d->tail = &k->next;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
 }
 
 
@@ -271,6 +381,8 @@ proj_drainer_kick(proj_drainer_t *d, int stop, int final)
 static int
 proj_drainer_start(proj_drainer_t *d)
 {
+    d->head = NULL;
+    d->tail = &d->head;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
 

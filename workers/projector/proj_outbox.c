@@ -556,6 +556,73 @@ proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
 }
 
 
+int
+proj_outbox_write_keys(proj_outbox_t *o, const char *keys, char *err,
+    size_t errlen)
+{
+    char  ignore[256];
+    int   n, rc = 0;
+
+    n = proj_rm_render(o, o->pg, keys, err, errlen);
+    if (n < 0) {
+        rc = -1;
+        n = 0;
+    }
+
+    /* Replies of queued writes are read even when rendering failed half
+     * way, so the connection stays in step. */
+    if (proj_rm_flush(o, (size_t) n, rc ? ignore : err,
+                      rc ? sizeof(ignore) : errlen) != 0)
+    {
+        rc = -1;
+    }
+
+    if (rc != 0) {
+        cw_counter_inc(o->m.failures);
+        return -1;
+    }
+
+    return n;
+}
+
+
+static cw_pg_class_t
+proj_forget_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    PGresult       *res;
+    const char     *p[1];
+    cw_pg_class_t   cls;
+
+    /* As in the drain: a delete lost in a crash only writes the values
+     * again. */
+    cls = cw_pg_command(pg, "SET LOCAL synchronous_commit = off", err,
+                        errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    p[0] = ud;
+    res = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                     1, p, &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    PQclear(res);
+
+    return CW_PG_OK;
+}
+
+
+int
+proj_outbox_forget(proj_outbox_t *o, const char *ids, char *err,
+    size_t errlen)
+{
+    return cw_pg_txn(o->pg, proj_forget_txn, (void *) ids, 1, err, errlen)
+           == CW_PG_OK ? 0 : -1;
+}
+
+
 static cw_pg_class_t
 proj_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {

@@ -36,6 +36,18 @@ void proj_outbox_free(proj_outbox_t *o);
  * PostgreSQL failed (nothing is deleted then; try again later). */
 int proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen);
 
+/* Writes the read-model values of a 'redis_keys' payload a batch of this
+ * process just committed (proj_store_take_rm_keys), rendered from the
+ * committed rows, to Redis behind the version guard; the row itself is
+ * left to proj_outbox_forget. Returns the number of values, or -1. */
+int proj_outbox_write_keys(proj_outbox_t *o, const char *keys, char *err,
+    size_t errlen);
+
+/* Deletes the rows ids (a bigint[] literal) whose work is done; the
+ * commit does not wait for the disk. Returns 0 or -1. */
+int proj_outbox_forget(proj_outbox_t *o, const char *ids, char *err,
+    size_t errlen);
+
 /* Writes every read-model value rendered from PostgreSQL to Redis,
  * guarded by version like live writes. Returns 0 or -1. */
 int proj_outbox_rebuild(proj_outbox_t *o, volatile int *stop);

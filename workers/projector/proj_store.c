@@ -79,6 +79,10 @@ struct proj_store_s {
     cw_buf_t               kblob;
     size_t                 kblob_n;
     cw_buf_t               scratch;
+
+    /* The 'redis_keys' row of the attempt: id (0: none) and payload. */
+    long long              keys_id;
+    char                  *keys_json;
 };
 
 typedef struct {
@@ -502,7 +506,7 @@ static const struct {
      * (proj_outbox_write), or by the drain after a crash. */
     { "rm_keys", 1,
       "INSERT INTO outbox (kind, payload)"
-      " VALUES ('redis_keys', convert_to($1, 'UTF8'))" },
+      " VALUES ('redis_keys', convert_to($1, 'UTF8')) RETURNING id" },
 };
 
 
@@ -543,6 +547,7 @@ proj_store_free(proj_store_t *st)
         json_decref(st->stores_new);
         cw_buf_free(&st->kblob);
         cw_buf_free(&st->scratch);
+        free(st->keys_json);
         free(st);
     }
 }
@@ -1614,11 +1619,13 @@ proj_render(proj_store_t *st, char *err, size_t errlen)
 
     res = cw_pg_execp(st->pg, "rm_keys", 1, (const char *const *) &s, &cls,
                       err, errlen);
-    free(s);
     if (res == NULL) {
+        free(s);
         return cls;
     }
 
+    st->keys_id = atoll(PQgetvalue(res, 0, 0));
+    st->keys_json = s;
     PQclear(res);
 
     return CW_PG_OK;
@@ -1890,6 +1897,9 @@ proj_attempt_reset(proj_store_t *st)
     st->n_events = st->n_stale = 0;
     cw_buf_reset(&st->kblob);
     st->kblob_n = 0;
+    free(st->keys_json);
+    st->keys_json = NULL;
+    st->keys_id = 0;
 }
 
 
@@ -3335,6 +3345,19 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
 
     return cls;
+}
+
+
+long long
+proj_store_take_rm_keys(proj_store_t *st, char **json)
+{
+    long long  id = st->keys_id;
+
+    *json = st->keys_json;
+    st->keys_json = NULL;
+    st->keys_id = 0;
+
+    return id;
 }
 
 

@@ -40,6 +40,11 @@ int proj_store_prepare(proj_store_t *st, char *err, size_t errlen);
 int proj_store_load_offsets(proj_store_t *st,
     rd_kafka_topic_partition_list_t *parts, volatile int *stop);
 
+/* The 'redis_keys' outbox row of the last committed batch: its id, 0
+ * when the batch changed no read-model value, and in *json its payload,
+ * which the caller now owns (free()). */
+long long proj_store_take_rm_keys(proj_store_t *st, char **json);
+
 /* Adapts, validates and applies a batch; returns 0 once committed, -1
  * if stopped or on an error that is not the messages' fault. */
 int proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,

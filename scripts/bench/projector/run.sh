@@ -39,7 +39,8 @@
 #   BENCH_PROJ_PERF=0            1: perf record the projector (perf.data),
 #                                call graphs BENCH_PROJ_PERF_CG (fp, dwarf)
 #   BENCH_PROJ_PGSTAT=0          1: load pg_stat_statements and write the
-#                                statements by total time to pgstat.txt
+#                                statements by total time to pgstat-throughput.txt
+#                                and pgstat-latency.txt
 #   COMMERCE_BUILD               build dir holding bin/ and the module
 #                                (default build/)
 set -euo pipefail
@@ -265,6 +266,18 @@ start_nginx() {
     die "nginx did not start"
 }
 
+pgstat_dump() {     # pgstat_dump PHASE: statements by total time, then reset
+    [ "$PGSTAT" = 1 ] || return 0
+    psql "$CONNINFO" -Atc "SELECT round(total_exec_time)::text || ' ms, '
+        || calls || ' calls, ' || round((total_exec_time / calls)::numeric,
+        3) || ' ms/call: ' || left(regexp_replace(query, '\s+', ' ', 'g'),
+        110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" \
+        > "$OUT/pgstat-$1.txt" 2>&1 || true
+    psql "$CONNINFO" -Atqc "SELECT pg_stat_statements_reset()" \
+        > /dev/null 2>&1 || true
+    log "statements by total time: $OUT/pgstat-$1.txt"
+}
+
 throughput() {
     local feed
     rm -f "$OUT/ready" "$OUT/projector.pid"
@@ -282,14 +295,7 @@ throughput() {
     echo "$PROJ_PID" > "$OUT/projector.pid"
     wait "$feed" || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
     cat "$OUT/watch.txt" >&2
-    if [ "$PGSTAT" = 1 ]; then
-        psql "$CONNINFO" -Atc "SELECT round(total_exec_time)::text || ' ms, '
-            || calls || ' calls, ' || round((total_exec_time / calls)::numeric,
-            3) || ' ms/call: ' || left(regexp_replace(query, '\s+', ' ',
-            'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC
-            LIMIT 25" > "$OUT/pgstat.txt" 2>&1 || true
-        log "statements by total time: $OUT/pgstat.txt"
-    fi
+    pgstat_dump throughput
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
@@ -311,6 +317,7 @@ latency() {
         1000 "${cmd[@]}" > "$OUT/latency.txt" \
         || { cat "$OUT/latency.txt" >&2; die "latency run failed"; }
     cat "$OUT/latency.txt" >&2
+    pgstat_dump latency
     LAT_NOTE=
 }
 
