@@ -531,3 +531,63 @@ cw_pg_array_free(cw_pg_array_t *a)
 {
     cw_buf_free(&a->buf);
 }
+
+
+PGresult *
+cw_pg_exec_inline(cw_pg_t *pg, const char *sql, int n,
+    const char *const *values, cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    int          i;
+    char        *lit;
+    cw_buf_t     q;
+    PGresult    *res;
+    const char  *p;
+
+    if (cw_pg_ensure(pg, err, errlen) != 0) {
+        *cls = CW_PG_TRANSIENT;
+        return NULL;
+    }
+
+    cw_buf_init(&q);
+
+    for (p = sql; *p != '\0'; p++) {
+        if (*p != '$' || p[1] < '1' || p[1] > '9') {
+            cw_buf_putc(&q, *p);
+            continue;
+        }
+
+        for (i = 0; p[1] >= '0' && p[1] <= '9'; p++) {
+            i = i * 10 + (p[1] - '0');
+        }
+
+        if (i > n || values[i - 1] == NULL) {
+            cw_buf_puts(&q, "NULL");
+            continue;
+        }
+
+        lit = PQescapeLiteral(pg->conn, values[i - 1],
+                              strlen(values[i - 1]));
+        if (lit == NULL) {
+            cw_buf_free(&q);
+            snprintf(err, errlen, "escaping: %s", PQerrorMessage(pg->conn));
+            *cls = CW_PG_PERMANENT;
+            return NULL;
+        }
+        cw_buf_puts(&q, lit);
+        PQfreemem(lit);
+    }
+
+    if (q.oom) {
+        cw_buf_free(&q);
+        snprintf(err, errlen, "out of memory");
+        *cls = CW_PG_PERMANENT;
+        return NULL;
+    }
+
+    res = cw_pg_finish(pg, PQexecParams(pg->conn, q.data, 0, NULL, NULL,
+                                        NULL, NULL, 0),
+                       "query", cls, err, errlen);
+    cw_buf_free(&q);
+
+    return res;
+}

@@ -92,6 +92,13 @@ void cw_pg_array_add(cw_pg_array_t *a, const void *p, size_t len);
 int cw_pg_array_finish(cw_pg_array_t *a);
 void cw_pg_array_free(cw_pg_array_t *a);
 
+/* cw_pg_exec with the values written into the statement as literals
+ * ($1 .. $n; a NULL value is NULL): the planner then sees them, and
+ * plans a lookup by an array of keys for the array's real size, where a
+ * cached plan made for a guessed size may scan a whole table. */
+PGresult *cw_pg_exec_inline(cw_pg_t *pg, const char *sql, int n,
+    const char *const *values, cw_pg_class_t *cls, char *err, size_t errlen);
+
 /* cw_pg_execp with binary-capable values (see cw_pg_execb). */
 PGresult *cw_pg_execpb(cw_pg_t *pg, const char *name, int n,
     const char *const *values, const int *lengths, const int *formats,

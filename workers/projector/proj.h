@@ -98,6 +98,11 @@ char *proj_bytea_hex(const void *p, size_t n);
  * The result is malloc()ed. */
 char *proj_json_compact(const char *text, size_t len);
 
+/* Appends one element to a PostgreSQL array literal being built in a
+ * ("{" first, "}" when done); s NULL is SQL NULL. */
+void proj_arr(cw_buf_t *a, const char *s);
+void proj_arr_ll(cw_buf_t *a, long long v);
+
 /* Kafka messages packed into one bytea, the payload of an outbox row of
  * kind 'kafka_batch': per message, with big-endian lengths,
  *   u32 key length, key; u32 value length, value; u16 header count;

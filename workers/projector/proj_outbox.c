@@ -79,22 +79,22 @@ static const char  proj_guard_lua[] =
 
 
 /* The read-model values of a 'redis_keys' payload: rows key, field (NULL
- * for string keys), version, value. */
+ * for string keys), version, value. $1 the item ids, $2 and $3 the
+ * stores and skus of the stock levels, written in as literals
+ * (cw_pg_exec_inline) so that each lookup is planned for its size. */
 static const char  proj_rm_render_sql[] =
     "SELECT 'cat:item:' || id, NULL::text, version::text, doc"
-    " FROM rm_item_docs"
-    " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb -> 'items'))"
+    " FROM rm_item_docs WHERE id = ANY($1::text[])"
     " UNION ALL"
     " SELECT 'inv:' || store_id, sku, version::text, value"
     " FROM rm_stock_values WHERE (store_id, sku) IN"
-    " (SELECT e->>0, e->>1 FROM jsonb_array_elements($1::jsonb -> 'stocks') e)";
+    " (SELECT * FROM unnest($2::text[], $3::text[]))";
 
 
 proj_outbox_t *
 proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
     const char *kind, int page, const proj_outbox_metrics_t *metrics)
 {
-    char            err[512];
     proj_outbox_t  *o;
 
     o = calloc(1, sizeof(*o));
@@ -109,15 +109,6 @@ proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
                                           : "{redis,redis_keys}";
     o->page = page;
     o->m = *metrics;
-
-    if (redis != NULL && pg != NULL
-        && cw_pg_prepare(pg, "rm_render", proj_rm_render_sql, 1, err,
-                         sizeof(err)) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "outbox: %s", err);
-        free(o);
-        return NULL;
-    }
 
     return o;
 }
@@ -241,10 +232,46 @@ proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
 {
     int             i, n;
     char           *value;
-    PGresult       *res;
+    size_t          j;
+    json_t         *k, *items, *stocks, *pair;
+    cw_buf_t        a[3];
+    PGresult       *res = NULL;
+    const char     *p[3];
     cw_pg_class_t   cls;
 
-    res = cw_pg_execp(pg, "rm_render", 1, &keys, &cls, err, errlen);
+    k = json_loads(keys, 0, NULL);
+    items = json_object_get(k, "items");
+    stocks = json_object_get(k, "stocks");
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_init(&a[i]);
+        cw_buf_putc(&a[i], '{');
+    }
+    for (j = 0; j < json_array_size(items); j++) {
+        proj_arr(&a[0], json_string_value(json_array_get(items, j)));
+    }
+    for (j = 0; j < json_array_size(stocks); j++) {
+        pair = json_array_get(stocks, j);
+        proj_arr(&a[1], json_string_value(json_array_get(pair, 0)));
+        proj_arr(&a[2], json_string_value(json_array_get(pair, 1)));
+    }
+    for (i = 0; i < 3; i++) {
+        cw_buf_putc(&a[i], '}');
+        p[i] = a[i].data;
+    }
+
+    if (k == NULL || a[0].oom || a[1].oom || a[2].oom) {
+        snprintf(err, errlen, "outbox: bad redis_keys payload");
+    } else {
+        res = cw_pg_exec_inline(pg, proj_rm_render_sql, 3, p, &cls, err,
+                                errlen);
+    }
+
+    json_decref(k);
+    for (i = 0; i < 3; i++) {
+        cw_buf_free(&a[i]);
+    }
+
     if (res == NULL) {
         return -1;
     }

@@ -115,6 +115,11 @@ typedef struct {
 } proj_ctx_t;
 
 
+/* Statements marked PROJ_INLINE are lookups by arrays of keys: they run
+ * with their values written in (cw_pg_exec_inline), so each is planned
+ * for its real number of keys; the others are prepared once. */
+#define PROJ_INLINE  -1
+
 static const struct {
     const char  *name;
     int          nparams;
@@ -343,7 +348,7 @@ static const struct {
      * order ($1 stores, $2 skus; the row number of the key comes back),
      * and the as_of instants of the counts in microseconds (one per
      * command, NULL when absent), compared in C as PostgreSQL would ... */
-    { "bulk_stock_state", 2,
+    { "bulk_stock_state", PROJ_INLINE,
       "SELECT k.i, s.on_hand, s.reserved, s.version,"
       " (extract(epoch FROM s.source_ts) * 1000000)::bigint"
       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
@@ -397,7 +402,7 @@ static const struct {
      * like the stock commands: first the current rows of every key they
      * touch, locked in key order ($1 skus, $2 stores, '' for the base
      * price) ... */
-    { "bulk_price_state", 2,
+    { "bulk_price_state", PROJ_INLINE,
       "SELECT k.i, b.version,"
       " (extract(epoch FROM b.source_ts) * 1000000)::bigint"
       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(sku, store, i)"
@@ -510,6 +515,22 @@ static const struct {
 };
 
 
+/* The SQL of a statement by name. */
+static const char *
+proj_sql(const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(proj_stmts) / sizeof(proj_stmts[0]); i++) {
+        if (strcmp(proj_stmts[i].name, name) == 0) {
+            return proj_stmts[i].sql;
+        }
+    }
+
+    return NULL;
+}
+
+
 proj_store_t *
 proj_store_new(cw_pg_t *pg, const char *group_id, const char *events_topic,
     const char *dlq_topic, const proj_store_metrics_t *metrics)
@@ -559,6 +580,9 @@ proj_store_prepare(proj_store_t *st, char *err, size_t errlen)
     size_t  i;
 
     for (i = 0; i < sizeof(proj_stmts) / sizeof(proj_stmts[0]); i++) {
+        if (proj_stmts[i].nparams == PROJ_INLINE) {
+            continue;
+        }
         if (cw_pg_prepare(st->pg, proj_stmts[i].name, proj_stmts[i].sql,
                           proj_stmts[i].nparams, err, errlen) != 0)
         {
@@ -2151,60 +2175,6 @@ proj_stock_clear(proj_pipe_t *pp)
 }
 
 
-/* Appends one element to a PostgreSQL array literal being built in a
- * ("{" first, "}" when done); s NULL is SQL NULL. */
-static void
-proj_arr(cw_buf_t *a, const char *s)
-{
-    const char  *e;
-
-    if (a->len > 1) {
-        cw_buf_putc(a, ',');
-    }
-
-    if (s == NULL) {
-        cw_buf_puts(a, "NULL");
-        return;
-    }
-
-    cw_buf_putc(a, '"');
-    for ( ;; ) {
-        e = s + strcspn(s, "\"\\");
-        cw_buf_append(a, s, (size_t) (e - s));
-        if (*e == '\0') {
-            break;
-        }
-        cw_buf_putc(a, '\\');
-        cw_buf_putc(a, *e);
-        s = e + 1;
-    }
-    cw_buf_putc(a, '"');
-}
-
-
-static void
-proj_arr_ll(cw_buf_t *a, long long v)
-{
-    char                 num[24], *p = num + sizeof(num);
-    unsigned long long   u = v < 0 ? 0ULL - (unsigned long long) v
-                                   : (unsigned long long) v;
-
-    *--p = '\0';
-    do {
-        *--p = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0) {
-        *--p = '-';
-    }
-
-    if (a->len > 1) {
-        cw_buf_putc(a, ',');
-    }
-    cw_buf_puts(a, p);
-}
-
-
 #define PROJ_BULK_CMD   15
 #define PROJ_BULK_KEY   5
 
@@ -2288,7 +2258,8 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
 
     p[0] = ka[0].data;
     p[1] = ka[1].data;
-    res = cw_pg_execp(st->pg, "bulk_stock_state", 2, p, &cls, err, errlen);
+    res = cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_state"), 2, p, &cls,
+                           err, errlen);
     if (res == NULL) {
         goto done;
     }
@@ -2650,7 +2621,8 @@ proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
 
     p[0] = ka[0].data;
     p[1] = ka[1].data;
-    res = cw_pg_execp(st->pg, "bulk_price_state", 2, p, &cls, err, errlen);
+    res = cw_pg_exec_inline(st->pg, proj_sql("bulk_price_state"), 2, p, &cls,
+                           err, errlen);
     if (res == NULL) {
         goto done;
     }

@@ -269,3 +269,57 @@ proj_frame_header(const proj_frame_t *f, size_t *off, const char **name,
 
     return 1;
 }
+
+
+/* Appends one element to a PostgreSQL array literal being built in a
+ * ("{" first, "}" when done); s NULL is SQL NULL. */
+void
+proj_arr(cw_buf_t *a, const char *s)
+{
+    const char  *e;
+
+    if (a->len > 1) {
+        cw_buf_putc(a, ',');
+    }
+
+    if (s == NULL) {
+        cw_buf_puts(a, "NULL");
+        return;
+    }
+
+    cw_buf_putc(a, '"');
+    for ( ;; ) {
+        e = s + strcspn(s, "\"\\");
+        cw_buf_append(a, s, (size_t) (e - s));
+        if (*e == '\0') {
+            break;
+        }
+        cw_buf_putc(a, '\\');
+        cw_buf_putc(a, *e);
+        s = e + 1;
+    }
+    cw_buf_putc(a, '"');
+}
+
+
+void
+proj_arr_ll(cw_buf_t *a, long long v)
+{
+    char                 num[24], *p = num + sizeof(num);
+    unsigned long long   u = v < 0 ? 0ULL - (unsigned long long) v
+                                   : (unsigned long long) v;
+
+    *--p = '\0';
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+
+    if (a->len > 1) {
+        cw_buf_putc(a, ',');
+    }
+    cw_buf_puts(a, p);
+}
