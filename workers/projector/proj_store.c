@@ -3422,6 +3422,14 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
                 break;
             }
 
+            /* Whatever the database refused (a command, or a row that
+             * conflicts): message by message, each in a savepoint, the
+             * careful path finds which message it was and what to do. */
+            if (cls == CW_PG_PERMANENT && !b.careful) {
+                snprintf(b.why, sizeof(b.why), "%.200s", err);
+                b.careful = 1;
+            }
+
             if (b.careful) {
                 cw_field_t  f[] = { CW_FSTR("why", b.why),
                                     CW_FINT("messages", (long long) n) };
