@@ -47,7 +47,8 @@ do_init() {
     fi
     if [ ! -f "$dir/PG_VERSION" ]; then
         as_owner "$PGBIN/initdb" -D "$dir" -U "$DB" --auth=trust \
-            --encoding=UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 \
+            --encoding=UTF8 --locale=C.UTF-8 --lc-collate=C \
+            >"$dir.initdb.log" 2>&1 \
             || { cat "$dir.initdb.log" >&2; die "initdb failed"; }
         rm -f "$dir.initdb.log"
         # Loopback and the socket only, trust: a private dev/test cluster.

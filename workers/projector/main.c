@@ -231,6 +231,9 @@ proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
     int64_t *next_try)
 {
     int           rc = 0;
+    int           n, rows = 0;
+    long long     values = 0;
+    int64_t       t0 = cw_now_ms(), t1;
     char          err[512];
     cw_buf_t      ids;
     proj_keys_t  *k;
@@ -243,9 +246,11 @@ proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
         q = q->next;
 
         if (rc == 0 && cw_now_ms() >= *next_try) {
-            rc = proj_outbox_write_keys(d->outbox, k->json, err, sizeof(err))
-                 < 0;
+            n = proj_outbox_write_keys(d->outbox, k->json, err, sizeof(err));
+            rc = n < 0;
             if (rc == 0) {
+                values += n;
+                rows++;
                 cw_buf_printf(&ids, "%s%lld", ids.len > 1 ? "," : "", k->id);
             }
         }
@@ -255,9 +260,19 @@ proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
     }
 
     cw_buf_putc(&ids, '}');
+    t1 = cw_now_ms();
 
     if (rc == 0 && ids.len > 2) {
         rc = proj_outbox_forget(d->outbox, ids.data, err, sizeof(err));
+    }
+
+    if (rc == 0 && cw_log_enabled(CW_LOG_DEBUG)) {
+        cw_field_t  f[] = { CW_FINT("batches", rows),
+                            CW_FINT("values", values),
+                            CW_FINT("write_ms", t1 - t0),
+                            CW_FINT("delete_ms", cw_now_ms() - t1) };
+
+        cw_log_kv(CW_LOG_DEBUG, f, 4, "read model written");
     }
 
     cw_buf_free(&ids);

@@ -223,25 +223,68 @@ proj_headers(const char *text)
 }
 
 
-/* The read-model values of a 'redis_keys' row (or of a batch just
- * committed), rendered from the committed rows and queued in the Redis
- * pipeline. Returns how many were queued, or -1. */
+/* Queues in the Redis pipeline the guarded writes of the read-model
+ * values of a 'redis_keys' payload: those the committing projector
+ * rendered, and those rendered here from the committed rows. *queued
+ * counts the writes queued, also on failure (their replies must still be
+ * read). Returns 0 or -1. */
 static int
 proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
-    char *err, size_t errlen)
+    size_t *queued, char *err, size_t errlen)
 {
-    int             i, n;
-    char           *value;
+    int             i, rc = 0;
+    char           *value, ver[24];
     size_t          j;
-    json_t         *k, *items, *stocks, *pair;
+    json_t         *k, *items, *stocks, *pair, *vals, *e;
     cw_buf_t        a[3];
     PGresult       *res = NULL;
     const char     *p[3];
     cw_pg_class_t   cls;
 
+    *queued = 0;
+
     k = json_loads(keys, 0, NULL);
     items = json_object_get(k, "items");
     stocks = json_object_get(k, "stocks");
+    vals = json_object_get(k, "values");
+
+    if (k == NULL) {
+        snprintf(err, errlen, "outbox: bad redis_keys payload");
+        return -1;
+    }
+
+    for (j = 0; j < json_array_size(vals); j++) {
+        e = json_array_get(vals, j);
+
+        if (!json_is_string(json_array_get(e, 0))
+            || !json_is_integer(json_array_get(e, 2))
+            || !json_is_string(json_array_get(e, 3)))
+        {
+            snprintf(err, errlen, "outbox: bad redis_keys value");
+            json_decref(k);
+            return -1;
+        }
+
+        snprintf(ver, sizeof(ver), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_array_get(e, 2)));
+
+        if (proj_rm_append(o, json_string_value(json_array_get(e, 0)),
+                           json_string_value(json_array_get(e, 1)),
+                           json_string_value(json_array_get(e, 3)), ver)
+            != 0)
+        {
+            snprintf(err, errlen, "redis unavailable");
+            json_decref(k);
+            return -1;
+        }
+
+        (*queued)++;
+    }
+
+    if (json_array_size(items) == 0 && json_array_size(stocks) == 0) {
+        json_decref(k);
+        return 0;
+    }
 
     for (i = 0; i < 3; i++) {
         cw_buf_init(&a[i]);
@@ -260,8 +303,8 @@ proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
         p[i] = a[i].data;
     }
 
-    if (k == NULL || a[0].oom || a[1].oom || a[2].oom) {
-        snprintf(err, errlen, "outbox: bad redis_keys payload");
+    if (a[0].oom || a[1].oom || a[2].oom) {
+        snprintf(err, errlen, "out of memory");
     } else {
         res = cw_pg_exec_inline(pg, proj_rm_render_sql, 3, p, &cls, err,
                                 errlen);
@@ -276,9 +319,7 @@ proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
         return -1;
     }
 
-    n = PQntuples(res);
-
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < PQntuples(res) && rc == 0; i++) {
         value = proj_json_compact(PQgetvalue(res, i, 3),
                                   (size_t) PQgetlength(res, i, 3));
         if (value == NULL
@@ -287,17 +328,17 @@ proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
                               ? NULL : PQgetvalue(res, i, 1),
                               value, PQgetvalue(res, i, 2)) != 0)
         {
-            free(value);
-            PQclear(res);
             snprintf(err, errlen, "redis unavailable");
-            return -1;
+            rc = -1;
+        } else {
+            (*queued)++;
         }
         free(value);
     }
 
     PQclear(res);
 
-    return n;
+    return rc;
 }
 
 
@@ -373,6 +414,7 @@ typedef struct {
 static cw_pg_class_t
 proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
+    size_t               queued;
     char                 limit[16], ignore[256], after[24], *value;
     int                  i, nrows, n, rc = 0, fmt[1] = { 0 };
     size_t               klen, plen, nredis = 0, nkafka = 0, bytes = 0;
@@ -473,12 +515,9 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
             }
 
         } else if (strcmp(kind, "redis_keys") == 0) {
-            n = proj_rm_render(o, pg, (const char *) payload, err, errlen);
-            if (n < 0) {
-                rc = -1;
-            } else {
-                nredis += (size_t) n;
-            }
+            rc = proj_rm_render(o, pg, (const char *) payload, &queued, err,
+                                errlen);
+            nredis += queued;
 
         } else if (strcmp(kind, "kafka_batch") == 0) {
             n = proj_publish_frames(o, PQgetvalue(res, i, 2), payload, plen,
@@ -587,18 +626,15 @@ int
 proj_outbox_write_keys(proj_outbox_t *o, const char *keys, char *err,
     size_t errlen)
 {
-    char  ignore[256];
-    int   n, rc = 0;
+    char    ignore[256];
+    int     rc;
+    size_t  n;
 
-    n = proj_rm_render(o, o->pg, keys, err, errlen);
-    if (n < 0) {
-        rc = -1;
-        n = 0;
-    }
+    rc = proj_rm_render(o, o->pg, keys, &n, err, errlen);
 
     /* Replies of queued writes are read even when rendering failed half
      * way, so the connection stays in step. */
-    if (proj_rm_flush(o, (size_t) n, rc ? ignore : err,
+    if (proj_rm_flush(o, n, rc ? ignore : err,
                       rc ? sizeof(ignore) : errlen) != 0)
     {
         rc = -1;
@@ -609,7 +645,7 @@ proj_outbox_write_keys(proj_outbox_t *o, const char *keys, char *err,
         return -1;
     }
 
-    return n;
+    return (int) n;
 }
 
 

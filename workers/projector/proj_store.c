@@ -79,6 +79,7 @@ struct proj_store_s {
     cw_buf_t               kblob;
     size_t                 kblob_n;
     cw_buf_t               scratch;
+    cw_buf_t               rvals;      /* values rendered in C, JSON */
 
     /* The 'redis_keys' row of the attempt: id (0: none) and payload. */
     long long              keys_id;
@@ -359,6 +360,20 @@ static const struct {
       "SELECT (extract(epoch FROM t::timestamptz) * 1000000)::bigint"
       " FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i" },
 
+    /* The read-model values of the stock levels the batch's stock
+     * commands changed are rendered here, in C, from the folded state
+     * (the read-model thread then writes them without asking the
+     * database): per key $1 store, $2 sku, the sku as JSON, the store's
+     * effective price as rm_stock_values renders it, and the
+     * transaction's now() as the rows' updated_at. */
+    { "bulk_stock_render", PROJ_INLINE,
+      "SELECT to_json(k.sku)::text, (SELECT commerce_money(b.amount_minor,"
+      " b.currency) FROM price_book b WHERE b.sku = k.sku"
+      " AND b.store_id IN (k.store, '') ORDER BY b.store_id DESC LIMIT 1)"
+      "::text, commerce_ts(now())"
+      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
+      " ORDER BY k.i" },
+
     /* ... then every level, event and ledger row in one statement. Per
      * applied command, in order: $1 store, $2 sku, $3 event id, $4
      * version, $5 on_hand, $6 delta, $7 movement, $8 reason, $9 as_of,
@@ -568,6 +583,7 @@ proj_store_free(proj_store_t *st)
         json_decref(st->stores_new);
         cw_buf_free(&st->kblob);
         cw_buf_free(&st->scratch);
+        cw_buf_free(&st->rvals);
         free(st->keys_json);
         free(st);
     }
@@ -1601,30 +1617,28 @@ done:
 
 
 /* Queues the renderings of everything the batch touched. */
-/* Queues the read-model keys the attempt changed as one 'redis_keys'
- * outbox row: {"items":[id...],"stocks":[[store,sku]...]}. */
+/* Queues the read-model values the attempt changed as one 'redis_keys'
+ * outbox row: {"items":[id...],"stocks":[[store,sku]...],"values":[[key,
+ * field,version,value]...]}, the first two to render from the committed
+ * rows, the last already rendered (proj_render_stock). */
 static cw_pg_class_t
 proj_render(proj_store_t *st, char *err, size_t errlen)
 {
     char           *s;
-    json_t         *keys, *ids, *pairs, *v;
+    json_t         *ids, *pairs, *v;
+    cw_buf_t        b;
     PGresult       *res;
     const char     *k;
     cw_pg_class_t   cls = CW_PG_OK;
 
     if (json_object_size(st->items) == 0
-        && json_object_size(st->stocks) == 0)
+        && json_object_size(st->stocks) == 0 && st->rvals.len == 0)
     {
         return CW_PG_OK;
     }
 
     ids = json_array();
     pairs = json_array();
-    keys = json_pack("{s:o, s:o}", "items", ids, "stocks", pairs);
-    if (keys == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return CW_PG_PERMANENT;
-    }
 
     json_object_foreach(st->items, k, v) {
         json_array_append_new(ids, json_string(k));
@@ -1634,13 +1648,30 @@ proj_render(proj_store_t *st, char *err, size_t errlen)
         json_array_append(pairs, v);
     }
 
-    s = json_dumps(keys, JSON_COMPACT);
-    json_decref(keys);
-    if (s == NULL) {
+    cw_buf_init(&b);
+    cw_buf_puts(&b, "{\"items\":");
+    s = json_dumps(ids, JSON_COMPACT);
+    cw_buf_puts(&b, s != NULL ? s : "");
+    free(s);
+    cw_buf_puts(&b, ",\"stocks\":");
+    s = json_dumps(pairs, JSON_COMPACT);
+    cw_buf_puts(&b, s != NULL ? s : "");
+    free(s);
+    cw_buf_puts(&b, ",\"values\":[");
+    cw_buf_append(&b, st->rvals.data != NULL ? st->rvals.data : "",
+                  st->rvals.len);
+    cw_buf_puts(&b, "]}");
+
+    json_decref(ids);
+    json_decref(pairs);
+
+    if (b.oom || ids == NULL || pairs == NULL) {
+        cw_buf_free(&b);
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
 
+    s = b.data;
     res = cw_pg_execp(st->pg, "rm_keys", 1, (const char *const *) &s, &cls,
                       err, errlen);
     if (res == NULL) {
@@ -1920,6 +1951,7 @@ proj_attempt_reset(proj_store_t *st)
     st->n_applied = st->n_dup = st->n_skip = st->n_dead = 0;
     st->n_events = st->n_stale = 0;
     cw_buf_reset(&st->kblob);
+    cw_buf_reset(&st->rvals);
     st->kblob_n = 0;
     free(st->keys_json);
     st->keys_json = NULL;
@@ -2175,6 +2207,103 @@ proj_stock_clear(proj_pipe_t *pp)
 }
 
 
+/* Renders, as rm_stock_values does (then compacted, like every value),
+ * the read-model values of the stock levels a bulk stock statement
+ * changed, into st->rvals: ["inv:<store>", sku, version, value]. */
+static cw_pg_class_t
+proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
+    size_t errlen)
+{
+    char           *value;
+    size_t          i, r = 0;
+    cw_buf_t        a[2], v;
+    PGresult       *res;
+    proj_sk_t      *k;
+    const char     *p[2];
+    cw_pg_class_t   cls = CW_PG_OK;
+
+    for (i = 0; i < 2; i++) {
+        cw_buf_init(&a[i]);
+        cw_buf_putc(&a[i], '{');
+    }
+    for (i = 0; i < nk; i++) {
+        if (keys[i].changed) {
+            proj_arr(&a[0], keys[i].store);
+            proj_arr(&a[1], keys[i].sku);
+        }
+    }
+    cw_buf_putc(&a[0], '}');
+    cw_buf_putc(&a[1], '}');
+    p[0] = a[0].data;
+    p[1] = a[1].data;
+
+    res = a[0].oom || a[1].oom
+          ? NULL
+          : cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_render"), 2, p,
+                              &cls, err, errlen);
+    cw_buf_free(&a[0]);
+    cw_buf_free(&a[1]);
+
+    if (res == NULL) {
+        if (cls == CW_PG_OK) {
+            snprintf(err, errlen, "out of memory");
+            cls = CW_PG_PERMANENT;
+        }
+        return cls;
+    }
+
+    cw_buf_init(&v);
+
+    for (i = 0; i < nk; i++) {
+        k = &keys[i];
+        if (!k->changed) {
+            continue;
+        }
+        if (r >= (size_t) PQntuples(res)) {
+            break;
+        }
+
+        cw_buf_reset(&v);
+        cw_buf_puts(&v, "{\"sku\":");
+        cw_buf_puts(&v, PQgetvalue(res, (int) r, 0));
+        cw_buf_printf(&v, ",\"on_hand\":%lld,\"reserved\":%lld,"
+                      "\"available\":%lld,\"orderable\":%s,\"version\":%lld,"
+                      "\"updated_at\":\"%s\",\"price\":%s}", k->on_hand,
+                      k->reserved, k->on_hand - k->reserved,
+                      k->on_hand - k->reserved > 0 ? "true" : "false",
+                      k->version, PQgetvalue(res, (int) r, 2),
+                      PQgetisnull(res, (int) r, 1)
+                      ? "null" : PQgetvalue(res, (int) r, 1));
+        r++;
+
+        value = v.oom ? NULL : proj_json_compact(v.data, v.len);
+        if (value == NULL) {
+            st->rvals.oom = 1;
+            break;
+        }
+
+        cw_buf_puts(&st->rvals, st->rvals.len > 0 ? ",[\"inv:" : "[\"inv:");
+        cw_buf_json_escape(&st->rvals, k->store, strlen(k->store));
+        cw_buf_puts(&st->rvals, "\",");
+        cw_buf_json_str(&st->rvals, k->sku);
+        cw_buf_printf(&st->rvals, ",%lld,", k->version);
+        cw_buf_json_str(&st->rvals, value);
+        cw_buf_putc(&st->rvals, ']');
+        free(value);
+    }
+
+    cw_buf_free(&v);
+    PQclear(res);
+
+    if (st->rvals.oom) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    return CW_PG_OK;
+}
+
+
 #define PROJ_BULK_CMD   15
 #define PROJ_BULK_KEY   5
 
@@ -2408,7 +2537,6 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         proj_arr_ll(&fa[2], k->on_hand);
         proj_arr_ll(&fa[3], k->version);
         proj_arr(&fa[4], k->as_of);
-        proj_touch_stock(st, k->store, k->sku);
     }
 
     for (i = 0; i < PROJ_BULK_CMD; i++) {
@@ -2432,6 +2560,8 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     }
     PQclear(res);
     st->n_events += (long long) nexpect;
+
+    cls = proj_render_stock(st, keys, nk, err, errlen);
 
     goto done;
 

@@ -432,6 +432,9 @@ cmd_feed(int argc, char **argv)
            t_end > t_first ? (double) (n - first) / (t_end - t_first) : 0);
     printf("rate_total=%.0f\n", (double) n / (t_end - t0));
     printf("rate_drained=%.0f\n", (double) n / (t_drained - t0));
+    printf("rate_drained_sustained=%.0f\n",
+           t_drained > t_first
+           ? (double) (n - first) / (t_drained - t_first) : 0);
     printf("rss_at=%ld\nrss_mid_kb=%ld\nrss_mid_s=%.3f\nrss_end_kb=%ld\n",
            rss_at, rss_mid, t_mid - t0, rss_end);
     printf("events=%lld\n", query_num(pg, "SELECT count(*) FROM event_store",

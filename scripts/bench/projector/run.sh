@@ -340,7 +340,9 @@ summary() {
         "$rate"
     printf '%-44s %12s\n' 'throughput incl. start-up (msg/s)' \
         "$(field rate_total "$w")"
-    printf '%-44s %12s\n' 'throughput until outbox drained (msg/s)' \
+    printf '%-44s %12s\n' 'throughput, first batch -> outbox empty' \
+        "$(field rate_drained_sustained "$w")"
+    printf '%-44s %12s\n' 'throughput until outbox empty incl. start-up' \
         "$(field rate_drained "$w")"
     printf '%-44s %12s\n' 'start-up until first commit (s)' \
         "$(field startup_s "$w")"
