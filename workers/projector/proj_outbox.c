@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "cw_buf.h"
 #include "cw_log.h"
@@ -39,6 +40,7 @@ struct proj_outbox_s {
     cw_kafka_producer_t    *producer;
     const char             *kinds;     /* rows drained, as a text[] */
     int                     page;
+    int                     load_queued; /* SCRIPT LOAD in the pipeline */
     proj_outbox_metrics_t   m;
 
     /* Deleted rows stay in the index until vacuumed, and a scan from the
@@ -91,6 +93,10 @@ static const char  proj_rm_render_sql[] =
     " (SELECT * FROM unnest($2::text[], $3::text[]))";
 
 
+/* Its SHA-1, as EVALSHA wants it (filled by proj_outbox_new). */
+static char  proj_guard_sha[41];
+
+
 proj_outbox_t *
 proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
     const char *kind, int page, const proj_outbox_metrics_t *metrics)
@@ -109,6 +115,21 @@ proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis, cw_kafka_producer_t *producer,
                                           : "{redis,redis_keys}";
     o->page = page;
     o->m = *metrics;
+
+    if (proj_guard_sha[0] == '\0') {
+        unsigned char  md[EVP_MAX_MD_SIZE];
+        unsigned int   mdlen = 0, i;
+
+        if (EVP_Digest(proj_guard_lua, sizeof(proj_guard_lua) - 1, md, &mdlen,
+                       EVP_sha1(), NULL) != 1 || mdlen != 20)
+        {
+            free(o);
+            return NULL;
+        }
+        for (i = 0; i < 20; i++) {
+            snprintf(proj_guard_sha + 2 * i, 3, "%02x", md[i]);
+        }
+    }
 
     return o;
 }
@@ -134,8 +155,20 @@ proj_rm_append(proj_outbox_t *o, const char *key, const char *field,
         member = key + 9;
     }
 
-    argv[0] = "EVAL";
-    argv[1] = proj_guard_lua;
+    /* The script is loaded once per pipeline (cheap when Redis has it,
+     * and a Redis that restarted gets it again), then run by its sha. */
+    if (!o->load_queued) {
+        const char  *lv[3] = { "SCRIPT", "LOAD", proj_guard_lua };
+        size_t       ll[3] = { 6, 4, sizeof(proj_guard_lua) - 1 };
+
+        if (cw_redis_append(o->redis, 3, lv, ll) != 0) {
+            return -1;
+        }
+        o->load_queued = 1;
+    }
+
+    argv[0] = "EVALSHA";
+    argv[1] = proj_guard_sha;
     argv[2] = "1";
     argv[3] = key;
     argv[4] = field != NULL ? field : "";
@@ -156,8 +189,11 @@ static int
 proj_rm_flush(proj_outbox_t *o, size_t n, char *err, size_t errlen)
 {
     redisReply  **replies;
-    size_t        i;
+    size_t        i, first = o->load_queued;
     int           rc = 0;
+
+    o->load_queued = 0;
+    n += first;
 
     if (n == 0) {
         return 0;
@@ -175,7 +211,14 @@ proj_rm_flush(proj_outbox_t *o, size_t n, char *err, size_t errlen)
     }
 
     for (i = 0; i < n; i++) {
-        if (replies[i]->type == REDIS_REPLY_INTEGER) {
+        if (i < first) {
+            if (replies[i]->type != REDIS_REPLY_STRING && rc == 0) {
+                snprintf(err, errlen, "redis: SCRIPT LOAD: %s",
+                         replies[i]->type == REDIS_REPLY_ERROR
+                         ? replies[i]->str : "unexpected reply");
+                rc = -1;
+            }
+        } else if (replies[i]->type == REDIS_REPLY_INTEGER) {
             cw_counter_inc(replies[i]->integer ? o->m.rm_written
                                                : o->m.rm_kept);
         } else if (rc == 0) {
