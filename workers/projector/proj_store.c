@@ -86,10 +86,22 @@ struct proj_store_s {
     char                  *keys_json;
 };
 
+/* The partitions of a batch, in order of first appearance, with the
+ * offset of their first message and of their last one not fenced. */
+typedef struct {
+    const char     *topic;
+    int32_t         partition;
+    int64_t         first;
+    int64_t         last;         /* -1: none */
+    int64_t         stored;
+} proj_part_t;
+
 typedef struct {
     proj_store_t   *st;
     proj_msg_t     *msgs;
     size_t          n;
+    proj_part_t    *parts;
+    size_t          nparts;
     int             careful;      /* fast path gave up: go message by
                                      message with savepoints */
     char            why[256];     /* why the fast path gave up */
@@ -127,17 +139,23 @@ static const struct {
     const char  *sql;
 } proj_stmts[] = {
 
+    /* The offset rows of a batch's partitions: $2 topics, $3 partitions
+     * and, for rows not there yet, $4 the partition's first offset. */
     { "off_ensure", 4,
       "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-      " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING" },
+      " SELECT $1, t, p, o FROM unnest($2::text[], $3::integer[],"
+      " $4::bigint[]) AS u(t, p, o) ON CONFLICT DO NOTHING" },
 
     { "off_lock", 3,
-      "SELECT next_offset FROM consumer_offsets WHERE group_id = $1"
-      " AND topic = $2 AND partition = $3 FOR UPDATE" },
+      "SELECT c.topic, c.partition, c.next_offset FROM consumer_offsets c"
+      " JOIN unnest($2::text[], $3::integer[]) AS u(t, p)"
+      " ON c.topic = u.t AND c.partition = u.p WHERE c.group_id = $1"
+      " ORDER BY c.topic, c.partition FOR UPDATE OF c" },
 
     { "off_set", 4,
-      "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
-      " WHERE group_id = $1 AND topic = $2 AND partition = $3" },
+      "UPDATE consumer_offsets c SET next_offset = u.o, updated_at = now()"
+      " FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, o)"
+      " WHERE c.group_id = $1 AND c.topic = u.t AND c.partition = u.p" },
 
     { "off_load", 2,
       "SELECT partition, next_offset FROM consumer_offsets"
@@ -1690,88 +1708,212 @@ proj_render(proj_store_t *st, char *err, size_t errlen)
 static void proj_attempt_reset(proj_store_t *st);
 
 
+static proj_part_t *
+proj_part_of(proj_part_t *parts, size_t n, const proj_msg_t *pm)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (parts[i].partition == pm->m->partition
+            && strcmp(parts[i].topic, pm->topic) == 0)
+        {
+            return &parts[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* Locks the offset rows of the batch's partitions (created at their first
+ * offset when missing), two statements for all of them, and fences the
+ * messages below their partition's stored offset: another member (or an
+ * earlier life of this one) applied them already. */
+static cw_pg_class_t
+proj_offsets_lock(proj_batch_t *b, char *err, size_t errlen)
+{
+    size_t          i, np = 0;
+    cw_buf_t        a[3];
+    PGresult       *res = NULL;
+    proj_msg_t     *pm;
+    proj_part_t    *pt;
+    const char     *p[4];
+    cw_pg_class_t   cls = CW_PG_OK;
+
+    free(b->parts);
+    b->parts = calloc(b->n, sizeof(*b->parts));
+    if (b->parts == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_init(&a[i]);
+        cw_buf_putc(&a[i], '{');
+    }
+
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+        if (proj_part_of(b->parts, np, pm) == NULL) {
+            pt = &b->parts[np++];
+            pt->topic = pm->topic;
+            pt->partition = pm->m->partition;
+            pt->first = pm->m->offset;
+            pt->last = -1;
+            pt->stored = 0;
+            proj_arr(&a[0], pm->topic);
+            proj_arr_ll(&a[1], pm->m->partition);
+            proj_arr_ll(&a[2], pm->m->offset);
+        }
+    }
+    b->nparts = np;
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_putc(&a[i], '}');
+    }
+
+    p[0] = b->st->group_id;
+    p[1] = a[0].data;
+    p[2] = a[1].data;
+    p[3] = a[2].data;
+
+    if (a[0].oom || a[1].oom || a[2].oom) {
+        snprintf(err, errlen, "out of memory");
+        cls = CW_PG_PERMANENT;
+        goto done;
+    }
+
+    res = cw_pg_execp(b->st->pg, "off_ensure", 4, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+    PQclear(res);
+
+    res = cw_pg_execp(b->st->pg, "off_lock", 3, p, &cls, err, errlen);
+    if (res == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        for (pt = b->parts; pt < b->parts + np; pt++) {
+            if (pt->partition == atoi(PQgetvalue(res, (int) i, 1))
+                && strcmp(pt->topic, PQgetvalue(res, (int) i, 0)) == 0)
+            {
+                pt->stored = atoll(PQgetvalue(res, (int) i, 2));
+            }
+        }
+    }
+    PQclear(res);
+
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+        pm->fenced = pm->m->offset < proj_part_of(b->parts, np, pm)->stored;
+    }
+
+done:
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_free(&a[i]);
+    }
+
+    return cls;
+}
+
+
+/* Stores, for each partition, the offset after its last message not
+ * fenced, in one statement. */
+static cw_pg_class_t
+proj_offsets_store(proj_batch_t *b, char *err, size_t errlen)
+{
+    size_t          i, n = 0;
+    cw_buf_t        a[3];
+    PGresult       *res;
+    proj_msg_t     *pm;
+    proj_part_t    *pt;
+    const char     *p[4];
+    cw_pg_class_t   cls = CW_PG_OK;
+
+    for (i = 0; i < b->nparts; i++) {
+        b->parts[i].last = -1;
+    }
+
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+        if (!pm->fenced) {
+            proj_part_of(b->parts, b->nparts, pm)->last = pm->m->offset;
+        }
+    }
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_init(&a[i]);
+        cw_buf_putc(&a[i], '{');
+    }
+
+    for (pt = b->parts; pt < b->parts + b->nparts; pt++) {
+        if (pt->last >= 0) {
+            proj_arr(&a[0], pt->topic);
+            proj_arr_ll(&a[1], pt->partition);
+            proj_arr_ll(&a[2], pt->last + 1);
+            n++;
+        }
+    }
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_putc(&a[i], '}');
+    }
+
+    if (a[0].oom || a[1].oom || a[2].oom) {
+        snprintf(err, errlen, "out of memory");
+        cls = CW_PG_PERMANENT;
+
+    } else if (n > 0) {
+        p[0] = b->st->group_id;
+        p[1] = a[0].data;
+        p[2] = a[1].data;
+        p[3] = a[2].data;
+
+        res = cw_pg_execp(b->st->pg, "off_set", 4, p, &cls, err, errlen);
+        PQclear(res);
+    }
+
+    for (i = 0; i < 3; i++) {
+        cw_buf_free(&a[i]);
+    }
+
+    return cls;
+}
+
+
 static cw_pg_class_t
 proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
-    char            part[16], off[24], next[24];
-    size_t          i, j;
-    PGresult       *res;
+    size_t          i;
     proj_batch_t   *b = ud;
     proj_store_t   *st = b->st;
-    proj_msg_t     *pm;
     cw_pg_class_t   cls;
-    int64_t         stored, last;
-    const char     *p[4];
 
     proj_attempt_reset(st);
 
-    /* Partition by partition, in message order. */
+    cls = proj_offsets_lock(b, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
     for (i = 0; i < b->n; i++) {
-        pm = &b->msgs[i];
-
-        for (j = 0; j < i; j++) {
-            if (b->msgs[j].m->rkt == pm->m->rkt
-                && b->msgs[j].m->partition == pm->m->partition)
-            {
-                break;
-            }
+        if (b->msgs[i].fenced) {
+            st->n_skip++;
+            continue;
         }
 
-        if (j < i) {
-            continue;       /* partition handled with its first message */
-        }
-
-        snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
-        snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
-        p[0] = st->group_id;
-        p[1] = pm->topic;
-        p[2] = part;
-        p[3] = off;
-
-        res = cw_pg_execp(pg, "off_ensure", 4, p, &cls, err, errlen);
-        if (res == NULL) {
+        cls = proj_apply_msg(st, &b->msgs[i], err, errlen);
+        if (cls != CW_PG_OK) {
             return cls;
         }
-        PQclear(res);
+    }
 
-        res = cw_pg_execp(pg, "off_lock", 3, p, &cls, err, errlen);
-        if (res == NULL) {
-            return cls;
-        }
-        stored = atoll(PQgetvalue(res, 0, 0));
-        PQclear(res);
-
-        last = -1;
-
-        for (j = i; j < b->n; j++) {
-            if (b->msgs[j].m->rkt != pm->m->rkt
-                || b->msgs[j].m->partition != pm->m->partition)
-            {
-                continue;
-            }
-
-            if (b->msgs[j].m->offset < stored) {
-                st->n_skip++;
-                continue;
-            }
-
-            cls = proj_apply_msg(st, &b->msgs[j], err, errlen);
-            if (cls != CW_PG_OK) {
-                return cls;
-            }
-
-            last = b->msgs[j].m->offset;
-        }
-
-        if (last >= 0) {
-            snprintf(next, sizeof(next), "%" PRId64, last + 1);
-            p[3] = next;
-            res = cw_pg_execp(pg, "off_set", 4, p, &cls, err, errlen);
-            if (res == NULL) {
-                return cls;
-            }
-            PQclear(res);
-        }
+    cls = proj_offsets_store(b, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
     }
 
     return proj_render(st, err, errlen);
@@ -3129,11 +3271,11 @@ static cw_pg_class_t
 proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
     json_t         *seen;
-    char            part[16], off[24], next[24], *records;
+    char            part[16], off[24], *records;
     int             alen[3], afmt[3] = { 0, 1, 1 };
     cw_pg_array_t   bodies, keys;
     const char     *ap[3];
-    size_t          i, j, k;
+    size_t          i, k;
     json_t         *claimed;
     PGresult       *res;
     proj_ctx_t      c;
@@ -3143,8 +3285,7 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     proj_store_t   *st = b->st;
     proj_error_t    why;
     cw_pg_class_t   cls;
-    int64_t         stored, last, t0, t1, t2;
-    const char     *p[4];
+    int64_t         t0, t1, t2;
 
     proj_attempt_reset(st);
     t0 = cw_now_ms();
@@ -3159,48 +3300,9 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
 
     /* Offsets first: lock each partition's row, fence what is below. */
-    for (i = 0; i < b->n; i++) {
-        pm = &b->msgs[i];
-
-        for (j = 0; j < i; j++) {
-            if (b->msgs[j].m->rkt == pm->m->rkt
-                && b->msgs[j].m->partition == pm->m->partition)
-            {
-                break;
-            }
-        }
-
-        if (j < i) {
-            continue;
-        }
-
-        snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
-        snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
-        p[0] = st->group_id;
-        p[1] = pm->topic;
-        p[2] = part;
-        p[3] = off;
-
-        res = cw_pg_execp(pg, "off_ensure", 4, p, &cls, err, errlen);
-        if (res == NULL) {
-            return cls;
-        }
-        PQclear(res);
-
-        res = cw_pg_execp(pg, "off_lock", 3, p, &cls, err, errlen);
-        if (res == NULL) {
-            return cls;
-        }
-        stored = atoll(PQgetvalue(res, 0, 0));
-        PQclear(res);
-
-        for (j = i; j < b->n; j++) {
-            if (b->msgs[j].m->rkt == pm->m->rkt
-                && b->msgs[j].m->partition == pm->m->partition)
-            {
-                b->msgs[j].fenced = b->msgs[j].m->offset < stored;
-            }
-        }
+    cls = proj_offsets_lock(b, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
     }
 
     /* A dedup key claimed twice in one batch: the later ones are
@@ -3368,48 +3470,9 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     t2 = cw_now_ms();
 
-    /* Next offsets, partition by partition. */
-    for (i = 0; i < b->n; i++) {
-        pm = &b->msgs[i];
-
-        for (j = 0; j < i; j++) {
-            if (b->msgs[j].m->rkt == pm->m->rkt
-                && b->msgs[j].m->partition == pm->m->partition)
-            {
-                break;
-            }
-        }
-
-        if (j < i) {
-            continue;
-        }
-
-        last = -1;
-        for (j = i; j < b->n; j++) {
-            if (b->msgs[j].m->rkt == pm->m->rkt
-                && b->msgs[j].m->partition == pm->m->partition
-                && !b->msgs[j].fenced)
-            {
-                last = b->msgs[j].m->offset;
-            }
-        }
-
-        if (last < 0) {
-            continue;
-        }
-
-        snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
-        snprintf(next, sizeof(next), "%" PRId64, last + 1);
-        p[0] = st->group_id;
-        p[1] = pm->topic;
-        p[2] = part;
-        p[3] = next;
-
-        res = cw_pg_execp(pg, "off_set", 4, p, &cls, err, errlen);
-        if (res == NULL) {
-            return cls;
-        }
-        PQclear(res);
+    cls = proj_offsets_store(b, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
     }
 
     /* The events of the batch, one row for the publisher. */
@@ -3537,6 +3600,8 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     b.st = st;
     b.msgs = pms;
     b.n = n;
+    b.parts = NULL;
+    b.nparts = 0;
     b.careful = 0;
     b.why[0] = '\0';
 
@@ -3587,6 +3652,7 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
         proj_msg_free(&pms[i]);
     }
     free(pms);
+    free(b.parts);
 
     if (cls != CW_PG_OK) {
         if (cls == CW_PG_PERMANENT) {
