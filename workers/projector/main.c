@@ -8,13 +8,14 @@
  *   commerce-projector --rebuild ...     rebuild Redis from PostgreSQL
  *
  * The main loop: poll a batch -> apply it in one PostgreSQL transaction
- * with its offsets (proj_store.c) -> write the read-model values it
- * queued in the outbox to Redis (proj_outbox.c). A second thread, with
- * its own PostgreSQL connection, publishes the outbox's events and dead
- * letters to Kafka, so neither consumption nor the read model waits for
- * Kafka's acknowledgements. Offsets live in PostgreSQL and are handed to
- * Kafka on every partition assignment. SIGTERM finishes the batch in
- * hand, leaves the group, publishes what is left and exits 0.
+ * with its offsets (proj_store.c) -> hand the read-model values it
+ * changed to the read-model thread, which writes them to Redis, and kick
+ * the publisher, which publishes the outbox's events and dead letters to
+ * Kafka (proj_outbox.c). Each thread has its own PostgreSQL connection,
+ * so consumption waits for neither Redis nor Kafka's acknowledgements.
+ * Offsets live in PostgreSQL and are handed to Kafka on every partition
+ * assignment. SIGTERM finishes the batch in hand, leaves the group,
+ * writes and publishes what is left and exits 0.
  */
 
 #include <errno.h>

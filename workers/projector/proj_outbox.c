@@ -10,14 +10,15 @@
  * skipped. A crash after publishing but before the delete publishes again
  * on the next drain (at least once; consumers dedupe by event_id), and
  * writes the same read-model value again, which the version guard makes
- * a no-op.
+ * a no-op; so the deletes do not wait for the disk.
  *
- * Each drainer takes one kind of row: the consuming thread writes the
- * read-model values ('redis') of each batch right after its commit
- * (proj_outbox_write, from the rows the batch returned; the drain is
- * only its safety net), and a publishing thread with its own connection
- * publishes the events and dead letters ('kafka'), so neither the read
- * model nor consumption waits for Kafka.
+ * Each drainer takes one kind of row, on a thread and a connection of its
+ * own: the publisher the events and dead letters ('kafka', 'kafka_batch'),
+ * the read-model thread the values ('redis', 'redis_keys'). The latter is
+ * handed each batch's 'redis_keys' row in memory right after the commit
+ * (proj_outbox_write_keys; its drain is only the safety net for rows of a
+ * crash or a failed write), so neither the read model nor consumption
+ * waits for Kafka.
  */
 
 #include <inttypes.h>

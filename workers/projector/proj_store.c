@@ -3,21 +3,27 @@
  *
  * One batch = one transaction:
  *
- *   for each partition: lock its consumer_offsets row; messages below the
- *       stored offset were applied by another member already (fencing
- *       after a rebalance) and are skipped;
- *   for each message, inside a savepoint:
- *       archive the raw bytes and headers;
- *       invalid -> dead_letters + outbox copy for commerce.dlq;
- *       already applied (inbound_processed has its dedup key) -> nothing;
- *       else apply each command to the catalog, append its events to the
- *       event store (event ids derived from the message, unique) and to
- *       the outbox; a command the store rejects (unmapped reference,
- *       stock underflow, a value PostgreSQL refuses) rolls the message
- *       back to its savepoint and dead-letters it instead;
- *   render the read-model values of every touched item and stock level
- *       into the outbox (proj_outbox.c writes them to Redis after commit);
+ *   lock the consumer_offsets rows of the batch's partitions; messages
+ *       below the stored offset were applied by another member already
+ *       (fencing after a rebalance) and are skipped;
+ *   archive every message's raw bytes and headers, and claim the dedup
+ *       key of every valid one (inbound_processed): a key claimed before
+ *       means the message was applied before, and nothing more is done;
+ *   invalid -> dead_letters + an outbox copy for commerce.dlq;
+ *   else apply each command to the catalog and append its events to the
+ *       event store (event ids derived from the message, unique);
+ *   queue the effects in the outbox, one row each for the whole batch:
+ *       its events for commerce.events ('kafka_batch'), and the read-model
+ *       values it changed ('redis_keys': stock levels rendered here, items
+ *       and repriced levels to render after the commit);
  *   store the next offset of each partition; COMMIT.
+ *
+ * The fast path (proj_fast_txn) does all of it set-based, a statement for
+ * the archive, one for the prices and one for the stock movements of the
+ * whole batch; the careful path (proj_batch_txn) goes message by message
+ * in savepoints, so that a command the store rejects (unmapped reference,
+ * stock underflow, a value PostgreSQL refuses) dead-letters just its
+ * message. A batch the fast path cannot apply is applied the careful way.
  *
  * A transient failure (connection lost, serialization failure, deadlock)
  * rolls everything back and the same batch is retried with backoff, so a
@@ -539,9 +545,9 @@ static const struct {
       " 'catalog.item.updated', $17::jsonb, $14::jsonb, $15, $16 FROM i)"
       " SELECT version FROM i" },
 
-    /* The read-model keys a batch changed; the values are rendered from
-     * the committed rows and written to Redis after the commit
-     * (proj_outbox_write), or by the drain after a crash. */
+    /* The read-model values a batch changed (see proj_render): written to
+     * Redis after the commit by the read-model thread, or by its drain
+     * after a crash. */
     { "rm_keys", 1,
       "INSERT INTO outbox (kind, payload)"
       " VALUES ('redis_keys', convert_to($1, 'UTF8')) RETURNING id" },
@@ -1925,14 +1931,16 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 /*
  * The same batch transaction with far fewer round trips: one statement
  * archives every message and claims the dedup keys of the valid ones;
- * item and price commands are then one self-contained statement each
- * (row, event, outbox), sent through libpq's pipeline mode a chunk at a
- * time, with no savepoint; the stock commands, most of the traffic, are
- * folded per key in C over their locked levels and written set-based, one
- * statement for all of them (proj_bulk_stock). Events of one message stay
- * in command order, and those of one aggregate in batch order.
- * Validation already happened in C, so a rejection by the database (stock
- * underflow, an unmapped vendor reference, a value PostgreSQL refuses) is
+ * item upserts are one self-contained statement each (rows and event),
+ * sent through libpq's pipeline mode a chunk at a time, with no
+ * savepoint; price and stock commands, most of the traffic, are folded
+ * per key in C over their locked rows and written set-based, one
+ * statement for the prices and one for the stock (proj_bulk_price,
+ * proj_bulk_stock), which run after the pipeline, prices first. Their
+ * events are framed in C into the batch's 'kafka_batch' row. Events of
+ * one message stay in command order, and those of one aggregate in batch
+ * order. Validation already happened in C, so a refusal by the database
+ * (stock underflow, a row that conflicts, a value PostgreSQL refuses) is
  * rare: when one happens the whole attempt is rolled back and the batch
  * is applied again message by message with savepoints (proj_batch_txn),
  * which dead-letters exactly that message. Commands that need a lookup
