@@ -267,6 +267,37 @@ proj_headers(const char *text)
 }
 
 
+/* Queues the guarded writes of rendered rows (key, field or NULL,
+ * version, value as PostgreSQL writes it, compacted here). *queued counts
+ * the writes queued, also on failure. Returns 0 or -1. */
+static int
+proj_rm_append_rows(proj_outbox_t *o, PGresult *res, size_t *queued,
+    char *err, size_t errlen)
+{
+    int    i;
+    char  *value;
+
+    for (i = 0; i < PQntuples(res); i++) {
+        value = proj_json_compact(PQgetvalue(res, i, 3),
+                                  (size_t) PQgetlength(res, i, 3));
+        if (value == NULL
+            || proj_rm_append(o, PQgetvalue(res, i, 0),
+                              PQgetisnull(res, i, 1)
+                              ? NULL : PQgetvalue(res, i, 1),
+                              value, PQgetvalue(res, i, 2)) != 0)
+        {
+            free(value);
+            snprintf(err, errlen, "redis unavailable");
+            return -1;
+        }
+        free(value);
+        (*queued)++;
+    }
+
+    return 0;
+}
+
+
 /* Queues in the Redis pipeline the guarded writes of the read-model
  * values of a 'redis_keys' payload: those the committing projector
  * rendered, and those rendered here from the committed rows. *queued
@@ -277,7 +308,7 @@ proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
     size_t *queued, char *err, size_t errlen)
 {
     int             i, rc = 0;
-    char           *value, ver[24];
+    char            ver[24];
     size_t          j;
     json_t         *k, *items, *stocks, *pair, *vals, *e;
     cw_buf_t        a[3];
@@ -363,23 +394,7 @@ proj_rm_render(proj_outbox_t *o, cw_pg_t *pg, const char *keys,
         return -1;
     }
 
-    for (i = 0; i < PQntuples(res) && rc == 0; i++) {
-        value = proj_json_compact(PQgetvalue(res, i, 3),
-                                  (size_t) PQgetlength(res, i, 3));
-        if (value == NULL
-            || proj_rm_append(o, PQgetvalue(res, i, 0),
-                              PQgetisnull(res, i, 1)
-                              ? NULL : PQgetvalue(res, i, 1),
-                              value, PQgetvalue(res, i, 2)) != 0)
-        {
-            snprintf(err, errlen, "redis unavailable");
-            rc = -1;
-        } else {
-            (*queued)++;
-        }
-        free(value);
-    }
-
+    rc = proj_rm_append_rows(o, res, queued, err, errlen);
     PQclear(res);
 
     return rc;
@@ -733,8 +748,9 @@ proj_outbox_forget(proj_outbox_t *o, const char *ids, char *err,
 static cw_pg_class_t
 proj_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
-    char            *value;
-    int              i, n;
+    char             ignore[256];
+    int              n, rc;
+    size_t           queued;
     long long        total = 0;
     PGresult        *res;
     proj_outbox_t   *o = ud;
@@ -763,26 +779,15 @@ proj_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
             break;
         }
 
-        for (i = 0; i < n; i++) {
-            value = proj_json_compact(PQgetvalue(res, i, 3),
-                                      (size_t) PQgetlength(res, i, 3));
-            if (value == NULL
-                || proj_rm_append(o, PQgetvalue(res, i, 0),
-                                  PQgetisnull(res, i, 1)
-                                  ? NULL : PQgetvalue(res, i, 1),
-                                  value, PQgetvalue(res, i, 2)) != 0)
-            {
-                free(value);
-                PQclear(res);
-                snprintf(err, errlen, "redis unavailable");
-                return CW_PG_TRANSIENT;
-            }
-            free(value);
-        }
-
+        queued = 0;
+        rc = proj_rm_append_rows(o, res, &queued, err, errlen);
         PQclear(res);
 
-        if (proj_rm_flush(o, (size_t) n, err, errlen) != 0) {
+        /* The replies of what was queued are read in any case, so that
+         * the connection stays in step. */
+        if (proj_rm_flush(o, queued, rc ? ignore : err,
+                          rc ? sizeof(ignore) : errlen) != 0 || rc != 0)
+        {
             return CW_PG_TRANSIENT;
         }
 

@@ -92,6 +92,103 @@ struct proj_store_s {
     char                  *keys_json;
 };
 
+/* n PostgreSQL array literals being built: opened, closed (0, or -1 if
+ * out of memory; p, when not NULL, gets their texts), freed. */
+static void
+proj_arrs_open(cw_buf_t *a, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        cw_buf_init(&a[i]);
+        cw_buf_putc(&a[i], '{');
+    }
+}
+
+
+static int
+proj_arrs_close(cw_buf_t *a, size_t n, const char **p)
+{
+    size_t  i;
+    int     rc = 0;
+
+    for (i = 0; i < n; i++) {
+        cw_buf_putc(&a[i], '}');
+        if (a[i].oom) {
+            rc = -1;
+        }
+        if (p != NULL) {
+            p[i] = a[i].data;
+        }
+    }
+
+    return rc;
+}
+
+
+static void
+proj_arrs_free(cw_buf_t *a, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        cw_buf_free(&a[i]);
+    }
+}
+
+
+/* The index of the key (a, b) among the distinct keys of a fold, in order
+ * of first appearance; a new key is added, with its two columns to the
+ * array literals ka, and *fresh says so. */
+static size_t
+proj_key_index(json_t *index, const char *a, const char *b, cw_buf_t *ka,
+    size_t *nk, int *fresh)
+{
+    char     kbuf[2 * PROJ_ID_MAX + 2];
+    json_t  *v;
+
+    snprintf(kbuf, sizeof(kbuf), "%s\n%s", a, b);
+
+    v = json_object_get(index, kbuf);
+    *fresh = v == NULL;
+    if (v != NULL) {
+        return (size_t) json_integer_value(v);
+    }
+
+    json_object_set_new(index, kbuf, json_integer((json_int_t) *nk));
+    proj_arr(&ka[0], a);
+    proj_arr(&ka[1], b);
+
+    return (*nk)++;
+}
+
+
+/* The instants of the as_of values of n commands (an array literal, NULL
+ * elements for none), in microseconds as PostgreSQL reads them, -1 for
+ * none: counts and prices older than the stored one are stale. */
+static cw_pg_class_t
+proj_as_of_us(proj_store_t *st, const char *arr, size_t n, long long *out,
+    char *err, size_t errlen)
+{
+    size_t          i;
+    PGresult       *res;
+    cw_pg_class_t   cls;
+
+    res = cw_pg_execp(st->pg, "bulk_stock_ts", 1, &arr, &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    for (i = 0; i < n; i++) {
+        out[i] = i < (size_t) PQntuples(res) && !PQgetisnull(res, (int) i, 0)
+                 ? atoll(PQgetvalue(res, (int) i, 0)) : -1;
+    }
+    PQclear(res);
+
+    return CW_PG_OK;
+}
+
+
 /* The partitions of a batch, in order of first appearance, with the
  * offset of their first message and of their last one not fenced. */
 typedef struct {
@@ -1753,10 +1850,7 @@ proj_offsets_lock(proj_batch_t *b, char *err, size_t errlen)
         return CW_PG_PERMANENT;
     }
 
-    for (i = 0; i < 3; i++) {
-        cw_buf_init(&a[i]);
-        cw_buf_putc(&a[i], '{');
-    }
+    proj_arrs_open(a, 3);
 
     for (i = 0; i < b->n; i++) {
         pm = &b->msgs[i];
@@ -1774,16 +1868,9 @@ proj_offsets_lock(proj_batch_t *b, char *err, size_t errlen)
     }
     b->nparts = np;
 
-    for (i = 0; i < 3; i++) {
-        cw_buf_putc(&a[i], '}');
-    }
-
     p[0] = b->st->group_id;
-    p[1] = a[0].data;
-    p[2] = a[1].data;
-    p[3] = a[2].data;
 
-    if (a[0].oom || a[1].oom || a[2].oom) {
+    if (proj_arrs_close(a, 3, p + 1) != 0) {
         snprintf(err, errlen, "out of memory");
         cls = CW_PG_PERMANENT;
         goto done;
@@ -1818,9 +1905,7 @@ proj_offsets_lock(proj_batch_t *b, char *err, size_t errlen)
 
 done:
 
-    for (i = 0; i < 3; i++) {
-        cw_buf_free(&a[i]);
-    }
+    proj_arrs_free(a, 3);
 
     return cls;
 }
@@ -1850,10 +1935,7 @@ proj_offsets_store(proj_batch_t *b, char *err, size_t errlen)
         }
     }
 
-    for (i = 0; i < 3; i++) {
-        cw_buf_init(&a[i]);
-        cw_buf_putc(&a[i], '{');
-    }
+    proj_arrs_open(a, 3);
 
     for (pt = b->parts; pt < b->parts + b->nparts; pt++) {
         if (pt->last >= 0) {
@@ -1864,27 +1946,18 @@ proj_offsets_store(proj_batch_t *b, char *err, size_t errlen)
         }
     }
 
-    for (i = 0; i < 3; i++) {
-        cw_buf_putc(&a[i], '}');
-    }
+    p[0] = b->st->group_id;
 
-    if (a[0].oom || a[1].oom || a[2].oom) {
+    if (proj_arrs_close(a, 3, p + 1) != 0) {
         snprintf(err, errlen, "out of memory");
         cls = CW_PG_PERMANENT;
 
     } else if (n > 0) {
-        p[0] = b->st->group_id;
-        p[1] = a[0].data;
-        p[2] = a[1].data;
-        p[3] = a[2].data;
-
         res = cw_pg_execp(b->st->pg, "off_set", 4, p, &cls, err, errlen);
         PQclear(res);
     }
 
-    for (i = 0; i < 3; i++) {
-        cw_buf_free(&a[i]);
-    }
+    proj_arrs_free(a, 3);
 
     return cls;
 }
@@ -2292,6 +2365,31 @@ proj_fast_store(proj_pipe_t *pp, proj_ctx_t *c, const char *store,
 }
 
 
+/* The next slot of a queue grown by doubling (zeroed), or NULL when out
+ * of memory. */
+static void *
+proj_queue_slot(void **items, size_t *n, size_t *cap, size_t size)
+{
+    size_t  c;
+    void   *p;
+
+    if (*n == *cap) {
+        c = *cap ? *cap * 2 : 64;
+        p = realloc(*items, c * size);
+        if (p == NULL) {
+            return NULL;
+        }
+        *items = p;
+        *cap = c;
+    }
+
+    p = (char *) *items + (*n)++ * size;
+    memset(p, 0, size);
+
+    return p;
+}
+
+
 /* Queues a stock command for the batch's stock statement (its store
  * goes into the pipeline now, the first time it is seen). */
 static cw_pg_class_t
@@ -2307,20 +2405,12 @@ proj_fast_stock(proj_pipe_t *pp, proj_ctx_t *c, int absolute, char *err,
         return cls;
     }
 
-    if (pp->nsc == pp->capsc) {
-        size_t  cap = pp->capsc ? pp->capsc * 2 : 256;
-
-        sc = realloc(pp->sc, cap * sizeof(*sc));
-        if (sc == NULL) {
-            snprintf(err, errlen, "out of memory");
-            return CW_PG_PERMANENT;
-        }
-        pp->sc = sc;
-        pp->capsc = cap;
+    sc = proj_queue_slot((void **) &pp->sc, &pp->nsc, &pp->capsc,
+                         sizeof(*sc));
+    if (sc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
     }
-
-    sc = &pp->sc[pp->nsc];
-    memset(sc, 0, sizeof(*sc));
 
     sc->store = store;
     sc->sku = proj_str(c->cmd, "sku");
@@ -2344,7 +2434,6 @@ proj_fast_stock(proj_pipe_t *pp, proj_ctx_t *c, int absolute, char *err,
     }
 
     cw_wall_ts(sc->ts, sizeof(sc->ts));
-    pp->nsc++;
 
     return CW_PG_OK;
 }
@@ -2372,27 +2461,18 @@ proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
     const char     *p[2];
     cw_pg_class_t   cls = CW_PG_OK;
 
-    for (i = 0; i < 2; i++) {
-        cw_buf_init(&a[i]);
-        cw_buf_putc(&a[i], '{');
-    }
+    proj_arrs_open(a, 2);
     for (i = 0; i < nk; i++) {
         if (keys[i].changed) {
             proj_arr(&a[0], keys[i].store);
             proj_arr(&a[1], keys[i].sku);
         }
     }
-    cw_buf_putc(&a[0], '}');
-    cw_buf_putc(&a[1], '}');
-    p[0] = a[0].data;
-    p[1] = a[1].data;
-
-    res = a[0].oom || a[1].oom
+    res = proj_arrs_close(a, 2, p) != 0
           ? NULL
           : cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_render"), 2, p,
                               &cls, err, errlen);
-    cw_buf_free(&a[0]);
-    cw_buf_free(&a[1]);
+    proj_arrs_free(a, 2);
 
     if (res == NULL) {
         if (cls == CW_PG_OK) {
@@ -2469,7 +2549,8 @@ proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
 static cw_pg_class_t
 proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
 {
-    char            kbuf[2 * PROJ_ID_MAX + 2], agg[2 * PROJ_ID_MAX + 32];
+    char            agg[2 * PROJ_ID_MAX + 32];
+    int             fresh;
     size_t          i, j, nk = 0, napplied = 0, nexpect = 0;
     json_t         *index = NULL;
     PGresult       *res;
@@ -2486,20 +2567,10 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         return CW_PG_OK;
     }
 
-    for (i = 0; i < 2; i++) {
-        cw_buf_init(&ka[i]);
-        cw_buf_putc(&ka[i], '{');
-    }
-    for (i = 0; i < PROJ_BULK_CMD; i++) {
-        cw_buf_init(&ca[i]);
-        cw_buf_putc(&ca[i], '{');
-    }
-    for (i = 0; i < PROJ_BULK_KEY; i++) {
-        cw_buf_init(&fa[i]);
-        cw_buf_putc(&fa[i], '{');
-    }
-    cw_buf_init(&ts);
-    cw_buf_putc(&ts, '{');
+    proj_arrs_open(ka, 2);
+    proj_arrs_open(ca, PROJ_BULK_CMD);
+    proj_arrs_open(fa, PROJ_BULK_KEY);
+    proj_arrs_open(&ts, 1);
     cw_buf_init(&data);
 
     index = json_object();
@@ -2512,31 +2583,19 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     /* The distinct keys, in order of first appearance. */
     for (i = 0; i < pp->nsc; i++) {
         sc = &pp->sc[i];
-        snprintf(kbuf, sizeof(kbuf), "%s\n%s", sc->store, sc->sku);
-
-        if (json_object_get(index, kbuf) == NULL) {
-            keys[nk].store = sc->store;
-            keys[nk].sku = sc->sku;
-            keys[nk].ts_us = -1;
-            json_object_set_new(index, kbuf, json_integer((json_int_t) nk));
-            proj_arr(&ka[0], sc->store);
-            proj_arr(&ka[1], sc->sku);
-            nk++;
+        sc->key = proj_key_index(index, sc->store, sc->sku, ka, &nk, &fresh);
+        if (fresh) {
+            keys[sc->key].store = sc->store;
+            keys[sc->key].sku = sc->sku;
+            keys[sc->key].ts_us = -1;
         }
-
-        sc->key = (size_t) json_integer_value(json_object_get(index, kbuf));
         proj_arr(&ts, sc->absolute ? sc->as_of : NULL);
     }
 
-    cw_buf_putc(&ka[0], '}');
-    cw_buf_putc(&ka[1], '}');
-    cw_buf_putc(&ts, '}');
-    if (ka[0].oom || ka[1].oom || ts.oom) {
+    if (proj_arrs_close(ka, 2, p) != 0 || proj_arrs_close(&ts, 1, NULL) != 0) {
         goto oom;
     }
 
-    p[0] = ka[0].data;
-    p[1] = ka[1].data;
     res = cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_state"), 2, p, &cls,
                            err, errlen);
     if (res == NULL) {
@@ -2554,17 +2613,10 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     }
     PQclear(res);
 
-    p[0] = ts.data;
-    res = cw_pg_execp(st->pg, "bulk_stock_ts", 1, p, &cls, err, errlen);
-    if (res == NULL) {
+    cls = proj_as_of_us(st, ts.data, pp->nsc, as_of_us, err, errlen);
+    if (cls != CW_PG_OK) {
         goto done;
     }
-    for (i = 0; i < pp->nsc; i++) {
-        as_of_us[i] = i < (size_t) PQntuples(res)
-                      && !PQgetisnull(res, (int) i, 0)
-                      ? atoll(PQgetvalue(res, (int) i, 0)) : -1;
-    }
-    PQclear(res);
 
     /* The fold, command by command in batch order. */
     for (i = 0; i < pp->nsc; i++) {
@@ -2689,19 +2741,10 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         proj_arr(&fa[4], k->as_of);
     }
 
-    for (i = 0; i < PROJ_BULK_CMD; i++) {
-        cw_buf_putc(&ca[i], '}');
-        if (ca[i].oom) {
-            goto oom;
-        }
-        p[i] = ca[i].data;
-    }
-    for (i = 0; i < PROJ_BULK_KEY; i++) {
-        cw_buf_putc(&fa[i], '}');
-        if (fa[i].oom) {
-            goto oom;
-        }
-        p[PROJ_BULK_CMD + i] = fa[i].data;
+    if (proj_arrs_close(ca, PROJ_BULK_CMD, p) != 0
+        || proj_arrs_close(fa, PROJ_BULK_KEY, p + PROJ_BULK_CMD) != 0)
+    {
+        goto oom;
     }
     res = cw_pg_execp(st->pg, "bulk_stock_write", PROJ_BULK_CMD + PROJ_BULK_KEY,
                       p, &cls, err, errlen);
@@ -2722,15 +2765,9 @@ oom:
 
 done:
 
-    for (i = 0; i < 2; i++) {
-        cw_buf_free(&ka[i]);
-    }
-    for (i = 0; i < PROJ_BULK_CMD; i++) {
-        cw_buf_free(&ca[i]);
-    }
-    for (i = 0; i < PROJ_BULK_KEY; i++) {
-        cw_buf_free(&fa[i]);
-    }
+    proj_arrs_free(ka, 2);
+    proj_arrs_free(ca, PROJ_BULK_CMD);
+    proj_arrs_free(fa, PROJ_BULK_KEY);
     cw_buf_free(&ts);
     cw_buf_free(&data);
     json_decref(index);
@@ -2760,20 +2797,12 @@ proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
         }
     }
 
-    if (pp->npc == pp->cappc) {
-        size_t  cap = pp->cappc ? pp->cappc * 2 : 64;
-
-        pc = realloc(pp->pc, cap * sizeof(*pc));
-        if (pc == NULL) {
-            snprintf(err, errlen, "out of memory");
-            return CW_PG_PERMANENT;
-        }
-        pp->pc = pc;
-        pp->cappc = cap;
+    pc = proj_queue_slot((void **) &pp->pc, &pp->npc, &pp->cappc,
+                         sizeof(*pc));
+    if (pc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
     }
-
-    pc = &pp->pc[pp->npc];
-    memset(pc, 0, sizeof(*pc));
 
     price = json_object_get(c->cmd, "price");
     pc->sku = proj_str(c->cmd, "sku");
@@ -2804,7 +2833,6 @@ proj_fast_price(proj_pipe_t *pp, proj_ctx_t *c, char *err, size_t errlen)
 
     pc->data = data.data;
     cw_wall_ts(pc->ts, sizeof(pc->ts));
-    pp->npc++;
 
     return CW_PG_OK;
 }
@@ -2835,7 +2863,8 @@ proj_price_clear(proj_pipe_t *pp)
 static cw_pg_class_t
 proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
 {
-    char            kbuf[2 * PROJ_ID_MAX + 2], agg[2 * PROJ_ID_MAX + 32];
+    char            agg[2 * PROJ_ID_MAX + 32];
+    int             fresh;
     size_t          i, nk = 0, napplied = 0;
     json_t         *index = NULL;
     PGresult       *res;
@@ -2851,20 +2880,10 @@ proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
         return CW_PG_OK;
     }
 
-    for (i = 0; i < 2; i++) {
-        cw_buf_init(&ka[i]);
-        cw_buf_putc(&ka[i], '{');
-    }
-    for (i = 0; i < PROJ_PRICE_CMD; i++) {
-        cw_buf_init(&ca[i]);
-        cw_buf_putc(&ca[i], '{');
-    }
-    for (i = 0; i < PROJ_PRICE_KEY; i++) {
-        cw_buf_init(&fa[i]);
-        cw_buf_putc(&fa[i], '{');
-    }
-    cw_buf_init(&ts);
-    cw_buf_putc(&ts, '{');
+    proj_arrs_open(ka, 2);
+    proj_arrs_open(ca, PROJ_PRICE_CMD);
+    proj_arrs_open(fa, PROJ_PRICE_KEY);
+    proj_arrs_open(&ts, 1);
 
     index = json_object();
     keys = calloc(pp->npc, sizeof(*keys));
@@ -2876,31 +2895,19 @@ proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
     /* The distinct keys, in order of first appearance. */
     for (i = 0; i < pp->npc; i++) {
         pc = &pp->pc[i];
-        snprintf(kbuf, sizeof(kbuf), "%s\n%s", pc->sku, pc->store);
-
-        if (json_object_get(index, kbuf) == NULL) {
-            keys[nk].sku = pc->sku;
-            keys[nk].store = pc->store;
-            keys[nk].ts_us = -1;
-            json_object_set_new(index, kbuf, json_integer((json_int_t) nk));
-            proj_arr(&ka[0], pc->sku);
-            proj_arr(&ka[1], pc->store);
-            nk++;
+        pc->key = proj_key_index(index, pc->sku, pc->store, ka, &nk, &fresh);
+        if (fresh) {
+            keys[pc->key].sku = pc->sku;
+            keys[pc->key].store = pc->store;
+            keys[pc->key].ts_us = -1;
         }
-
-        pc->key = (size_t) json_integer_value(json_object_get(index, kbuf));
         proj_arr(&ts, pc->as_of);
     }
 
-    cw_buf_putc(&ka[0], '}');
-    cw_buf_putc(&ka[1], '}');
-    cw_buf_putc(&ts, '}');
-    if (ka[0].oom || ka[1].oom || ts.oom) {
+    if (proj_arrs_close(ka, 2, p) != 0 || proj_arrs_close(&ts, 1, NULL) != 0) {
         goto oom;
     }
 
-    p[0] = ka[0].data;
-    p[1] = ka[1].data;
     res = cw_pg_exec_inline(st->pg, proj_sql("bulk_price_state"), 2, p, &cls,
                            err, errlen);
     if (res == NULL) {
@@ -2916,17 +2923,10 @@ proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
     }
     PQclear(res);
 
-    p[0] = ts.data;
-    res = cw_pg_execp(st->pg, "bulk_stock_ts", 1, p, &cls, err, errlen);
-    if (res == NULL) {
+    cls = proj_as_of_us(st, ts.data, pp->npc, as_of_us, err, errlen);
+    if (cls != CW_PG_OK) {
         goto done;
     }
-    for (i = 0; i < pp->npc; i++) {
-        as_of_us[i] = i < (size_t) PQntuples(res)
-                      && !PQgetisnull(res, (int) i, 0)
-                      ? atoll(PQgetvalue(res, (int) i, 0)) : -1;
-    }
-    PQclear(res);
 
     /* The fold, command by command in batch order. */
     for (i = 0; i < pp->npc; i++) {
@@ -2989,19 +2989,10 @@ proj_bulk_price(proj_pipe_t *pp, char *err, size_t errlen)
         }
     }
 
-    for (i = 0; i < PROJ_PRICE_CMD; i++) {
-        cw_buf_putc(&ca[i], '}');
-        if (ca[i].oom) {
-            goto oom;
-        }
-        p[i] = ca[i].data;
-    }
-    for (i = 0; i < PROJ_PRICE_KEY; i++) {
-        cw_buf_putc(&fa[i], '}');
-        if (fa[i].oom) {
-            goto oom;
-        }
-        p[PROJ_PRICE_CMD + i] = fa[i].data;
+    if (proj_arrs_close(ca, PROJ_PRICE_CMD, p) != 0
+        || proj_arrs_close(fa, PROJ_PRICE_KEY, p + PROJ_PRICE_CMD) != 0)
+    {
+        goto oom;
     }
 
     res = cw_pg_execp(st->pg, "bulk_price_write",
@@ -3032,15 +3023,9 @@ oom:
 
 done:
 
-    for (i = 0; i < 2; i++) {
-        cw_buf_free(&ka[i]);
-    }
-    for (i = 0; i < PROJ_PRICE_CMD; i++) {
-        cw_buf_free(&ca[i]);
-    }
-    for (i = 0; i < PROJ_PRICE_KEY; i++) {
-        cw_buf_free(&fa[i]);
-    }
+    proj_arrs_free(ka, 2);
+    proj_arrs_free(ca, PROJ_PRICE_CMD);
+    proj_arrs_free(fa, PROJ_PRICE_KEY);
     cw_buf_free(&ts);
     json_decref(index);
     free(keys);
