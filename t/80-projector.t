@@ -277,5 +277,17 @@ is_deeply($rebuilt, $live, 'rebuilt read model equals the live one');
 is($p->stop_proc($proj, 'TERM'), 0, 'SIGTERM: exit status 0');
 unlike($p->log_text('projector1'), qr/"level":"error"/, 'no error in the log');
 
+# --- a log that ends before what PostgreSQL consumed --------------------
+
+# A recreated topic (or a broker that lost its data) starts again at a
+# lower offset: starting at the stored one would skip, not apply, what it
+# holds. The projector refuses and says what to do.
+$p->sql("UPDATE consumer_offsets SET next_offset = next_offset + 1000");
+($rc, $out) = $p->run('timeout', '60', $p->projector_args());
+is($rc, 1, 'offsets past the end of the log: the projector stops')
+    or diag($out);
+like($out, qr/PostgreSQL has consumed up to offset \d+ but the log ends at/,
+     'and says why');
+
 $p->stop;
 done_testing();

@@ -71,6 +71,7 @@ typedef struct {
     proj_store_t          *store;
     proj_drainer_t        *pub;        /* Kafka rows */
     proj_drainer_t        *rmw;        /* read-model rows */
+    cw_kafka_consumer_t   *consumer;
     volatile int          *stop;
 } proj_app_t;
 
@@ -151,12 +152,61 @@ proj_apply_defaults(cw_config_t *cfg, char *err, size_t errlen)
 }
 
 
+/* A stored offset past the end of its partition's log means the log is
+ * not the one PostgreSQL consumed (the topic was recreated, or a broker
+ * lost its data): starting there would fence, that is skip, every new
+ * message below it. The assignment is refused and the projector stops,
+ * saying what to do. A log that cannot be asked is not a reason to stop. */
+static int
+proj_check_log(proj_app_t *app, rd_kafka_topic_partition_list_t *parts)
+{
+    int                   i;
+    int64_t               lo, hi;
+    rd_kafka_resp_err_t   err;
+    rd_kafka_topic_partition_t  *tp;
+
+    for (i = 0; i < parts->cnt; i++) {
+        tp = &parts->elems[i];
+        if (tp->offset < 0) {
+            continue;
+        }
+
+        err = rd_kafka_query_watermark_offsets(
+                  cw_kafka_consumer_handle(app->consumer), tp->topic,
+                  tp->partition, &lo, &hi, 5000);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            cw_log(CW_LOG_WARN, "cannot check the end of %s [%d]: %s",
+                   tp->topic, (int) tp->partition, rd_kafka_err2str(err));
+            continue;
+        }
+
+        if (tp->offset > hi) {
+            cw_log(CW_LOG_ERROR, "%s [%d]: PostgreSQL has consumed up to "
+                   "offset %lld but the log ends at %lld: the topic was "
+                   "recreated or lost data, and starting here would skip "
+                   "its messages. Once checked, delete this group's rows "
+                   "in consumer_offsets (and the position dedup keys, "
+                   "topic|partition|offset, in inbound_processed) to read "
+                   "the log from its start", tp->topic, (int) tp->partition,
+                   (long long) tp->offset, (long long) hi);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 proj_on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 {
     proj_app_t  *app = ud;
 
-    return proj_store_load_offsets(app->store, parts, app->stop);
+    if (proj_store_load_offsets(app->store, parts, app->stop) != 0) {
+        return -1;
+    }
+
+    return proj_check_log(app, parts);
 }
 
 
@@ -610,6 +660,7 @@ main(int argc, char **argv)
     app.pub = &pub;
     app.rmw = &rmw;
     app.stop = cw_signal_stop_flag();
+    app.consumer = NULL;
 
     memset(&h, 0, sizeof(h));
     h.on_assign = proj_on_assign;
@@ -621,6 +672,7 @@ main(int argc, char **argv)
         cw_log(CW_LOG_ERROR, "kafka consumer: %s", err);
         goto done;
     }
+    app.consumer = consumer;
 
     /* Effects of batches committed before a crash wait in the outbox:
      * both drainers start with a drain. */
