@@ -190,11 +190,11 @@ proj_as_of_us(proj_store_t *st, const char *arr, size_t n, long long *out,
 
 
 /* The partitions of a batch, in order of first appearance, with the
- * offset of their first message and of their last one not fenced. */
+ * offset stored for them and the offset of their last message not
+ * fenced. */
 typedef struct {
     const char     *topic;
     int32_t         partition;
-    int64_t         first;
     int64_t         last;         /* -1: none */
     int64_t         stored;
 } proj_part_t;
@@ -515,7 +515,7 @@ static const struct {
       " source_ts) SELECT * FROM unnest($16::text[], $17::text[],"
       " $18::bigint[], $19::bigint[], $20::timestamptz[])"
       " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
-      " version = EXCLUDED.version,"
+      " version = GREATEST(EXCLUDED.version, stock_levels.version + 1),"
       " source_ts = COALESCE(EXCLUDED.source_ts, stock_levels.source_ts),"
       " updated_at = now()),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
@@ -563,7 +563,8 @@ static const struct {
       " $13::timestamptz[])"
       " ON CONFLICT (sku, store_id) DO UPDATE"
       " SET amount_minor = EXCLUDED.amount_minor,"
-      " currency = EXCLUDED.currency, version = EXCLUDED.version,"
+      " currency = EXCLUDED.currency,"
+      " version = GREATEST(EXCLUDED.version, price_book.version + 1),"
       " source_ts = COALESCE(EXCLUDED.source_ts, price_book.source_ts),"
       " updated_at = now()),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
@@ -1858,7 +1859,6 @@ proj_offsets_lock(proj_batch_t *b, char *err, size_t errlen)
             pt = &b->parts[np++];
             pt->topic = pm->topic;
             pt->partition = pm->m->partition;
-            pt->first = pm->m->offset;
             pt->last = -1;
             pt->stored = 0;
             proj_arr(&a[0], pm->topic);
