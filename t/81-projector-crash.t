@@ -89,6 +89,23 @@ $p->start_pg_again;
 check_exactly_once('postgres restart');
 like($p->log_text('projector2'), qr/will retry/, 'the outage was retried');
 
+# --- Redis stopped and resumed under load --------------------------------
+
+# Writes of the read model fail meanwhile (timeouts); the batches go on
+# committing, and once Redis answers again the values left in the outbox
+# are written too, under load, not only when the projector idles.
+produce_moves(1000);
+my $before = $sent - 1000;
+ok($p->wait_for(sub { applied() > $before }), 'applying the third load');
+kill 'STOP', $p->t->{redis_pid};
+produce_moves(1000);
+sleep 2;
+kill 'CONT', $p->t->{redis_pid};
+produce_moves(1000);
+check_exactly_once('redis stopped');
+like($p->log_text('projector2'), qr/read model not written yet/,
+     'the Redis outage was retried');
+
 # --- two projectors share the partitions ---------------------------------
 
 my $m1 = $p->t->port('M1');

@@ -276,8 +276,9 @@ proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
 
 
 /* Writes the values of handed-over keys rows, then deletes the rows in
- * one statement. A failure leaves them to the drain, after a backoff. */
-static void
+ * one statement. A failure leaves them to the drain, after a backoff:
+ * returns -1 then. */
+static int
 proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
     int64_t *next_try)
 {
@@ -335,13 +336,15 @@ proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
                "%s", (long long) delay, err);
         *next_try = cw_now_ms() + delay;
     }
+
+    return rc != 0 ? -1 : 0;
 }
 
 
 static void *
 proj_drainer_run(void *arg)
 {
-    int                stop, final, more = 1, timed_out;
+    int                stop, final, more = 1, timed_out, handed, left = 0;
     int64_t            next_try = 0;
     cw_backoff_t       bo;
     proj_keys_t       *q;
@@ -381,8 +384,9 @@ proj_drainer_run(void *arg)
 
         /* Batches this process just committed: written at once, no scan
          * of the outbox. */
-        if (q != NULL) {
-            proj_write_keys(d, q, &bo, &next_try);
+        handed = q != NULL;
+        if (handed && proj_write_keys(d, q, &bo, &next_try) != 0) {
+            left = 1;
         }
 
         if (stop) {
@@ -396,10 +400,12 @@ proj_drainer_run(void *arg)
         }
 
         /* The drain: rows of the drainer's kind on every kick (publisher)
-         * or, for handed-over rows, when idle (left by a crash or a
-         * failed write). */
-        if (q == NULL || timed_out || more) {
+         * or, for handed-over rows, when idle and after a failed write,
+         * until a drain found nothing left (rows of a crash or of the
+         * failure). */
+        if (!handed || timed_out || more || left) {
             more = proj_drain(d->outbox, &bo, &next_try);
+            left = more || next_try > cw_now_ms();
         }
     }
 }
