@@ -534,8 +534,9 @@ proj_drain_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     d->done = nrows;
 
     if (nrows == 0 || ids.oom) {
+        cls = ids.oom ? CW_PG_TRANSIENT : CW_PG_OK;
         cw_buf_free(&ids);
-        return ids.oom ? CW_PG_TRANSIENT : CW_PG_OK;
+        return cls;
     }
 
     p[0] = ids.data;
