@@ -466,34 +466,29 @@ static const struct {
       " SELECT dedup_key FROM p" },
 
     /* The stock commands of a batch are folded in C (proj_bulk_stock):
-     * first the current levels of every key they touch, locked in key
-     * order ($1 stores, $2 skus; the row number of the key comes back),
-     * and the as_of instants of the counts in microseconds (one per
-     * command, NULL when absent), compared in C as PostgreSQL would ... */
+     * first, per key they touch ($1 stores, $2 skus; one row per key, in
+     * order), its current level if any, not locked: the write checks
+     * that the version is still the one read. With it what the values
+     * of the read model need: the sku as JSON and the store's effective
+     * price as rm_stock_values renders them (the batch's prices are
+     * written by then), and in the first row the transaction's now(),
+     * which the write gives the rows' updated_at. And the as_of instants
+     * of the counts in microseconds (one per command, NULL when absent),
+     * compared in C as PostgreSQL would ... */
     { "bulk_stock_state", PROJ_INLINE,
-      "SELECT k.i, s.on_hand, s.reserved, s.version,"
-      " (extract(epoch FROM s.source_ts) * 1000000)::bigint"
+      "SELECT s.on_hand, s.reserved, s.version,"
+      " (extract(epoch FROM s.source_ts) * 1000000)::bigint,"
+      " to_json(k.sku)::text, (SELECT commerce_money(b.amount_minor,"
+      " b.currency) FROM price_book b WHERE b.sku = k.sku"
+      " AND b.store_id IN (k.store, '') ORDER BY b.store_id DESC LIMIT 1)"
+      "::text, CASE WHEN k.i = 1 THEN commerce_ts(now()) END"
       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
-      " JOIN stock_levels s ON s.store_id = k.store AND s.sku = k.sku"
-      " ORDER BY s.store_id, s.sku FOR UPDATE OF s" },
+      " LEFT JOIN stock_levels s ON s.store_id = k.store AND s.sku = k.sku"
+      " ORDER BY k.i" },
 
     { "bulk_stock_ts", 1,
       "SELECT (extract(epoch FROM t::timestamptz) * 1000000)::bigint"
       " FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i" },
-
-    /* The read-model values of the stock levels the batch's stock
-     * commands changed are rendered here, in C, from the folded state
-     * (the read-model thread then writes them without asking the
-     * database): per key $1 store, $2 sku, the sku as JSON, the store's
-     * effective price as rm_stock_values renders it, and the
-     * transaction's now() as the rows' updated_at. */
-    { "bulk_stock_render", PROJ_INLINE,
-      "SELECT to_json(k.sku)::text, (SELECT commerce_money(b.amount_minor,"
-      " b.currency) FROM price_book b WHERE b.sku = k.sku"
-      " AND b.store_id IN (k.store, '') ORDER BY b.store_id DESC LIMIT 1)"
-      "::text, commerce_ts(now())"
-      " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
-      " ORDER BY k.i" },
 
     /* ... then every level, event and ledger row in one statement. Per
      * applied command, in order: $1 store, $2 sku, $3 event id, $4
@@ -501,23 +496,31 @@ static const struct {
      * $10 event data, $11 metadata, $12 correlation, $13 causation, $14
      * orderability event id (NULL: availability did not cross zero), $15
      * its data. Per key, the final state: $16 store, $17 sku, $18
-     * on_hand, $19 version, $20 latest as_of (NULL: keep). Returns the
-     * events recorded; their Kafka copies are in the batch's
-     * 'kafka_batch' outbox row, built in C from the same values. */
-    { "bulk_stock_write", 20,
+     * on_hand, $19 version, $20 latest as_of (NULL: keep), and $21 the
+     * version read (0: no level yet). A level is updated only if its
+     * version is still the one read, and inserted only if there was
+     * none (else the insert fails): returns how many were updated, and
+     * fewer than were read means another transaction changed one in
+     * between. The events' Kafka copies are in the batch's 'kafka_batch'
+     * outbox row, built in C from the same values. */
+    { "bulk_stock_write", 21,
       "WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[],"
       " $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],"
       " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
       " $14::uuid[], $15::text[])"
       " WITH ORDINALITY AS c(store, sku, eid, version, on_hand, delta,"
       " movement, reason, as_of, data, meta, corr, caus, oeid, odata, ord)),"
-      " lv AS (INSERT INTO stock_levels (store_id, sku, on_hand, version,"
-      " source_ts) SELECT * FROM unnest($16::text[], $17::text[],"
-      " $18::bigint[], $19::bigint[], $20::timestamptz[])"
-      " ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
-      " version = GREATEST(EXCLUDED.version, stock_levels.version + 1),"
-      " source_ts = COALESCE(EXCLUDED.source_ts, stock_levels.source_ts),"
-      " updated_at = now()),"
+      " k AS (SELECT * FROM unnest($16::text[], $17::text[], $18::bigint[],"
+      " $19::bigint[], $20::timestamptz[], $21::bigint[])"
+      " AS k(store, sku, on_hand, version, ts, read)),"
+      " lv AS (UPDATE stock_levels s SET on_hand = k.on_hand,"
+      " version = k.version, source_ts = COALESCE(k.ts, s.source_ts),"
+      " updated_at = now() FROM k WHERE k.read > 0"
+      " AND s.store_id = k.store AND s.sku = k.sku AND s.version = k.read"
+      " RETURNING 1),"
+      " nl AS (INSERT INTO stock_levels (store_id, sku, on_hand, version,"
+      " source_ts) SELECT store, sku, on_hand, version, ts FROM k"
+      " WHERE read = 0),"
       " e AS (INSERT INTO event_store (event_id, aggregate_type,"
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
       " causation_id) SELECT id, atype, agg, version, etype, d::jsonb,"
@@ -532,7 +535,7 @@ static const struct {
       " delta, on_hand_after, reason, source_ts) SELECT store, sku, eid,"
       " movement, delta, on_hand, reason, as_of::timestamptz FROM c"
       " ORDER BY ord)"
-      " SELECT 1" },
+      " SELECT count(*) FROM lv" },
 
     /* The price commands of a batch are folded in C (proj_bulk_price)
      * like the stock commands: first the current rows of every key they
@@ -2132,14 +2135,17 @@ typedef struct {
     int             changed;
 } proj_pk_t;
 
-/* A stock level as the fold goes: read locked, then changed in C. */
+/* A stock level as the fold goes: read, then changed in C. */
 typedef struct {
     const char     *store;
     const char     *sku;
+    const char     *sku_json;     /* as PostgreSQL's to_json writes it */
+    const char     *price;        /* its rendering; NULL: none */
     int             exists;
     long long       on_hand;
     long long       reserved;
     long long       version;
+    long long       version_read; /* 0: no level */
     long long       ts_us;        /* source_ts; -1: none */
     const char     *as_of;        /* latest as_of applied; NULL: keep */
     int             changed;
@@ -2448,39 +2454,16 @@ proj_stock_clear(proj_pipe_t *pp)
 
 /* Renders, as rm_stock_values does (then compacted, like every value),
  * the read-model values of the stock levels a bulk stock statement
- * changed, into st->rvals: ["inv:<store>", sku, version, value]. */
+ * changed, into st->rvals: ["inv:<store>", sku, version, value]; now is
+ * the transaction's now() as commerce_ts writes it. */
 static cw_pg_class_t
-proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
-    size_t errlen)
+proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk,
+    const char *now, char *err, size_t errlen)
 {
     char           *value;
-    size_t          i, r = 0;
-    cw_buf_t        a[2], v;
-    PGresult       *res;
+    size_t          i;
+    cw_buf_t        v;
     proj_sk_t      *k;
-    const char     *p[2];
-    cw_pg_class_t   cls = CW_PG_OK;
-
-    proj_arrs_open(a, 2);
-    for (i = 0; i < nk; i++) {
-        if (keys[i].changed) {
-            proj_arr(&a[0], keys[i].store);
-            proj_arr(&a[1], keys[i].sku);
-        }
-    }
-    res = proj_arrs_close(a, 2, p) != 0
-          ? NULL
-          : cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_render"), 2, p,
-                              &cls, err, errlen);
-    proj_arrs_free(a, 2);
-
-    if (res == NULL) {
-        if (cls == CW_PG_OK) {
-            snprintf(err, errlen, "out of memory");
-            cls = CW_PG_PERMANENT;
-        }
-        return cls;
-    }
 
     cw_buf_init(&v);
 
@@ -2489,22 +2472,17 @@ proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
         if (!k->changed) {
             continue;
         }
-        if (r >= (size_t) PQntuples(res)) {
-            break;
-        }
 
         cw_buf_reset(&v);
         cw_buf_puts(&v, "{\"sku\":");
-        cw_buf_puts(&v, PQgetvalue(res, (int) r, 0));
+        cw_buf_puts(&v, k->sku_json);
         cw_buf_printf(&v, ",\"on_hand\":%lld,\"reserved\":%lld,"
                       "\"available\":%lld,\"orderable\":%s,\"version\":%lld,"
                       "\"updated_at\":\"%s\",\"price\":%s}", k->on_hand,
                       k->reserved, k->on_hand - k->reserved,
                       k->on_hand - k->reserved > 0 ? "true" : "false",
-                      k->version, PQgetvalue(res, (int) r, 2),
-                      PQgetisnull(res, (int) r, 1)
-                      ? "null" : PQgetvalue(res, (int) r, 1));
-        r++;
+                      k->version, now,
+                      k->price != NULL ? k->price : "null");
 
         value = v.oom ? NULL : proj_json_compact(v.data, v.len);
         if (value == NULL) {
@@ -2523,7 +2501,6 @@ proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
     }
 
     cw_buf_free(&v);
-    PQclear(res);
 
     if (st->rvals.oom) {
         snprintf(err, errlen, "out of memory");
@@ -2535,7 +2512,7 @@ proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk, char *err,
 
 
 #define PROJ_BULK_CMD   15
-#define PROJ_BULK_KEY   5
+#define PROJ_BULK_KEY   6
 
 /*
  * Applies the queued stock commands: their levels are read under lock,
@@ -2551,9 +2528,9 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
 {
     char            agg[2 * PROJ_ID_MAX + 32];
     int             fresh;
-    size_t          i, j, nk = 0, napplied = 0, nexpect = 0;
+    size_t          i, j, nk = 0, napplied = 0, nexpect = 0, nread = 0;
     json_t         *index = NULL;
-    PGresult       *res;
+    PGresult       *res, *state = NULL;
     cw_buf_t        ka[2], ts, data, ca[PROJ_BULK_CMD], fa[PROJ_BULK_KEY];
     proj_sc_t      *sc;
     proj_sk_t      *keys = NULL, *k;
@@ -2596,22 +2573,34 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         goto oom;
     }
 
-    res = cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_state"), 2, p, &cls,
-                           err, errlen);
-    if (res == NULL) {
+    state = cw_pg_exec_inline(st->pg, proj_sql("bulk_stock_state"), 2, p,
+                              &cls, err, errlen);
+    if (state == NULL) {
+        goto done;
+    }
+    if ((size_t) PQntuples(state) != nk) {
+        snprintf(err, errlen, "bulk_stock_state: %d rows for %zu keys",
+                 PQntuples(state), nk);
+        cls = CW_PG_PERMANENT;
         goto done;
     }
 
-    for (i = 0; i < (size_t) PQntuples(res); i++) {
-        k = &keys[atoll(PQgetvalue(res, (int) i, 0)) - 1];
+    for (i = 0; i < nk; i++) {
+        k = &keys[i];
+        k->sku_json = PQgetvalue(state, (int) i, 4);
+        k->price = PQgetisnull(state, (int) i, 5)
+                   ? NULL : PQgetvalue(state, (int) i, 5);
+        if (PQgetisnull(state, (int) i, 2)) {
+            continue;
+        }
         k->exists = 1;
-        k->on_hand = atoll(PQgetvalue(res, (int) i, 1));
-        k->reserved = atoll(PQgetvalue(res, (int) i, 2));
-        k->version = atoll(PQgetvalue(res, (int) i, 3));
-        k->ts_us = PQgetisnull(res, (int) i, 4)
-                   ? -1 : atoll(PQgetvalue(res, (int) i, 4));
+        k->on_hand = atoll(PQgetvalue(state, (int) i, 0));
+        k->reserved = atoll(PQgetvalue(state, (int) i, 1));
+        k->version = atoll(PQgetvalue(state, (int) i, 2));
+        k->version_read = k->version;
+        k->ts_us = PQgetisnull(state, (int) i, 3)
+                   ? -1 : atoll(PQgetvalue(state, (int) i, 3));
     }
-    PQclear(res);
 
     cls = proj_as_of_us(st, ts.data, pp->nsc, as_of_us, err, errlen);
     if (cls != CW_PG_OK) {
@@ -2739,6 +2728,8 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         proj_arr_ll(&fa[2], k->on_hand);
         proj_arr_ll(&fa[3], k->version);
         proj_arr(&fa[4], k->as_of);
+        proj_arr_ll(&fa[5], k->version_read);
+        nread += k->version_read > 0;
     }
 
     if (proj_arrs_close(ca, PROJ_BULK_CMD, p) != 0
@@ -2751,10 +2742,19 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     if (res == NULL) {
         goto done;
     }
+    if ((size_t) atoll(PQgetvalue(res, 0, 0)) != nread) {
+        /* Rolled back and tried again: the next read sees it. */
+        snprintf(err, errlen, "a stock level changed while the batch was "
+                 "applied (%s of %zu updated)", PQgetvalue(res, 0, 0), nread);
+        PQclear(res);
+        cls = CW_PG_TRANSIENT;
+        goto done;
+    }
     PQclear(res);
     st->n_events += (long long) nexpect;
 
-    cls = proj_render_stock(st, keys, nk, err, errlen);
+    cls = proj_render_stock(st, keys, nk, PQgetvalue(state, 0, 6), err,
+                            errlen);
 
     goto done;
 
@@ -2765,6 +2765,7 @@ oom:
 
 done:
 
+    PQclear(state);
     proj_arrs_free(ka, 2);
     proj_arrs_free(ca, PROJ_BULK_CMD);
     proj_arrs_free(fa, PROJ_BULK_KEY);

@@ -43,7 +43,8 @@
 #   BENCH_PROJ_PERF=0            1: perf record the projector (perf.data),
 #                                call graphs BENCH_PROJ_PERF_CG (fp, dwarf)
 #   BENCH_PROJ_PGSTAT=0          1: load pg_stat_statements and write the
-#                                statements by total time to pgstat-throughput.txt
+#                                statements by total time (with WAL bytes and
+#                                blocks dirtied) to pgstat-throughput.txt
 #                                and pgstat-latency.txt
 #   COMMERCE_BUILD               build dir holding bin/ and the module
 #                                (default build/)
@@ -276,8 +277,9 @@ pgstat_dump() {     # pgstat_dump PHASE: statements by total time, then reset
     [ "$PGSTAT" = 1 ] || return 0
     psql "$CONNINFO" -Atc "SELECT round(total_exec_time)::text || ' ms, '
         || calls || ' calls, ' || round((total_exec_time / calls)::numeric,
-        3) || ' ms/call: ' || left(regexp_replace(query, '\s+', ' ', 'g'),
-        110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" \
+        3) || ' ms/call, ' || pg_size_pretty(wal_bytes) || ' WAL, '
+        || shared_blks_dirtied || ' blocks dirtied: '
+        || left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" \
         > "$OUT/pgstat-$1.txt" 2>&1 || true
     psql "$CONNINFO" -Atqc "SELECT pg_stat_statements_reset()" \
         > /dev/null 2>&1 || true
