@@ -3,7 +3,8 @@
 # commerce-projector under failure: kill -9 mid-batch, PostgreSQL stopped
 # and started under load, two projectors sharing the partitions. Every
 # message must be applied exactly once: one stock event and one ledger row
-# per message, on_hand equal to the number of +1 movements, Redis equal
+# per message, on_hand equal to the number of +1 movements, every message
+# archived once (the archive commits apart, before its batch), Redis equal
 # to PostgreSQL.
 
 use strict;
@@ -48,6 +49,11 @@ sub check_exactly_once {
        "$what: one stock event per message");
     is($p->sql('SELECT count(*) FROM inbound_processed'), $sent,
        "$what: each message processed once");
+    is($p->sql('SELECT count(*) FROM inbound_archive'), $sent,
+       "$what: each message archived once");
+    is($p->sql('SELECT count(*) FROM inbound_processed p JOIN inbound_archive a'
+               . ' USING (topic, partition, "offset")'), $sent,
+       "$what: each claim names its archived message");
     is($p->sql('SELECT sum(on_hand) FROM stock_levels'), $sent,
        "$what: on_hand sums to the movements");
     is($p->sql("SELECT sum(next_offset) FROM consumer_offsets"), $sent,

@@ -542,6 +542,7 @@ main(int argc, char **argv)
     char                    err[512];
     proj_app_t              app;
     cw_pg_t                *pg = NULL, *pub_pg = NULL, *rm_pg = NULL;
+    cw_pg_t                *arc_pg = NULL;
     cw_redis_t             *redis = NULL;
     cw_config_t            *cfg;
     cw_metrics_t           *metrics;
@@ -639,12 +640,15 @@ main(int argc, char **argv)
     /* Each drainer has a PostgreSQL connection of its own. */
     pub_pg = cw_pg_new_from_config(cfg, "commerce-projector-publisher");
     rm_pg = cw_pg_new_from_config(cfg, "commerce-projector-readmodel");
-    if (pub_pg == NULL || rm_pg == NULL) {
+    /* And the batch's archive, written while the batch is applied. */
+    arc_pg = cw_pg_new_from_config(cfg, "commerce-projector-archive");
+    if (pub_pg == NULL || rm_pg == NULL || arc_pg == NULL) {
         cw_log(CW_LOG_ERROR, "config: pg");
         goto done;
     }
     cw_pg_set_stop_flag(pub_pg, cw_signal_stop_flag());
     cw_pg_set_stop_flag(rm_pg, cw_signal_stop_flag());
+    cw_pg_set_stop_flag(arc_pg, cw_signal_stop_flag());
 
     pub.name = "publisher";
     pub.outbox = proj_outbox_new(pub_pg, NULL, producer, "kafka",
@@ -655,9 +659,11 @@ main(int argc, char **argv)
                                  (int) cw_config_int(cfg, "outbox_page"),
                                  &om);
 
-    store = proj_store_new(pg, cw_config_str(cfg, "kafka.group_id"),
+    store = proj_store_new(pg, arc_pg,
+                           cw_config_str(cfg, "kafka.group_id"),
                            cw_config_str(cfg, "events_topic"),
                            cw_config_str(cfg, "dlq_topic"), &sm);
+    arc_pg = NULL;                          /* the store's now */
 
     if (store == NULL || pub.outbox == NULL || rmw.outbox == NULL
         || proj_store_prepare(store, err, sizeof(err)) != 0)
@@ -735,6 +741,7 @@ done:
     proj_store_free(store);
     cw_redis_free(redis);
     cw_pg_free(rm_pg);
+    cw_pg_free(arc_pg);
     cw_pg_free(pub_pg);
     cw_pg_free(pg);
     cw_metrics_free(metrics);

@@ -39,6 +39,7 @@
 
 #include "cw_buf.h"
 #include "cw_log.h"
+#include "cw_pg_side.h"
 #include "cw_retry.h"
 #include "cw_time.h"
 #include "proj_store.h"
@@ -65,6 +66,8 @@ typedef struct {
 
 struct proj_store_s {
     cw_pg_t               *pg;
+    cw_pg_t               *arc_pg;     /* the archive's, until side has it */
+    cw_pg_side_t          *side;       /* writes the archive */
     const char            *group_id;
     const char            *events_topic;
     const char            *dlq_topic;
@@ -208,7 +211,31 @@ typedef struct {
     int             careful;      /* fast path gave up: go message by
                                      message with savepoints */
     char            why[256];     /* why the fast path gave up */
+
+    /* The archive of the batch, written on the side connection: the
+     * parameters of PROJ_ARCHIVE_SQL, and whether it has committed. */
+    char           *arc_records;
+    cw_pg_array_t   arc_bodies;
+    cw_pg_array_t   arc_keys;
+    int             archived;
 } proj_batch_t;
+
+/* Every message of a batch, byte for byte, in one statement on the side
+ * connection while the batch transaction runs on the main one: $1 their
+ * columns as JSON records, $2 the bodies and $3 the keys as binary bytea
+ * arrays in the same order. A message archived before (the batch is
+ * being tried again, or was consumed before a crash) keeps its row. */
+#define PROJ_ARCHIVE_SQL                                                      \
+    "INSERT INTO inbound_archive (topic, partition, \"offset\", msg_key,"     \
+    " headers, body, source, delivery_id, kafka_ts)"                          \
+    " SELECT topic, partition, \"offset\", msg_key, headers, body, source,"   \
+    " delivery_id, to_timestamp(kafka_ts / 1000)"                             \
+    " FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (topic text,"          \
+    " partition integer, \"offset\" bigint, headers jsonb, source text,"      \
+    " delivery_id text, kafka_ts double precision), unnest($2::bytea[]),"     \
+    " unnest($3::bytea[])) AS r(topic, partition, \"offset\", headers,"       \
+    " source, delivery_id, kafka_ts, body, msg_key)"                          \
+    " ON CONFLICT (topic, partition, \"offset\") DO NOTHING"
 
 /* Outcome of one command: ok, a rejection that dead-letters the
  * message, or a database error of the given class. */
@@ -264,17 +291,10 @@ static const struct {
       "SELECT partition, next_offset FROM consumer_offsets"
       " WHERE group_id = $1 AND topic = $2" },
 
-    { "archive", 9,
-      "INSERT INTO inbound_archive (topic, partition, \"offset\", msg_key,"
-      " headers, body, source, delivery_id, kafka_ts)"
-      " VALUES ($1, $2, $3, $4::bytea, $5::jsonb, $6::bytea, $7, $8,"
-      " to_timestamp($9::double precision / 1000))"
-      " ON CONFLICT (topic, partition, \"offset\") DO UPDATE"
-      " SET consumed_at = inbound_archive.consumed_at RETURNING id" },
-
-    { "processed", 3,
-      "INSERT INTO inbound_processed (dedup_key, archive_id, commands)"
-      " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1" },
+    { "processed", 5,
+      "INSERT INTO inbound_processed (dedup_key, topic, partition, \"offset\","
+      " commands) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+      " RETURNING 1" },
 
     /* The DLQ row and its Kafka copy: original bytes, original headers
      * plus the reason. */
@@ -441,29 +461,15 @@ static const struct {
       " SELECT 'kafka', $10, convert_to($3, 'UTF8'), $11::jsonb,"
       " convert_to($12, 'UTF8') FROM e" },
 
-    /* The fast path (see proj_fast_txn): the archive rows of a whole
-     * batch and the dedup claims of its valid messages in one statement:
-     * $1 their columns as JSON records, $2 the bodies and $3 the keys as
-     * binary bytea arrays in the same order. Returns the dedup keys
-     * claimed now (the others were applied before). */
-    { "fast_archive", 3,
-      "WITH r AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb)"
-      " AS (topic text, partition integer, \"offset\" bigint, headers jsonb,"
-      " source text, delivery_id text, kafka_ts double precision,"
-      " dedup text, commands integer), unnest($2::bytea[]),"
-      " unnest($3::bytea[])) AS r(topic, partition, \"offset\", headers,"
-      " source, delivery_id, kafka_ts, dedup, commands, body, msg_key)),"
-      " a AS (INSERT INTO inbound_archive (topic, partition, \"offset\","
-      " msg_key, headers, body, source, delivery_id, kafka_ts)"
-      " SELECT topic, partition, \"offset\", msg_key, headers, body, source,"
-      " delivery_id, to_timestamp(kafka_ts / 1000) FROM r"
-      " RETURNING id, topic, partition, \"offset\"),"
-      " p AS (INSERT INTO inbound_processed (dedup_key, archive_id, commands)"
-      " SELECT r.dedup, a.id, r.commands FROM r JOIN a"
-      " ON a.topic = r.topic AND a.partition = r.partition"
-      " AND a.\"offset\" = r.\"offset\" WHERE r.dedup IS NOT NULL"
-      " ON CONFLICT DO NOTHING RETURNING dedup_key)"
-      " SELECT dedup_key FROM p" },
+    /* The fast path (see proj_fast_txn): the dedup claims of the
+     * batch's valid messages, $1 keys, $2 .. $4 the positions of the
+     * messages, $5 how many commands each has. Returns the keys claimed
+     * now (the others were applied before). */
+    { "fast_claim", 5,
+      "INSERT INTO inbound_processed (dedup_key, topic, partition, \"offset\","
+      " commands) SELECT * FROM unnest($1::text[], $2::text[],"
+      " $3::integer[], $4::bigint[], $5::integer[])"
+      " ON CONFLICT DO NOTHING RETURNING dedup_key" },
 
     /* The stock commands of a batch are folded in C (proj_bulk_stock):
      * first, per key they touch ($1 stores, $2 skus; one row per key, in
@@ -672,17 +678,20 @@ proj_sql(const char *name)
 
 
 proj_store_t *
-proj_store_new(cw_pg_t *pg, const char *group_id, const char *events_topic,
-    const char *dlq_topic, const proj_store_metrics_t *metrics)
+proj_store_new(cw_pg_t *pg, cw_pg_t *arc_pg, const char *group_id,
+    const char *events_topic, const char *dlq_topic,
+    const proj_store_metrics_t *metrics)
 {
     proj_store_t  *st;
 
     st = calloc(1, sizeof(*st));
     if (st == NULL) {
+        cw_pg_free(arc_pg);
         return NULL;
     }
 
     st->pg = pg;
+    st->arc_pg = arc_pg;
     st->group_id = group_id;
     st->events_topic = events_topic;
     st->dlq_topic = dlq_topic;
@@ -690,6 +699,7 @@ proj_store_new(cw_pg_t *pg, const char *group_id, const char *events_topic,
     st->stores_known = json_object();
 
     if (st->stores_known == NULL) {
+        cw_pg_free(arc_pg);
         free(st);
         return NULL;
     }
@@ -702,6 +712,8 @@ void
 proj_store_free(proj_store_t *st)
 {
     if (st != NULL) {
+        cw_pg_side_stop(st->side);
+        cw_pg_free(st->arc_pg);
         json_decref(st->items);
         json_decref(st->stocks);
         json_decref(st->stores_known);
@@ -729,6 +741,23 @@ proj_store_prepare(proj_store_t *st, char *err, size_t errlen)
         {
             return -1;
         }
+    }
+
+    if (st->side != NULL) {
+        return 0;
+    }
+
+    if (cw_pg_prepare(st->arc_pg, "archive_batch", PROJ_ARCHIVE_SQL, 3, err,
+                      errlen) != 0)
+    {
+        return -1;
+    }
+
+    st->side = cw_pg_side_start(st->arc_pg);
+    st->arc_pg = NULL;
+    if (st->side == NULL) {
+        snprintf(err, errlen, "cannot start the archive thread");
+        return -1;
     }
 
     return 0;
@@ -1594,22 +1623,18 @@ proj_sp(proj_store_t *st, const char *sql, char *err, size_t errlen)
 static cw_pg_class_t
 proj_apply_msg(proj_store_t *st, proj_msg_t *pm, char *err, size_t errlen)
 {
-    char            part[16], off[24], ts[24], archive_id[24];
+    char            part[16], off[24], ncmds[24];
     char           *body_hex, *key_hex = NULL;
     PGresult       *res;
     proj_ctx_t      c;
     proj_rc_t       rc = PROJ_OK;
     proj_error_t    why;
     cw_pg_class_t   cls;
-    const char     *p[9];
+    const char     *p[5];
     size_t          i;
-    int64_t         kts;
-    rd_kafka_timestamp_type_t  tstype;
 
     snprintf(part, sizeof(part), "%" PRId32, pm->m->partition);
     snprintf(off, sizeof(off), "%" PRId64, pm->m->offset);
-    kts = rd_kafka_message_timestamp(pm->m, &tstype);
-    snprintf(ts, sizeof(ts), "%" PRId64, kts >= 0 ? kts : 0);
 
     body_hex = proj_bytea_hex(pm->m->payload, pm->m->len);
     if (pm->m->key != NULL) {
@@ -1627,24 +1652,6 @@ proj_apply_msg(proj_store_t *st, proj_msg_t *pm, char *err, size_t errlen)
         goto done;
     }
 
-    p[0] = pm->topic;
-    p[1] = part;
-    p[2] = off;
-    p[3] = key_hex;
-    p[4] = pm->headers_text;
-    p[5] = body_hex;
-    p[6] = pm->source;
-    p[7] = pm->delivery_id;
-    p[8] = ts;
-
-    res = cw_pg_execp(st->pg, "archive", 9, p, &cls, err, errlen);
-    if (res == NULL) {
-        goto done;
-    }
-
-    snprintf(archive_id, sizeof(archive_id), "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-
     if (pm->cmds == NULL) {
         cls = proj_dead_letter(st, pm, body_hex, key_hex, part, off,
                                &pm->err, err, errlen);
@@ -1652,11 +1659,13 @@ proj_apply_msg(proj_store_t *st, proj_msg_t *pm, char *err, size_t errlen)
     }
 
     p[0] = pm->dedup;
-    p[1] = archive_id;
-    snprintf(ts, sizeof(ts), "%zu", json_array_size(pm->cmds));
-    p[2] = ts;
+    p[1] = pm->topic;
+    p[2] = part;
+    p[3] = off;
+    snprintf(ncmds, sizeof(ncmds), "%zu", json_array_size(pm->cmds));
+    p[4] = ncmds;
 
-    res = cw_pg_execp(st->pg, "processed", 3, p, &cls, err, errlen);
+    res = cw_pg_execp(st->pg, "processed", 5, p, &cls, err, errlen);
     if (res == NULL) {
         goto done;
     }
@@ -1700,24 +1709,6 @@ proj_apply_msg(proj_store_t *st, proj_msg_t *pm, char *err, size_t errlen)
         if (cls != CW_PG_OK) {
             goto done;
         }
-
-        /* The archive row went with the savepoint; write it again. */
-        snprintf(ts, sizeof(ts), "%" PRId64, kts >= 0 ? kts : 0);
-        p[0] = pm->topic;
-        p[1] = part;
-        p[2] = off;
-        p[3] = key_hex;
-        p[4] = pm->headers_text;
-        p[5] = body_hex;
-        p[6] = pm->source;
-        p[7] = pm->delivery_id;
-        p[8] = ts;
-
-        res = cw_pg_execp(st->pg, "archive", 9, p, &cls, err, errlen);
-        if (res == NULL) {
-            goto done;
-        }
-        PQclear(res);
 
         cls = proj_dead_letter(st, pm, body_hex, key_hex, part, off, &why,
                                err, errlen);
@@ -1966,6 +1957,80 @@ proj_offsets_store(proj_batch_t *b, char *err, size_t errlen)
 }
 
 
+/* The archive's transaction, on the side connection. It need not wait
+ * for the disk: the batch transaction commits after it, so its commit
+ * record comes later in the WAL, and the batch's commit waits until the
+ * WAL is on disk up to that record. */
+static cw_pg_class_t
+proj_archive_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+{
+    int             len[3], fmt[3] = { 0, 1, 1 };
+    PGresult       *res;
+    const char     *p[3];
+    proj_batch_t   *b = ud;
+    cw_pg_class_t   cls;
+
+    cls = cw_pg_command(pg, "SET LOCAL synchronous_commit = off", err,
+                        errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    p[0] = b->arc_records;
+    p[1] = b->arc_bodies.buf.data;
+    p[2] = b->arc_keys.buf.data;
+    len[0] = 0;
+    len[1] = (int) b->arc_bodies.buf.len;
+    len[2] = (int) b->arc_keys.buf.len;
+
+    res = cw_pg_execpb(pg, "archive_batch", 3, p, len, fmt, &cls, err,
+                       errlen);
+    if (res == NULL) {
+        return cls;
+    }
+    PQclear(res);
+
+    return CW_PG_OK;
+}
+
+
+/* Starts archiving the batch on the side connection, unless that has
+ * committed already or is under way. */
+static void
+proj_archive_start(proj_batch_t *b)
+{
+    if (!b->archived && !cw_pg_side_pending(b->st->side)) {
+        cw_pg_side_run(b->st->side, proj_archive_txn, b);
+    }
+}
+
+
+/* Waits until the batch's archive has committed: a batch transaction
+ * commits only after it. */
+static cw_pg_class_t
+proj_archive_wait(proj_batch_t *b, char *err, size_t errlen)
+{
+    char            why[512];
+    cw_pg_class_t   cls;
+
+    if (b->archived) {
+        return CW_PG_OK;
+    }
+
+    proj_archive_start(b);
+
+    cls = cw_pg_side_wait(b->st->side, why, sizeof(why));
+    if (cls != CW_PG_OK) {
+        snprintf(err, errlen, "archive: %s", why);
+        return cls;
+    }
+
+    b->archived = 1;
+
+    return CW_PG_OK;
+}
+
+
 static cw_pg_class_t
 proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
@@ -1991,6 +2056,11 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         if (cls != CW_PG_OK) {
             return cls;
         }
+    }
+
+    cls = proj_archive_wait(b, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
     }
 
     cls = proj_offsets_store(b, err, errlen);
@@ -3196,10 +3266,10 @@ proj_fast_command(proj_pipe_t *pp, proj_batch_t *b, proj_ctx_t *c,
 }
 
 
-/* The archive rows and dedup claims of the batch for fast_archive: the
- * columns as one JSON array, the bodies and keys as binary arrays. */
+/* The archive rows of the batch for PROJ_ARCHIVE_SQL: the columns as
+ * one JSON array, the bodies and keys as binary arrays. */
 static char *
-proj_fast_records(proj_batch_t *b, cw_pg_array_t *bodies,
+proj_archive_records(proj_batch_t *b, cw_pg_array_t *bodies,
     cw_pg_array_t *keys)
 {
     size_t          i;
@@ -3213,18 +3283,14 @@ proj_fast_records(proj_batch_t *b, cw_pg_array_t *bodies,
 
     for (i = 0; i < b->n; i++) {
         pm = &b->msgs[i];
-        if (pm->fenced) {
-            continue;
-        }
 
         kts = rd_kafka_message_timestamp(pm->m, &tstype);
 
         cw_buf_printf(&j, "%s{\"topic\":", j.len > 1 ? "," : "");
         cw_buf_json_str(&j, pm->topic);
         cw_buf_printf(&j, ",\"partition\":%" PRId32 ",\"offset\":%" PRId64
-                      ",\"kafka_ts\":%" PRId64 ",\"commands\":%zu",
-                      pm->m->partition, pm->m->offset, kts >= 0 ? kts : 0,
-                      json_array_size(pm->cmds));
+                      ",\"kafka_ts\":%" PRId64, pm->m->partition,
+                      pm->m->offset, kts >= 0 ? kts : 0);
 
         cw_buf_puts(&j, ",\"headers\":");
         cw_buf_puts(&j, pm->headers_text != NULL ? pm->headers_text : "[]");
@@ -3236,10 +3302,6 @@ proj_fast_records(proj_batch_t *b, cw_pg_array_t *bodies,
         if (pm->delivery_id != NULL) {
             cw_buf_puts(&j, ",\"delivery_id\":");
             cw_buf_json_str(&j, pm->delivery_id);
-        }
-        if (pm->cmds != NULL && !pm->dup) {
-            cw_buf_puts(&j, ",\"dedup\":");
-            cw_buf_json_str(&j, pm->dedup);
         }
         cw_buf_putc(&j, '}');
 
@@ -3265,10 +3327,9 @@ static cw_pg_class_t
 proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
     json_t         *seen;
-    char            part[16], off[24], *records;
-    int             alen[3], afmt[3] = { 0, 1, 1 };
-    cw_pg_array_t   bodies, keys;
-    const char     *ap[3];
+    char            part[16], off[24];
+    cw_buf_t        ca[5];
+    const char     *ap[5];
     size_t          i, k;
     json_t         *claimed;
     PGresult       *res;
@@ -3279,7 +3340,7 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     proj_store_t   *st = b->st;
     proj_error_t    why;
     cw_pg_class_t   cls;
-    int64_t         t0, t1, t2;
+    int64_t         t0, t1, t2, t3;
 
     proj_attempt_reset(st);
     t0 = cw_now_ms();
@@ -3320,29 +3381,29 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
     json_decref(seen);
 
-    cw_pg_array_init(&bodies, 17);          /* bytea */
-    cw_pg_array_init(&keys, 17);
-    records = proj_fast_records(b, &bodies, &keys);
-    if (records == NULL) {
-        cw_pg_array_free(&bodies);
-        cw_pg_array_free(&keys);
-        snprintf(err, errlen, "out of memory");
-        return CW_PG_PERMANENT;
+    /* The dedup keys of the valid messages, claimed. */
+    proj_arrs_open(ca, 5);
+    for (i = 0; i < b->n; i++) {
+        pm = &b->msgs[i];
+        if (pm->fenced || pm->cmds == NULL || pm->dup) {
+            continue;
+        }
+        proj_arr(&ca[0], pm->dedup);
+        proj_arr(&ca[1], pm->topic);
+        proj_arr_ll(&ca[2], pm->m->partition);
+        proj_arr_ll(&ca[3], pm->m->offset);
+        proj_arr_ll(&ca[4], (long long) json_array_size(pm->cmds));
     }
 
-    ap[0] = records;
-    ap[1] = bodies.buf.data;
-    ap[2] = keys.buf.data;
-    alen[0] = 0;
-    alen[1] = (int) bodies.buf.len;
-    alen[2] = (int) keys.buf.len;
-
-    res = cw_pg_execpb(pg, "fast_archive", 3, ap, alen, afmt, &cls, err,
-                       errlen);
-    free(records);
-    cw_pg_array_free(&bodies);
-    cw_pg_array_free(&keys);
+    res = proj_arrs_close(ca, 5, ap) != 0
+          ? NULL
+          : cw_pg_execp(pg, "fast_claim", 5, ap, &cls, err, errlen);
+    proj_arrs_free(ca, 5);
     if (res == NULL) {
+        if (cls == CW_PG_OK) {
+            snprintf(err, errlen, "out of memory");
+            cls = CW_PG_PERMANENT;
+        }
         return cls;
     }
 
@@ -3464,6 +3525,13 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
     t2 = cw_now_ms();
 
+    cls = proj_archive_wait(b, err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    t3 = cw_now_ms();
+
     cls = proj_offsets_store(b, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
@@ -3496,11 +3564,12 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     cls = proj_render(st, err, errlen);
 
     if (cls == CW_PG_OK && cw_log_enabled(CW_LOG_DEBUG)) {
-        cw_field_t  f[] = { CW_FINT("archive_ms", t1 - t0),
+        cw_field_t  f[] = { CW_FINT("claims_ms", t1 - t0),
                             CW_FINT("commands_ms", t2 - t1),
-                            CW_FINT("render_ms", cw_now_ms() - t2) };
+                            CW_FINT("archive_wait_ms", t3 - t2),
+                            CW_FINT("render_ms", cw_now_ms() - t3) };
 
-        cw_log_kv(CW_LOG_DEBUG, f, 3, "batch statements done");
+        cw_log_kv(CW_LOG_DEBUG, f, 4, "batch statements done");
     }
 
     return cls;
@@ -3570,7 +3639,7 @@ int
 proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     size_t n, volatile int *stop)
 {
-    char            err[1024];
+    char            err[1024], err2[512];
     size_t          i;
     int64_t         t0, t_prep, age_min, age_max;
     proj_msg_t     *pms;
@@ -3598,11 +3667,24 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     b.nparts = 0;
     b.careful = 0;
     b.why[0] = '\0';
+    b.archived = 0;
+    cw_pg_array_init(&b.arc_bodies, 17);          /* bytea */
+    cw_pg_array_init(&b.arc_keys, 17);
+    b.arc_records = proj_archive_records(&b, &b.arc_bodies, &b.arc_keys);
+
+    if (b.arc_records == NULL) {
+        cw_log(CW_LOG_ERROR, "out of memory for a batch of %zu", n);
+        cls = CW_PG_PERMANENT;
+        goto done;
+    }
 
     t0 = cw_now_ms();
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
 
     for ( ;; ) {
+        /* The archive is written while the batch is applied. */
+        proj_archive_start(&b);
+
         if (!b.careful) {
             cls = cw_pg_txn(st->pg, proj_fast_txn, &b, 1, err, sizeof(err));
 
@@ -3642,6 +3724,14 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
         cw_sleep_ms(cw_backoff_next(&bo), stop);
     }
 
+done:
+
+    /* The side connection may still be reading the batch. */
+    cw_pg_side_wait(st->side, err2, sizeof(err2));
+
+    free(b.arc_records);
+    cw_pg_array_free(&b.arc_bodies);
+    cw_pg_array_free(&b.arc_keys);
     for (i = 0; i < n; i++) {
         proj_msg_free(&pms[i]);
     }

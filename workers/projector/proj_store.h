@@ -26,8 +26,10 @@ typedef struct {
 
 typedef struct proj_store_s  proj_store_t;
 
-proj_store_t *proj_store_new(cw_pg_t *pg, const char *group_id,
-    const char *events_topic, const char *dlq_topic,
+/* arc_pg, a connection of its own for the archive, is taken over (also
+ * when this fails). */
+proj_store_t *proj_store_new(cw_pg_t *pg, cw_pg_t *arc_pg,
+    const char *group_id, const char *events_topic, const char *dlq_topic,
     const proj_store_metrics_t *metrics);
 void proj_store_free(proj_store_t *st);
 
