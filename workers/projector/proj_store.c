@@ -6,9 +6,9 @@
  *   lock the consumer_offsets rows of the batch's partitions; messages
  *       below the stored offset were applied by another member already
  *       (fencing after a rebalance) and are skipped;
- *   archive every message's raw bytes and headers, and claim the dedup
- *       key of every valid one (inbound_processed): a key claimed before
- *       means the message was applied before, and nothing more is done;
+ *   claim the dedup key of every valid message (inbound_processed): a
+ *       key claimed before means the message was applied before, and
+ *       nothing more is done;
  *   invalid -> dead_letters + an outbox copy for commerce.dlq;
  *   else apply each command to the catalog and append its events to the
  *       event store (event ids derived from the message, unique);
@@ -16,11 +16,15 @@
  *       its events for commerce.events ('kafka_batch'), and the read-model
  *       values it changed ('redis_keys': stock levels rendered here, items
  *       and repriced levels to render after the commit);
- *   store the next offset of each partition; COMMIT.
+ *   store the next offset of each partition; COMMIT, once the archive
+ *       has committed.
+ *
+ * Meanwhile every message's raw bytes and headers go to inbound_archive
+ * in a transaction of their own, on a second connection (st->side).
  *
  * The fast path (proj_fast_txn) does all of it set-based, a statement for
- * the archive, one for the prices and one for the stock movements of the
- * whole batch; the careful path (proj_batch_txn) goes message by message
+ * the dedup claims, one for the prices and one for the stock movements of
+ * the whole batch; the careful path (proj_batch_txn) goes message by message
  * in savepoints, so that a command the store rejects (unmapped reference,
  * stock underflow, a value PostgreSQL refuses) dead-letters just its
  * message. A batch the fast path cannot apply is applied the careful way.
@@ -2082,7 +2086,7 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 /* The fast path.                                                      */
 /*
  * The same batch transaction with far fewer round trips: one statement
- * archives every message and claims the dedup keys of the valid ones;
+ * claims the dedup keys of the valid messages;
  * item upserts are one self-contained statement each (rows and event),
  * sent through libpq's pipeline mode a chunk at a time, with no
  * savepoint; price and stock commands, most of the traffic, are folded
