@@ -64,6 +64,7 @@ fsync = on
 max_connections = 100
 shared_buffers = 256MB
 max_wal_size = 4GB
+wal_compression = lz4
 logging_collector = off
 CONF
     fi
