@@ -8,7 +8,8 @@
  *   commerce-projector --rebuild ...     rebuild Redis from PostgreSQL
  *
  * The main loop: poll a batch -> apply it in one PostgreSQL transaction
- * with its offsets (proj_store.c) -> hand the read-model values it
+ * with its offsets (proj_store.c; an archive thread writes the raw
+ * messages meanwhile, on a connection of its own) -> hand the read-model values it
  * changed to the read-model thread, which writes them to Redis, and kick
  * the publisher, which publishes the outbox's events and dead letters to
  * Kafka (proj_outbox.c). Each thread has its own PostgreSQL connection,
