@@ -9,11 +9,12 @@
  *
  * The main loop: poll a batch -> apply it in one PostgreSQL transaction
  * with its offsets (proj_store.c; an archive thread writes the raw
- * messages meanwhile, on a connection of its own) -> hand the read-model values it
- * changed to the read-model thread, which writes them to Redis, and kick
- * the publisher, which publishes the outbox's events and dead letters to
- * Kafka (proj_outbox.c). Each thread has its own PostgreSQL connection,
- * so consumption waits for neither Redis nor Kafka's acknowledgements.
+ * messages meanwhile, on a connection of its own) -> hand the read-model
+ * values it changed to the read-model thread, which writes them to Redis,
+ * and kick the publisher, which publishes the outbox's events and dead
+ * letters to Kafka (proj_outbox.c). Each thread has its own PostgreSQL
+ * connection, so consumption waits for neither Redis nor Kafka's
+ * acknowledgements.
  * Offsets live in PostgreSQL and are handed to Kafka on every partition
  * assignment. SIGTERM finishes the batch in hand, leaves the group,
  * writes and publishes what is left and exits 0.
