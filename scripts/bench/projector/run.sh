@@ -323,8 +323,20 @@ throughput() {
 settle() {
     local quiet=0 waited=0 busy
     while [ "$waited" -lt "$SETTLE" ]; do
-        busy=$(psql "$CONNINFO" -Atc "SELECT count(*) FROM pg_stat_activity
-                 WHERE backend_type = 'autovacuum worker'" 2>/dev/null || echo 0)
+        # Busy: a worker runs, or a table is still due (autovacuum's own
+        # thresholds, at their defaults): workers start one table at a
+        # time, up to a minute apart, so a quiet moment alone proves little.
+        busy=$(psql "$CONNINFO" -Atc "SELECT (SELECT count(*)
+                 FROM pg_stat_activity
+                 WHERE backend_type = 'autovacuum worker')
+                 + (SELECT count(*) FROM pg_stat_user_tables s
+                    JOIN pg_class c ON c.oid = s.relid
+                    WHERE s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)
+                       OR s.n_ins_since_vacuum
+                          > 1000 + 0.2 * greatest(c.reltuples, 0)
+                       OR s.n_mod_since_analyze
+                          > 50 + 0.1 * greatest(c.reltuples, 0))" \
+               2>/dev/null || echo 0)
         if [ "$busy" = 0 ]; then
             quiet=$((quiet + 1))
             [ "$quiet" -ge 3 ] && break
