@@ -87,7 +87,9 @@ trap 'exit 130' INT TERM
 free_port() {
     local p
     for _ in $(seq 200); do
-        p=$(( 20000 + RANDOM % 30000 ))
+        # below the kernel's ephemeral range (32768 up): no outgoing
+        # connection made meanwhile can hold it
+        p=$(( 10000 + RANDOM % 22000 ))
         if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] \
            && [ "$p" != "${REDIS_PORT:-}" ]; then
             echo "$p"

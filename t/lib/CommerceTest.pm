@@ -79,6 +79,19 @@ sub dir { $_[0]{dir} }
 sub module_path { $_[0]{so} }
 
 
+# The lowest port the kernel hands out to outgoing connections: ports
+# for listeners are taken below it, so that no connection made meanwhile
+# (by the test, nginx, redis or librdkafka) can already hold the port a
+# server is about to bind.
+sub _ephemeral_low {
+    open(my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range')
+        or return 32768;
+    my ($low) = split ' ', scalar <$fh>;
+    close $fh;
+    return $low && $low > 12000 ? $low : 32768;
+}
+
+
 # A free loopback TCP port, the same one for the same name within a test.
 sub port {
     my ($self, $name) = @_;
@@ -87,14 +100,17 @@ sub port {
 
     return $self->{ports}{$name} if $self->{ports}{$name};
 
-    for (1 .. 50) {
+    my $low = _ephemeral_low();
+
+    for (1 .. 200) {
+        my $p = 10000 + int(rand($low - 10000));
+        next if $used_ports{$p};
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => 0, Proto => 'tcp',
+                                      LocalPort => $p, Proto => 'tcp',
                                       Listen => 1, ReuseAddr => 1)
-            or die "cannot bind a free port: $!";
-        my $p = $s->sockport;
+            or next;
         close $s;
-        next if $used_ports{$p}++;
+        $used_ports{$p}++;
         return $self->{ports}{$name} = $p;
     }
 
