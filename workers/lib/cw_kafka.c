@@ -440,20 +440,26 @@ cw_kafka_consumer_poll(cw_kafka_consumer_t *c, int timeout_ms)
     char                 fatal[512];
 
     while (c->n < c->max && !c->stop) {
-        if (c->n == 0) {
-            wait = timeout_ms;
-        } else {
-            wait = (int) (deadline - cw_now_ms());
-            if (wait <= 0) {
-                break;
-            }
-        }
-        m = rd_kafka_consumer_poll(c->rk, wait);
+        /* Messages already fetched are taken whatever the time: batch_wait
+         * bounds the wait for more, not the taking of those there (2,500
+         * of them take longer than a millisecond to take one by one). */
+        m = rd_kafka_consumer_poll(c->rk, 0);
         if (m == NULL) {
             if (c->n == 0) {
-                break;
+                wait = timeout_ms;
+            } else {
+                wait = (int) (deadline - cw_now_ms());
+                if (wait <= 0) {
+                    break;
+                }
             }
-            continue;
+            m = rd_kafka_consumer_poll(c->rk, wait);
+            if (m == NULL) {
+                if (c->n == 0) {
+                    break;
+                }
+                continue;
+            }
         }
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
