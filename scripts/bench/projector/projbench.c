@@ -469,6 +469,7 @@ typedef struct {
 
 typedef struct {
     double   due;         /* when to send / poll next */
+    double   sent;        /* POST written or produce called */
     double   t0;          /* 202 or broker acknowledgement */
     double   lat;
     int      state;       /* 0 unsent, 1 sent, 2 polling, 3 done */
@@ -639,6 +640,8 @@ cmd_lat(int argc, char **argv)
     long           ev, n, sent = 0, done = 0, visible, warm;
     char          *colon, body[256], key[32], delivery[64];
     double         rate, secs, start, now, next, *lats, poll_gap = 0.001;
+    double         wall0, mono0;
+    const char    *samples;
     size_t         rlen;
     ssize_t        r;
     lat_ev_t      *e;
@@ -692,6 +695,9 @@ cmd_lat(int argc, char **argv)
         lat_conns[i].fd = -1;
     }
 
+    clock_gettime(CLOCK_REALTIME, &ts);
+    mono0 = now_s();
+    wall0 = (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
     start = now_s() + 0.1;
 
     for (ev = 0; ev < n; ev++) {
@@ -725,6 +731,7 @@ cmd_lat(int argc, char **argv)
                 produce(rk, topic, key, body, rlen, delivery, e);
             }
 
+            e->sent = now;
             e->state = 1;
             sent++;
         }
@@ -856,6 +863,28 @@ cmd_lat(int argc, char **argv)
     }
 
     qsort(lats, (size_t) i, sizeof(double), cmp_double);
+
+    /* Every event, for finding when a slow one was sent (the projector's
+     * log has the same clock): wall time of the send (epoch s), store,
+     * POST or produce until acknowledged (ms), then until visible (ms). */
+    samples = getenv("PROJBENCH_SAMPLES");
+    if (samples != NULL && *samples != '\0') {
+        FILE  *f = fopen(samples, "w");
+
+        if (f == NULL) {
+            die("cannot write %s", samples);
+        }
+        fprintf(f, "# sent_epoch_s store ack_ms visible_ms\n");
+        for (ev = 0; ev < n; ev++) {
+            e = &lat_evs[ev];
+            fprintf(f, "%.3f %d %.2f %.2f\n", wall0 + (e->sent - mono0),
+                    e->store, (e->t0 - e->sent) * 1000,
+                    e->lat >= 0 ? e->lat * 1000 : -1.0);
+        }
+        if (fclose(f) != 0) {
+            die("cannot write %s", samples);
+        }
+    }
 
     printf("events=%ld measured=%d errors=%d rate=%.0f\n", n, i, errors,
            rate);

@@ -47,6 +47,9 @@
 #                                statements by total time (with WAL bytes and
 #                                blocks dirtied) to pgstat-throughput.txt
 #                                and pgstat-latency.txt
+#   BENCH_PROJ_PG_SLOW=0         N > 0: PostgreSQL logs statements slower
+#                                than N ms, every autovacuum run and lock
+#                                waits (pg/server.log)
 #   COMMERCE_BUILD               build dir holding bin/ and the module
 #                                (default build/)
 set -euo pipefail
@@ -73,6 +76,7 @@ SETTLED_S=0
 CHECKPOINT_S=0
 LATENCY=${BENCH_PROJ_LATENCY:-1}
 PERF=${BENCH_PROJ_PERF:-0}
+PG_SLOW=${BENCH_PROJ_PG_SLOW:-0}
 PGSTAT=${BENCH_PROJ_PGSTAT:-0}
 GROUP=commerce-projector
 TOPIC=commerce.inbound
@@ -163,6 +167,13 @@ start_pg() {
         "$ROOT/scripts/pg.sh" start "$PG_DIR" "$PG_PORT" >/dev/null
         psql "$CONNINFO" -qc "CREATE EXTENSION pg_stat_statements" \
             || die "pg_stat_statements"
+    fi
+    if [ "$PG_SLOW" -gt 0 ]; then
+        psql "$CONNINFO" -q \
+            -c "ALTER SYSTEM SET log_min_duration_statement = $PG_SLOW" \
+            -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" \
+            -c "ALTER SYSTEM SET log_lock_waits = on" \
+            -c "SELECT pg_reload_conf()" >/dev/null || die "pg logging"
     fi
     "$BIN/commerce-migrate" --pg.conninfo "$CONNINFO" --sql-dir "$ROOT/sql" \
         > "$OUT/migrate.log" 2>&1 || { cat "$OUT/migrate.log"; die migrate; }
@@ -367,10 +378,16 @@ latency() {
         cmd=(kafka "$BROKERS" "$TOPIC")
     fi
     log "latency: $RATE/s for ${LAT_SECONDS}s via $INGRESS"
-    "$OUT/projbench" lat "127.0.0.1:$NGINX_PORT" "$RATE" "$LAT_SECONDS" 3 \
+    PROJBENCH_SAMPLES="$OUT/latency-samples.txt" \
+        "$OUT/projbench" lat "127.0.0.1:$NGINX_PORT" "$RATE" "$LAT_SECONDS" 3 \
         1000 "${cmd[@]}" > "$OUT/latency.txt" \
         || { cat "$OUT/latency.txt" >&2; die "latency run failed"; }
     cat "$OUT/latency.txt" >&2
+    # The slowest events, with when they were sent (the projector log's
+    # clock): where to look when p99 is high.
+    log "slowest: $(grep -v '^#' "$OUT/latency-samples.txt" \
+        | sort -k4,4gr | head -3 | TZ=UTC awk '{ printf "sent %s.%03d: %s ms; ",
+            strftime("%T", $1), ($1 - int($1)) * 1000, $4 }')"
     pgstat_dump latency
     LAT_NOTE=
 }
