@@ -173,6 +173,7 @@ start_pg() {
             -c "ALTER SYSTEM SET log_min_duration_statement = $PG_SLOW" \
             -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" \
             -c "ALTER SYSTEM SET log_lock_waits = on" \
+            -c "ALTER SYSTEM SET log_parameter_max_length = 0" \
             -c "SELECT pg_reload_conf()" >/dev/null || die "pg logging"
     fi
     "$BIN/commerce-migrate" --pg.conninfo "$CONNINFO" --sql-dir "$ROOT/sql" \
