@@ -1,11 +1,11 @@
 #!/usr/bin/perl
 
 # commerce-projector under failure: kill -9 mid-batch, PostgreSQL stopped
-# and started under load, two projectors sharing the partitions. Every
-# message must be applied exactly once: one stock event and one ledger row
-# per message, on_hand equal to the number of +1 movements, every message
-# archived once (the archive commits apart, before its batch), Redis equal
-# to PostgreSQL.
+# and started under load, a COMMIT in flight refused, two projectors
+# sharing the partitions. Every message must be applied exactly once: one
+# stock event and one ledger row per message, on_hand equal to the number
+# of +1 movements, every message archived once (the archive commits apart,
+# before its batch), Redis equal to PostgreSQL.
 
 use strict;
 use warnings;
@@ -94,6 +94,34 @@ sleep 1;
 $p->start_pg_again;
 check_exactly_once('postgres restart');
 like($p->log_text('projector2'), qr/will retry/, 'the outage was retried');
+
+# --- a COMMIT in flight that fails ---------------------------------------
+
+# A batch's COMMIT is left in flight while the next batch is parsed; if it
+# fails, the batch is applied again from the messages it kept. A deferred
+# trigger refuses the next two COMMITs that add ledger rows (serialization
+# failure, retried); a sequence counts them, as it is not rolled back.
+$p->sql(<<'SQL');
+CREATE SEQUENCE t_refuse_commit;
+CREATE FUNCTION t_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('t_refuse_commit') <= 2 THEN
+        RAISE EXCEPTION 'COMMIT refused by the test'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER t_refuse_commit AFTER INSERT ON stock_ledger
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION t_refuse_commit();
+SQL
+produce_moves(1000);
+check_exactly_once('refused COMMIT');
+like($p->log_text('projector2'),
+     qr/not committed, will retry: COMMIT: \[40001\] .*refused by the test/,
+     'the COMMIT in flight failed, and its batch was applied again');
+$p->sql('DROP TRIGGER t_refuse_commit ON stock_ledger;'
+        . ' DROP FUNCTION t_refuse_commit(); DROP SEQUENCE t_refuse_commit');
 
 # --- Redis stopped and resumed under load --------------------------------
 

@@ -219,7 +219,9 @@ cw_kafka_deliver(cw_kafka_consumer_t *c)
         rc = -1;
     }
     for (i = 0; i < n; i++) {
-        rd_kafka_message_destroy(c->batch[i]);
+        if (c->batch[i] != NULL) {              /* NULL: kept by on_batch */
+            rd_kafka_message_destroy(c->batch[i]);
+        }
     }
     c->n = 0;
     return rc;

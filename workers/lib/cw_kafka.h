@@ -50,7 +50,10 @@ typedef struct {
                        int lost);
 
     /* A batch of messages (all without error). Return -1 to stop. The
-     * messages are destroyed after the callback returns. */
+     * messages are destroyed after the callback returns, except those
+     * whose entries it set to NULL: it keeps them, and must destroy them
+     * (rd_kafka_message_destroy) before the consumer is closed, e.g. in
+     * on_revoke, which also runs when the consumer leaves the group. */
     int   (*on_batch)(void *ud, rd_kafka_message_t **msgs, size_t n);
 
     void   *ud;

@@ -28,6 +28,7 @@ struct cw_pg_s {
     cw_backoff_t    reconnect;
     int64_t         next_attempt;
     int             attempts;
+    int             commit_sent;    /* a COMMIT awaits cw_pg_commit_wait */
     volatile int   *stop;
 };
 
@@ -270,6 +271,11 @@ cw_pg_ensure(cw_pg_t *pg, char *err, size_t errlen)
 {
     int64_t  now;
 
+    if (pg->commit_sent) {
+        snprintf(err, errlen, "postgres: a COMMIT is in flight "
+                 "(cw_pg_commit_wait first)");
+        return -1;
+    }
     if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK) {
         return 0;
     }
@@ -449,6 +455,62 @@ cw_pg_txn(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud, int attempts, char *err,
     return CW_PG_TRANSIENT;
 }
 
+
+cw_pg_class_t
+cw_pg_txn_send_commit(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud, char *err,
+    size_t errlen)
+{
+    cw_pg_class_t  cls;
+    char           ignore[256];
+
+    cls = cw_pg_command(pg, "BEGIN", err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+    cls = fn(pg, ud, err, errlen);
+    if (cls == CW_PG_OK) {
+        if (PQsendQuery(pg->conn, "COMMIT")) {
+            pg->commit_sent = 1;
+            return CW_PG_OK;
+        }
+        cw_pg_errmsg(pg, NULL, "COMMIT", err, errlen);
+        cls = CW_PG_TRANSIENT;
+        if (PQstatus(pg->conn) != CONNECTION_OK) {
+            cw_pg_drop(pg);
+        }
+    }
+    if (pg->conn != NULL) {
+        cw_pg_command(pg, "ROLLBACK", ignore, sizeof(ignore));
+    }
+    return cls;
+}
+
+
+cw_pg_class_t
+cw_pg_commit_wait(cw_pg_t *pg, char *err, size_t errlen)
+{
+    PGresult       *res, *more;
+    cw_pg_class_t   cls;
+
+    if (!pg->commit_sent) {
+        return CW_PG_OK;
+    }
+    pg->commit_sent = 0;
+
+    res = PQgetResult(pg->conn);
+    while ((more = PQgetResult(pg->conn)) != NULL) {
+        PQclear(more);
+    }
+    cls = cw_pg_classify(pg->conn, res);
+    if (cls != CW_PG_OK) {
+        cw_pg_errmsg(pg, res, "COMMIT", err, errlen);
+        if (PQstatus(pg->conn) != CONNECTION_OK) {
+            cw_pg_drop(pg);
+        }
+    }
+    PQclear(res);
+    return cls;
+}
 
 PGresult *
 cw_pg_execpb(cw_pg_t *pg, const char *name, int n, const char *const *values,

@@ -113,6 +113,20 @@ cw_pg_class_t cw_pg_command(cw_pg_t *pg, const char *sql, char *err,
 cw_pg_class_t cw_pg_txn(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud,
     int attempts, char *err, size_t errlen);
 
+/* One attempt of BEGIN; fn; COMMIT that does not wait for the COMMIT:
+ * CW_PG_OK once it is sent, and the caller may do other work while the
+ * server commits (the flush of its WAL to disk, mostly). Until
+ * cw_pg_commit_wait the connection is busy: every other call fails. If
+ * BEGIN or fn fail, the transaction is rolled back and the class of the
+ * error returned. */
+cw_pg_class_t cw_pg_txn_send_commit(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud,
+    char *err, size_t errlen);
+
+/* The outcome of the COMMIT sent: CW_PG_OK, or the class of its error
+ * (TRANSIENT when the connection was lost, and whether it committed is
+ * then unknown, as with cw_pg_txn). CW_PG_OK when none was sent. */
+cw_pg_class_t cw_pg_commit_wait(cw_pg_t *pg, char *err, size_t errlen);
+
 /* Pure classification helpers. */
 cw_pg_class_t cw_pg_classify_sqlstate(const char *sqlstate);
 cw_pg_class_t cw_pg_classify(PGconn *conn, const PGresult *res);

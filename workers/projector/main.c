@@ -9,12 +9,14 @@
  *
  * The main loop: poll a batch -> apply it in one PostgreSQL transaction
  * with its offsets (proj_store.c; an archive thread writes the raw
- * messages meanwhile, on a connection of its own) -> hand the read-model
- * values it changed to the read-model thread, which writes them to Redis,
- * and kick the publisher, which publishes the outbox's events and dead
- * letters to Kafka (proj_outbox.c). Each thread has its own PostgreSQL
- * connection, so consumption waits for neither Redis nor Kafka's
- * acknowledgements.
+ * messages meanwhile, on a connection of its own), leaving its COMMIT in
+ * flight while the next batch is polled and parsed, and confirming it
+ * before that batch's statements (at once when no message is waiting)
+ * -> hand the read-model values it changed to the read-model thread,
+ * which writes them to Redis, and kick the publisher, which publishes the
+ * outbox's events and dead letters to Kafka (proj_outbox.c). Each
+ * thread has its own PostgreSQL connection, so consumption waits for
+ * neither Redis nor Kafka's acknowledgements.
  * Offsets live in PostgreSQL and are handed to Kafka on every partition
  * assignment. SIGTERM finishes the batch in hand, leaves the group,
  * writes and publishes what is left and exits 0.
@@ -220,19 +222,26 @@ static void proj_drainer_kick(proj_drainer_t *d, int stop, int final);
 static void proj_drainer_push(proj_drainer_t *d, long long id, char *json);
 
 
-/* Applies a batch, then hands the read-model keys it changed to the
- * read-model thread and kicks the publisher: the values and the events
- * it committed are written and published by them. */
+/* Applies a batch; its COMMIT is confirmed while the next batch is
+ * prepared (or on revocation, or at the end). */
 static int
 proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
+{
+    proj_app_t  *app = ud;
+
+    return proj_store_apply_batch(app->store, msgs, n, app->stop);
+}
+
+
+/* A batch's commit is confirmed: hands the read-model keys it changed to
+ * the read-model thread and kicks the publisher: the values and the
+ * events it committed are written and published by them. */
+static void
+proj_on_commit(void *ud)
 {
     char        *keys;
     long long    id;
     proj_app_t  *app = ud;
-
-    if (proj_store_apply_batch(app->store, msgs, n, app->stop) != 0) {
-        return -1;
-    }
 
     id = proj_store_take_rm_keys(app->store, &keys);
     if (id > 0) {
@@ -240,8 +249,21 @@ proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
     }
 
     proj_drainer_kick(app->pub, 0, 0);
+}
 
-    return 0;
+
+/* Before partitions go (and when the consumer leaves the group): the
+ * COMMIT in flight is confirmed, and the messages it kept released. */
+static void
+proj_on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts,
+    int lost)
+{
+    proj_app_t  *app = ud;
+
+    (void) parts;
+    (void) lost;
+
+    proj_store_settle(app->store, app->stop);
 }
 
 
@@ -679,9 +701,11 @@ main(int argc, char **argv)
     app.rmw = &rmw;
     app.stop = cw_signal_stop_flag();
     app.consumer = NULL;
+    proj_store_on_commit(store, proj_on_commit, &app);
 
     memset(&h, 0, sizeof(h));
     h.on_assign = proj_on_assign;
+    h.on_revoke = proj_on_revoke;
     h.on_batch = proj_on_batch;
     h.ud = &app;
 
@@ -705,7 +729,16 @@ main(int argc, char **argv)
     while (!cw_signal_stop_requested()) {
         int64_t  t0 = cw_now_ms();
 
-        rc = cw_kafka_consumer_poll(consumer, 100);
+        /* With nothing waiting, the COMMIT in flight is confirmed (and
+         * its read-model values handed over) before the wait for more,
+         * not when the next batch comes. */
+        rc = cw_kafka_consumer_poll(consumer, 0);
+        if (rc == 0) {
+            rc = proj_store_settle(store, cw_signal_stop_flag());
+            if (rc == 0) {
+                rc = cw_kafka_consumer_poll(consumer, 100);
+            }
+        }
         if (rc < 0) {
             status = cw_signal_stop_requested() ? 0 : 1;
             break;
@@ -724,6 +757,13 @@ main(int argc, char **argv)
     cw_log(CW_LOG_INFO, "stopping (signal %d)", cw_signal_which());
 
 done:
+
+    /* The last batch's COMMIT, before the consumer goes. */
+    if (store != NULL && proj_store_settle(store, cw_signal_stop_flag()) != 0
+        && !cw_signal_stop_requested())
+    {
+        status = 1;
+    }
 
     if (consumer != NULL) {
         cw_kafka_consumer_close(consumer);

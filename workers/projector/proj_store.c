@@ -68,6 +68,10 @@ typedef struct {
     int                  dup;          /* its dedup key came earlier */
 } proj_msg_t;
 
+typedef struct proj_pending_s  proj_pending_t;
+
+static void proj_pending_free(proj_pending_t *pb);
+
 struct proj_store_s {
     cw_pg_t               *pg;
     cw_pg_t               *arc_pg;     /* the archive's, until side has it */
@@ -97,6 +101,11 @@ struct proj_store_s {
     /* The 'redis_keys' row of the attempt: id (0: none) and payload. */
     long long              keys_id;
     char                  *keys_json;
+
+    /* The batch whose COMMIT is in flight, and who hears of commits. */
+    proj_pending_t        *pending;
+    void                 (*on_commit)(void *ud);
+    void                  *on_commit_ud;
 };
 
 /* n PostgreSQL array literals being built: opened, closed (0, or -1 if
@@ -222,6 +231,8 @@ typedef struct {
     cw_pg_array_t   arc_bodies;
     cw_pg_array_t   arc_keys;
     int             archived;
+
+    int             commit_sent;  /* its COMMIT is in flight */
 } proj_batch_t;
 
 /* Every message of a batch, byte for byte, in one statement on the side
@@ -722,6 +733,7 @@ void
 proj_store_free(proj_store_t *st)
 {
     if (st != NULL) {
+        proj_pending_free(st->pending);
         cw_pg_side_stop(st->side);
         cw_pg_free(st->arc_pg);
         json_decref(st->items);
@@ -784,6 +796,11 @@ proj_store_load_offsets(proj_store_t *st,
     cw_backoff_t   bo;
     cw_pg_class_t  cls;
     const char    *p[2];
+
+    /* The connection is busy until the COMMIT in flight is confirmed. */
+    if (proj_store_settle(st, stop) != 0) {
+        return -1;
+    }
 
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
 
@@ -3645,75 +3662,142 @@ proj_batch_ages(rd_kafka_message_t **msgs, size_t n, int64_t *age_min,
 }
 
 
-int
-proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
-    size_t n, volatile int *stop)
-{
-    char            err[1024], err2[512];
-    size_t          i;
-    int64_t         t0, t_prep, age_min, age_max;
-    proj_msg_t     *pms;
-    proj_batch_t    b;
-    cw_backoff_t    bo;
-    cw_pg_class_t   cls;
+/* A batch from its preparation until its COMMIT is confirmed: it keeps
+ * the Kafka messages, which a batch must be able to apply again if the
+ * COMMIT it left in flight fails. */
+struct proj_pending_s {
+    proj_batch_t           b;
+    rd_kafka_message_t   **msgs;
+    int64_t                t_prep, t0, age_min, age_max;
+};
 
-    pms = calloc(n, sizeof(*pms));
-    if (pms == NULL) {
-        cw_log(CW_LOG_ERROR, "out of memory for a batch of %zu", n);
-        return -1;
+
+static void
+proj_pending_free(proj_pending_t *pb)
+{
+    size_t  i;
+
+    if (pb == NULL) {
+        return;
     }
 
-    t_prep = cw_now_ms();
-    proj_batch_ages(msgs, n, &age_min, &age_max);
+    free(pb->b.arc_records);
+    cw_pg_array_free(&pb->b.arc_bodies);
+    cw_pg_array_free(&pb->b.arc_keys);
+    if (pb->b.msgs != NULL) {
+        for (i = 0; i < pb->b.n; i++) {
+            proj_msg_free(&pb->b.msgs[i]);
+        }
+    }
+    free(pb->b.msgs);
+    free(pb->b.parts);
+
+    if (pb->msgs != NULL) {
+        for (i = 0; i < pb->b.n; i++) {
+            rd_kafka_message_destroy(pb->msgs[i]);
+        }
+    }
+    free(pb->msgs);
+    free(pb);
+}
+
+
+/* Takes the messages over (their entries in msgs become NULL) and
+ * prepares them: parsed, adapted, validated, and the archive's
+ * parameters built. NULL when out of memory (the messages then stay the
+ * caller's). */
+static proj_pending_t *
+proj_pending_new(proj_store_t *st, rd_kafka_message_t **msgs, size_t n)
+{
+    size_t           i;
+    proj_pending_t  *pb;
+
+    pb = calloc(1, sizeof(*pb));
+    if (pb == NULL) {
+        return NULL;
+    }
+
+    pb->b.msgs = calloc(n, sizeof(*pb->b.msgs));
+    pb->msgs = malloc(n * sizeof(*pb->msgs));
+    cw_pg_array_init(&pb->b.arc_bodies, 17);        /* bytea */
+    cw_pg_array_init(&pb->b.arc_keys, 17);
+    if (pb->b.msgs == NULL || pb->msgs == NULL) {
+        free(pb->msgs);
+        pb->msgs = NULL;
+        proj_pending_free(pb);
+        return NULL;
+    }
+
+    pb->t_prep = cw_now_ms();
+    proj_batch_ages(msgs, n, &pb->age_min, &pb->age_max);
 
     for (i = 0; i < n; i++) {
-        proj_msg_prepare(&pms[i], msgs[i]);
+        pb->msgs[i] = msgs[i];
+        msgs[i] = NULL;
+        proj_msg_prepare(&pb->b.msgs[i], pb->msgs[i]);
     }
 
-    b.st = st;
-    b.msgs = pms;
-    b.n = n;
-    b.parts = NULL;
-    b.nparts = 0;
-    b.careful = 0;
-    b.why[0] = '\0';
-    b.archived = 0;
-    cw_pg_array_init(&b.arc_bodies, 17);          /* bytea */
-    cw_pg_array_init(&b.arc_keys, 17);
-    b.arc_records = proj_archive_records(&b, &b.arc_bodies, &b.arc_keys);
-
-    if (b.arc_records == NULL) {
-        cw_log(CW_LOG_ERROR, "out of memory for a batch of %zu", n);
-        cls = CW_PG_PERMANENT;
-        goto done;
+    pb->b.st = st;
+    pb->b.n = n;
+    pb->b.arc_records = proj_archive_records(&pb->b, &pb->b.arc_bodies,
+                                             &pb->b.arc_keys);
+    if (pb->b.arc_records == NULL) {
+        for (i = 0; i < n; i++) {
+            msgs[i] = pb->msgs[i];
+        }
+        free(pb->msgs);
+        pb->msgs = NULL;
+        proj_pending_free(pb);
+        return NULL;
     }
 
-    t0 = cw_now_ms();
+    return pb;
+}
+
+
+/* Applies a prepared batch until it commits, is stopped, or fails for
+ * a reason that is not the messages' fault. With send_commit, a fast
+ * path transaction leaves its COMMIT in flight (b.commit_sent), to be
+ * confirmed by proj_store_settle. Returns the class of the outcome. */
+static cw_pg_class_t
+proj_pending_apply(proj_store_t *st, proj_pending_t *pb, int send_commit,
+    volatile int *stop, char *err, size_t errlen)
+{
+    char            why[512];
+    cw_backoff_t    bo;
+    cw_pg_class_t   cls;
+    proj_batch_t   *b = &pb->b;
+
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
 
     for ( ;; ) {
         /* The archive is written while the batch is applied. */
-        proj_archive_start(&b);
+        proj_archive_start(b);
 
-        if (!b.careful) {
-            cls = cw_pg_txn(st->pg, proj_fast_txn, &b, 1, err, sizeof(err));
+        if (!b->careful) {
+            if (send_commit) {
+                cls = cw_pg_txn_send_commit(st->pg, proj_fast_txn, b, err,
+                                            errlen);
+                b->commit_sent = cls == CW_PG_OK;
+            } else {
+                cls = cw_pg_txn(st->pg, proj_fast_txn, b, 1, err, errlen);
+            }
 
             if (cls == CW_PG_OK) {
-                proj_stores_commit(st);
                 break;
             }
 
             /* Whatever the database refused (a command, or a row that
              * conflicts): message by message, each in a savepoint, the
              * careful path finds which message it was and what to do. */
-            if (cls == CW_PG_PERMANENT && !b.careful) {
-                snprintf(b.why, sizeof(b.why), "%.200s", err);
-                b.careful = 1;
+            if (cls == CW_PG_PERMANENT && !b->careful) {
+                snprintf(b->why, sizeof(b->why), "%.200s", err);
+                b->careful = 1;
             }
 
-            if (b.careful) {
-                cw_field_t  f[] = { CW_FSTR("why", b.why),
-                                    CW_FINT("messages", (long long) n) };
+            if (b->careful) {
+                cw_field_t  f[] = { CW_FSTR("why", b->why),
+                                    CW_FINT("messages", (long long) b->n) };
 
                 cw_log_kv(CW_LOG_INFO, f, 2,
                           "batch applied again message by message");
@@ -3721,7 +3805,7 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
             }
 
         } else {
-            cls = cw_pg_txn(st->pg, proj_batch_txn, &b, 1, err, sizeof(err));
+            cls = cw_pg_txn(st->pg, proj_batch_txn, b, 1, err, errlen);
         }
 
         if (cls == CW_PG_OK || cls == CW_PG_PERMANENT || *stop) {
@@ -3729,31 +3813,24 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
         }
 
         cw_counter_inc(st->m.retries);
-        cw_log(CW_LOG_WARN, "batch of %zu not committed, will retry: %s", n,
-               err);
+        cw_log(CW_LOG_WARN, "batch of %zu not committed, will retry: %s",
+               b->n, err);
         cw_sleep_ms(cw_backoff_next(&bo), stop);
     }
 
-done:
-
     /* The side connection may still be reading the batch. */
-    cw_pg_side_wait(st->side, err2, sizeof(err2));
+    cw_pg_side_wait(st->side, why, sizeof(why));
 
-    free(b.arc_records);
-    cw_pg_array_free(&b.arc_bodies);
-    cw_pg_array_free(&b.arc_keys);
-    for (i = 0; i < n; i++) {
-        proj_msg_free(&pms[i]);
-    }
-    free(pms);
-    free(b.parts);
+    return cls;
+}
 
-    if (cls != CW_PG_OK) {
-        if (cls == CW_PG_PERMANENT) {
-            cw_log(CW_LOG_ERROR, "batch failed: %s", err);
-        }
-        return -1;
-    }
+
+/* A batch committed: the counters, the stage trace, and the handover
+ * of what it changed (proj_store_on_commit). */
+static void
+proj_pending_done(proj_store_t *st, proj_pending_t *pb, int64_t wait_ms)
+{
+    proj_stores_commit(st);
 
     cw_counter_add(st->m.applied, (double) st->n_applied);
     cw_counter_add(st->m.duplicates, (double) st->n_dup);
@@ -3762,22 +3839,120 @@ done:
     cw_counter_add(st->m.events, (double) st->n_events);
     cw_counter_add(st->m.stale, (double) st->n_stale);
     cw_histogram_observe(st->m.batch_seconds,
-                         (double) (cw_now_ms() - t0) / 1000.0);
+                         (double) (cw_now_ms() - pb->t0) / 1000.0);
 
     if (cw_log_enabled(CW_LOG_DEBUG)) {
-        cw_field_t  f[] = { CW_FINT("messages", (long long) n),
+        cw_field_t  f[] = { CW_FINT("messages", (long long) pb->b.n),
                             CW_FINT("applied", st->n_applied),
                             CW_FINT("duplicates", st->n_dup),
                             CW_FINT("skipped", st->n_skip),
                             CW_FINT("dead_lettered", st->n_dead),
                             CW_FINT("events", st->n_events),
-                            CW_FINT("oldest_age_ms", age_max),
-                            CW_FINT("newest_age_ms", age_min),
-                            CW_FINT("prepare_ms", t0 - t_prep),
-                            CW_FINT("txn_ms", cw_now_ms() - t0) };
+                            CW_FINT("oldest_age_ms", pb->age_max),
+                            CW_FINT("newest_age_ms", pb->age_min),
+                            CW_FINT("prepare_ms", pb->t0 - pb->t_prep),
+                            CW_FINT("txn_ms", cw_now_ms() - pb->t0),
+                            CW_FINT("commit_wait_ms", wait_ms) };
 
-        cw_log_kv(CW_LOG_DEBUG, f, 10, "batch committed");
+        cw_log_kv(CW_LOG_DEBUG, f, 11, "batch committed");
     }
+
+    if (st->on_commit != NULL) {
+        st->on_commit(st->on_commit_ud);
+    }
+}
+
+
+void
+proj_store_on_commit(proj_store_t *st, void (*fn)(void *ud), void *ud)
+{
+    st->on_commit = fn;
+    st->on_commit_ud = ud;
+}
+
+
+int
+proj_store_settle(proj_store_t *st, volatile int *stop)
+{
+    char             err[1024];
+    int64_t          t;
+    cw_pg_class_t    cls;
+    proj_pending_t  *pb = st->pending;
+
+    if (pb == NULL) {
+        return 0;
+    }
+
+    st->pending = NULL;
+
+    t = cw_now_ms();
+    cls = cw_pg_commit_wait(st->pg, err, sizeof(err));
+    t = cw_now_ms() - t;
+    pb->b.commit_sent = 0;
+
+    if (cls != CW_PG_OK) {
+        /* Rolled back, or lost with the connection: applied again, which
+         * fences whatever did commit. */
+        cw_counter_inc(st->m.retries);
+        cw_log(CW_LOG_WARN, "batch of %zu not committed, will retry: %s",
+               pb->b.n, err);
+        cls = proj_pending_apply(st, pb, 0, stop, err, sizeof(err));
+    }
+
+    if (cls != CW_PG_OK) {
+        if (cls == CW_PG_PERMANENT) {
+            cw_log(CW_LOG_ERROR, "batch failed: %s", err);
+        }
+        proj_pending_free(pb);
+        return -1;
+    }
+
+    proj_pending_done(st, pb, t);
+    proj_pending_free(pb);
+
+    return 0;
+}
+
+
+int
+proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
+    size_t n, volatile int *stop)
+{
+    char             err[1024];
+    cw_pg_class_t    cls;
+    proj_pending_t  *pb;
+
+    /* Prepared while the previous batch's COMMIT is under way. */
+    pb = proj_pending_new(st, msgs, n);
+    if (pb == NULL) {
+        cw_log(CW_LOG_ERROR, "out of memory for a batch of %zu", n);
+        proj_store_settle(st, stop);
+        return -1;
+    }
+
+    if (proj_store_settle(st, stop) != 0) {
+        proj_pending_free(pb);
+        return -1;
+    }
+
+    pb->t0 = cw_now_ms();
+
+    cls = proj_pending_apply(st, pb, 1, stop, err, sizeof(err));
+    if (cls != CW_PG_OK) {
+        if (cls == CW_PG_PERMANENT) {
+            cw_log(CW_LOG_ERROR, "batch failed: %s", err);
+        }
+        proj_pending_free(pb);
+        return -1;
+    }
+
+    if (pb->b.commit_sent) {
+        st->pending = pb;
+        return 0;
+    }
+
+    proj_pending_done(st, pb, 0);
+    proj_pending_free(pb);
 
     return 0;
 }

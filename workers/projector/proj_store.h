@@ -42,15 +42,32 @@ int proj_store_prepare(proj_store_t *st, char *err, size_t errlen);
 int proj_store_load_offsets(proj_store_t *st,
     rd_kafka_topic_partition_list_t *parts, volatile int *stop);
 
-/* The 'redis_keys' outbox row of the last committed batch: its id, 0
- * when the batch changed no read-model value, and in *json its payload,
- * which the caller now owns (free()). */
+/* The 'redis_keys' outbox row of the batch just committed (on_commit):
+ * its id, 0 when the batch changed no read-model value, and in *json its
+ * payload, which the caller now owns (free()). */
 long long proj_store_take_rm_keys(proj_store_t *st, char **json);
 
-/* Adapts, validates and applies a batch; returns 0 once committed, -1
- * if stopped or on an error that is not the messages' fault. */
+/* Adapts, validates and applies a batch. The messages are taken over
+ * (their entries in msgs set to NULL: cw_kafka's on_batch may keep
+ * them). The batch's COMMIT is left in flight: the next batch is
+ * prepared meanwhile, and confirms it first (proj_store_settle). Returns
+ * 0 once the COMMIT is sent (or the batch committed), -1 if stopped or
+ * on an error that is not the messages' fault. */
 int proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
     size_t n, volatile int *stop);
+
+/* Confirms the COMMIT in flight, if any; if it failed, applies that
+ * batch again (retrying transient failures until *stop). Then runs the
+ * on_commit function, and releases the batch's messages. Call it before
+ * partitions are revoked and before the consumer is closed. Returns 0,
+ * or -1 if the batch could not be committed (its messages are released
+ * all the same: what is not committed is read again from PostgreSQL's
+ * offsets). */
+int proj_store_settle(proj_store_t *st, volatile int *stop);
+
+/* fn(ud) runs after each batch's commit is confirmed, on the thread
+ * that applies batches: proj_store_take_rm_keys then has its keys. */
+void proj_store_on_commit(proj_store_t *st, void (*fn)(void *ud), void *ud);
 
 
 #endif /* PROJ_STORE_H */
