@@ -9,9 +9,10 @@
  *
  * The main loop: poll a batch -> apply it in one PostgreSQL transaction
  * with its offsets (proj_store.c; an archive thread writes the raw
- * messages meanwhile, on a connection of its own), leaving its COMMIT in
- * flight while the next batch is polled and parsed, and confirming it
- * before that batch's statements (at once when no message is waiting)
+ * messages meanwhile, on a connection of its own); a full batch leaves
+ * its COMMIT in flight while the next batch is polled and parsed, and
+ * that batch confirms it before its statements (at once when no message
+ * is waiting)
  * -> hand the read-model values it changed to the read-model thread,
  * which writes them to Redis, and kick the publisher, which publishes the
  * outbox's events and dead letters to Kafka (proj_outbox.c). Each
@@ -77,6 +78,7 @@ typedef struct {
     proj_drainer_t        *rmw;        /* read-model rows */
     cw_kafka_consumer_t   *consumer;
     volatile int          *stop;
+    size_t                 batch_max;  /* kafka.batch_max */
 } proj_app_t;
 
 
@@ -222,14 +224,18 @@ static void proj_drainer_kick(proj_drainer_t *d, int stop, int final);
 static void proj_drainer_push(proj_drainer_t *d, long long id, char *json);
 
 
-/* Applies a batch; its COMMIT is confirmed while the next batch is
- * prepared (or on revocation, or at the end). */
+/* Applies a batch. A full batch means more messages are waiting: its
+ * COMMIT is confirmed while the next batch is prepared (or on revocation,
+ * or at the end). A smaller one means the projector has caught up: it is
+ * committed at once, and its values go to Redis without waiting for more
+ * messages to come. */
 static int
 proj_on_batch(void *ud, rd_kafka_message_t **msgs, size_t n)
 {
     proj_app_t  *app = ud;
 
-    return proj_store_apply_batch(app->store, msgs, n, app->stop);
+    return proj_store_apply_batch(app->store, msgs, n, n >= app->batch_max,
+                                  app->stop);
 }
 
 
@@ -701,6 +707,7 @@ main(int argc, char **argv)
     app.rmw = &rmw;
     app.stop = cw_signal_stop_flag();
     app.consumer = NULL;
+    app.batch_max = (size_t) cw_config_int(cfg, "kafka.batch_max");
     proj_store_on_commit(store, proj_on_commit, &app);
 
     memset(&h, 0, sizeof(h));

@@ -3916,7 +3916,7 @@ proj_store_settle(proj_store_t *st, volatile int *stop)
 
 int
 proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
-    size_t n, volatile int *stop)
+    size_t n, int in_flight, volatile int *stop)
 {
     char             err[1024];
     cw_pg_class_t    cls;
@@ -3937,7 +3937,7 @@ proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
 
     pb->t0 = cw_now_ms();
 
-    cls = proj_pending_apply(st, pb, 1, stop, err, sizeof(err));
+    cls = proj_pending_apply(st, pb, in_flight, stop, err, sizeof(err));
     if (cls != CW_PG_OK) {
         if (cls == CW_PG_PERMANENT) {
             cw_log(CW_LOG_ERROR, "batch failed: %s", err);

@@ -49,12 +49,12 @@ long long proj_store_take_rm_keys(proj_store_t *st, char **json);
 
 /* Adapts, validates and applies a batch. The messages are taken over
  * (their entries in msgs set to NULL: cw_kafka's on_batch may keep
- * them). The batch's COMMIT is left in flight: the next batch is
- * prepared meanwhile, and confirms it first (proj_store_settle). Returns
- * 0 once the COMMIT is sent (or the batch committed), -1 if stopped or
- * on an error that is not the messages' fault. */
+ * them). With in_flight, the batch's COMMIT is left in flight: the next
+ * batch is prepared meanwhile, and confirms it first (proj_store_settle).
+ * Returns 0 once the COMMIT is sent (or the batch committed), -1 if
+ * stopped or on an error that is not the messages' fault. */
 int proj_store_apply_batch(proj_store_t *st, rd_kafka_message_t **msgs,
-    size_t n, volatile int *stop);
+    size_t n, int in_flight, volatile int *stop);
 
 /* Confirms the COMMIT in flight, if any; if it failed, applies that
  * batch again (retrying transient failures until *stop). Then runs the
