@@ -6,10 +6,11 @@
  * assignment (on_assign may fill in offsets it keeps elsewhere, e.g. in
  * PostgreSQL, and they are put into the assign list itself, avoiding
  * seek) and may commit to Kafka with cw_kafka_commit. Messages arrive in
- * batches: up to kafka.batch_max messages, collected for at most
- * kafka.batch_wait after the first one. Before partitions are revoked,
- * the batch collected so far is delivered, then on_revoke runs, so a
- * worker never processes a message of a partition it no longer owns.
+ * batches of up to kafka.batch_max: every message already fetched is
+ * taken, and once a batch has one, more are waited for at most
+ * kafka.batch_wait. Before partitions are revoked, the batch collected so
+ * far is delivered, then on_revoke runs, so a worker never processes a
+ * message of a partition it no longer owns.
  *
  * Producer: idempotent, acks=all; cw_kafka_produce_sync waits for the
  * delivery report of one message, cw_kafka_producer_flush for all.
