@@ -512,6 +512,7 @@ cw_pg_commit_wait(cw_pg_t *pg, char *err, size_t errlen)
     return cls;
 }
 
+
 PGresult *
 cw_pg_execpb(cw_pg_t *pg, const char *name, int n, const char *const *values,
     const int *lengths, const int *formats, cw_pg_class_t *cls, char *err,

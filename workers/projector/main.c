@@ -12,12 +12,11 @@
  * messages meanwhile, on a connection of its own); a full batch leaves
  * its COMMIT in flight while the next batch is polled and parsed, and
  * that batch confirms it before its statements (at once when no message
- * is waiting)
- * -> hand the read-model values it changed to the read-model thread,
- * which writes them to Redis, and kick the publisher, which publishes the
- * outbox's events and dead letters to Kafka (proj_outbox.c). Each
- * thread has its own PostgreSQL connection, so consumption waits for
- * neither Redis nor Kafka's acknowledgements.
+ * is waiting) -> hand the read-model values it changed to the read-model
+ * thread, which writes them to Redis, and kick the publisher, which
+ * publishes the outbox's events and dead letters to Kafka
+ * (proj_outbox.c). Each thread has its own PostgreSQL connection, so
+ * consumption waits for neither Redis nor Kafka's acknowledgements.
  * Offsets live in PostgreSQL and are handed to Kafka on every partition
  * assignment. SIGTERM finishes the batch in hand, leaves the group,
  * writes and publishes what is left and exits 0.
