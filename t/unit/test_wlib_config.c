@@ -322,6 +322,52 @@ test_help(void **state)
 }
 
 
+/* A worker's own default for a library's option: used when nothing sets
+ * it, beaten by the environment (and so by file and flags), shown by
+ * --help; only declared keys take one. */
+static void
+test_worker_default(void **state)
+{
+    cw_config_t  *c;
+    char         *buf = NULL, *argv[] = { "test", NULL };
+    char         *help[] = { "test", "--help", NULL };
+    char         *none[] = { NULL };
+    char         *envp[] = { "COMMERCE_WORKERS=7", NULL };
+    size_t        len = 0;
+    FILE         *f;
+
+    c = new_config();
+    assert_int_equal(cw_config_set_default(c, "workers", "4"), 0);
+    assert_int_equal(cw_config_set_default(c, "kafka.group_id", "mine"), 0);
+    assert_int_equal(cw_config_set_default(c, "nope", "1"), -1);
+    assert_int_equal(cw_config_set_default(c, "kafka.", "1"), -1);
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "1"), -1);
+    assert_int_equal(cw_config_load(c, 1, argv, none, err, sizeof(err)), 0);
+    assert_int_equal(cw_config_int(c, "workers"), 4);
+    assert_int_equal(cw_config_source(c, "workers"), CW_SRC_DEFAULT);
+    assert_string_equal(cw_config_str(c, "kafka.group_id"), "mine");
+    cw_config_free(c);
+
+    c = new_config();
+    assert_int_equal(cw_config_set_default(c, "workers", "4"), 0);
+    assert_int_equal(cw_config_load(c, 1, argv, envp, err, sizeof(err)), 0);
+    assert_int_equal(cw_config_int(c, "workers"), 7);
+    assert_int_equal(cw_config_source(c, "workers"), CW_SRC_ENV);
+    cw_config_free(c);
+
+    c = new_config();
+    assert_int_equal(cw_config_set_default(c, "workers", "4"), 0);
+    assert_int_equal(cw_config_load(c, 2, help, none, err, sizeof(err)), 1);
+    f = open_memstream(&buf, &len);
+    cw_config_help(c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "--workers=INT [COMMERCE_WORKERS] default \"4\""));
+    free(buf);
+    cw_config_free(c);
+}
+
+
 static void
 test_duplicate_declare(void **state)
 {
@@ -372,6 +418,7 @@ main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_bool_int),
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_worker_default),
         cmocka_unit_test(test_duplicate_declare),
         cmocka_unit_test(test_text_after_load),
     };

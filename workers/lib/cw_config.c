@@ -18,6 +18,7 @@ extern char **environ;
 
 typedef struct {
     const cw_opt_t  *opt;
+    const char      *def;          /* the table's default, or the worker's */
     char            *value;        /* effective text; NULL when unset */
     cw_source_t      src;
     char             origin[320];
@@ -192,6 +193,7 @@ cw_config_declare(cw_config_t *c, const cw_opt_t *opts, size_t n)
         e = &c->entries[c->n++];
         memset(e, 0, sizeof(*e));
         e->opt = &opts[i];
+        e->def = opts[i].def;
     }
     return 0;
 }
@@ -476,6 +478,20 @@ cw_trim(const char **s, const char **end)
 
 
 int
+cw_config_set_default(cw_config_t *c, const char *key, const char *def)
+{
+    cw_entry_t  *e = cw_find(c, key, strlen(key));
+
+    if (e == NULL || e->opt->type == CW_OPT_PREFIX
+        || strcmp(e->opt->key, key) != 0)
+    {
+        return -1;
+    }
+    e->def = def;
+    return 0;
+}
+
+int
 cw_config_load_text(cw_config_t *c, const char *name, const char *text,
     char *err, size_t errlen)
 {
@@ -727,8 +743,8 @@ cw_config_load(cw_config_t *c, int argc, char *const argv[],
     /* defaults */
     for (i = 0; i < c->n; i++) {
         e = &c->entries[i];
-        if (e->opt->type != CW_OPT_PREFIX && e->opt->def != NULL
-            && cw_set(e, e->opt->def, strlen(e->opt->def), CW_SRC_DEFAULT,
+        if (e->opt->type != CW_OPT_PREFIX && e->def != NULL
+            && cw_set(e, e->def, strlen(e->def), CW_SRC_DEFAULT,
                       "default") != 0)
         {
             cw_err(err, errlen, "out of memory");
@@ -806,8 +822,8 @@ cw_config_help(const cw_config_t *c, FILE *out)
             fprintf(out, "  --%s=%s [%s]", flag, cw_type_name(o->type), env);
             if (o->flags & CW_OPT_REQUIRED) {
                 fprintf(out, " required");
-            } else if (o->def != NULL) {
-                fprintf(out, " default \"%s\"", o->def);
+            } else if (c->entries[i].def != NULL) {
+                fprintf(out, " default \"%s\"", c->entries[i].def);
             }
             if (o->min < o->max) {
                 fprintf(out, " range %lld..%lld%s", o->min, o->max,

@@ -71,6 +71,12 @@ void cw_config_free(cw_config_t *c);
  * or allocation failure. The table must outlive the config. */
 int cw_config_declare(cw_config_t *c, const cw_opt_t *opts, size_t n);
 
+/* A worker's own default for a declared option (a library's table has
+ * another): used when nothing else sets it, and shown by --help. Call it
+ * before cw_config_load; def must outlive the config. Returns -1 if key
+ * is not a declared option. */
+int cw_config_set_default(cw_config_t *c, const char *key, const char *def);
+
 /* Reads file, environment (envp; NULL means environ) and argv (argv[0]
  * is the program). Returns 0 on success, 1 if --help was given (nothing
  * else is validated then), -1 with a message in err. */

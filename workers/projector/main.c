@@ -96,8 +96,9 @@ static const cw_opt_t  proj_opts[] = {
       "debug, info, warn or error" },
 };
 
-/* Our defaults for options the library declares with other defaults;
- * applied only where no file, environment or flag set them. */
+/* Our defaults for options the library declares with other defaults
+ * (set before loading, so --help shows them), and for librdkafka
+ * properties (applied after loading, where no file or flag set them). */
 static const char *const  proj_lib_defaults[][2] = {
     { "kafka.group_id", "commerce-projector" },
     { "kafka.topics", "commerce.inbound" },
@@ -128,6 +129,33 @@ proj_passthru_is(void *ud, const char *key, const char *value)
 
 
 static int
+proj_is_passthru(const char *key)
+{
+    return strncmp(key, "kafka.", 6) == 0 && strchr(key + 6, '.') != NULL;
+}
+
+
+static int
+proj_set_defaults(cw_config_t *cfg)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(proj_lib_defaults) / sizeof(proj_lib_defaults[0]);
+         i++)
+    {
+        if (!proj_is_passthru(proj_lib_defaults[i][0])
+            && cw_config_set_default(cfg, proj_lib_defaults[i][0],
+                                     proj_lib_defaults[i][1]) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
 proj_apply_defaults(cw_config_t *cfg, char *err, size_t errlen)
 {
     char    line[256];
@@ -138,19 +166,14 @@ proj_apply_defaults(cw_config_t *cfg, char *err, size_t errlen)
     {
         const char  *key = proj_lib_defaults[i][0];
 
-        if (strncmp(key, "kafka.", 6) == 0 && strchr(key + 6, '.') != NULL) {
-            if (cw_config_each_prefixed(cfg, "kafka.", proj_passthru_is,
-                                        (void *) (key + 6)) != 0)
-            {
-                continue;
-            }
-
-        } else if (cw_config_source(cfg, key) > CW_SRC_DEFAULT) {
+        if (!proj_is_passthru(key)
+            || cw_config_each_prefixed(cfg, "kafka.", proj_passthru_is,
+                                       (void *) (key + 6)) != 0)
+        {
             continue;
         }
 
-        snprintf(line, sizeof(line), "%s = %s", proj_lib_defaults[i][0],
-                 proj_lib_defaults[i][1]);
+        snprintf(line, sizeof(line), "%s = %s", key, proj_lib_defaults[i][1]);
 
         if (cw_config_load_text(cfg, "defaults", line, err, errlen) != 0) {
             return -1;
@@ -596,7 +619,8 @@ main(int argc, char **argv)
                              sizeof(proj_opts) / sizeof(proj_opts[0])) != 0
         || cw_pg_declare(cfg) != 0 || cw_redis_declare(cfg) != 0
         || cw_kafka_declare(cfg) != 0
-        || cw_metrics_declare(cfg, "0") != 0)
+        || cw_metrics_declare(cfg, "0") != 0
+        || proj_set_defaults(cfg) != 0)
     {
         cw_log(CW_LOG_ERROR, "setting up configuration failed");
         return 1;
