@@ -95,6 +95,11 @@ canonical('d-2', { type => 'stock.adjust', store_id => 'store-001',
 ok($p->wait_for(sub { stock('store-001', 'SKU-1-S')->{on_hand} == 11 }),
    'next message applied');
 is(events(), $before + 1, 'redelivered delivery id applied once');
+# The batch's claim found d-1 claimed: the batch went again without it.
+my ($again) = grep { /applied again without the messages applied before/ }
+              split /\n/, $p->log_text('projector1');
+like($again // '', qr/"why":"1 message\(s\) applied before"/,
+     'the redelivery was left out of its batch');
 is($p->sql('SELECT count(*) FROM inbound_archive'), 3, 'every message archived');
 
 # --- invalid messages go to the DLQ without blocking the partition -------

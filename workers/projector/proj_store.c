@@ -66,6 +66,8 @@ typedef struct {
     char                 dedup[600];
     int                  fenced;       /* below the stored offset */
     int                  dup;          /* its dedup key came earlier */
+    int                  claimed;      /* its dedup key was claimed by a
+                                          batch committed before */
 } proj_msg_t;
 
 typedef struct proj_pending_s  proj_pending_t;
@@ -224,6 +226,9 @@ typedef struct {
     int             careful;      /* fast path gave up: go message by
                                      message with savepoints */
     char            why[256];     /* why the fast path gave up */
+    int             again;        /* the fast path found messages
+                                     claimed before: apply it again
+                                     without them, at once */
 
     /* The archive of the batch, written on the side connection: the
      * parameters of PROJ_ARCHIVE_SQL, and whether it has committed. */
@@ -2103,13 +2108,15 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 /* The fast path.                                                      */
 /*
  * The same batch transaction with far fewer round trips: one statement
- * claims the dedup keys of the valid messages;
- * item upserts are one self-contained statement each (rows and event),
- * sent through libpq's pipeline mode a chunk at a time, with no
- * savepoint; price and stock commands, most of the traffic, are folded
- * per key in C over their locked rows and written set-based, one
- * statement for the prices and one for the stock (proj_bulk_price,
- * proj_bulk_stock), which run after the pipeline, prices first. Their
+ * claims the dedup keys of the valid messages, the first in libpq's
+ * pipeline mode, and the batch does not wait for it: a key claimed
+ * before fails the attempt, which goes again at once without its
+ * message; item upserts are one self-contained statement each (rows and
+ * event), pipelined after it a chunk at a time, with no savepoint;
+ * price and stock commands, most of the traffic, are folded per key in C
+ * over their locked rows and written set-based, one statement for the
+ * prices and one for the stock (proj_bulk_price, proj_bulk_stock), which
+ * run after the pipeline, prices first. Their
  * events are framed in C into the batch's 'kafka_batch' row. Events of
  * one message stay in command order, and those of one aggregate in batch
  * order. Validation already happened in C, so a refusal by the database
@@ -2125,7 +2132,8 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 
 typedef enum {
     PROJ_Q_STORE = 0,
-    PROJ_Q_ITEM
+    PROJ_Q_ITEM,
+    PROJ_Q_CLAIM
 } proj_q_kind_t;
 
 /* An event of a pipelined statement, waiting for the version the
@@ -2250,8 +2258,10 @@ typedef struct {
 
 typedef struct {
     proj_store_t   *st;
+    proj_batch_t   *b;
     PGconn         *conn;
     int             on;           /* in pipeline mode */
+    size_t          nclaim;       /* dedup keys the claim was sent */
     int             reject;       /* a command the database refused */
     size_t          n;
     proj_q_t        q[PROJ_PIPE_MAX];
@@ -2302,26 +2312,81 @@ proj_pipe_error(proj_pipe_t *pp, const PGresult *res, char *err,
 }
 
 
+/* Whether a valid message's dedup key goes into the batch's claim. */
+static int
+proj_claims(const proj_msg_t *pm)
+{
+    return !pm->fenced && pm->cmds != NULL && !pm->dup && !pm->claimed;
+}
+
+
+/* The claim returned fewer keys than it was sent: the others were
+ * claimed by a batch committed before, and their messages were applied
+ * then. They are marked, and the attempt fails so that the batch is
+ * applied again at once without them (proj_pending_apply). */
+static cw_pg_class_t
+proj_claim_result(proj_pipe_t *pp, PGresult *res, char *err, size_t errlen)
+{
+    size_t       i, n = 0;
+    json_t      *got;
+    proj_msg_t  *pm;
+
+    if ((size_t) PQntuples(res) == pp->nclaim) {
+        return CW_PG_OK;
+    }
+
+    got = json_object();
+    if (got == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        json_object_set_new(got, PQgetvalue(res, (int) i, 0), json_true());
+    }
+
+    for (i = 0; i < pp->b->n; i++) {
+        pm = &pp->b->msgs[i];
+        if (proj_claims(pm) && json_object_get(got, pm->dedup) == NULL) {
+            pm->claimed = 1;
+            n++;
+        }
+    }
+    json_decref(got);
+
+    pp->b->again = 1;
+    snprintf(err, errlen, "%zu message(s) applied before", n);
+
+    return CW_PG_TRANSIENT;
+}
+
+
 /* What one pipelined statement returned. */
-static void
-proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res)
+static cw_pg_class_t
+proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res,
+    char *err, size_t errlen)
 {
     proj_store_t  *st = pp->st;
     proj_pev_t    *ev = q->ev;
 
     if (q->kind == PROJ_Q_STORE) {
-        return;
+        return CW_PG_OK;
+    }
+
+    if (q->kind == PROJ_Q_CLAIM) {
+        return proj_claim_result(pp, res, err, errlen);
     }
 
     if (PQntuples(res) == 0) {
         st->n_stale++;
-        return;
+        return CW_PG_OK;
     }
 
     proj_batch_event(st, ev->msg, ev->id, ev->type, ev->agg_type, ev->agg,
                      atoll(PQgetvalue(res, 0, 0)), ev->ts, ev->data);
     st->n_events++;
     json_object_set_new(st->items, q->item, json_true());
+
+    return CW_PG_OK;
 }
 
 
@@ -2357,7 +2422,7 @@ proj_pipe_flush(proj_pipe_t *pp, char *err, size_t errlen)
 
         if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK) {
             if (cls == CW_PG_OK) {
-                proj_pipe_result(pp, &pp->q[i], res);
+                cls = proj_pipe_result(pp, &pp->q[i], res, err, errlen);
             }
 
         } else if (rs != PGRES_PIPELINE_ABORTED && cls == CW_PG_OK) {
@@ -3358,7 +3423,6 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     cw_buf_t        ca[5];
     const char     *ap[5];
     size_t          i, k;
-    json_t         *claimed;
     PGresult       *res;
     proj_ctx_t      c;
     proj_pipe_t    *pp;
@@ -3408,11 +3472,25 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     }
     json_decref(seen);
 
-    /* The dedup keys of the valid messages, claimed. */
+    pp = calloc(1, sizeof(*pp));
+    if (pp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    pp->st = st;
+    pp->b = b;
+    pp->conn = cw_pg_conn(pg);
+
+    /* The dedup keys of the valid messages, claimed by the pipeline's
+     * first statement: the commands follow it without waiting for it.
+     * Nearly always every key is new; when one is not, the attempt fails
+     * at its result and the batch goes again without that message
+     * (proj_claim_result). */
     proj_arrs_open(ca, 5);
     for (i = 0; i < b->n; i++) {
         pm = &b->msgs[i];
-        if (pm->fenced || pm->cmds == NULL || pm->dup) {
+        if (!proj_claims(pm)) {
             continue;
         }
         proj_arr(&ca[0], pm->dedup);
@@ -3420,39 +3498,22 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
         proj_arr_ll(&ca[2], pm->m->partition);
         proj_arr_ll(&ca[3], pm->m->offset);
         proj_arr_ll(&ca[4], (long long) json_array_size(pm->cmds));
+        pp->nclaim++;
     }
 
-    res = proj_arrs_close(ca, 5, ap) != 0
-          ? NULL
-          : cw_pg_execp(pg, "fast_claim", 5, ap, &cls, err, errlen);
-    proj_arrs_free(ca, 5);
-    if (res == NULL) {
-        if (cls == CW_PG_OK) {
+    if (pp->nclaim > 0) {
+        proj_q_t  q = { PROJ_Q_CLAIM, NULL, NULL };
+
+        if (proj_arrs_close(ca, 5, ap) != 0) {
             snprintf(err, errlen, "out of memory");
             cls = CW_PG_PERMANENT;
+        } else {
+            cls = proj_pipe_send(pp, "fast_claim", 5, ap, &q, err, errlen);
         }
-        return cls;
     }
+    proj_arrs_free(ca, 5);
 
     t1 = cw_now_ms();
-    claimed = json_object();
-    for (k = 0; k < (size_t) PQntuples(res); k++) {
-        json_object_set_new(claimed, PQgetvalue(res, (int) k, 0),
-                            json_true());
-    }
-    PQclear(res);
-
-    pp = calloc(1, sizeof(*pp));
-    if (pp == NULL || claimed == NULL) {
-        free(pp);
-        json_decref(claimed);
-        snprintf(err, errlen, "out of memory");
-        return CW_PG_PERMANENT;
-    }
-
-    pp->st = st;
-    pp->conn = cw_pg_conn(pg);
-    cls = CW_PG_OK;
 
     for (i = 0; i < b->n && cls == CW_PG_OK && !pp->reject; i++) {
         pm = &b->msgs[i];
@@ -3490,7 +3551,7 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
             continue;
         }
 
-        if (pm->dup || json_object_get(claimed, pm->dedup) == NULL) {
+        if (pm->dup || pm->claimed) {
             st->n_dup++;
             continue;
         }
@@ -3534,7 +3595,6 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     proj_price_clear(pp);
     free(pp->pc);
     free(pp);
-    json_decref(claimed);
 
     if (cls == CW_PG_PERMANENT) {
         /* Rolled back by cw_pg_txn; proj_store_apply_batch then applies
@@ -3591,7 +3651,7 @@ proj_fast_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     cls = proj_render(st, err, errlen);
 
     if (cls == CW_PG_OK && cw_log_enabled(CW_LOG_DEBUG)) {
-        cw_field_t  f[] = { CW_FINT("claims_ms", t1 - t0),
+        cw_field_t  f[] = { CW_FINT("start_ms", t1 - t0),
                             CW_FINT("commands_ms", t2 - t1),
                             CW_FINT("archive_wait_ms", t3 - t2),
                             CW_FINT("render_ms", cw_now_ms() - t3) };
@@ -3785,6 +3845,16 @@ proj_pending_apply(proj_store_t *st, proj_pending_t *pb, int send_commit,
 
             if (cls == CW_PG_OK) {
                 break;
+            }
+
+            if (b->again) {
+                cw_field_t  f[] = { CW_FSTR("why", err),
+                                    CW_FINT("messages", (long long) b->n) };
+
+                b->again = 0;
+                cw_log_kv(CW_LOG_INFO, f, 2, "batch applied again without "
+                          "the messages applied before");
+                continue;
             }
 
             /* Whatever the database refused (a command, or a row that
