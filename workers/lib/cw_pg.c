@@ -29,6 +29,7 @@ struct cw_pg_s {
     int64_t         next_attempt;
     int             attempts;
     int             commit_sent;    /* a COMMIT awaits cw_pg_commit_wait */
+    char            sent[64];       /* the statement awaiting cw_pg_getp */
     volatile int   *stop;
 };
 
@@ -276,6 +277,11 @@ cw_pg_ensure(cw_pg_t *pg, char *err, size_t errlen)
                  "(cw_pg_commit_wait first)");
         return -1;
     }
+    if (pg->sent[0] != '\0') {
+        snprintf(err, errlen, "postgres: %s is in flight (cw_pg_getp first)",
+                 pg->sent);
+        return -1;
+    }
     if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK) {
         return 0;
     }
@@ -409,6 +415,61 @@ cw_pg_command(cw_pg_t *pg, const char *sql, char *err, size_t errlen)
 }
 
 
+cw_pg_class_t
+cw_pg_sendp(cw_pg_t *pg, const char *name, int n, const char *const *values,
+    char *err, size_t errlen)
+{
+    if (cw_pg_ensure(pg, err, errlen) != 0) {
+        return CW_PG_TRANSIENT;
+    }
+    if (!PQsendQueryPrepared(pg->conn, name, n, values, NULL, NULL, 0)) {
+        cw_pg_errmsg(pg, NULL, name, err, errlen);
+        if (PQstatus(pg->conn) != CONNECTION_OK) {
+            cw_pg_drop(pg);
+        }
+        return CW_PG_TRANSIENT;
+    }
+    snprintf(pg->sent, sizeof(pg->sent), "%s", name);
+    return CW_PG_OK;
+}
+
+
+PGresult *
+cw_pg_getp(cw_pg_t *pg, cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    char       name[sizeof(pg->sent)];
+    PGresult  *res, *more;
+
+    if (pg->sent[0] == '\0') {
+        snprintf(err, errlen, "postgres: no statement in flight");
+        *cls = CW_PG_PERMANENT;
+        return NULL;
+    }
+    memcpy(name, pg->sent, sizeof(name));
+    pg->sent[0] = '\0';
+
+    res = PQgetResult(pg->conn);
+    while ((more = PQgetResult(pg->conn)) != NULL) {
+        PQclear(more);
+    }
+    return cw_pg_finish(pg, res, name, cls, err, errlen);
+}
+
+
+/* A statement sent and not taken when its transaction fails: its result
+ * goes, so that the ROLLBACK can run. */
+static void
+cw_pg_discard(cw_pg_t *pg)
+{
+    cw_pg_class_t  cls;
+    char           ignore[256];
+
+    if (pg->sent[0] != '\0') {
+        PQclear(cw_pg_getp(pg, &cls, ignore, sizeof(ignore)));
+    }
+}
+
+
 /* Each attempt is a fresh transaction; a transient failure anywhere
  * (BEGIN, the body, COMMIT) rolls back, waits and starts over. A COMMIT
  * lost with the connection is ambiguous, so bodies must be idempotent
@@ -444,6 +505,7 @@ cw_pg_txn(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud, int attempts, char *err,
                     return CW_PG_OK;
                 }
             }
+            cw_pg_discard(pg);
             if (pg->conn != NULL) {
                 cw_pg_command(pg, "ROLLBACK", ignore, sizeof(ignore));
             }
@@ -479,6 +541,7 @@ cw_pg_txn_send_commit(cw_pg_t *pg, cw_pg_txn_fn fn, void *ud, char *err,
             cw_pg_drop(pg);
         }
     }
+    cw_pg_discard(pg);
     if (pg->conn != NULL) {
         cw_pg_command(pg, "ROLLBACK", ignore, sizeof(ignore));
     }

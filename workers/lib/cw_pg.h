@@ -104,6 +104,17 @@ PGresult *cw_pg_execpb(cw_pg_t *pg, const char *name, int n,
     const char *const *values, const int *lengths, const int *formats,
     cw_pg_class_t *cls, char *err, size_t errlen);
 
+/* cw_pg_execp in two halves, so that the caller can work while the
+ * server runs the statement: cw_pg_sendp sends it (CW_PG_OK, or the
+ * class of the failure), cw_pg_getp waits for its result (as
+ * cw_pg_execp returns it). In between, the connection is busy and every
+ * other call fails; a transaction of cw_pg_txn or cw_pg_txn_send_commit
+ * whose fn fails in between drops the result before its ROLLBACK. */
+cw_pg_class_t cw_pg_sendp(cw_pg_t *pg, const char *name, int n,
+    const char *const *values, char *err, size_t errlen);
+PGresult *cw_pg_getp(cw_pg_t *pg, cw_pg_class_t *cls, char *err,
+    size_t errlen);
+
 /* Runs a command whose result is not needed (BEGIN, COMMIT, ...). */
 cw_pg_class_t cw_pg_command(cw_pg_t *pg, const char *sql, char *err,
     size_t errlen);

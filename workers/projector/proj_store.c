@@ -2676,6 +2676,17 @@ proj_render_stock(proj_store_t *st, proj_sk_t *keys, size_t nk,
 #define PROJ_BULK_CMD   15
 #define PROJ_BULK_KEY   6
 
+/* The events of an applied stock command, framed while the server runs
+ * the stock statement: their data at offsets in one buffer. */
+typedef struct {
+    proj_sc_t      *sc;
+    long long       version;
+    size_t          data;
+    size_t          odata;        /* orderability; PROJ_NO_EVENT: none */
+} proj_se_t;
+
+#define PROJ_NO_EVENT  ((size_t) -1)
+
 /*
  * Applies the queued stock commands: their levels are read under lock,
  * the commands folded over them in C in batch order (the same rules as
@@ -2693,8 +2704,11 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     size_t          i, j, nk = 0, napplied = 0, nexpect = 0, nread = 0;
     json_t         *index = NULL;
     PGresult       *res, *state = NULL;
-    cw_buf_t        ka[2], ts, data, ca[PROJ_BULK_CMD], fa[PROJ_BULK_KEY];
+    cw_pg_class_t   rcls;
+    cw_buf_t        ka[2], ts, data, evd, ca[PROJ_BULK_CMD];
+    cw_buf_t        fa[PROJ_BULK_KEY];
     proj_sc_t      *sc;
+    proj_se_t      *evs = NULL, *e;
     proj_sk_t      *keys = NULL, *k;
     const char     *p[PROJ_BULK_CMD + PROJ_BULK_KEY];
     proj_store_t   *st = pp->st;
@@ -2711,11 +2725,13 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     proj_arrs_open(fa, PROJ_BULK_KEY);
     proj_arrs_open(&ts, 1);
     cw_buf_init(&data);
+    cw_buf_init(&evd);
 
     index = json_object();
     keys = calloc(pp->nsc, sizeof(*keys));
+    evs = calloc(pp->nsc, sizeof(*evs));
     as_of_us = calloc(pp->nsc, sizeof(*as_of_us));
-    if (index == NULL || keys == NULL || as_of_us == NULL) {
+    if (index == NULL || keys == NULL || evs == NULL || as_of_us == NULL) {
         goto oom;
     }
 
@@ -2815,7 +2831,6 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         now = k->on_hand - k->reserved > 0;
         delta = k->on_hand - (prev ? prev_on : 0);
 
-        snprintf(agg, sizeof(agg), "stock:%s:%s", sc->store, sc->sku);
         cw_buf_reset(&data);
         cw_buf_puts(&data, "{\"store_id\":");
         cw_buf_json_str(&data, sc->store);
@@ -2828,8 +2843,12 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
                       sc->absolute ? "set" : "adjust");
         proj_json_str_or_null(&data, sc->reason);
         cw_buf_printf(&data, ",\"orderable\":%s}", now ? "true" : "false");
-        proj_batch_event(st, sc->msg, sc->id0, "inventory.stock.changed",
-                         "stock", agg, k->version, sc->ts, data.data);
+        e = &evs[napplied];
+        e->sc = sc;
+        e->version = k->version;
+        e->data = evd.len;
+        e->odata = PROJ_NO_EVENT;
+        cw_buf_append(&evd, data.data, data.len + 1);
 
         proj_arr(&ca[0], sc->store);
         proj_arr(&ca[1], sc->sku);
@@ -2846,8 +2865,6 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
         proj_arr(&ca[12], sc->caus);
 
         if (was != now) {
-            snprintf(agg, sizeof(agg), "orderability:%s:%s", sc->store,
-                     sc->sku);
             cw_buf_reset(&data);
             cw_buf_puts(&data, "{\"store_id\":");
             cw_buf_json_str(&data, sc->store);
@@ -2855,10 +2872,8 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
             cw_buf_json_str(&data, sc->sku);
             cw_buf_printf(&data, ",\"orderable\":%s,\"available\":%lld}",
                           now ? "true" : "false", k->on_hand - k->reserved);
-            proj_batch_event(st, sc->msg, sc->id1,
-                             "inventory.orderability.changed",
-                             "orderability", agg, k->version, sc->ts,
-                             data.data);
+            e->odata = evd.len;
+            cw_buf_append(&evd, data.data, data.len + 1);
             proj_arr(&ca[13], sc->id1);
             proj_arr(&ca[14], data.data);
             nexpect++;
@@ -2868,7 +2883,7 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
             proj_arr(&ca[14], NULL);
         }
 
-        if (data.oom) {
+        if (data.oom || evd.oom) {
             goto oom;
         }
 
@@ -2899,9 +2914,40 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     {
         goto oom;
     }
-    res = cw_pg_execp(st->pg, "bulk_stock_write", PROJ_BULK_CMD + PROJ_BULK_KEY,
-                      p, &cls, err, errlen);
+    cls = cw_pg_sendp(st->pg, "bulk_stock_write",
+                      PROJ_BULK_CMD + PROJ_BULK_KEY, p, err, errlen);
+    if (cls != CW_PG_OK) {
+        goto done;
+    }
+
+    /* While the server writes: the events' frames and the values. */
+    for (i = 0; i < napplied; i++) {
+        e = &evs[i];
+        sc = e->sc;
+        snprintf(agg, sizeof(agg), "stock:%s:%s", sc->store, sc->sku);
+        proj_batch_event(st, sc->msg, sc->id0, "inventory.stock.changed",
+                         "stock", agg, e->version, sc->ts,
+                         evd.data + e->data);
+        if (e->odata != PROJ_NO_EVENT) {
+            snprintf(agg, sizeof(agg), "orderability:%s:%s", sc->store,
+                     sc->sku);
+            proj_batch_event(st, sc->msg, sc->id1,
+                             "inventory.orderability.changed",
+                             "orderability", agg, e->version, sc->ts,
+                             evd.data + e->odata);
+        }
+    }
+
+    rcls = proj_render_stock(st, keys, nk, PQgetvalue(state, 0, 6), err,
+                             errlen);
+
+    res = cw_pg_getp(st->pg, &cls, err, errlen);
     if (res == NULL) {
+        goto done;
+    }
+    if (rcls != CW_PG_OK) {
+        PQclear(res);
+        cls = rcls;
         goto done;
     }
     if ((size_t) atoll(PQgetvalue(res, 0, 0)) != nread) {
@@ -2914,9 +2960,6 @@ proj_bulk_stock(proj_pipe_t *pp, char *err, size_t errlen)
     }
     PQclear(res);
     st->n_events += (long long) nexpect;
-
-    cls = proj_render_stock(st, keys, nk, PQgetvalue(state, 0, 6), err,
-                            errlen);
 
     goto done;
 
@@ -2933,8 +2976,10 @@ done:
     proj_arrs_free(fa, PROJ_BULK_KEY);
     cw_buf_free(&ts);
     cw_buf_free(&data);
+    cw_buf_free(&evd);
     json_decref(index);
     free(keys);
+    free(evs);
     free(as_of_us);
     proj_stock_clear(pp);
 
