@@ -248,6 +248,56 @@ is($p->sql("SELECT count(*) FROM stock_ledger l JOIN event_store e"
            . " USING (event_id) WHERE l.store_id = 'store-004'"), 4,
    'each ledger row has its event');
 
+# --- item upserts of one batch: the same as one by one --------------------
+
+# One kcat run, so they usually share a batch: a stale upsert changes
+# nothing, versions follow each other, the last upsert's variants stay.
+my $t5 = '2024-07-01T';
+sub upsert {    # one key: one partition, in this order
+    my ($id, $as_of, $name, @skus) = @_;
+    return "catalog\t" . encode_json({ type => 'item.upsert', as_of => "$t5$as_of",
+        item => { id => $id, name => $name,
+                  variants => [ map { { sku => $_ } } @skus ] } });
+}
+$p->produce_many({ source => 'canonical' },
+    upsert('item-b1', '10:00:00Z', 'B1 first', 'SKU-B1-A', 'SKU-B1-B'),
+    upsert('item-b2', '10:00:00Z', 'B2', 'SKU-B2-A'),
+    upsert('item-b1', '09:00:00Z', 'B1 stale', 'SKU-B1-C'),
+    upsert('item-b1', '11:00:00Z', 'B1 last', 'SKU-B1-A'));
+ok($p->wait_for(sub { my $d = item('item-b1'); $d && $d->{name} eq 'B1 last'
+                      && item('item-b2') }), 'upserted items visible');
+is($p->sql("SELECT string_agg(version || ':' || (data->>'name'), ','"
+           . " ORDER BY position) FROM event_store WHERE aggregate_id = 'item-b1'"),
+   '1:B1 first,2:B1 last', 'item events in order, the stale upsert left out');
+is($p->sql("SELECT version || ':' || name FROM products WHERE id = 'item-b1'"),
+   '2:B1 last', 'the last upsert is stored');
+is($p->sql("SELECT string_agg(sku, ',' ORDER BY sku) FROM variants"
+           . " WHERE item_id = 'item-b1'"), 'SKU-B1-A', 'its variants only');
+is($p->sql("SELECT string_agg(sku || ':' || item_id, ',' ORDER BY sku) FROM variants"
+           . " WHERE sku LIKE 'SKU-B%'"), 'SKU-B1-A:item-b1,SKU-B2-A:item-b2',
+   'no variant left behind');
+
+# A sku passed from one item to another, in the same batch or not: the
+# item it left changed too, and its document in Redis with it (which the
+# --rebuild check below compares).
+$p->produce_many({ source => 'canonical' },
+    upsert('item-c1', '10:00:00Z', 'C1', 'SKU-C-X', 'SKU-C-Y'),
+    upsert('item-c2', '10:00:00Z', 'C2', 'SKU-C-X'));
+ok($p->wait_for(sub { my $d = item('item-c2'); $d && @{ $d->{variants} } }),
+   'second item visible');
+is($p->sql("SELECT string_agg(sku || ':' || item_id, ',' ORDER BY sku) FROM variants"
+           . " WHERE sku LIKE 'SKU-C-%'"), 'SKU-C-X:item-c2,SKU-C-Y:item-c1',
+   'the later item has the sku');
+$p->produce_many({ source => 'canonical' },
+    upsert('item-c1', '12:00:00Z', 'C1 again', 'SKU-C-Y', 'SKU-C-X'));
+ok($p->wait_for(sub { $p->sql("SELECT item_id FROM variants WHERE sku = 'SKU-C-X'")
+                      eq 'item-c1' }), 'and it can come back');
+is($p->sql("SELECT string_agg(sku || ':' || position, ',' ORDER BY sku) FROM variants"
+           . " WHERE item_id = 'item-c1'"), 'SKU-C-X:2,SKU-C-Y:1', 'in its place');
+ok($p->wait_for(sub { my $d = item('item-c2'); $d && !@{ $d->{variants} } }),
+   'the item it left is rendered again without it');
+ok($p->wait_for(sub { $p->sql('SELECT count(*) FROM outbox') == 0 }), 'outbox drained');
+
 # --- --rebuild gives the live state --------------------------------------
 
 sub snapshot {

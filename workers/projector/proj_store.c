@@ -373,17 +373,25 @@ static const struct {
       " OR EXCLUDED.source_updated_at >= products.source_updated_at"
       " RETURNING version" },
 
+    /* An item's variants replaced. A sku another item had moves: that
+     * item changed too (its version goes up, and its rendering with it);
+     * returns the ids of such items. */
     { "variants_sync", 2,
       "WITH v AS (SELECT e->>'sku' AS sku, e->>'name' AS name,"
       " COALESCE(e->'options', '{}'::jsonb) AS options, ord"
       " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, ord)),"
       " d AS (DELETE FROM variants WHERE item_id = $1"
-      " AND sku NOT IN (SELECT sku FROM v))"
-      " INSERT INTO variants (sku, item_id, position, name, options)"
+      " AND sku NOT IN (SELECT sku FROM v)),"
+      " mv AS (UPDATE products p SET version = p.version + 1,"
+      " updated_at = now() WHERE p.id <> $1 AND p.id = ANY (ARRAY(SELECT"
+      " (SELECT o.item_id FROM variants o WHERE o.sku = v.sku) FROM v))"
+      " RETURNING p.id),"
+      " vi AS (INSERT INTO variants (sku, item_id, position, name, options)"
       " SELECT sku, $1, ord, name, options FROM v"
       " ON CONFLICT (sku) DO UPDATE SET item_id = EXCLUDED.item_id,"
       " position = EXCLUDED.position, name = EXCLUDED.name,"
-      " options = EXCLUDED.options, updated_at = now()" },
+      " options = EXCLUDED.options, updated_at = now())"
+      " SELECT id FROM mv" },
 
     { "addons_sync", 2,
       "WITH g AS (SELECT e->>'id' AS id, e->>'name' AS name,"
@@ -628,8 +636,9 @@ static const struct {
      * merchant, $3 sku, $4 name, $5 description, $6 brand, $7 tags, $8
      * attributes, $9 source, $10 as_of, $11 variants, $12 addon groups,
      * $13 event id, $14 metadata, $15 correlation, $16 causation, $17
-     * event data. Returns the version and the number of events recorded
-     * (1), or no row when stale. */
+     * event data. Returns (version, NULL), or no such row when stale, and
+     * (NULL, id) for every other item a sku moved from (see
+     * variants_sync). */
     { "fast_item", 17,
       "WITH m AS (INSERT INTO merchants (id) SELECT $2::text"
       " WHERE $2::text IS NOT NULL ON CONFLICT DO NOTHING),"
@@ -654,6 +663,10 @@ static const struct {
       " FROM jsonb_array_elements($11::jsonb) WITH ORDINALITY AS t(e, ord)),"
       " vd AS (DELETE FROM variants WHERE item_id = $1"
       " AND sku NOT IN (SELECT sku FROM v) AND EXISTS (SELECT 1 FROM i)),"
+      " mv AS (UPDATE products p SET version = p.version + 1,"
+      " updated_at = now() WHERE p.id <> $1 AND p.id = ANY (ARRAY(SELECT"
+      " (SELECT o.item_id FROM variants o WHERE o.sku = v.sku) FROM v))"
+      " AND EXISTS (SELECT 1 FROM i) RETURNING p.id),"
       " vi AS (INSERT INTO variants (sku, item_id, position, name, options)"
       " SELECT sku, $1, ord, name, options FROM v, i"
       " ON CONFLICT (sku) DO UPDATE SET item_id = EXCLUDED.item_id,"
@@ -676,7 +689,7 @@ static const struct {
       " aggregate_id, version, event_type, data, metadata, correlation_id,"
       " causation_id) SELECT $13::uuid, 'item', $1, i.version,"
       " 'catalog.item.updated', $17::jsonb, $14::jsonb, $15, $16 FROM i)"
-      " SELECT version FROM i" },
+      " SELECT version, NULL FROM i UNION ALL SELECT NULL, id FROM mv" },
 
     /* The read-model values a batch changed (see proj_render): written to
      * Redis after the commit by the read-model thread, or by its drain
@@ -1356,10 +1369,15 @@ proj_item_upsert(proj_ctx_t *c)
     PQclear(res);
 
     p[1] = variants;
-    rc = proj_exec(c, "variants_sync", 2, p, NULL);
+    rc = proj_exec(c, "variants_sync", 2, p, &res);
     if (rc != PROJ_OK) {
         goto done;
     }
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        json_object_set_new(c->st->items, PQgetvalue(res, (int) i, 0),
+                            json_true());
+    }
+    PQclear(res);
 
     p[1] = addons;
     rc = proj_exec(c, "addons_sync", 2, p, NULL);
@@ -2365,6 +2383,8 @@ static cw_pg_class_t
 proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res,
     char *err, size_t errlen)
 {
+    size_t         i;
+    int            applied = 0;
     proj_store_t  *st = pp->st;
     proj_pev_t    *ev = q->ev;
 
@@ -2376,15 +2396,24 @@ proj_pipe_result(proj_pipe_t *pp, const proj_q_t *q, PGresult *res,
         return proj_claim_result(pp, res, err, errlen);
     }
 
-    if (PQntuples(res) == 0) {
-        st->n_stale++;
-        return CW_PG_OK;
+    for (i = 0; i < (size_t) PQntuples(res); i++) {
+        if (PQgetisnull(res, (int) i, 0)) {
+            /* Another item a sku moved from. */
+            json_object_set_new(st->items, PQgetvalue(res, (int) i, 1),
+                                json_true());
+            continue;
+        }
+        proj_batch_event(st, ev->msg, ev->id, ev->type, ev->agg_type,
+                         ev->agg, atoll(PQgetvalue(res, (int) i, 0)), ev->ts,
+                         ev->data);
+        st->n_events++;
+        json_object_set_new(st->items, q->item, json_true());
+        applied = 1;
     }
 
-    proj_batch_event(st, ev->msg, ev->id, ev->type, ev->agg_type, ev->agg,
-                     atoll(PQgetvalue(res, 0, 0)), ev->ts, ev->data);
-    st->n_events++;
-    json_object_set_new(st->items, q->item, json_true());
+    if (!applied) {
+        st->n_stale++;
+    }
 
     return CW_PG_OK;
 }
