@@ -512,18 +512,25 @@ static const struct {
      * of the read model need: the sku as JSON and the store's effective
      * price as rm_stock_values renders them (the batch's prices are
      * written by then), and in the first row the transaction's now(),
-     * which the write gives the rows' updated_at. And the as_of instants
-     * of the counts in microseconds (one per command, NULL when absent),
+     * which the write gives the rows' updated_at. Every lookup is a
+     * primary-key probe per key (LATERAL ... OFFSET 0): given the number
+     * of keys, the planner would rather hash the whole stock_levels
+     * table, which costs twice as much. And the as_of instants of the
+     * counts in microseconds (one per command, NULL when absent),
      * compared in C as PostgreSQL would ... */
     { "bulk_stock_state", PROJ_INLINE,
       "SELECT s.on_hand, s.reserved, s.version,"
       " (extract(epoch FROM s.source_ts) * 1000000)::bigint,"
-      " to_json(k.sku)::text, (SELECT commerce_money(b.amount_minor,"
-      " b.currency) FROM price_book b WHERE b.sku = k.sku"
-      " AND b.store_id IN (k.store, '') ORDER BY b.store_id DESC LIMIT 1)"
-      "::text, CASE WHEN k.i = 1 THEN commerce_ts(now()) END"
+      " to_json(k.sku)::text, COALESCE(commerce_money(o.amount_minor,"
+      " o.currency), commerce_money(b.amount_minor, b.currency))::text,"
+      " CASE WHEN k.i = 1 THEN commerce_ts(now()) END"
       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
-      " LEFT JOIN stock_levels s ON s.store_id = k.store AND s.sku = k.sku"
+      " LEFT JOIN LATERAL (SELECT * FROM stock_levels s"
+      " WHERE s.store_id = k.store AND s.sku = k.sku OFFSET 0) s ON true"
+      " LEFT JOIN LATERAL (SELECT * FROM price_book o"
+      " WHERE o.sku = k.sku AND o.store_id = k.store OFFSET 0) o ON true"
+      " LEFT JOIN LATERAL (SELECT * FROM price_book b"
+      " WHERE b.sku = k.sku AND b.store_id = '' OFFSET 0) b ON true"
       " ORDER BY k.i" },
 
     { "bulk_stock_ts", 1,
