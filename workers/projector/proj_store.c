@@ -2141,16 +2141,17 @@ proj_batch_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
  * price and stock commands, most of the traffic, are folded per key in C
  * over their locked rows and written set-based, one statement for the
  * prices and one for the stock (proj_bulk_price, proj_bulk_stock), which
- * run after the pipeline, prices first. Their
- * events are framed in C into the batch's 'kafka_batch' row. Events of
- * one message stay in command order, and those of one aggregate in batch
- * order. Validation already happened in C, so a refusal by the database
- * (stock underflow, a row that conflicts, a value PostgreSQL refuses) is
- * rare: when one happens the whole attempt is rolled back and the batch
- * is applied again message by message with savepoints (proj_batch_txn),
- * which dead-letters exactly that message. Commands that need a lookup
- * first (vendor references) run synchronously, after everything queued
- * before them, through the careful code.
+ * run after the pipeline, prices first. Their events are framed in C into
+ * the batch's 'kafka_batch' row (the stock events while the stock
+ * statement runs). Events of one message stay in command order, and
+ * those of one aggregate in batch order. Validation already happened in
+ * C, so a refusal by the database (stock underflow, a row that
+ * conflicts, a value PostgreSQL refuses) is rare: when one happens the
+ * whole attempt is rolled back and the batch is applied again message by
+ * message with savepoints (proj_batch_txn), which dead-letters exactly
+ * that message. Commands that need a lookup first (vendor references)
+ * run synchronously, after everything queued before them, through the
+ * careful code.
  */
 
 #define PROJ_PIPE_MAX  256
@@ -2377,6 +2378,14 @@ proj_claim_result(proj_pipe_t *pp, PGresult *res, char *err, size_t errlen)
         }
     }
     json_decref(got);
+
+    if (n == 0) {
+        /* Not one of the keys sent: nothing to leave out, so no reason to
+         * expect another attempt to go otherwise. */
+        snprintf(err, errlen, "fast_claim: %d keys of %zu", PQntuples(res),
+                 pp->nclaim);
+        return CW_PG_PERMANENT;
+    }
 
     pp->b->again = 1;
     snprintf(err, errlen, "%zu message(s) applied before", n);
