@@ -22,7 +22,8 @@ endif
 NGX_SRC_DIST := /usr/share/nginx/src
 NGX_BUILD := $(BUILD)/nginx
 MODULE := $(BUILD)/ngx_http_commerce_module.so
-MODULE_SRCS := $(wildcard ngx_commerce_module/*.c ngx_commerce_module/*.h)
+MODULE_SRCS := $(wildcard ngx_commerce_module/*.c ngx_commerce_module/*.h \
+                 common/*.c common/*.h)
 
 CC := gcc
 CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
@@ -35,7 +36,7 @@ WORKER_DIRS := $(filter-out lib,$(notdir $(patsubst %/,%,$(dir \
                $(wildcard workers/*/*.c)))))
 WORKER_BINS := $(addprefix $(BUILD)/bin/commerce-,$(WORKER_DIRS))
 WLIB_SRCS := $(wildcard workers/lib/*.c)
-WLIB_HDRS := $(wildcard workers/lib/*.h)
+WLIB_HDRS := $(wildcard workers/lib/*.h) $(wildcard common/*.h)
 WLIB_OBJS := $(patsubst workers/lib/%.c,$(BUILD)/obj/wlib/%.o,$(WLIB_SRCS))
 WORKER_LIBS := -lrdkafka -lhiredis -ljansson -lpq -lcrypto -lpthread -lm
 
@@ -95,20 +96,20 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 
 $(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iworkers/lib -c $< -o $@
+	$(CC) $(CFLAGS) -Icommon -Iworkers/lib -c $< -o $@
 
 .SECONDEXPANSION:
 $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
                          $(WLIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iworkers/lib -Iworkers/$* \
+	$(CC) $(CFLAGS) -Icommon -Iworkers/lib -Iworkers/$* \
 	    $(wildcard workers/$*/*.c) $(WLIB_OBJS) -o $@ $(LDFLAGS) \
 	    $(WORKER_LIBS)
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
                       2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ingx_commerce_module -Iworkers/lib $< \
+	$(CC) $(CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib $< \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \
 	    -lcmocka $(WORKER_LIBS)
 

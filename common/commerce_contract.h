@@ -1,0 +1,123 @@
+/*
+ * commerce_contract: the names that cross a process boundary, shared by
+ * the nginx module and the workers (pure C, no nginx or libpq types).
+ *
+ * docs/contract.md describes each: a Redis key's type and value, a
+ * topic's message key and format, an event's JSON.  A name used by more
+ * than one process, or written by one and read by an operator, belongs
+ * here and nowhere else; SQL text built in C splices these macros in.
+ *
+ * Use:
+ *
+ *   ngx_cpymem(p, COMMERCE_RK_ITEM, COMMERCE_LEN(COMMERCE_RK_ITEM));
+ *   rd_kafka_header_add(h, COMMERCE_H_SOURCE, -1, src, len);
+ *   "... WHERE event_type = '" COMMERCE_EV_STOCK_CHANGED "'"
+ */
+
+#ifndef COMMERCE_CONTRACT_H
+#define COMMERCE_CONTRACT_H
+
+
+/* the length of a literal, without its NUL */
+#define COMMERCE_LEN(lit)  (sizeof(lit) - 1)
+
+
+/*
+ * Redis read model, written by commerce-projector behind a version guard,
+ * read by the module.
+ */
+
+/* string "cat:item:{itemId}": the item document (JSON) */
+#define COMMERCE_RK_ITEM              "cat:item:"
+/* sorted set: every item id, score 0, for listing in id order */
+#define COMMERCE_RK_ITEM_INDEX        "cat:index"
+/* hash "inv:{storeId}": sku -> the stock value (JSON) */
+#define COMMERCE_RK_STOCK             "inv:"
+
+/*
+ * Redis keys of the module itself.
+ */
+
+/* string "wh:dedup:{source}:{deliveryId}": "inflight:..." while a
+ * delivery is being published, "done:{partition}:{offset}" after */
+#define COMMERCE_RK_WEBHOOK_DEDUP     "wh:dedup:"
+#define COMMERCE_WEBHOOK_INFLIGHT     "inflight:"
+#define COMMERCE_WEBHOOK_DONE         "done:"
+/* string "rl:{zone}:{key}": a global rate limit's GCRA state */
+#define COMMERCE_RK_RATE_LIMIT        "rl:"
+
+
+/*
+ * Kafka topics (the defaults; each is configurable where it is used).
+ */
+
+/* webhooks as received, key: commerce_webhook_key (the source's shop or
+ * store), value: the body byte for byte */
+#define COMMERCE_TOPIC_INBOUND        "commerce.inbound"
+/* canonical events, key: the aggregate id, value: the event JSON */
+#define COMMERCE_TOPIC_EVENTS         "commerce.events"
+/* dead letters: the inbound message as received, with dlq_* headers */
+#define COMMERCE_TOPIC_DLQ            "commerce.dlq"
+/* commands to workers (orders), reserved */
+#define COMMERCE_TOPIC_COMMANDS       "commerce.commands"
+
+
+/*
+ * Kafka headers.
+ */
+
+/* of an inbound message, set by the module */
+#define COMMERCE_H_SOURCE             "source"
+#define COMMERCE_H_DELIVERY_ID        "delivery_id"
+#define COMMERCE_H_SIGNATURE_SCHEME   "signature_scheme"
+#define COMMERCE_H_RECEIVED_AT        "received_at"
+#define COMMERCE_H_CONTENT_TYPE       "content_type"
+#define COMMERCE_H_TRACEPARENT        "traceparent"
+/* the provider's event topic (X-Shopify-Topic), by commerce_webhook_header */
+#define COMMERCE_H_TOPIC              "topic"
+
+/* of a canonical event, set by the projector (and traceparent) */
+#define COMMERCE_H_EVENT_TYPE         "event_type"
+#define COMMERCE_H_EVENT_ID           "event_id"
+
+/* of a dead letter: the inbound headers and these */
+#define COMMERCE_H_DLQ_REASON         "dlq_reason"
+#define COMMERCE_H_DLQ_DETAIL         "dlq_detail"
+#define COMMERCE_H_DLQ_ID             "dlq_id"
+#define COMMERCE_H_DLQ_ORIGIN         "dlq_origin"
+/* of a message commerce-replay put back: "dlq:{id}" */
+#define COMMERCE_H_REPLAY_OF          "replay_of"
+
+
+/*
+ * Canonical events on commerce.events and in the event store: type,
+ * aggregate type, and the aggregate id's prefix (its key on the topic).
+ */
+
+#define COMMERCE_EV_ITEM_UPDATED      "catalog.item.updated"
+#define COMMERCE_EV_PRICE_UPDATED     "pricing.price.updated"
+#define COMMERCE_EV_STOCK_CHANGED     "inventory.stock.changed"
+#define COMMERCE_EV_ORDERABILITY      "inventory.orderability.changed"
+
+/* aggregate id: the item id */
+#define COMMERCE_AGG_ITEM             "item"
+/* aggregate id: "price:{sku}@{storeId}", "*" for the base price */
+#define COMMERCE_AGG_PRICE            "price"
+/* aggregate id: "stock:{storeId}:{sku}" */
+#define COMMERCE_AGG_STOCK            "stock"
+/* aggregate id: "orderability:{storeId}:{sku}" */
+#define COMMERCE_AGG_ORDERABILITY     "orderability"
+
+
+/*
+ * Canonical commands: what the projector's adapters turn inbound
+ * messages into (source "canonical" sends them as they are).
+ */
+
+#define COMMERCE_CMD_ITEM_UPSERT      "item.upsert"
+#define COMMERCE_CMD_PRICE_SET        "price.set"
+#define COMMERCE_CMD_STOCK_SET        "stock.set"
+#define COMMERCE_CMD_STOCK_ADJUST     "stock.adjust"
+
+
+#endif /* COMMERCE_CONTRACT_H */
