@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "../../workers/projector/proj.h"
+#include "../../workers/projector/proj_frame.h"
+#include "../../workers/projector/proj_util.h"
 
 
 static json_t *

@@ -8,8 +8,9 @@
  *   batch) --outbox--> commerce.events / commerce.dlq and the Redis read
  *   model (guarded by version).
  *
- * Adapters and validation are pure (no I/O) and unit-tested; proj_store.c
- * and proj_outbox.c do the I/O.
+ * This header: the adapters and validation, pure (no I/O) and
+ * unit-tested (t/unit/test_proj_adapters.c). proj_store.h applies
+ * batches, proj_outbox.h drains the outbox.
  */
 
 #ifndef PROJ_H
@@ -20,7 +21,6 @@
 
 #include <jansson.h>
 
-#include "cw_buf.h"
 
 #define PROJ_ID_MAX       256
 #define PROJ_REASON_MAX   48
@@ -69,67 +69,13 @@ void proj_shopify_set_currency(const char *code);
  * names the command in error details, e.g. "commands[2]". */
 int proj_validate_command(json_t *cmd, const char *path, proj_error_t *e);
 
-/* Helpers shared by adapters and validation. */
+/* proj_error.c: fills e (reason is copied, detail formatted). */
 void proj_error_set(proj_error_t *e, const char *reason, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
+/* Checks shared by adapters and validation. */
 int proj_valid_id(const char *s);
 int proj_parse_amount(const char *s, int64_t *minor);
 int proj_valid_currency(const char *s);
 int proj_valid_timestamp(const char *s);
-
-/* proj_util.c */
-
-/* An event id: a version 8 UUID (RFC 9562) whose first 48 bits are
- * ts_ms, like version 7, and whose other bits come from SHA-256 of name.
- * The same name and instant always give the same id, and ids made close
- * in time sort close together, so the unique indexes on event ids grow
- * at their right edge instead of at random pages. out needs 37 bytes.
- * Returns 0, or -1 if the digest failed. */
-int proj_event_uuid(const char *name, size_t len, int64_t ts_ms,
-    char out[37]);
-
-/* "\x" followed by the hex of the bytes: a bytea text literal. The
- * result is malloc()ed. */
-char *proj_bytea_hex(const void *p, size_t n);
-
-/* JSON text as PostgreSQL writes it ({"a" : 1, "b" : [1, 2]}) without
- * the blanks between tokens; strings are copied byte for byte. The
- * read-model values are stored this way, live and on --rebuild alike.
- * The result is malloc()ed. */
-char *proj_json_compact(const char *text, size_t len);
-
-/* Appends one element to a PostgreSQL array literal being built in a
- * ("{" first, "}" when done); s NULL is SQL NULL. */
-void proj_arr(cw_buf_t *a, const char *s);
-void proj_arr_ll(cw_buf_t *a, long long v);
-
-/* Kafka messages packed into one bytea, the payload of an outbox row of
- * kind 'kafka_batch': per message, with big-endian lengths,
- *   u32 key length, key; u32 value length, value; u16 header count;
- *   per header u16 name length, name, u32 value length, value. */
-typedef struct {
-    const char            *key;
-    size_t                 klen;
-    const char            *value;
-    size_t                 vlen;
-    size_t                 nhdrs;
-    const unsigned char   *hdrs;     /* the headers, still encoded */
-    size_t                 hlen;
-} proj_frame_t;
-
-/* Appends a message; hdrs holds nhdrs (name, value) pairs, and a header
- * whose value is NULL is left out. */
-void proj_frame_put(cw_buf_t *b, const char *key, size_t klen,
-    const char *value, size_t vlen, const char *const *hdrs, size_t nhdrs);
-
-/* The message at *off, which moves past it: 1, 0 at the end, -1 if the
- * bytes are not a valid frame. */
-int proj_frame_next(const unsigned char *p, size_t len, size_t *off,
-    proj_frame_t *f);
-
-/* The header at *off (start at 0) of a frame: 1, 0 after the last, -1
- * if malformed. Names and values are not NUL-terminated. */
-int proj_frame_header(const proj_frame_t *f, size_t *off, const char **name,
-    size_t *nlen, const char **value, size_t *vlen);
 
 #endif /* PROJ_H */

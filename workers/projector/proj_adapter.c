@@ -4,7 +4,6 @@
  * file with a proj_adapter_fn and one line in proj_adapters[].
  */
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,19 +14,6 @@ static const proj_adapter_t  proj_adapters[] = {
     { "canonical", proj_adapter_canonical },
     { "shopify", proj_adapter_shopify },
 };
-
-
-void
-proj_error_set(proj_error_t *e, const char *reason, const char *fmt, ...)
-{
-    va_list  ap;
-
-    snprintf(e->reason, sizeof(e->reason), "%s", reason);
-
-    va_start(ap, fmt);
-    vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
-    va_end(ap);
-}
 
 
 /* Variant prices of an item upsert become price.set commands of their

@@ -32,8 +32,10 @@
 #include "cw_buf.h"
 #include "cw_log.h"
 #include "cw_time.h"
-#include "proj.h"
+#include "commerce_contract.h"
+#include "proj_frame.h"
 #include "proj_outbox.h"
+#include "proj_util.h"
 
 struct proj_outbox_s {
     cw_pg_t                *pg;

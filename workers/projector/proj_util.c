@@ -1,5 +1,6 @@
 /*
- * Small pure helpers: event ids, bytea literals, compact JSON text.
+ * Small pure helpers: event ids, bytea literals, compact JSON text,
+ * PostgreSQL array literals (see proj_util.h).
  */
 
 #include <pthread.h>
@@ -10,7 +11,7 @@
 #include <openssl/evp.h>
 
 #include "cw_buf.h"
-#include "proj.h"
+#include "proj_util.h"
 
 static EVP_MD          *proj_sha256;
 static pthread_once_t   proj_sha256_once = PTHREAD_ONCE_INIT;
@@ -135,144 +136,6 @@ proj_json_compact(const char *text, size_t len)
 }
 
 
-static void
-proj_put_be(cw_buf_t *b, uint64_t v, int bytes)
-{
-    unsigned char  s[8];
-    int            i;
-
-    for (i = 0; i < bytes; i++) {
-        s[i] = (unsigned char) (v >> (8 * (bytes - 1 - i)));
-    }
-    cw_buf_append(b, s, (size_t) bytes);
-}
-
-
-static int
-proj_get_be(const unsigned char *p, size_t len, size_t *off, int bytes,
-    size_t *v)
-{
-    int  i;
-
-    if (len - *off < (size_t) bytes || *off > len) {
-        return -1;
-    }
-
-    *v = 0;
-    for (i = 0; i < bytes; i++) {
-        *v = (*v << 8) | p[(*off)++];
-    }
-
-    return 0;
-}
-
-
-void
-proj_frame_put(cw_buf_t *b, const char *key, size_t klen, const char *value,
-    size_t vlen, const char *const *hdrs, size_t nhdrs)
-{
-    size_t  i, n = 0;
-
-    for (i = 0; i < nhdrs; i++) {
-        n += hdrs[2 * i + 1] != NULL;
-    }
-
-    proj_put_be(b, klen, 4);
-    cw_buf_append(b, key, klen);
-    proj_put_be(b, vlen, 4);
-    cw_buf_append(b, value, vlen);
-    proj_put_be(b, n, 2);
-
-    for (i = 0; i < nhdrs; i++) {
-        if (hdrs[2 * i + 1] == NULL) {
-            continue;
-        }
-        proj_put_be(b, strlen(hdrs[2 * i]), 2);
-        cw_buf_puts(b, hdrs[2 * i]);
-        proj_put_be(b, strlen(hdrs[2 * i + 1]), 4);
-        cw_buf_puts(b, hdrs[2 * i + 1]);
-    }
-}
-
-
-int
-proj_frame_next(const unsigned char *p, size_t len, size_t *off,
-    proj_frame_t *f)
-{
-    size_t  n, i, l;
-
-    if (*off == len) {
-        return 0;
-    }
-
-    if (proj_get_be(p, len, off, 4, &f->klen) != 0
-        || len - *off < f->klen)
-    {
-        return -1;
-    }
-    f->key = (const char *) p + *off;
-    *off += f->klen;
-
-    if (proj_get_be(p, len, off, 4, &f->vlen) != 0
-        || len - *off < f->vlen)
-    {
-        return -1;
-    }
-    f->value = (const char *) p + *off;
-    *off += f->vlen;
-
-    if (proj_get_be(p, len, off, 2, &f->nhdrs) != 0) {
-        return -1;
-    }
-
-    f->hdrs = p + *off;
-    f->hlen = 0;
-    n = *off;
-
-    for (i = 0; i < f->nhdrs; i++) {
-        if (proj_get_be(p, len, &n, 2, &l) != 0 || len - n < l) {
-            return -1;
-        }
-        n += l;
-        if (proj_get_be(p, len, &n, 4, &l) != 0 || len - n < l) {
-            return -1;
-        }
-        n += l;
-    }
-
-    f->hlen = n - *off;
-    *off = n;
-
-    return 1;
-}
-
-
-int
-proj_frame_header(const proj_frame_t *f, size_t *off, const char **name,
-    size_t *nlen, const char **value, size_t *vlen)
-{
-    if (*off == f->hlen) {
-        return 0;
-    }
-
-    if (proj_get_be(f->hdrs, f->hlen, off, 2, nlen) != 0) {
-        return -1;
-    }
-    *name = (const char *) f->hdrs + *off;
-    *off += *nlen;
-
-    if (proj_get_be(f->hdrs, f->hlen, off, 4, vlen) != 0) {
-        return -1;
-    }
-    *value = (const char *) f->hdrs + *off;
-    *off += *vlen;
-
-    return 1;
-}
-
-
-/* Appends one element to a PostgreSQL array literal being built in a
- * ("{" first, "}" when done); s NULL is SQL NULL. */
 void
 proj_arr(cw_buf_t *a, const char *s)
 {
@@ -322,4 +185,47 @@ proj_arr_ll(cw_buf_t *a, long long v)
         cw_buf_putc(a, ',');
     }
     cw_buf_puts(a, p);
+}
+
+
+void
+proj_arrs_open(cw_buf_t *a, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        cw_buf_init(&a[i]);
+        cw_buf_putc(&a[i], '{');
+    }
+}
+
+
+int
+proj_arrs_close(cw_buf_t *a, size_t n, const char **p)
+{
+    size_t  i;
+    int     rc = 0;
+
+    for (i = 0; i < n; i++) {
+        cw_buf_putc(&a[i], '}');
+        if (a[i].oom) {
+            rc = -1;
+        }
+        if (p != NULL) {
+            p[i] = a[i].data;
+        }
+    }
+
+    return rc;
+}
+
+
+void
+proj_arrs_free(cw_buf_t *a, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        cw_buf_free(&a[i]);
+    }
 }

@@ -1,0 +1,56 @@
+/*
+ * proj_keys: what the price and stock writers fold over: the distinct
+ * keys (two columns: sku and store, store and sku) of a batch's queued
+ * commands, in order of first appearance, as array literals for the
+ * lookup of their stored state; and the instants of the commands'
+ * as_of texts, in microseconds as PostgreSQL reads them, so that C
+ * compares them exactly as SQL would.
+ *
+ * Use:
+ *
+ *   proj_keys_init(&ks);
+ *   for each command: cmd->key = proj_keys_add(&ks, a, b, cmd->as_of,
+ *                                              &fresh);
+ *   proj_keys_close(&ks, p)            p[0], p[1]: the key columns
+ *   proj_keys_as_of(&ks, pg, us, err, errlen)
+ *                                      us[i]: command i's as_of, or -1
+ *   proj_keys_free(&ks);
+ */
+
+#ifndef PROJ_KEYS_H
+#define PROJ_KEYS_H
+
+#include <jansson.h>
+
+#include "cw_buf.h"
+#include "cw_pg.h"
+
+
+typedef struct {
+    json_t         *index;        /* "a\nb" -> key number */
+    cw_buf_t        col[2];
+    cw_buf_t        as_of;        /* one per command, NULL for none */
+    size_t          n;            /* keys */
+    size_t          ncmds;
+} proj_keys_t;
+
+
+/* Returns 0, or -1 when out of memory (free it all the same). */
+int proj_keys_init(proj_keys_t *ks);
+void proj_keys_free(proj_keys_t *ks);
+
+/* The number of the key (a, b) of the next command, whose as_of is
+ * as_of (NULL: none); *fresh says whether the key is new. */
+size_t proj_keys_add(proj_keys_t *ks, const char *a, const char *b,
+    const char *as_of, int *fresh);
+
+/* Closes the literals: p[0] and p[1] the key columns. Returns 0, or -1
+ * when out of memory. */
+int proj_keys_close(proj_keys_t *ks, const char **p);
+
+/* The commands' as_of instants, one per command added. */
+cw_pg_class_t proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, long long *us,
+    char *err, size_t errlen);
+
+
+#endif /* PROJ_KEYS_H */

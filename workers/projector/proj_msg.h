@@ -1,0 +1,70 @@
+/*
+ * proj_msg: an inbound Kafka message as the store applies it, prepared
+ * once per batch outside any transaction: its headers read, its dedup
+ * key made, its body adapted and validated into canonical commands.
+ *
+ * Use:
+ *
+ *   proj_msg_prepare(&pm, m);          m stays the caller's, and must
+ *                                      outlive pm
+ *   if (pm.cmds == NULL) -> dead-letter with pm.err
+ *   proj_msg_event_id(&pm, cmd_index, rank, id)
+ *   proj_msg_free(&pm);
+ */
+
+#ifndef PROJ_MSG_H
+#define PROJ_MSG_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "proj.h"
+
+
+/* "source|delivery_id", or "topic|partition|offset" without an id */
+#define PROJ_MSG_DEDUP_MAX  600
+
+
+typedef struct {
+    rd_kafka_message_t  *m;
+    const char          *topic;
+    char                *source;       /* header "source" */
+    char                *wtopic;       /* header "topic" */
+    char                *delivery_id;
+    char                *traceparent;
+    char                *key;          /* NULL: none, or not an id */
+    char                *headers_text; /* [{"name":..,"value":..}] */
+    char                *meta;         /* metadata of its events */
+    json_t              *cmds;         /* NULL when invalid */
+    proj_error_t         err;          /* why, when invalid */
+    char                 dedup[PROJ_MSG_DEDUP_MAX];
+
+    /* Per attempt of its batch. */
+    int                  fenced;       /* below the stored offset */
+    int                  dup;          /* its dedup key came earlier in
+                                          the batch */
+    int                  claimed;      /* its dedup key was claimed by a
+                                          batch committed before */
+} proj_msg_t;
+
+
+void proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m);
+void proj_msg_free(proj_msg_t *pm);
+
+/* The metadata of every event of the message, built once:
+ * {"source","delivery_id","traceparent","inbound":{topic,partition,
+ * offset}}. NULL when out of memory. */
+const char *proj_msg_meta(proj_msg_t *pm);
+
+/* The correlation id of its events: the delivery id, else the dedup
+ * key (which is their causation id). */
+const char *proj_msg_correlation(const proj_msg_t *pm);
+
+/* The id of an event of the message: a function of its dedup key, the
+ * command's index, the event's rank in the command and the message's
+ * Kafka timestamp, so that a redelivery makes the same ids. Returns 0 or
+ * -1. */
+int proj_msg_event_id(const proj_msg_t *pm, size_t index, int rank,
+    char id[37]);
+
+
+#endif /* PROJ_MSG_H */
