@@ -40,6 +40,8 @@
 #include "cw_time.h"
 #include "proj.h"
 #include "proj_outbox.h"
+#include "proj_publisher.h"
+#include "proj_readmodel.h"
 #include "proj_store.h"
 
 /* A drainer thread: drains the outbox rows of one kind whenever the main
@@ -60,6 +62,7 @@ struct proj_keys_s {
 typedef struct {
     const char            *name;
     proj_outbox_t         *outbox;
+    proj_readmodel_t      *rm;         /* the read model's: handed keys */
     pthread_t              thread;
     pthread_mutex_t        lock;
     pthread_cond_t         cond;
@@ -354,7 +357,7 @@ proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
         q = q->next;
 
         if (rc == 0 && cw_now_ms() >= *next_try) {
-            n = proj_outbox_write_keys(d->outbox, k->json, err, sizeof(err));
+            n = proj_readmodel_write_keys(d->rm, k->json, err, sizeof(err));
             rc = n < 0;
             if (rc == 0) {
                 values += n;
@@ -601,6 +604,9 @@ main(int argc, char **argv)
     cw_log_level_t          level = CW_LOG_INFO;
     proj_store_t           *store = NULL;
     proj_drainer_t          pub, rmw;
+    proj_publisher_t       *publisher = NULL;
+    proj_readmodel_t       *readmodel = NULL;
+    proj_outbox_sink_t      sink;
     cw_kafka_handlers_t     h;
     cw_kafka_consumer_t    *consumer = NULL;
     cw_kafka_producer_t    *producer = NULL;
@@ -675,11 +681,9 @@ main(int argc, char **argv)
     memset(&rmw, 0, sizeof(rmw));
 
     if (cw_config_bool(cfg, "rebuild")) {
-        rmw.outbox = proj_outbox_new(pg, redis, NULL, "redis",
-                                     (int) cw_config_int(cfg, "outbox_page"),
-                                     &om);
-        status = rmw.outbox != NULL
-                 && proj_outbox_rebuild(rmw.outbox, cw_signal_stop_flag())
+        readmodel = proj_readmodel_new(pg, redis, &om);
+        status = readmodel != NULL
+                 && proj_readmodel_rebuild(readmodel, cw_signal_stop_flag())
                     == 0 ? 0 : 1;
         goto done;
     }
@@ -703,12 +707,22 @@ main(int argc, char **argv)
     cw_pg_set_stop_flag(rm_pg, cw_signal_stop_flag());
     cw_pg_set_stop_flag(arc_pg, cw_signal_stop_flag());
 
+    publisher = proj_publisher_new(producer, &om);
+    readmodel = proj_readmodel_new(rm_pg, redis, &om);
+    if (publisher == NULL || readmodel == NULL) {
+        cw_log(CW_LOG_ERROR, "out of memory");
+        goto done;
+    }
+
     pub.name = "publisher";
-    pub.outbox = proj_outbox_new(pub_pg, NULL, producer, "kafka",
+    proj_publisher_sink(publisher, &sink);
+    pub.outbox = proj_outbox_new(pub_pg, &sink,
                                  (int) cw_config_int(cfg, "outbox_page"),
                                  &om);
     rmw.name = "read model";
-    rmw.outbox = proj_outbox_new(rm_pg, redis, NULL, "redis",
+    rmw.rm = readmodel;
+    proj_readmodel_sink(readmodel, &sink);
+    rmw.outbox = proj_outbox_new(rm_pg, &sink,
                                  (int) cw_config_int(cfg, "outbox_page"),
                                  &om);
 
@@ -810,6 +824,8 @@ done:
 
     proj_outbox_free(pub.outbox);
     proj_outbox_free(rmw.outbox);
+    proj_publisher_free(publisher);
+    proj_readmodel_free(readmodel);
     proj_store_free(store);
     cw_redis_free(redis);
     cw_pg_free(rm_pg);

@@ -1,16 +1,40 @@
 /*
- * proj_outbox: after commit, publishes outbox rows (events to
- * commerce.events, dead letters to commerce.dlq) and writes read-model
- * values to Redis, guarded by version; also --rebuild.
+ * proj_outbox: the after-commit half of the projector: the outbox rows a
+ * batch committed are taken a page at a time, handed to a sink that does
+ * their work, and deleted once it is done.
+ *
+ * Two sinks, each drained by a thread and a connection of its own: the
+ * publisher (proj_publisher.h: events and dead letters to Kafka, rows
+ * 'kafka' and 'kafka_batch') and the read-model writer
+ * (proj_readmodel.h: values to Redis, rows 'redis' and 'redis_keys').
+ *
+ * Rows are taken with FOR UPDATE SKIP LOCKED in id order and deleted
+ * once done, in one transaction, so two projectors never process the
+ * same row at the same time. Most drains start after the highest id done
+ * so far (a scan from the bottom would walk every deleted, not yet
+ * vacuumed row) but one a second starts from the bottom, so a
+ * transaction that committed late with a lower id is picked up then:
+ * nothing is ever skipped. A crash after the work but before the delete
+ * does it again on the next drain (at least once: consumers dedupe by
+ * event_id, and the read model's version guard makes a value written
+ * twice a no-op); so the deletes do not wait for the disk.
+ *
+ * Use:
+ *
+ *   proj_publisher_sink(pub, &sink);
+ *   o = proj_outbox_new(pg, &sink, page, &metrics);
+ *   n = proj_outbox_drain(o, err, errlen);     rows done, 0: none, -1
+ *   proj_outbox_forget(o, "{1,2}", err, errlen);
  */
 
 #ifndef PROJ_OUTBOX_H
 #define PROJ_OUTBOX_H
 
-#include "cw_kafka.h"
+#include <stddef.h>
+
 #include "cw_metrics.h"
 #include "cw_pg.h"
-#include "cw_redis.h"
+
 
 typedef struct {
     cw_metric_t  *published;       /* Kafka messages delivered */
@@ -20,36 +44,49 @@ typedef struct {
     cw_metric_t  *pending;         /* gauge: rows seen in the last page */
 } proj_outbox_metrics_t;
 
+/* An outbox row (sql/004_pipeline.sql, 006_outbox_batches.sql). */
+typedef struct {
+    const char            *kind;
+    const char            *topic;
+    const unsigned char   *key;        /* NULL: none */
+    size_t                 klen;
+    const char            *headers;    /* JSON: [{"name","value"}...] */
+    const unsigned char   *payload;
+    size_t                 plen;
+    const char            *rm_key;
+    const char            *rm_field;   /* NULL: a string key */
+    const char            *rm_version;
+} proj_outbox_row_t;
+
+/* What does the rows' work: take queues a row's (0, or -1 with err),
+ * finish completes what was queued (replies read, acknowledgements
+ * waited for), also after a failure, with failed set (its err then is
+ * not to be used: errlen 0). ud is the sink's object. */
+typedef struct {
+    const char   *kinds;           /* the kinds it takes, a text[] */
+    int         (*take)(void *ud, cw_pg_t *pg, const proj_outbox_row_t *row,
+                        char *err, size_t errlen);
+    int         (*finish)(void *ud, int failed, char *err, size_t errlen);
+    void         *ud;
+} proj_outbox_sink_t;
+
 typedef struct proj_outbox_s  proj_outbox_t;
 
-/* A drainer of the rows of one kind: "redis" (read-model values; needs
- * redis) or "kafka" (events and dead letters; needs producer). Either
- * may be NULL when not needed. */
-proj_outbox_t *proj_outbox_new(cw_pg_t *pg, cw_redis_t *redis,
-    cw_kafka_producer_t *producer, const char *kind, int page,
-    const proj_outbox_metrics_t *metrics);
+
+/* sink is copied; its object must outlive the outbox. */
+proj_outbox_t *proj_outbox_new(cw_pg_t *pg, const proj_outbox_sink_t *sink,
+    int page, const proj_outbox_metrics_t *metrics);
 void proj_outbox_free(proj_outbox_t *o);
 
-/* Processes one page of outbox rows of its kind in a transaction and
- * deletes them.
- * Returns the number of rows done (0: empty), or -1 if Redis, Kafka or
- * PostgreSQL failed (nothing is deleted then; try again later). */
+/* Does one page of rows in a transaction and deletes them. Returns the
+ * number of rows done (0: none left), or -1 if the sink or PostgreSQL
+ * failed (nothing is deleted then; try again later). */
 int proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen);
 
-/* Writes the read-model values of a 'redis_keys' payload a batch of this
- * process just committed (proj_store_take_rm_keys), rendered from the
- * committed rows, to Redis behind the version guard; the row itself is
- * left to proj_outbox_forget. Returns the number of values, or -1. */
-int proj_outbox_write_keys(proj_outbox_t *o, const char *keys, char *err,
-    size_t errlen);
-
-/* Deletes the rows ids (a bigint[] literal) whose work is done; the
- * commit does not wait for the disk. Returns 0 or -1. */
+/* Deletes the rows ids (a bigint[] literal) whose work was done
+ * otherwise; the commit does not wait for the disk. Returns 0 or -1. */
 int proj_outbox_forget(proj_outbox_t *o, const char *ids, char *err,
     size_t errlen);
 
-/* Writes every read-model value rendered from PostgreSQL to Redis,
- * guarded by version like live writes. Returns 0 or -1. */
-int proj_outbox_rebuild(proj_outbox_t *o, volatile int *stop);
 
 #endif /* PROJ_OUTBOX_H */
