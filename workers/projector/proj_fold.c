@@ -86,18 +86,6 @@ proj_price_fold(proj_price_row_t *row, const proj_price_cmd_t *cmd)
 }
 
 
-/* "s" (escaped), or null. */
-static void
-proj_fold_str(cw_buf_t *b, const char *s)
-{
-    if (s != NULL) {
-        cw_buf_json_str(b, s);
-    } else {
-        cw_buf_puts(b, "null");
-    }
-}
-
-
 /* {"store_id":..,"sku":.. */
 static void
 proj_fold_stock_key(cw_buf_t *b, const proj_stock_cmd_t *cmd)
@@ -119,7 +107,7 @@ proj_stock_event_data(cw_buf_t *b, const proj_stock_cmd_t *cmd,
                   "\"reason\":", lv->on_hand, lv->reserved,
                   lv->on_hand - lv->reserved, ch->delta,
                   cmd->absolute ? "set" : "adjust");
-    proj_fold_str(b, cmd->reason);
+    proj_json_str_or_null(b, cmd->reason);
     cw_buf_printf(b, ",\"orderable\":%s}",
                   ch->orderable ? "true" : "false");
 }
@@ -143,11 +131,11 @@ proj_price_event_data(cw_buf_t *b, const char *sku, const char *store,
     cw_buf_puts(b, "{\"sku\":");
     cw_buf_json_str(b, sku);
     cw_buf_puts(b, ",\"store_id\":");
-    proj_fold_str(b, store);
+    proj_json_str_or_null(b, store);
     cw_buf_puts(b, ",\"price\":{\"amount\":");
-    proj_fold_str(b, amount);
+    proj_json_str_or_null(b, amount);
     cw_buf_puts(b, ",\"currency\":");
-    proj_fold_str(b, currency);
+    proj_json_str_or_null(b, currency);
     cw_buf_puts(b, "}}");
 }
 

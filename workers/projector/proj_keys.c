@@ -18,6 +18,7 @@ proj_keys_init(proj_keys_t *ks)
     proj_arrs_open(&ks->as_of, 1);
     ks->n = 0;
     ks->ncmds = 0;
+    ks->as_of_us = NULL;
     ks->index = json_object();
 
     return ks->index != NULL ? 0 : -1;
@@ -31,6 +32,8 @@ proj_keys_free(proj_keys_t *ks)
     proj_arrs_free(&ks->as_of, 1);
     json_decref(ks->index);
     ks->index = NULL;
+    free(ks->as_of_us);
+    ks->as_of_us = NULL;
 }
 
 
@@ -76,14 +79,19 @@ proj_keys_close(proj_keys_t *ks, const char **p)
 
 
 cw_pg_class_t
-proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, long long *us, char *err,
-    size_t errlen)
+proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, char *err, size_t errlen)
 {
     int             row;
     size_t          i;
     PGresult       *res;
     const char     *p[PROJ_AS_OF_NPARAMS];
     cw_pg_class_t   cls;
+
+    ks->as_of_us = calloc(ks->ncmds + 1, sizeof(*ks->as_of_us));
+    if (ks->as_of_us == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
 
     p[PROJ_AS_OF_TEXTS] = ks->as_of.data;
 
@@ -95,8 +103,10 @@ proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, long long *us, char *err,
 
     for (i = 0; i < ks->ncmds; i++) {
         row = (int) i;
-        us[i] = row < PQntuples(res) && !PQgetisnull(res, row, PROJ_AS_OF_US)
-                ? atoll(PQgetvalue(res, row, PROJ_AS_OF_US)) : -1;
+        ks->as_of_us[i] = -1;
+        if (row < PQntuples(res) && !PQgetisnull(res, row, PROJ_AS_OF_US)) {
+            ks->as_of_us[i] = atoll(PQgetvalue(res, row, PROJ_AS_OF_US));
+        }
     }
     PQclear(res);
 

@@ -12,8 +12,9 @@
  *   for each command: cmd->key = proj_keys_add(&ks, a, b, cmd->as_of,
  *                                              &fresh);
  *   proj_keys_close(&ks, p)            p[0], p[1]: the key columns
- *   proj_keys_as_of(&ks, pg, us, err, errlen)
- *                                      us[i]: command i's as_of, or -1
+ *   proj_keys_as_of(&ks, pg, err, errlen)
+ *                                      ks.as_of_us[i]: command i's as_of
+ *                                      in microseconds, or -1
  *   proj_keys_free(&ks);
  */
 
@@ -32,6 +33,8 @@ typedef struct {
     cw_buf_t        as_of;        /* one per command, NULL for none */
     size_t          n;            /* keys */
     size_t          ncmds;
+    long long      *as_of_us;     /* proj_keys_as_of: per command, -1
+                                     for none */
 } proj_keys_t;
 
 
@@ -48,9 +51,10 @@ size_t proj_keys_add(proj_keys_t *ks, const char *a, const char *b,
  * when out of memory. */
 int proj_keys_close(proj_keys_t *ks, const char **p);
 
-/* The commands' as_of instants, one per command added. */
-cw_pg_class_t proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, long long *us,
-    char *err, size_t errlen);
+/* The commands' as_of instants, one per command added, into
+ * ks->as_of_us. */
+cw_pg_class_t proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, char *err,
+    size_t errlen);
 
 
 #endif /* PROJ_KEYS_H */

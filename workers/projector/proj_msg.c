@@ -144,18 +144,6 @@ proj_msg_free(proj_msg_t *pm)
 }
 
 
-/* "s" (escaped), or null. */
-static void
-proj_msg_json_str(cw_buf_t *b, const char *s)
-{
-    if (s != NULL) {
-        cw_buf_json_str(b, s);
-    } else {
-        cw_buf_puts(b, "null");
-    }
-}
-
-
 const char *
 proj_msg_meta(proj_msg_t *pm)
 {
@@ -167,11 +155,11 @@ proj_msg_meta(proj_msg_t *pm)
 
     cw_buf_init(&b);
     cw_buf_puts(&b, "{\"source\":");
-    proj_msg_json_str(&b, pm->source);
+    proj_json_str_or_null(&b, pm->source);
     cw_buf_puts(&b, ",\"delivery_id\":");
-    proj_msg_json_str(&b, pm->delivery_id);
+    proj_json_str_or_null(&b, pm->delivery_id);
     cw_buf_puts(&b, ",\"traceparent\":");
-    proj_msg_json_str(&b, pm->traceparent);
+    proj_json_str_or_null(&b, pm->traceparent);
     cw_buf_puts(&b, ",\"inbound\":{\"topic\":");
     cw_buf_json_str(&b, pm->topic);
     cw_buf_printf(&b, ",\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}}",

@@ -42,7 +42,6 @@ proj_price_read(proj_price_w_t *w, char *err, size_t errlen)
 {
     int                 fresh, row;
     size_t              i;
-    long long          *us;
     PGresult           *res;
     const char         *p[PROJ_PRICE_STATE_NPARAMS];
     cw_pg_class_t       cls;
@@ -60,9 +59,7 @@ proj_price_read(proj_price_w_t *w, char *err, size_t errlen)
         }
     }
 
-    us = calloc(w->t->price.n, sizeof(*us));
-    if (us == NULL || proj_keys_close(&w->ks, p) != 0) {
-        free(us);
+    if (proj_keys_close(&w->ks, p) != 0) {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
@@ -70,7 +67,6 @@ proj_price_read(proj_price_w_t *w, char *err, size_t errlen)
     res = cw_pg_exec_inline(w->t->pg, proj_sql_text(PROJ_SQL_PRICE_STATE),
                             PROJ_PRICE_STATE_NPARAMS, p, &cls, err, errlen);
     if (res == NULL) {
-        free(us);
         return cls;
     }
 
@@ -85,12 +81,11 @@ proj_price_read(proj_price_w_t *w, char *err, size_t errlen)
     }
     PQclear(res);
 
-    cls = proj_keys_as_of(&w->ks, w->t->pg, us, err, errlen);
+    cls = proj_keys_as_of(&w->ks, w->t->pg, err, errlen);
 
     for (i = 0; cls == CW_PG_OK && i < w->t->price.n; i++) {
-        cmds[i].as_of_us = us[i];
+        cmds[i].as_of_us = w->ks.as_of_us[i];
     }
-    free(us);
 
     return cls;
 }

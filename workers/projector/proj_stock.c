@@ -63,7 +63,6 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
 {
     int                 fresh;
     size_t              i, row;
-    long long          *us;
     cw_pg_class_t       cls;
     const char         *p[PROJ_STOCK_STATE_NPARAMS];
     proj_stock_key_t   *k;
@@ -80,9 +79,7 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
         }
     }
 
-    us = calloc(w->t->stock.n, sizeof(*us));
-    if (us == NULL || proj_keys_close(&w->ks, p) != 0) {
-        free(us);
+    if (proj_keys_close(&w->ks, p) != 0) {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
@@ -92,12 +89,10 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
                                  PROJ_STOCK_STATE_NPARAMS, p, &cls, err,
                                  errlen);
     if (w->state == NULL) {
-        free(us);
         return cls;
     }
 
     if ((size_t) PQntuples(w->state) != w->ks.n) {
-        free(us);
         snprintf(err, errlen, "stock_state: %d rows for %zu keys",
                  PQntuples(w->state), w->ks.n);
         return CW_PG_PERMANENT;
@@ -128,12 +123,11 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
         w->nread++;
     }
 
-    cls = proj_keys_as_of(&w->ks, w->t->pg, us, err, errlen);
+    cls = proj_keys_as_of(&w->ks, w->t->pg, err, errlen);
 
     for (i = 0; cls == CW_PG_OK && i < w->t->stock.n; i++) {
-        cmds[i].as_of_us = us[i];
+        cmds[i].as_of_us = w->ks.as_of_us[i];
     }
-    free(us);
 
     return cls;
 }

@@ -137,6 +137,17 @@ proj_json_compact(const char *text, size_t len)
 
 
 void
+proj_json_str_or_null(cw_buf_t *b, const char *s)
+{
+    if (s != NULL) {
+        cw_buf_json_str(b, s);
+    } else {
+        cw_buf_puts(b, "null");
+    }
+}
+
+
+void
 proj_arr(cw_buf_t *a, const char *s)
 {
     const char  *e;

@@ -42,6 +42,9 @@ char *proj_bytea_hex(const void *p, size_t n);
  * The result is malloc()ed. */
 char *proj_json_compact(const char *text, size_t len);
 
+/* Appends s as a JSON string (escaped), or null when s is NULL. */
+void proj_json_str_or_null(cw_buf_t *b, const char *s);
+
 /* Appends one element to a PostgreSQL array literal being built in a
  * ("{" first, "}" when done); s NULL is SQL NULL. */
 void proj_arr(cw_buf_t *a, const char *s);
