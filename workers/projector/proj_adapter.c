@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commerce_contract.h"
 #include "proj.h"
 
 
@@ -34,7 +35,7 @@ proj_expand_variant_prices(json_t *cmds, size_t *i)
             continue;
         }
 
-        ps = json_pack("{s:s, s:O, s:O}", "type", "price.set",
+        ps = json_pack("{s:s, s:O, s:O}", "type", COMMERCE_CMD_PRICE_SET,
                        "sku", json_object_get(v, "sku"), "price", price);
         if (ps == NULL) {
             return -1;
@@ -117,7 +118,7 @@ proj_adapt(const proj_input_t *in, proj_error_t *e)
         }
 
         if (strcmp(json_string_value(json_object_get(cmd, "type")),
-                   "item.upsert") == 0
+                   COMMERCE_CMD_ITEM_UPSERT) == 0
             && proj_expand_variant_prices(cmds, &i) != 0)
         {
             proj_error_set(e, "internal", "out of memory");

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commerce_contract.h"
 #include "proj.h"
 
 
@@ -99,15 +100,75 @@ proj_shopify_mapping(const char *kind, const char *ext, const char *id)
 }
 
 
+/* A product's variant: its item variant (sku, name, options named
+ * after the product's options list, price), and its mappings (variant
+ * and inventory item ids to the sku). */
+static int
+proj_shopify_variant(json_t *v, size_t i, json_t *names, json_t *variants,
+    json_t *mappings, proj_error_t *e)
+{
+    json_t       *opts, *o, *price, *sku;
+    size_t        k;
+    char          vid[32], iid[32], vsku[PROJ_ID_MAX + 1], optkey[16];
+    const char   *s;
+
+    if (proj_shopify_id(json_object_get(v, "id"), vid, sizeof(vid)) != 0) {
+        proj_error_set(e, "missing_field", "variants[%zu].id: missing", i);
+        return -1;
+    }
+
+    sku = json_object_get(v, "sku");
+    if (json_is_string(sku) && json_string_length(sku) > 0) {
+        snprintf(vsku, sizeof(vsku), "%s", json_string_value(sku));
+    } else {
+        snprintf(vsku, sizeof(vsku), "shopify-variant-%s", vid);
+    }
+
+    /* option1..3 named after the product's options list. */
+    opts = json_object();
+    for (k = 0; k < 3; k++) {
+        snprintf(optkey, sizeof(optkey), "option%zu", k + 1);
+        o = json_object_get(v, optkey);
+        s = json_string_value(json_object_get(json_array_get(names, k),
+                                              "name"));
+        if (json_is_string(o)) {
+            json_object_set(opts, s ? s : optkey, o);
+        }
+    }
+
+    o = json_pack("{s:s, s:O, s:o}", "sku", vsku,
+                  "name", json_is_string(json_object_get(v, "title"))
+                          ? json_object_get(v, "title") : json_null(),
+                  "options", opts);
+
+    price = json_object_get(v, "price");
+    if (json_is_string(price)) {
+        json_object_set_new(o, "price",
+            json_pack("{s:O, s:s}", "amount", price,
+                      "currency", proj_shopify_currency_code));
+    }
+
+    json_array_append_new(variants, o);
+    json_array_append_new(mappings,
+                          proj_shopify_mapping("variant", vid, vsku));
+
+    if (proj_shopify_id(json_object_get(v, "inventory_item_id"), iid,
+                        sizeof(iid)) == 0)
+    {
+        json_array_append_new(mappings,
+            proj_shopify_mapping("inventory_item", iid, vsku));
+    }
+
+    return 0;
+}
+
+
 static int
 proj_shopify_product(json_t *p, json_t *cmds, proj_error_t *e)
 {
-    json_t       *item, *cmd, *variants, *mappings, *v, *opts, *names, *o;
-    json_t       *title, *price, *sku;
-    size_t        i, k;
-    char          pid[32], vid[32], iid[32], id[64], vsku[PROJ_ID_MAX + 1];
-    char          optkey[16];
-    const char   *s;
+    json_t       *item, *cmd, *variants, *mappings, *v, *title;
+    size_t        i;
+    char          pid[32], id[64];
 
     if (proj_shopify_id(json_object_get(p, "id"), pid, sizeof(pid)) != 0) {
         proj_error_set(e, "missing_field", "id: product id missing");
@@ -122,72 +183,23 @@ proj_shopify_product(json_t *p, json_t *cmds, proj_error_t *e)
 
     snprintf(id, sizeof(id), "shopify-%s", pid);
 
-    names = json_object_get(p, "options");
     variants = json_array();
     mappings = json_array();
     item = json_object();
     cmd = json_object();
 
     if (variants == NULL || mappings == NULL || item == NULL || cmd == NULL) {
-        json_decref(variants);
-        json_decref(mappings);
-        json_decref(item);
-        json_decref(cmd);
         proj_error_set(e, "internal", "out of memory");
-        return -1;
+        goto failed;
     }
 
     json_array_append_new(mappings, proj_shopify_mapping("product", pid, id));
 
     json_array_foreach(json_object_get(p, "variants"), i, v) {
-        if (proj_shopify_id(json_object_get(v, "id"), vid, sizeof(vid))
-            != 0)
+        if (proj_shopify_variant(v, i, json_object_get(p, "options"),
+                                 variants, mappings, e) != 0)
         {
-            proj_error_set(e, "missing_field", "variants[%zu].id: missing",
-                           i);
             goto failed;
-        }
-
-        sku = json_object_get(v, "sku");
-        if (json_is_string(sku) && json_string_length(sku) > 0) {
-            snprintf(vsku, sizeof(vsku), "%s", json_string_value(sku));
-        } else {
-            snprintf(vsku, sizeof(vsku), "shopify-variant-%s", vid);
-        }
-
-        /* option1..3 named after the product's options list. */
-        opts = json_object();
-        for (k = 0; k < 3; k++) {
-            snprintf(optkey, sizeof(optkey), "option%zu", k + 1);
-            o = json_object_get(v, optkey);
-            s = json_string_value(json_object_get(json_array_get(names, k),
-                                                  "name"));
-            if (json_is_string(o)) {
-                json_object_set(opts, s ? s : optkey, o);
-            }
-        }
-
-        o = json_pack("{s:s, s:O, s:o}", "sku", vsku,
-                      "name", json_is_string(json_object_get(v, "title"))
-                              ? json_object_get(v, "title") : json_null(),
-                      "options", opts);
-
-        price = json_object_get(v, "price");
-        if (json_is_string(price)) {
-            json_object_set_new(o, "price",
-                json_pack("{s:O, s:s}", "amount", price,
-                          "currency", proj_shopify_currency_code));
-        }
-
-        json_array_append_new(variants, o);
-        json_array_append_new(mappings,
-                              proj_shopify_mapping("variant", vid, vsku));
-
-        if (proj_shopify_id(json_object_get(v, "inventory_item_id"), iid,
-                            sizeof(iid)) == 0)
-        {
-            json_array_append_new(mappings,
-                proj_shopify_mapping("inventory_item", iid, vsku));
         }
     }
 
@@ -207,7 +219,7 @@ proj_shopify_product(json_t *p, json_t *cmds, proj_error_t *e)
                         ? json_object_get(p, "product_type") : json_null()));
     json_object_set_new(item, "variants", variants);
 
-    json_object_set_new(cmd, "type", json_string("item.upsert"));
+    json_object_set_new(cmd, "type", json_string(COMMERCE_CMD_ITEM_UPSERT));
     json_object_set_new(cmd, "item", item);
     json_object_set_new(cmd, "id_ref",
         json_pack("{s:s, s:s}", "kind", "product", "external_id", pid));
@@ -260,7 +272,7 @@ proj_shopify_inventory(json_t *p, json_t *cmds, proj_error_t *e)
     snprintf(store, sizeof(store), "shopify-location-%s", lid);
 
     cmd = json_pack("{s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s}, s:O}",
-                    "type", "stock.set",
+                    "type", COMMERCE_CMD_STOCK_SET,
                     "sku_ref", "kind", "inventory_item", "external_id", iid,
                     "store_ref", "kind", "location", "external_id", lid,
                     "default", store,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commerce_contract.h"
 #include "proj.h"
 
 #define PROJ_AMOUNT_MAX   1000000000000LL    /* 10^10 units, in minor */
@@ -717,19 +718,19 @@ proj_validate_command(json_t *cmd, const char *path, proj_error_t *e)
         return -1;
     }
 
-    if (strcmp(type, "item.upsert") == 0) {
+    if (strcmp(type, COMMERCE_CMD_ITEM_UPSERT) == 0) {
         return proj_check_item_upsert(cmd, path, e);
     }
 
-    if (strcmp(type, "price.set") == 0) {
+    if (strcmp(type, COMMERCE_CMD_PRICE_SET) == 0) {
         return proj_check_price_set(cmd, path, e);
     }
 
-    if (strcmp(type, "stock.set") == 0) {
+    if (strcmp(type, COMMERCE_CMD_STOCK_SET) == 0) {
         return proj_check_stock_set(cmd, path, e);
     }
 
-    if (strcmp(type, "stock.adjust") == 0) {
+    if (strcmp(type, COMMERCE_CMD_STOCK_ADJUST) == 0) {
         return proj_check_stock_adjust(cmd, path, e);
     }
 
