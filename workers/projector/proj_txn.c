@@ -66,8 +66,14 @@ proj_txn_finish(proj_txn_t *t, char *err, size_t errlen)
 void
 proj_txn_end(proj_txn_t *t)
 {
+    char               ignore[256];
     size_t             i;
     proj_price_cmd_t  *pc = t->price.items;
+
+    /* An attempt that failed half way may leave statements in the
+     * pipeline: their results are read (and their work released), and
+     * the connection leaves pipeline mode before the ROLLBACK. */
+    proj_pipe_flush(&t->pipe, ignore, sizeof(ignore));
 
     for (i = 0; i < t->price.n; i++) {
         free(pc[i].data);
