@@ -165,6 +165,67 @@ test_passthrough(void **state)
 }
 
 
+/* A worker's default for a pass-through property: passed through when
+ * nothing sets it, replaced by the file and by a flag, shown by --help. */
+static void
+test_passthrough_default(void **state)
+{
+    cw_config_t  *c;
+    char         *path, flag[128], seen[256], *buf = NULL;
+    char         *none[] = { NULL };
+    char         *argv[] = { "test", NULL, NULL };
+    char         *help[] = { "test", "--help", NULL };
+    size_t        len = 0;
+    FILE         *f;
+
+    c = new_config();
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, 1, argv, none, err, sizeof(err)), 0);
+    seen[0] = '\0';
+    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
+    assert_string_equal(seen, "fetch.wait.max.ms=10;");
+    cw_config_free(c);
+
+    c = new_config();
+    path = write_file("kafka.fetch.wait.max.ms = 500\n");
+    snprintf(flag, sizeof(flag), "--config=%s", path);
+    argv[1] = flag;
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, 2, argv, none, err, sizeof(err)), 0);
+    seen[0] = '\0';
+    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
+    assert_string_equal(seen, "fetch.wait.max.ms=500;");
+    unlink(path);
+    cw_config_free(c);
+
+    c = new_config();
+    argv[1] = "--kafka.fetch.wait.max.ms=50";
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, 2, argv, none, err, sizeof(err)), 0);
+    seen[0] = '\0';
+    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
+    assert_string_equal(seen, "fetch.wait.max.ms=50;");
+    cw_config_free(c);
+
+    c = new_config();
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, 2, help, none, err, sizeof(err)), 1);
+    f = open_memstream(&buf, &len);
+    cw_config_help(c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "  --kafka.<name>=VALUE (file or flag only)\n"
+                                "      pass-through\n"
+                                "  --kafka.fetch.wait.max.ms=VALUE (file or "
+                                "flag only) default \"10\"\n"));
+    free(buf);
+    cw_config_free(c);
+}
+
+
 static void
 expect_error(const char *const *args, int n, const char *const *env,
     const char *needle)
@@ -201,6 +262,7 @@ test_validation(void **state)
     const char  *a4[] = { "--nope=1" };
     const char  *a5[] = { "positional" };
     const char  *a6[] = { "--workers" };
+    const char  *a7[] = { "--nope" };
     const char  *e1[] = { "COMMERCE_WORKERS=abc", NULL };
 
     expect_error(a1, 1, NULL,
@@ -210,6 +272,7 @@ test_validation(void **state)
     expect_error(a4, 1, NULL, "unknown flag --nope");
     expect_error(a5, 1, NULL, "unexpected argument \"positional\"");
     expect_error(a6, 1, NULL, "flag --workers needs a value");
+    expect_error(a7, 1, NULL, "unknown flag --nope (see --help)");
     expect_error(NULL, 0, e1,
                  "option \"workers\" from env COMMERCE_WORKERS: invalid integer \"abc\"");
 }
@@ -324,7 +387,7 @@ test_help(void **state)
 
 /* A worker's own default for a library's option: used when nothing sets
  * it, beaten by the environment (and so by file and flags), shown by
- * --help; only declared keys take one. */
+ * --help; only declared keys and keys under a declared prefix take one. */
 static void
 test_worker_default(void **state)
 {
@@ -341,7 +404,7 @@ test_worker_default(void **state)
     assert_int_equal(cw_config_set_default(c, "kafka.group_id", "mine"), 0);
     assert_int_equal(cw_config_set_default(c, "nope", "1"), -1);
     assert_int_equal(cw_config_set_default(c, "kafka.", "1"), -1);
-    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+    assert_int_equal(cw_config_set_default(c, "other.fetch.wait.max.ms",
                                            "1"), -1);
     assert_int_equal(cw_config_load(c, 1, argv, none, err, sizeof(err)), 0);
     assert_int_equal(cw_config_int(c, "workers"), 4);
@@ -419,6 +482,7 @@ main(void)
         cmocka_unit_test(test_bool_int),
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_worker_default),
+        cmocka_unit_test(test_passthrough_default),
         cmocka_unit_test(test_duplicate_declare),
         cmocka_unit_test(test_text_after_load),
     };
