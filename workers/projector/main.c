@@ -14,20 +14,17 @@
  * that batch confirms it before its statements (at once when no message
  * is waiting) -> hand the read-model values it changed to the read-model
  * thread, which writes them to Redis, and kick the publisher, which
- * publishes the outbox's events and dead letters to Kafka
- * (proj_outbox.c). Each thread has its own PostgreSQL connection, so
- * consumption waits for neither Redis nor Kafka's acknowledgements.
+ * publishes the outbox's events and dead letters to Kafka (threads of
+ * proj_drainer.c on outboxes of proj_outbox.c). Each thread has its own
+ * PostgreSQL connection, so consumption waits for neither Redis nor
+ * Kafka's acknowledgements.
  * Offsets live in PostgreSQL and are handed to Kafka on every partition
  * assignment. SIGTERM finishes the batch in hand, leaves the group,
  * writes and publishes what is left and exits 0.
  */
 
-#include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cw_config.h"
 #include "cw_kafka.h"
@@ -35,41 +32,12 @@
 #include "cw_metrics.h"
 #include "cw_pg.h"
 #include "cw_redis.h"
-#include "cw_retry.h"
 #include "cw_signal.h"
 #include "cw_time.h"
 #include "proj.h"
+#include "proj_drainer.h"
 #include "proj_outbox.h"
 #include "proj_store.h"
-
-/* A drainer thread: drains the outbox rows of one kind whenever the main
- * thread kicks it after a commit, and every 100 ms anyway (rows left by a
- * crash or by a failed try). One publishes events and dead letters to
- * Kafka, the other writes read-model values to Redis; each has its own
- * PostgreSQL connection, so neither consumption nor the other drainer
- * waits for it. */
-/* The read-model keys row of a batch just committed, handed over. */
-typedef struct proj_keys_s  proj_keys_t;
-
-struct proj_keys_s {
-    proj_keys_t           *next;
-    long long              id;
-    char                  *json;
-};
-
-typedef struct {
-    const char            *name;
-    proj_outbox_t         *outbox;
-    pthread_t              thread;
-    pthread_mutex_t        lock;
-    pthread_cond_t         cond;
-    int                    running;
-    int                    kick;
-    int                    stop;
-    int                    final;      /* drain once more before leaving */
-    proj_keys_t           *head;       /* handed over, not yet written */
-    proj_keys_t          **tail;
-} proj_drainer_t;
 
 typedef struct {
     proj_store_t          *store;
@@ -242,10 +210,6 @@ proj_on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 }
 
 
-static void proj_drainer_kick(proj_drainer_t *d, int stop, int final);
-static void proj_drainer_push(proj_drainer_t *d, long long id, char *json);
-
-
 /* Applies a batch. A full batch means more messages are waiting: its
  * COMMIT is confirmed while the next batch is prepared (or on revocation,
  * or at the end). A smaller one means the projector has caught up: it is
@@ -276,7 +240,7 @@ proj_on_commit(void *ud)
         proj_drainer_push(app->rmw, id, keys);
     }
 
-    proj_drainer_kick(app->pub, 0, 0);
+    proj_drainer_kick(app->pub);
 }
 
 
@@ -292,253 +256,6 @@ proj_on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts,
     (void) lost;
 
     proj_store_settle(app->store, app->stop);
-}
-
-
-/* Drains the outbox a few pages at a time; on failure waits out a
- * backoff before the next try, while consumption goes on. Returns 1 when
- * rows may be left. */
-static int
-proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
-{
-    int      i, n;
-    char     err[512];
-
-    if (cw_now_ms() < *next_try) {
-        return 0;
-    }
-
-    for (i = 0; i < 8; i++) {
-        n = proj_outbox_drain(outbox, err, sizeof(err));
-
-        if (n < 0) {
-            int64_t  delay = cw_backoff_next(bo);
-
-            cw_log(CW_LOG_WARN, "outbox not drained, retry in %lld ms: %s",
-                   (long long) delay, err);
-            *next_try = cw_now_ms() + delay;
-            return 0;
-        }
-
-        cw_backoff_reset(bo);
-
-        if (n == 0) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-/* Writes the values of handed-over keys rows, then deletes the rows in
- * one statement. A failure leaves them to the drain, after a backoff:
- * returns -1 then. */
-static int
-proj_write_keys(proj_drainer_t *d, proj_keys_t *q, cw_backoff_t *bo,
-    int64_t *next_try)
-{
-    int           rc = 0;
-    int           n, rows = 0;
-    long long     values = 0;
-    int64_t       t0 = cw_now_ms(), t1;
-    char          err[512];
-    cw_buf_t      ids;
-    proj_keys_t  *k;
-
-    cw_buf_init(&ids);
-    cw_buf_putc(&ids, '{');
-
-    while (q != NULL) {
-        k = q;
-        q = q->next;
-
-        if (rc == 0 && cw_now_ms() >= *next_try) {
-            n = proj_outbox_write_keys(d->outbox, k->json, err, sizeof(err));
-            rc = n < 0;
-            if (rc == 0) {
-                values += n;
-                rows++;
-                cw_buf_printf(&ids, "%s%lld", ids.len > 1 ? "," : "", k->id);
-            }
-        }
-
-        free(k->json);
-        free(k);
-    }
-
-    cw_buf_putc(&ids, '}');
-    t1 = cw_now_ms();
-
-    if (rc == 0 && ids.len > 2) {
-        rc = proj_outbox_forget(d->outbox, ids.data, err, sizeof(err));
-    }
-
-    if (rc == 0 && cw_log_enabled(CW_LOG_DEBUG)) {
-        cw_field_t  f[] = { CW_FINT("batches", rows),
-                            CW_FINT("values", values),
-                            CW_FINT("write_ms", t1 - t0),
-                            CW_FINT("delete_ms", cw_now_ms() - t1) };
-
-        cw_log_kv(CW_LOG_DEBUG, f, 4, "read model written");
-    }
-
-    cw_buf_free(&ids);
-
-    if (rc != 0) {
-        int64_t  delay = cw_backoff_next(bo);
-
-        cw_log(CW_LOG_WARN, "read model not written yet, retry in %lld ms: "
-               "%s", (long long) delay, err);
-        *next_try = cw_now_ms() + delay;
-    }
-
-    return rc != 0 ? -1 : 0;
-}
-
-
-static void *
-proj_drainer_run(void *arg)
-{
-    int                stop, final, more = 1, timed_out, handed, left = 0;
-    int64_t            next_try = 0;
-    cw_backoff_t       bo;
-    proj_keys_t       *q;
-    struct timespec    until;
-    proj_drainer_t    *d = arg;
-
-    cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
-
-    for ( ;; ) {
-        pthread_mutex_lock(&d->lock);
-
-        timed_out = 0;
-        if (!more && !d->kick && !d->stop && d->head == NULL) {
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 100 * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            while (!d->kick && !d->stop && d->head == NULL) {
-                if (pthread_cond_timedwait(&d->cond, &d->lock, &until)
-                    == ETIMEDOUT)
-                {
-                    timed_out = 1;
-                    break;
-                }
-            }
-        }
-
-        q = d->head;
-        d->head = NULL;
-        d->tail = &d->head;
-        d->kick = 0;
-        stop = d->stop;
-        final = d->final;
-        pthread_mutex_unlock(&d->lock);
-
-        /* Batches this process just committed: written at once, no scan
-         * of the outbox. */
-        handed = q != NULL;
-        if (handed && proj_write_keys(d, q, &bo, &next_try) != 0) {
-            left = 1;
-        }
-
-        if (stop) {
-            if (final) {
-                next_try = 0;
-                while (proj_drain(d->outbox, &bo, &next_try)) {
-                    /* do what is left */
-                }
-            }
-            return NULL;
-        }
-
-        /* The drain: rows of the drainer's kind on every kick (publisher)
-         * or, for handed-over rows, when idle and after a failed write,
-         * until a drain found nothing left (rows of a crash or of the
-         * failure). */
-        if (!handed || timed_out || more || left) {
-            more = proj_drain(d->outbox, &bo, &next_try);
-            left = more || next_try > cw_now_ms();
-        }
-    }
-}
-
-
-/* Hands the read-model keys of a committed batch to the read-model
- * thread; json is taken over. */
-static void
-proj_drainer_push(proj_drainer_t *d, long long id, char *json)
-{
-    proj_keys_t  *k;
-
-    k = malloc(sizeof(*k));
-    if (k == NULL) {
-        free(json);                 /* the row stays for the drain */
-        return;
-    }
-
-    k->next = NULL;
-    k->id = id;
-    k->json = json;
-
-    pthread_mutex_lock(&d->lock);
-    *d->tail = k;
-    d->tail = &k->next;
-    pthread_cond_signal(&d->cond);
-    pthread_mutex_unlock(&d->lock);
-}
-
-
-static void
-proj_drainer_kick(proj_drainer_t *d, int stop, int final)
-{
-    pthread_mutex_lock(&d->lock);
-    d->kick = 1;
-    if (stop) {
-        d->stop = 1;
-        d->final = final;
-    }
-    pthread_cond_signal(&d->cond);
-    pthread_mutex_unlock(&d->lock);
-}
-
-
-static int
-proj_drainer_start(proj_drainer_t *d)
-{
-    d->head = NULL;
-    d->tail = &d->head;
-    pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->cond, NULL);
-
-    if (pthread_create(&d->thread, NULL, proj_drainer_run, d) != 0) {
-        cw_log(CW_LOG_ERROR, "cannot start the %s thread", d->name);
-        pthread_cond_destroy(&d->cond);
-        pthread_mutex_destroy(&d->lock);
-        return -1;
-    }
-
-    d->running = 1;
-
-    return 0;
-}
-
-
-static void
-proj_drainer_stop(proj_drainer_t *d, int final)
-{
-    if (!d->running) {
-        return;
-    }
-
-    proj_drainer_kick(d, 1, final);
-    pthread_join(d->thread, NULL);
-    pthread_cond_destroy(&d->cond);
-    pthread_mutex_destroy(&d->lock);
-    d->running = 0;
 }
 
 
@@ -600,7 +317,8 @@ main(int argc, char **argv)
     cw_metrics_t           *metrics;
     cw_log_level_t          level = CW_LOG_INFO;
     proj_store_t           *store = NULL;
-    proj_drainer_t          pub, rmw;
+    proj_outbox_t          *pub_out = NULL, *rm_out = NULL;
+    proj_drainer_t         *pub = NULL, *rmw = NULL;
     cw_kafka_handlers_t     h;
     cw_kafka_consumer_t    *consumer = NULL;
     cw_kafka_producer_t    *producer = NULL;
@@ -671,15 +389,12 @@ main(int argc, char **argv)
 
     cw_pg_set_stop_flag(pg, cw_signal_stop_flag());
 
-    memset(&pub, 0, sizeof(pub));
-    memset(&rmw, 0, sizeof(rmw));
-
     if (cw_config_bool(cfg, "rebuild")) {
-        rmw.outbox = proj_outbox_new(pg, redis, NULL, "redis",
-                                     (int) cw_config_int(cfg, "outbox_page"),
-                                     &om);
-        status = rmw.outbox != NULL
-                 && proj_outbox_rebuild(rmw.outbox, cw_signal_stop_flag())
+        rm_out = proj_outbox_new(pg, redis, NULL, "redis",
+                                 (int) cw_config_int(cfg, "outbox_page"),
+                                 &om);
+        status = rm_out != NULL
+                 && proj_outbox_rebuild(rm_out, cw_signal_stop_flag())
                     == 0 ? 0 : 1;
         goto done;
     }
@@ -703,14 +418,10 @@ main(int argc, char **argv)
     cw_pg_set_stop_flag(rm_pg, cw_signal_stop_flag());
     cw_pg_set_stop_flag(arc_pg, cw_signal_stop_flag());
 
-    pub.name = "publisher";
-    pub.outbox = proj_outbox_new(pub_pg, NULL, producer, "kafka",
-                                 (int) cw_config_int(cfg, "outbox_page"),
-                                 &om);
-    rmw.name = "read model";
-    rmw.outbox = proj_outbox_new(rm_pg, redis, NULL, "redis",
-                                 (int) cw_config_int(cfg, "outbox_page"),
-                                 &om);
+    pub_out = proj_outbox_new(pub_pg, NULL, producer, "kafka",
+                              (int) cw_config_int(cfg, "outbox_page"), &om);
+    rm_out = proj_outbox_new(rm_pg, redis, NULL, "redis",
+                             (int) cw_config_int(cfg, "outbox_page"), &om);
 
     store = proj_store_new(pg, arc_pg,
                            cw_config_str(cfg, "kafka.group_id"),
@@ -718,7 +429,7 @@ main(int argc, char **argv)
                            cw_config_str(cfg, "dlq_topic"), &sm);
     arc_pg = NULL;                          /* the store's now */
 
-    if (store == NULL || pub.outbox == NULL || rmw.outbox == NULL
+    if (store == NULL || pub_out == NULL || rm_out == NULL
         || proj_store_prepare(store, err, sizeof(err)) != 0)
     {
         cw_log(CW_LOG_ERROR, "setting up statements: %s", err);
@@ -726,8 +437,8 @@ main(int argc, char **argv)
     }
 
     app.store = store;
-    app.pub = &pub;
-    app.rmw = &rmw;
+    app.pub = NULL;
+    app.rmw = NULL;
     app.stop = cw_signal_stop_flag();
     app.consumer = NULL;
     app.batch_max = (size_t) cw_config_int(cfg, "kafka.batch_max");
@@ -748,9 +459,13 @@ main(int argc, char **argv)
 
     /* Effects of batches committed before a crash wait in the outbox:
      * both drainers start with a drain. */
-    if (proj_drainer_start(&rmw) != 0 || proj_drainer_start(&pub) != 0) {
+    rmw = proj_drainer_start("read model", rm_out);
+    pub = rmw != NULL ? proj_drainer_start("publisher", pub_out) : NULL;
+    if (pub == NULL) {
         goto done;
     }
+    app.rmw = rmw;
+    app.pub = pub;
 
     cw_log(CW_LOG_INFO, "projector running");
 
@@ -801,15 +516,15 @@ done:
 
     /* What is left is written and published before leaving, unless the
      * projector failed. */
-    proj_drainer_stop(&rmw, status == 0);
-    proj_drainer_stop(&pub, status == 0);
+    proj_drainer_stop(rmw, status == 0);
+    proj_drainer_stop(pub, status == 0);
 
     if (producer != NULL) {
         cw_kafka_producer_close(producer, 5000);
     }
 
-    proj_outbox_free(pub.outbox);
-    proj_outbox_free(rmw.outbox);
+    proj_outbox_free(pub_out);
+    proj_outbox_free(rm_out);
     proj_store_free(store);
     cw_redis_free(redis);
     cw_pg_free(rm_pg);
