@@ -34,18 +34,30 @@
 #include "cw_redis.h"
 #include "cw_signal.h"
 #include "cw_time.h"
+#include "cw_worker.h"
 #include "proj.h"
 #include "proj_drainer.h"
 #include "proj_outbox.h"
 #include "proj_store.h"
 
+/* What the projector runs, and who owns it: everything here is the
+ * app's, freed by proj_close; the outboxes only use their connections. */
 typedef struct {
-    proj_store_t          *store;
-    proj_drainer_t        *pub;        /* Kafka rows */
-    proj_drainer_t        *rmw;        /* read-model rows */
-    cw_kafka_consumer_t   *consumer;
-    volatile int          *stop;
-    size_t                 batch_max;  /* kafka.batch_max */
+    cw_pg_t                *pg;         /* batches; --rebuild */
+    cw_pg_t                *pub_pg;     /* the publisher's */
+    cw_pg_t                *rm_pg;      /* the read-model writer's */
+    cw_redis_t             *redis;
+    cw_kafka_producer_t    *producer;
+    cw_kafka_consumer_t    *consumer;
+    proj_store_t           *store;      /* owns the archive's connection */
+    proj_outbox_t          *pub_out;    /* Kafka rows */
+    proj_outbox_t          *rm_out;     /* read-model rows */
+    proj_drainer_t         *pub;        /* drains pub_out */
+    proj_drainer_t         *rmw;        /* drains rm_out */
+    proj_store_metrics_t    sm;
+    proj_outbox_metrics_t   om;
+    volatile int           *stop;
+    size_t                  batch_max;  /* kafka.batch_max */
 } proj_app_t;
 
 
@@ -60,14 +72,11 @@ static const cw_opt_t  proj_opts[] = {
       "currency of Shopify prices (the shop currency)" },
     { "outbox_page", CW_OPT_INT, "1000", 1, 100000, 0,
       "outbox rows handled per drain transaction" },
-    { "log_level", CW_OPT_STR, "info", 0, 0, 0,
-      "debug, info, warn or error" },
 };
 
-/* Our defaults for options the library declares with other defaults
- * (set before loading, so --help shows them), and for librdkafka
- * properties (applied after loading, where no file or flag set them). */
-static const char *const  proj_lib_defaults[][2] = {
+/* Our defaults for options the library declares with other defaults, and
+ * for librdkafka properties; --help shows them. */
+static const cw_worker_default_t  proj_defaults[] = {
     { "kafka.group_id", "commerce-projector" },
     { "kafka.topics", "commerce.inbound" },
     { "kafka.client_id", "commerce-projector" },
@@ -85,71 +94,32 @@ static const char *const  proj_lib_defaults[][2] = {
 };
 
 
-/* Whether a pass-through kafka.* property was set by file, environment
- * or flag (those are not declared options, so have no source). */
 static int
-proj_passthru_is(void *ud, const char *key, const char *value)
+proj_check(const cw_config_t *cfg, char *err, size_t errlen)
 {
-    (void) value;
+    const char  *v = cw_config_str(cfg, "shopify_currency");
 
-    return strcmp(key, (const char *) ud) == 0;
-}
-
-
-static int
-proj_is_passthru(const char *key)
-{
-    return strncmp(key, "kafka.", 6) == 0 && strchr(key + 6, '.') != NULL;
-}
-
-
-static int
-proj_set_defaults(cw_config_t *cfg)
-{
-    size_t  i;
-
-    for (i = 0; i < sizeof(proj_lib_defaults) / sizeof(proj_lib_defaults[0]);
-         i++)
-    {
-        if (!proj_is_passthru(proj_lib_defaults[i][0])
-            && cw_config_set_default(cfg, proj_lib_defaults[i][0],
-                                     proj_lib_defaults[i][1]) != 0)
-        {
-            return -1;
-        }
+    if (!proj_valid_currency(v)) {
+        snprintf(err, errlen, "option \"shopify_currency\" from %s: \"%s\" "
+                 "is not a currency code (three capital letters)",
+                 cw_config_origin(cfg, "shopify_currency"), v);
+        return -1;
     }
 
     return 0;
 }
 
 
-static int
-proj_apply_defaults(cw_config_t *cfg, char *err, size_t errlen)
-{
-    char    line[256];
-    size_t  i;
-
-    for (i = 0; i < sizeof(proj_lib_defaults) / sizeof(proj_lib_defaults[0]);
-         i++)
-    {
-        const char  *key = proj_lib_defaults[i][0];
-
-        if (!proj_is_passthru(key)
-            || cw_config_each_prefixed(cfg, "kafka.", proj_passthru_is,
-                                       (void *) (key + 6)) != 0)
-        {
-            continue;
-        }
-
-        snprintf(line, sizeof(line), "%s = %s", key, proj_lib_defaults[i][1]);
-
-        if (cw_config_load_text(cfg, "defaults", line, err, errlen) != 0) {
-            return -1;
-        }
-    }
-
-    return 0;
-}
+static const cw_worker_def_t  proj_worker = {
+    "projector",
+    "project commerce.inbound into PostgreSQL, commerce.events and the "
+    "Redis read model",
+    proj_opts, sizeof(proj_opts) / sizeof(proj_opts[0]),
+    CW_WORKER_PG | CW_WORKER_REDIS | CW_WORKER_KAFKA | CW_WORKER_METRICS
+    | CW_WORKER_SIGNALS,
+    proj_defaults, sizeof(proj_defaults) / sizeof(proj_defaults[0]),
+    proj_check
+};
 
 
 /* A stored offset past the end of its partition's log means the log is
@@ -304,237 +274,239 @@ proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
 }
 
 
-int
-main(int argc, char **argv)
+
+
+/* A PostgreSQL connection that gives up its retries on SIGTERM. */
+static cw_pg_t *
+proj_pg(const cw_config_t *cfg, const char *app_name)
 {
-    int                     rc, status = 1;
-    char                    err[512];
-    proj_app_t              app;
-    cw_pg_t                *pg = NULL, *pub_pg = NULL, *rm_pg = NULL;
-    cw_pg_t                *arc_pg = NULL;
-    cw_redis_t             *redis = NULL;
-    cw_config_t            *cfg;
-    cw_metrics_t           *metrics;
-    cw_log_level_t          level = CW_LOG_INFO;
-    proj_store_t           *store = NULL;
-    proj_outbox_t          *pub_out = NULL, *rm_out = NULL;
-    proj_drainer_t         *pub = NULL, *rmw = NULL;
-    cw_kafka_handlers_t     h;
-    cw_kafka_consumer_t    *consumer = NULL;
-    cw_kafka_producer_t    *producer = NULL;
-    proj_store_metrics_t    sm;
-    proj_outbox_metrics_t   om;
+    cw_pg_t  *pg = cw_pg_new_from_config(cfg, app_name);
 
-    cw_log_init("projector", CW_LOG_INFO);
-
-    cfg = cw_config_new("commerce-projector",
-                        "project commerce.inbound into PostgreSQL, "
-                        "commerce.events and the Redis read model");
-    metrics = cw_metrics_new();
-
-    if (cfg == NULL || metrics == NULL
-        || cw_config_declare(cfg, proj_opts,
-                             sizeof(proj_opts) / sizeof(proj_opts[0])) != 0
-        || cw_pg_declare(cfg) != 0 || cw_redis_declare(cfg) != 0
-        || cw_kafka_declare(cfg) != 0
-        || cw_metrics_declare(cfg, "0") != 0
-        || proj_set_defaults(cfg) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "setting up configuration failed");
-        return 1;
+    if (pg != NULL) {
+        cw_pg_set_stop_flag(pg, cw_signal_stop_flag());
     }
 
-    rc = cw_config_load(cfg, argc, argv, NULL, err, sizeof(err));
-    if (rc == 1) {
-        cw_config_help(cfg, stdout);
-        return 0;
+    return pg;
+}
+
+
+/* What both modes need: the main PostgreSQL connection and Redis. */
+static int
+proj_connect(proj_app_t *app, const cw_config_t *cfg)
+{
+    char  err[512];
+
+    app->stop = cw_signal_stop_flag();
+    app->pg = proj_pg(cfg, "commerce-projector");
+    app->redis = cw_redis_new_from_config(cfg, err, sizeof(err));
+    if (app->pg == NULL || app->redis == NULL) {
+        cw_log(CW_LOG_ERROR, "config: %s", app->redis == NULL ? err : "pg");
+        return -1;
     }
 
-    if (rc != 0 || proj_apply_defaults(cfg, err, sizeof(err)) != 0) {
-        cw_log(CW_LOG_ERROR, "config: %s", err);
-        return 2;
-    }
+    return 0;
+}
 
-    if (cw_log_level_parse(cw_config_str(cfg, "log_level"), &level) != 0
-        || !proj_valid_currency(cw_config_str(cfg, "shopify_currency")))
-    {
-        cw_log(CW_LOG_ERROR, "config: bad log_level or shopify_currency");
-        return 2;
-    }
 
-    cw_log_set_level(level);
-    proj_shopify_set_currency(cw_config_str(cfg, "shopify_currency"));
+/* --rebuild: every read-model value from PostgreSQL to Redis. */
+static int
+proj_rebuild(proj_app_t *app, const cw_config_t *cfg)
+{
+    app->rm_out = proj_outbox_new(app->pg, app->redis, NULL, "redis",
+                                  (int) cw_config_int(cfg, "outbox_page"),
+                                  &app->om);
 
-    if (cw_signal_install() != 0) {
-        cw_log(CW_LOG_ERROR, "cannot install signal handlers");
-        return 1;
-    }
+    return app->rm_out != NULL
+           && proj_outbox_rebuild(app->rm_out, app->stop) == 0 ? 0 : 1;
+}
 
-    proj_metrics(metrics, &sm, &om);
 
-    if (cw_config_int(cfg, "metrics.port") > 0
-        && cw_metrics_serve(metrics, (int) cw_config_int(cfg, "metrics.port"),
-                            err, sizeof(err)) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "metrics: %s", err);
-        goto done;
-    }
+/* The producer, a connection for each drainer and one for the archive
+ * (written while the batch is applied), the outboxes, the store and the
+ * consumer. */
+static int
+proj_open(proj_app_t *app, const cw_config_t *cfg)
+{
+    int                   page = (int) cw_config_int(cfg, "outbox_page");
+    char                  err[512] = "";
+    cw_pg_t              *arc_pg;
+    cw_kafka_handlers_t   h;
 
-    pg = cw_pg_new_from_config(cfg, "commerce-projector");
-    redis = cw_redis_new_from_config(cfg, err, sizeof(err));
-    if (pg == NULL || redis == NULL) {
-        cw_log(CW_LOG_ERROR, "config: %s", redis == NULL ? err : "pg");
-        goto done;
-    }
-
-    cw_pg_set_stop_flag(pg, cw_signal_stop_flag());
-
-    if (cw_config_bool(cfg, "rebuild")) {
-        rm_out = proj_outbox_new(pg, redis, NULL, "redis",
-                                 (int) cw_config_int(cfg, "outbox_page"),
-                                 &om);
-        status = rm_out != NULL
-                 && proj_outbox_rebuild(rm_out, cw_signal_stop_flag())
-                    == 0 ? 0 : 1;
-        goto done;
-    }
-
-    producer = cw_kafka_producer_new(cfg, err, sizeof(err));
-    if (producer == NULL) {
+    app->producer = cw_kafka_producer_new(cfg, err, sizeof(err));
+    if (app->producer == NULL) {
         cw_log(CW_LOG_ERROR, "kafka producer: %s", err);
-        goto done;
+        return -1;
     }
 
-    /* Each drainer has a PostgreSQL connection of its own. */
-    pub_pg = cw_pg_new_from_config(cfg, "commerce-projector-publisher");
-    rm_pg = cw_pg_new_from_config(cfg, "commerce-projector-readmodel");
-    /* And the batch's archive, written while the batch is applied. */
-    arc_pg = cw_pg_new_from_config(cfg, "commerce-projector-archive");
-    if (pub_pg == NULL || rm_pg == NULL || arc_pg == NULL) {
+    app->pub_pg = proj_pg(cfg, "commerce-projector-publisher");
+    app->rm_pg = proj_pg(cfg, "commerce-projector-readmodel");
+    arc_pg = proj_pg(cfg, "commerce-projector-archive");
+    if (app->pub_pg == NULL || app->rm_pg == NULL || arc_pg == NULL) {
+        cw_pg_free(arc_pg);
         cw_log(CW_LOG_ERROR, "config: pg");
-        goto done;
+        return -1;
     }
-    cw_pg_set_stop_flag(pub_pg, cw_signal_stop_flag());
-    cw_pg_set_stop_flag(rm_pg, cw_signal_stop_flag());
-    cw_pg_set_stop_flag(arc_pg, cw_signal_stop_flag());
 
-    pub_out = proj_outbox_new(pub_pg, NULL, producer, "kafka",
-                              (int) cw_config_int(cfg, "outbox_page"), &om);
-    rm_out = proj_outbox_new(rm_pg, redis, NULL, "redis",
-                             (int) cw_config_int(cfg, "outbox_page"), &om);
+    app->pub_out = proj_outbox_new(app->pub_pg, NULL, app->producer,
+                                   "kafka", page, &app->om);
+    app->rm_out = proj_outbox_new(app->rm_pg, app->redis, NULL, "redis",
+                                  page, &app->om);
+    app->store = proj_store_new(app->pg, arc_pg,
+                                cw_config_str(cfg, "kafka.group_id"),
+                                cw_config_str(cfg, "events_topic"),
+                                cw_config_str(cfg, "dlq_topic"), &app->sm);
+    /* arc_pg is the store's now */
 
-    store = proj_store_new(pg, arc_pg,
-                           cw_config_str(cfg, "kafka.group_id"),
-                           cw_config_str(cfg, "events_topic"),
-                           cw_config_str(cfg, "dlq_topic"), &sm);
-    arc_pg = NULL;                          /* the store's now */
-
-    if (store == NULL || pub_out == NULL || rm_out == NULL
-        || proj_store_prepare(store, err, sizeof(err)) != 0)
+    if (app->store == NULL || app->pub_out == NULL || app->rm_out == NULL
+        || proj_store_prepare(app->store, err, sizeof(err)) != 0)
     {
         cw_log(CW_LOG_ERROR, "setting up statements: %s", err);
-        goto done;
+        return -1;
     }
 
-    app.store = store;
-    app.pub = NULL;
-    app.rmw = NULL;
-    app.stop = cw_signal_stop_flag();
-    app.consumer = NULL;
-    app.batch_max = (size_t) cw_config_int(cfg, "kafka.batch_max");
-    proj_store_on_commit(store, proj_on_commit, &app);
+    app->batch_max = (size_t) cw_config_int(cfg, "kafka.batch_max");
+    proj_store_on_commit(app->store, proj_on_commit, app);
 
     memset(&h, 0, sizeof(h));
     h.on_assign = proj_on_assign;
     h.on_revoke = proj_on_revoke;
     h.on_batch = proj_on_batch;
-    h.ud = &app;
+    h.ud = app;
 
-    consumer = cw_kafka_consumer_new(cfg, &h, err, sizeof(err));
-    if (consumer == NULL) {
+    app->consumer = cw_kafka_consumer_new(cfg, &h, err, sizeof(err));
+    if (app->consumer == NULL) {
         cw_log(CW_LOG_ERROR, "kafka consumer: %s", err);
-        goto done;
+        return -1;
     }
-    app.consumer = consumer;
+
+    return 0;
+}
+
+
+/* One cycle: with nothing waiting, the COMMIT in flight is confirmed
+ * (and its read-model values handed over) before the wait for more, not
+ * when the next batch comes. Returns cw_kafka_consumer_poll's value. */
+static int
+proj_poll(proj_app_t *app)
+{
+    int      rc;
+    int64_t  t0 = cw_now_ms();
+
+    rc = cw_kafka_consumer_poll(app->consumer, 0);
+    if (rc == 0) {
+        rc = proj_store_settle(app->store, app->stop);
+        if (rc == 0) {
+            rc = cw_kafka_consumer_poll(app->consumer, 100);
+        }
+    }
+
+    /* The stage trace (debug): batch committed, polled (this line: the
+     * whole cycle), outbox drained. */
+    if (rc > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
+        cw_field_t  f[] = { CW_FINT("messages", rc),
+                            CW_FINT("poll_ms", cw_now_ms() - t0) };
+
+        cw_log_kv(CW_LOG_DEBUG, f, 2, "polled");
+    }
+
+    return rc;
+}
+
+
+/* Starts the drainers and consumes until SIGTERM; returns the exit
+ * status. */
+static int
+proj_consume(proj_app_t *app)
+{
+    int  status = 0;
 
     /* Effects of batches committed before a crash wait in the outbox:
      * both drainers start with a drain. */
-    rmw = proj_drainer_start("read model", rm_out);
-    pub = rmw != NULL ? proj_drainer_start("publisher", pub_out) : NULL;
-    if (pub == NULL) {
-        goto done;
+    app->rmw = proj_drainer_start("read model", app->rm_out);
+    if (app->rmw == NULL) {
+        return 1;
     }
-    app.rmw = rmw;
-    app.pub = pub;
+    app->pub = proj_drainer_start("publisher", app->pub_out);
+    if (app->pub == NULL) {
+        return 1;
+    }
 
     cw_log(CW_LOG_INFO, "projector running");
 
-    status = 0;
-
     while (!cw_signal_stop_requested()) {
-        int64_t  t0 = cw_now_ms();
-
-        /* With nothing waiting, the COMMIT in flight is confirmed (and
-         * its read-model values handed over) before the wait for more,
-         * not when the next batch comes. */
-        rc = cw_kafka_consumer_poll(consumer, 0);
-        if (rc == 0) {
-            rc = proj_store_settle(store, cw_signal_stop_flag());
-            if (rc == 0) {
-                rc = cw_kafka_consumer_poll(consumer, 100);
-            }
-        }
-        if (rc < 0) {
+        if (proj_poll(app) < 0) {
             status = cw_signal_stop_requested() ? 0 : 1;
             break;
-        }
-
-        /* The stage trace (debug): batch committed, polled (this line:
-         * the whole cycle), outbox drained. */
-        if (rc > 0 && cw_log_enabled(CW_LOG_DEBUG)) {
-            cw_field_t  f[] = { CW_FINT("messages", rc),
-                                CW_FINT("poll_ms", cw_now_ms() - t0) };
-
-            cw_log_kv(CW_LOG_DEBUG, f, 2, "polled");
         }
     }
 
     cw_log(CW_LOG_INFO, "stopping (signal %d)", cw_signal_which());
 
-done:
+    return status;
+}
 
-    /* The last batch's COMMIT, before the consumer goes. */
-    if (store != NULL && proj_store_settle(store, cw_signal_stop_flag()) != 0
+
+/* Confirms the last batch's COMMIT before the consumer goes, leaves the
+ * group, then writes and publishes what is left (unless the projector
+ * failed) and frees everything. Returns the final exit status. */
+static int
+proj_close(proj_app_t *app, int status)
+{
+    if (app->store != NULL && proj_store_settle(app->store, app->stop) != 0
         && !cw_signal_stop_requested())
     {
         status = 1;
     }
 
-    if (consumer != NULL) {
-        cw_kafka_consumer_close(consumer);
+    if (app->consumer != NULL) {
+        cw_kafka_consumer_close(app->consumer);
     }
 
-    /* What is left is written and published before leaving, unless the
-     * projector failed. */
-    proj_drainer_stop(rmw, status == 0);
-    proj_drainer_stop(pub, status == 0);
+    proj_drainer_stop(app->rmw, status == 0);
+    proj_drainer_stop(app->pub, status == 0);
 
-    if (producer != NULL) {
-        cw_kafka_producer_close(producer, 5000);
+    if (app->producer != NULL) {
+        cw_kafka_producer_close(app->producer, 5000);
     }
 
-    proj_outbox_free(pub_out);
-    proj_outbox_free(rm_out);
-    proj_store_free(store);
-    cw_redis_free(redis);
-    cw_pg_free(rm_pg);
-    cw_pg_free(arc_pg);
-    cw_pg_free(pub_pg);
-    cw_pg_free(pg);
-    cw_metrics_free(metrics);
-    cw_config_free(cfg);
-
-    cw_log(CW_LOG_INFO, "exit %d", status);
+    proj_outbox_free(app->pub_out);
+    proj_outbox_free(app->rm_out);
+    proj_store_free(app->store);
+    cw_redis_free(app->redis);
+    cw_pg_free(app->rm_pg);
+    cw_pg_free(app->pub_pg);
+    cw_pg_free(app->pg);
 
     return status;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int          status;
+    proj_app_t   app;
+    cw_worker_t  w;
+
+    if (cw_worker_start(&w, &proj_worker, argc, argv) != 0) {
+        return cw_worker_exit(&w, w.status);
+    }
+
+    memset(&app, 0, sizeof(app));
+    proj_metrics(w.metrics, &app.sm, &app.om);
+    proj_shopify_set_currency(cw_config_str(w.cfg, "shopify_currency"));
+
+    if (proj_connect(&app, w.cfg) != 0) {
+        status = 1;
+    } else if (cw_config_bool(w.cfg, "rebuild")) {
+        status = proj_rebuild(&app, w.cfg);
+    } else if (proj_open(&app, w.cfg) != 0) {
+        status = 1;
+    } else {
+        status = proj_consume(&app);
+    }
+
+    status = proj_close(&app, status);
+
+    return cw_worker_exit(&w, status);
 }
