@@ -107,7 +107,8 @@ $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
 	    $(WORKER_LIBS)
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
-                      2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS)
+                      2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS) \
+                      $(wildcard t/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib $< \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cw_config.h"
+#include "unit_file.h"
 
 static const cw_opt_t  opts[] = {
     { "name", CW_OPT_STR, "dflt", 0, 0, 0, "a string" },
@@ -36,21 +37,6 @@ new_config(void)
     assert_non_null(c);
     assert_int_equal(cw_config_declare(c, opts, sizeof(opts) / sizeof(opts[0])), 0);
     return c;
-}
-
-
-static char *
-write_file(const char *text)
-{
-    static char  path[64];
-    int          fd;
-
-    strcpy(path, "/tmp/cw_config_test_XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (int) strlen(text));
-    close(fd);
-    return path;
 }
 
 
@@ -82,7 +68,7 @@ test_precedence(void **state)
                              "COMMERCE_KAFKA_GROUP_ID=from-env", NULL };
     char         *argv[4];
 
-    path = write_file("# comment\n"
+    path = unit_write_file("# comment\n"
                       "name = from-file\n"
                       "workers = 3\n"
                       "  poll=1s  \n"
@@ -149,7 +135,7 @@ test_passthrough(void **state)
     char         *envp[] = { NULL };
     char         *argv[4];
 
-    path = write_file("kafka.session.timeout.ms = 10000\n"
+    path = unit_write_file("kafka.session.timeout.ms = 10000\n"
                       "kafka.fetch.wait.max.ms = 500\n");
     snprintf(flag, sizeof(flag), "--config=%s", path);
     argv[0] = "test";
@@ -165,50 +151,52 @@ test_passthrough(void **state)
 }
 
 
+/* The pass-through properties once argv is loaded over a worker's
+ * default fetch.wait.max.ms = 10. */
+static const char *
+passthrough_over_default(int argc, char **argv)
+{
+    static char   seen[256];
+    cw_config_t  *c = new_config();
+    char         *none[] = { NULL };
+
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, argc, argv, none, err, sizeof(err)),
+                     0);
+    seen[0] = '\0';
+    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
+    cw_config_free(c);
+    return seen;
+}
+
+
 /* A worker's default for a pass-through property: passed through when
  * nothing sets it, replaced by the file and by a flag, shown by --help. */
 static void
 test_passthrough_default(void **state)
 {
     cw_config_t  *c;
-    char         *path, flag[128], seen[256], *buf = NULL;
+    char         *path, flag[128], *buf = NULL;
     char         *none[] = { NULL };
     char         *argv[] = { "test", NULL, NULL };
     char         *help[] = { "test", "--help", NULL };
     size_t        len = 0;
     FILE         *f;
 
-    c = new_config();
-    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
-                                           "10"), 0);
-    assert_int_equal(cw_config_load(c, 1, argv, none, err, sizeof(err)), 0);
-    seen[0] = '\0';
-    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
-    assert_string_equal(seen, "fetch.wait.max.ms=10;");
-    cw_config_free(c);
+    assert_string_equal(passthrough_over_default(1, argv),
+                        "fetch.wait.max.ms=10;");
 
-    c = new_config();
-    path = write_file("kafka.fetch.wait.max.ms = 500\n");
+    path = unit_write_file("kafka.fetch.wait.max.ms = 500\n");
     snprintf(flag, sizeof(flag), "--config=%s", path);
     argv[1] = flag;
-    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
-                                           "10"), 0);
-    assert_int_equal(cw_config_load(c, 2, argv, none, err, sizeof(err)), 0);
-    seen[0] = '\0';
-    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
-    assert_string_equal(seen, "fetch.wait.max.ms=500;");
+    assert_string_equal(passthrough_over_default(2, argv),
+                        "fetch.wait.max.ms=500;");
     unlink(path);
-    cw_config_free(c);
 
-    c = new_config();
     argv[1] = "--kafka.fetch.wait.max.ms=50";
-    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
-                                           "10"), 0);
-    assert_int_equal(cw_config_load(c, 2, argv, none, err, sizeof(err)), 0);
-    seen[0] = '\0';
-    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
-    assert_string_equal(seen, "fetch.wait.max.ms=50;");
-    cw_config_free(c);
+    assert_string_equal(passthrough_over_default(2, argv),
+                        "fetch.wait.max.ms=50;");
 
     c = new_config();
     assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",

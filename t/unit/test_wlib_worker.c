@@ -7,9 +7,7 @@
  * the metrics thread.
  */
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,13 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "cw_log.h"
 #include "cw_signal.h"
 #include "cw_worker.h"
+#include "unit_file.h"
 
 static const cw_opt_t  opts[] = {
     { "name", CW_OPT_STR, "dflt", 0, 0, 0, "a string" },
@@ -113,21 +111,6 @@ start(cw_worker_t *w, const cw_worker_def_t *d, const char *const *flags,
 }
 
 
-static char *
-write_file(const char *text)
-{
-    static char  path[64];
-    int          fd;
-
-    strcpy(path, "/tmp/cw_worker_test_XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (int) strlen(text));
-    close(fd);
-    return path;
-}
-
-
 static int
 collect(void *ud, const char *key, const char *value)
 {
@@ -148,7 +131,7 @@ test_merge(void **state)
     char         *path;
     const char   *flags[3];
 
-    path = write_file("name = file\ncount = 3\nkafka.batch_max = 100\n"
+    path = unit_write_file("name = file\ncount = 3\nkafka.batch_max = 100\n"
                       "kafka.group_id = from-file\n");
     snprintf(flag, sizeof(flag), "--config=%s", path);
     setenv("COMMERCE_NAME", "env", 1);
@@ -204,7 +187,7 @@ stdout_of(cw_worker_t *w, const char *const *flags, int n, int *rc)
     size_t       len;
     int          fd, saved;
 
-    path = write_file("");
+    path = unit_write_file("");
     fflush(stdout);
     saved = dup(1);
     fd = open(path, O_WRONLY | O_TRUNC);
@@ -299,10 +282,10 @@ test_bad_config(void **state)
                 "13 is unlucky");
     expect_exit(unknown, 1, 2, "config: unknown flag --nope (see --help)");
 
-    path = write_file("log_level = loud\n");
+    path = unit_write_file("log_level = loud\n");
     snprintf(flag, sizeof(flag), "--config=%s", path);
     file[0] = flag;
-    expect_exit(file, 1, 2, "from file /tmp/cw_worker_test_");
+    expect_exit(file, 1, 2, "from file /tmp/cw_unit_");
     unlink(path);
     assert_non_null(strstr(logged(), "\"msg\":\"exit 2\""));
 }
@@ -342,29 +325,19 @@ test_log_level(void **state)
 }
 
 
-/* A loopback listener on port (0: any); -1 if the port is taken. */
-static int
-listen_on(int port, int *bound)
+/* Serves an empty registry on port (0: any); NULL if the port is taken. */
+static cw_metrics_t *
+serve(int port)
 {
-    struct sockaddr_in  sa;
-    socklen_t           len = sizeof(sa);
-    int                 fd;
+    char           err[256];
+    cw_metrics_t  *m = cw_metrics_new();
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0
-        || listen(fd, 1) != 0)
-    {
-        close(fd);
-        return -1;
+    assert_non_null(m);
+    if (cw_metrics_serve(m, port, err, sizeof(err)) != 0) {
+        cw_metrics_free(m);
+        return NULL;
     }
-    getsockname(fd, (struct sockaddr *) &sa, &len);
-    *bound = ntohs(sa.sin_port);
-    return fd;
+    return m;
 }
 
 
@@ -373,26 +346,28 @@ listen_on(int port, int *bound)
 static void
 test_metrics_thread(void **state)
 {
-    cw_worker_t   w;
-    char          flag[64];
-    const char   *flags[1];
-    int           fd, port, other;
+    cw_worker_t    w;
+    char           flag[64];
+    const char    *flags[1];
+    cw_metrics_t  *m;
+    int            port;
 
-    fd = listen_on(0, &port);
-    assert_true(fd >= 0);
-    close(fd);
+    m = serve(0);
+    assert_non_null(m);
+    port = cw_metrics_port(m);
+    cw_metrics_free(m);                         /* free again */
 
     snprintf(flag, sizeof(flag), "--metrics.port=%d", port);
     flags[0] = flag;
     assert_int_equal(start(&w, &def, flags, 1), 0);
     assert_int_equal(cw_metrics_port(w.metrics), port);
-    assert_int_equal(listen_on(port, &other), -1);
+    assert_null(serve(port));                   /* the worker's */
     cw_worker_exit(&w, 0);
 
-    fd = listen_on(port, &other);
-    assert_true(fd >= 0);
+    m = serve(port);                            /* given back, taken */
+    assert_non_null(m);
     expect_exit(flags, 1, 1, "metrics: metrics listen 127.0.0.1:");
-    close(fd);
+    cw_metrics_free(m);
 }
 
 
