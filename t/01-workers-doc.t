@@ -29,8 +29,12 @@ ok($diff eq '', 'docs/workers.md matches the workers\' --help')
 
 # Each worker has its section, and each section lists the flags common
 # to all: the doc covers every worker the tree builds.
-for my $w (grep { $_ ne 'lib' } map { m{/([^/]+)/$} } glob("$repo/workers/*/")) {
-    like(slurp($new), qr/^## commerce-\Q$w\E\n\n```text\nUsage: commerce-\Q$w\E .*?--log-level=STR/ms,
+my $text = slurp($new);
+for my $w (grep { $_ ne 'lib' } map { m{/([^/]+)/$} }
+           glob("$repo/workers/*/"))
+{
+    like($text, qr/^## commerce-\Q$w\E\n\n```text\n
+                   Usage:\ commerce-\Q$w\E\ .*?--log-level=STR/msx,
          "commerce-$w has its section with --log-level");
 }
 

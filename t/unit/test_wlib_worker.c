@@ -156,7 +156,8 @@ test_merge(void **state)
 
     assert_int_equal(cw_worker_exit(&w, 0), 0);
     assert_null(w.cfg);
-    assert_non_null(strstr(logged(), "\"worker\":\"tester\",\"msg\":\"exit 0\""));
+    assert_non_null(strstr(logged(),
+                           "\"worker\":\"tester\",\"msg\":\"exit 0\""));
     unlink(path);
 }
 
@@ -228,8 +229,8 @@ test_help(void **state)
 
     assert_non_null(strstr(help, "Usage: commerce-tester [--option=value"));
     assert_non_null(strstr(help, "a test worker\n"));
-    assert_non_null(strstr(help, "--kafka.batch-max=INT "
-                                 "[COMMERCE_KAFKA_BATCH_MAX] default \"2500\""));
+    assert_non_null(strstr(help, "--kafka.batch-max=INT [COMMERCE_KAFKA_"
+                                 "BATCH_MAX] default \"2500\""));
     assert_non_null(strstr(help, "--kafka.fetch.wait.max.ms=VALUE (file or "
                                  "flag only) default \"10\""));
     assert_non_null(strstr(help, "--metrics.port=INT [COMMERCE_METRICS_PORT] "
