@@ -460,11 +460,19 @@ db_start(db_t *db, const cw_config_t *cfg)
 
 
 /* Up and reachable: the cluster, the control socket and the bootstrap
- * file, in that order. */
+ * file, in that order. db_stop undoes what was done, also after a
+ * failure. */
 static int
 db_open(db_t *db, const cw_config_t *cfg)
 {
+    int         i;
     cw_field_t  f[2];
+
+    memset(db, 0, sizeof(*db));
+    db->control_fd = -1;
+    for (i = 0; i < DB_MAX_CLIENTS; i++) {
+        db->clients[i].fd = -1;
+    }
 
     db->bootstrap_file = cw_config_str(cfg, "bootstrap_file");
     db->control_path = cw_config_str(cfg, "control");
@@ -521,18 +529,12 @@ db_stop(db_t *db)
 int
 main(int argc, char **argv)
 {
-    int          i, status = 1;
+    int          status = 1;
     db_t         db;
     cw_worker_t  w;
 
     if (cw_worker_start(&w, &db_worker, argc, argv) != 0) {
         return cw_worker_exit(&w, w.status);
-    }
-
-    memset(&db, 0, sizeof(db));
-    db.control_fd = -1;
-    for (i = 0; i < DB_MAX_CLIENTS; i++) {
-        db.clients[i].fd = -1;
     }
 
     if (db_open(&db, w.cfg) == 0) {
