@@ -29,7 +29,7 @@ ok($diff eq '', 'docs/workers.md matches the workers\' --help')
 
 # Each worker has its section, and each section lists the flags common
 # to all: the doc covers every worker the tree builds.
-my $text = slurp($new);
+my $text = CommerceTest->slurp($new);
 for my $w (grep { $_ ne 'lib' } map { m{/([^/]+)/$} }
            glob("$repo/workers/*/"))
 {
@@ -40,10 +40,3 @@ for my $w (grep { $_ ne 'lib' } map { m{/([^/]+)/$} }
 
 done_testing();
 
-
-sub slurp {
-    my ($path) = @_;
-    open(my $fh, '<', $path) or die "$path: $!";
-    local $/;
-    return <$fh>;
-}
