@@ -4,6 +4,7 @@
 #   make test        install missing packages, build, run every test
 #   make test-asan   the same suite with AddressSanitizer/UBSan
 #   make bench       wrk benchmarks against the module and its peers
+#   make workers-doc regenerate docs/workers.md from the workers' --help
 #   make down        stop the stack
 
 SHELL := /bin/bash
@@ -52,7 +53,7 @@ DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     procps curl openssl
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
-        test-unit test-t bench clean
+        test-unit test-t bench clean workers-doc
 
 all: build
 
@@ -63,6 +64,11 @@ module: $(MODULE)
 workers: $(WORKER_BINS)
 
 unit: $(UNIT_BINS)
+
+# t/01-workers-doc.t fails while docs/workers.md is not this output.
+workers-doc: workers
+	scripts/gen-workers-doc.sh $(BUILD)/bin > docs/workers.md.tmp
+	mv docs/workers.md.tmp docs/workers.md
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PKGS); do \
@@ -107,7 +113,8 @@ $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
 	    $(WORKER_LIBS)
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
-                      2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS)
+                      2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS) \
+                      $(wildcard t/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib $< \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \

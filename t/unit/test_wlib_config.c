@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cw_config.h"
+#include "unit_file.h"
 
 static const cw_opt_t  opts[] = {
     { "name", CW_OPT_STR, "dflt", 0, 0, 0, "a string" },
@@ -36,21 +37,6 @@ new_config(void)
     assert_non_null(c);
     assert_int_equal(cw_config_declare(c, opts, sizeof(opts) / sizeof(opts[0])), 0);
     return c;
-}
-
-
-static char *
-write_file(const char *text)
-{
-    static char  path[64];
-    int          fd;
-
-    strcpy(path, "/tmp/cw_config_test_XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (int) strlen(text));
-    close(fd);
-    return path;
 }
 
 
@@ -82,7 +68,7 @@ test_precedence(void **state)
                              "COMMERCE_KAFKA_GROUP_ID=from-env", NULL };
     char         *argv[4];
 
-    path = write_file("# comment\n"
+    path = unit_write_file("# comment\n"
                       "name = from-file\n"
                       "workers = 3\n"
                       "  poll=1s  \n"
@@ -149,7 +135,7 @@ test_passthrough(void **state)
     char         *envp[] = { NULL };
     char         *argv[4];
 
-    path = write_file("kafka.session.timeout.ms = 10000\n"
+    path = unit_write_file("kafka.session.timeout.ms = 10000\n"
                       "kafka.fetch.wait.max.ms = 500\n");
     snprintf(flag, sizeof(flag), "--config=%s", path);
     argv[0] = "test";
@@ -161,6 +147,69 @@ test_passthrough(void **state)
     /* declared kafka.group_id is not a pass-through; the flag wins */
     assert_string_equal(seen, "session.timeout.ms=10000;fetch.wait.max.ms=50;");
     unlink(path);
+    cw_config_free(c);
+}
+
+
+/* The pass-through properties once argv is loaded over a worker's
+ * default fetch.wait.max.ms = 10. */
+static const char *
+passthrough_over_default(int argc, char **argv)
+{
+    static char   seen[256];
+    cw_config_t  *c = new_config();
+    char         *none[] = { NULL };
+
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, argc, argv, none, err, sizeof(err)),
+                     0);
+    seen[0] = '\0';
+    assert_int_equal(cw_config_each_prefixed(c, "kafka.", collect, seen), 0);
+    cw_config_free(c);
+    return seen;
+}
+
+
+/* A worker's default for a pass-through property: passed through when
+ * nothing sets it, replaced by the file and by a flag, shown by --help. */
+static void
+test_passthrough_default(void **state)
+{
+    cw_config_t  *c;
+    char         *path, flag[128], *buf = NULL;
+    char         *none[] = { NULL };
+    char         *argv[] = { "test", NULL, NULL };
+    char         *help[] = { "test", "--help", NULL };
+    size_t        len = 0;
+    FILE         *f;
+
+    assert_string_equal(passthrough_over_default(1, argv),
+                        "fetch.wait.max.ms=10;");
+
+    path = unit_write_file("kafka.fetch.wait.max.ms = 500\n");
+    snprintf(flag, sizeof(flag), "--config=%s", path);
+    argv[1] = flag;
+    assert_string_equal(passthrough_over_default(2, argv),
+                        "fetch.wait.max.ms=500;");
+    unlink(path);
+
+    argv[1] = "--kafka.fetch.wait.max.ms=50";
+    assert_string_equal(passthrough_over_default(2, argv),
+                        "fetch.wait.max.ms=50;");
+
+    c = new_config();
+    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+                                           "10"), 0);
+    assert_int_equal(cw_config_load(c, 2, help, none, err, sizeof(err)), 1);
+    f = open_memstream(&buf, &len);
+    cw_config_help(c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "  --kafka.<name>=VALUE (file or flag only)\n"
+                                "      pass-through\n"
+                                "  --kafka.fetch.wait.max.ms=VALUE (file or "
+                                "flag only) default \"10\"\n"));
+    free(buf);
     cw_config_free(c);
 }
 
@@ -201,6 +250,7 @@ test_validation(void **state)
     const char  *a4[] = { "--nope=1" };
     const char  *a5[] = { "positional" };
     const char  *a6[] = { "--workers" };
+    const char  *a7[] = { "--nope" };
     const char  *e1[] = { "COMMERCE_WORKERS=abc", NULL };
 
     expect_error(a1, 1, NULL,
@@ -210,6 +260,7 @@ test_validation(void **state)
     expect_error(a4, 1, NULL, "unknown flag --nope");
     expect_error(a5, 1, NULL, "unexpected argument \"positional\"");
     expect_error(a6, 1, NULL, "flag --workers needs a value");
+    expect_error(a7, 1, NULL, "unknown flag --nope (see --help)");
     expect_error(NULL, 0, e1,
                  "option \"workers\" from env COMMERCE_WORKERS: invalid integer \"abc\"");
 }
@@ -324,7 +375,7 @@ test_help(void **state)
 
 /* A worker's own default for a library's option: used when nothing sets
  * it, beaten by the environment (and so by file and flags), shown by
- * --help; only declared keys take one. */
+ * --help; only declared keys and keys under a declared prefix take one. */
 static void
 test_worker_default(void **state)
 {
@@ -341,7 +392,7 @@ test_worker_default(void **state)
     assert_int_equal(cw_config_set_default(c, "kafka.group_id", "mine"), 0);
     assert_int_equal(cw_config_set_default(c, "nope", "1"), -1);
     assert_int_equal(cw_config_set_default(c, "kafka.", "1"), -1);
-    assert_int_equal(cw_config_set_default(c, "kafka.fetch.wait.max.ms",
+    assert_int_equal(cw_config_set_default(c, "other.fetch.wait.max.ms",
                                            "1"), -1);
     assert_int_equal(cw_config_load(c, 1, argv, none, err, sizeof(err)), 0);
     assert_int_equal(cw_config_int(c, "workers"), 4);
@@ -419,6 +470,7 @@ main(void)
         cmocka_unit_test(test_bool_int),
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_worker_default),
+        cmocka_unit_test(test_passthrough_default),
         cmocka_unit_test(test_duplicate_declare),
         cmocka_unit_test(test_text_after_load),
     };

@@ -33,6 +33,7 @@
 #include "cw_config.h"
 #include "cw_log.h"
 #include "cw_signal.h"
+#include "cw_worker.h"
 
 #define DB_MAX_BROKERS   32
 #define DB_MAX_CLIENTS   16
@@ -50,6 +51,7 @@ typedef struct {
     const char               *bootstraps;
     int                       nbrokers;
     int                       down[DB_MAX_BROKERS + 1];
+    const char               *bootstrap_file;
     const char               *control_path;
     int                       control_fd;
     db_client_t               clients[DB_MAX_CLIENTS];
@@ -71,8 +73,16 @@ static const cw_opt_t  db_opts[] = {
     { "control", CW_OPT_STR, NULL, 0, 0, 0,
       "unix socket path for fault injection commands: down <id|all>, "
       "up <id|all>, status" },
-    { "log_level", CW_OPT_STR, "info", 0, 0, 0,
-      "debug, info, warn or error" },
+};
+
+static const cw_worker_def_t  db_worker = {
+    "devbroker",
+    "Embedded Kafka cluster (librdkafka mock) on loopback ports, for one "
+    "machine and for tests.",
+    db_opts, sizeof(db_opts) / sizeof(db_opts[0]),
+    CW_WORKER_SIGNALS,
+    NULL, 0,
+    NULL
 };
 
 
@@ -404,6 +414,7 @@ db_serve(db_t *db)
 }
 
 
+/* The cluster and its topics. */
 static int
 db_start(db_t *db, const cw_config_t *cfg)
 {
@@ -448,11 +459,55 @@ db_start(db_t *db, const cw_config_t *cfg)
 }
 
 
+/* Up and reachable: the cluster, the control socket and the bootstrap
+ * file, in that order. db_stop undoes what was done, also after a
+ * failure. */
+static int
+db_open(db_t *db, const cw_config_t *cfg)
+{
+    int         i;
+    cw_field_t  f[2];
+
+    memset(db, 0, sizeof(*db));
+    db->control_fd = -1;
+    for (i = 0; i < DB_MAX_CLIENTS; i++) {
+        db->clients[i].fd = -1;
+    }
+
+    db->bootstrap_file = cw_config_str(cfg, "bootstrap_file");
+    db->control_path = cw_config_str(cfg, "control");
+    if (db_start(db, cfg) != 0) {
+        return -1;
+    }
+    if (db->control_path != NULL && db->control_path[0] != '\0') {
+        db->control_fd = db_control_listen(db->control_path);
+        if (db->control_fd < 0) {
+            return -1;
+        }
+    }
+    if (db->bootstrap_file != NULL && db->bootstrap_file[0] != '\0'
+        && db_write_bootstrap(db->bootstrap_file, db->bootstraps) != 0)
+    {
+        cw_log(CW_LOG_ERROR, "writing bootstrap file %s: %s",
+               db->bootstrap_file, strerror(errno));
+        return -1;
+    }
+
+    f[0] = CW_FSTR("bootstrap", db->bootstraps);
+    f[1] = CW_FINT("brokers", db->nbrokers);
+    cw_log_kv(CW_LOG_INFO, f, 2, "cluster up");
+    return 0;
+}
+
+
 static void
 db_stop(db_t *db)
 {
     int  i;
 
+    if (db->bootstrap_file != NULL && db->bootstrap_file[0] != '\0') {
+        unlink(db->bootstrap_file);
+    }
     for (i = 0; i < DB_MAX_CLIENTS; i++) {
         if (db->clients[i].fd >= 0) {
             db_client_close(&db->clients[i]);
@@ -474,88 +529,21 @@ db_stop(db_t *db)
 int
 main(int argc, char **argv)
 {
-    cw_log_level_t   level;
-    cw_config_t     *cfg;
-    const char      *bfile;
-    cw_field_t       f[2];
-    char             err[512];
-    db_t             db;
-    int              rc, i;
+    int          status = 1;
+    db_t         db;
+    cw_worker_t  w;
 
-    memset(&db, 0, sizeof(db));
-    db.control_fd = -1;
-    for (i = 0; i < DB_MAX_CLIENTS; i++) {
-        db.clients[i].fd = -1;
-    }
-    cw_log_init("devbroker", CW_LOG_INFO);
-
-    cfg = cw_config_new("commerce-devbroker",
-                        "Embedded Kafka cluster (librdkafka mock) on loopback "
-                        "ports, for one machine and for tests.");
-    if (cfg == NULL
-        || cw_config_declare(cfg, db_opts, sizeof(db_opts) / sizeof(db_opts[0]))
-           != 0)
-    {
-        cw_log(CW_LOG_ERROR, "out of memory");
-        return 1;
-    }
-    rc = cw_config_load(cfg, argc, argv, NULL, err, sizeof(err));
-    if (rc == 1) {
-        cw_config_help(cfg, stdout);
-        cw_config_free(cfg);
-        return 0;
-    }
-    if (rc != 0) {
-        cw_log(CW_LOG_ERROR, "config: %s", err);
-        cw_config_free(cfg);
-        return 2;
-    }
-    if (cw_log_level_parse(cw_config_str(cfg, "log_level"), &level) != 0) {
-        cw_log(CW_LOG_ERROR, "config: log_level \"%s\" is not one of debug, "
-               "info, warn, error", cw_config_str(cfg, "log_level"));
-        cw_config_free(cfg);
-        return 2;
-    }
-    cw_log_set_level(level);
-    if (cw_signal_install() != 0) {
-        cw_log(CW_LOG_ERROR, "signal setup: %s", strerror(errno));
-        cw_config_free(cfg);
-        return 1;
+    if (cw_worker_start(&w, &db_worker, argc, argv) != 0) {
+        return cw_worker_exit(&w, w.status);
     }
 
-    rc = 1;
-    bfile = cw_config_str(cfg, "bootstrap_file");
-    db.control_path = cw_config_str(cfg, "control");
-    if (db_start(&db, cfg) != 0) {
-        goto done;
-    }
-    if (db.control_path != NULL && db.control_path[0] != '\0') {
-        db.control_fd = db_control_listen(db.control_path);
-        if (db.control_fd < 0) {
-            goto done;
-        }
-    }
-    if (bfile != NULL && bfile[0] != '\0'
-        && db_write_bootstrap(bfile, db.bootstraps) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "writing bootstrap file %s: %s", bfile,
-               strerror(errno));
-        goto done;
+    if (db_open(&db, w.cfg) == 0) {
+        db_serve(&db);
+        cw_log(CW_LOG_INFO, "stopping on signal %d", cw_signal_which());
+        status = 0;
     }
 
-    f[0] = CW_FSTR("bootstrap", db.bootstraps);
-    f[1] = CW_FINT("brokers", db.nbrokers);
-    cw_log_kv(CW_LOG_INFO, f, 2, "cluster up");
-
-    db_serve(&db);
-    cw_log(CW_LOG_INFO, "stopping on signal %d", cw_signal_which());
-    rc = 0;
-
-done:
-    if (bfile != NULL && bfile[0] != '\0') {
-        unlink(bfile);
-    }
     db_stop(&db);
-    cw_config_free(cfg);
-    return rc;
+
+    return cw_worker_exit(&w, status);
 }

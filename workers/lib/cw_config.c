@@ -477,19 +477,29 @@ cw_trim(const char **s, const char **end)
 }
 
 
+/* A pass-through default is recorded at once as the property's value,
+ * with the source "default": any file or flag setting it replaces it
+ * (cw_set_passthru), and --help lists it under its prefix. */
 int
 cw_config_set_default(cw_config_t *c, const char *key, const char *def)
 {
-    cw_entry_t  *e = cw_find(c, key, strlen(key));
+    size_t       len = strlen(key);
+    cw_entry_t  *e = cw_find(c, key, len);
 
-    if (e == NULL || e->opt->type == CW_OPT_PREFIX
-        || strcmp(e->opt->key, key) != 0)
-    {
+    if (e == NULL) {
+        if (cw_find_prefix(c, key, len) == NULL) {
+            return -1;
+        }
+        return cw_set_passthru(c, key, len, def, strlen(def),
+                               CW_SRC_DEFAULT, "default");
+    }
+    if (e->opt->type == CW_OPT_PREFIX || strcmp(e->opt->key, key) != 0) {
         return -1;
     }
     e->def = def;
     return 0;
 }
+
 
 int
 cw_config_load_text(cw_config_t *c, const char *name, const char *text,
@@ -660,7 +670,7 @@ cw_load_flags(cw_config_t *c, int argc, char *const argv[], char *err,
     cw_entry_t  *e;
     size_t       nlen;
     char         origin[320];
-    int          i;
+    int          i, rc;
 
     for (i = 1; i < argc; i++) {
         arg = argv[i];
@@ -689,6 +699,11 @@ cw_load_flags(cw_config_t *c, int argc, char *const argv[], char *err,
         snprintf(origin, sizeof(origin), "flag --%.*s", (int) nlen, name);
 
         e = cw_find(c, name, nlen);
+        if (e == NULL && cw_find_prefix(c, name, nlen) == NULL) {
+            cw_err(err, errlen, "unknown flag --%.*s (see --help)",
+                   (int) nlen, name);
+            return -1;
+        }
         if (eq != NULL) {
             value = eq + 1;
         } else if (e != NULL && e->opt->type == CW_OPT_BOOL) {
@@ -701,20 +716,13 @@ cw_load_flags(cw_config_t *c, int argc, char *const argv[], char *err,
         }
 
         if (e != NULL) {
-            if (cw_set(e, value, strlen(value), CW_SRC_FLAG, origin) != 0) {
-                cw_err(err, errlen, "out of memory");
-                return -1;
-            }
-        } else if (cw_find_prefix(c, name, nlen) != NULL) {
-            if (cw_set_passthru(c, name, nlen, value, strlen(value),
-                                CW_SRC_FLAG, origin) != 0)
-            {
-                cw_err(err, errlen, "out of memory");
-                return -1;
-            }
+            rc = cw_set(e, value, strlen(value), CW_SRC_FLAG, origin);
         } else {
-            cw_err(err, errlen, "unknown flag --%.*s (see --help)",
-                   (int) nlen, name);
+            rc = cw_set_passthru(c, name, nlen, value, strlen(value),
+                                 CW_SRC_FLAG, origin);
+        }
+        if (rc != 0) {
+            cw_err(err, errlen, "out of memory");
             return -1;
         }
     }
@@ -791,6 +799,24 @@ cw_config_load(cw_config_t *c, int argc, char *const argv[],
 }
 
 
+/* The worker's defaults for pass-through properties under prefix. */
+static void
+cw_help_passthru(const cw_config_t *c, const char *prefix, FILE *out)
+{
+    size_t  i, plen = strlen(prefix);
+
+    for (i = 0; i < c->npts; i++) {
+        if (c->pts[i].src == CW_SRC_DEFAULT
+            && strncmp(c->pts[i].key, prefix, plen) == 0)
+        {
+            fprintf(out, "  --%s=VALUE (file or flag only) default \"%s\"\n"
+                    "      passed through; this program's default\n",
+                    c->pts[i].key, c->pts[i].value);
+        }
+    }
+}
+
+
 void
 cw_config_help(const cw_config_t *c, FILE *out)
 {
@@ -832,6 +858,9 @@ cw_config_help(const cw_config_t *c, FILE *out)
             fputc('\n', out);
         }
         fprintf(out, "      %s\n", o->help ? o->help : "");
+        if (o->type == CW_OPT_PREFIX) {
+            cw_help_passthru(c, o->key, out);
+        }
     }
 }
 

@@ -72,9 +72,11 @@ void cw_config_free(cw_config_t *c);
 int cw_config_declare(cw_config_t *c, const cw_opt_t *opts, size_t n);
 
 /* A worker's own default for a declared option (a library's table has
- * another): used when nothing else sets it, and shown by --help. Call it
- * before cw_config_load; def must outlive the config. Returns -1 if key
- * is not a declared option. */
+ * another), or for a pass-through key under a declared prefix (a
+ * librdkafka property such as "kafka.fetch.wait.max.ms"): used when
+ * nothing else sets it, and shown by --help. Call it before
+ * cw_config_load; def must outlive the config. Returns -1 if key is
+ * neither (or on allocation failure). */
 int cw_config_set_default(cw_config_t *c, const char *key, const char *def);
 
 /* Reads file, environment (envp; NULL means environ) and argv (argv[0]

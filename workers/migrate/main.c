@@ -3,7 +3,7 @@
  * database, in order, each in its own transaction, and records them in
  * schema_migrations with a checksum.
  *
- *   commerce-migrate --pg-conninfo "host=127.0.0.1 port=5432 ..." \
+ *   commerce-migrate --pg.conninfo "host=127.0.0.1 port=5432 ..." \
  *       [--sql-dir sql] [--status]
  *
  * Running it again is a no-op. Migrations are written idempotently
@@ -24,6 +24,7 @@
 #include "cw_config.h"
 #include "cw_log.h"
 #include "cw_pg.h"
+#include "cw_worker.h"
 
 #define MIG_MAX_FILES   256
 #define MIG_LOCK_KEY    "7262531001"
@@ -39,8 +40,17 @@ static const cw_opt_t  mig_opts[] = {
       "directory holding NNN_name.sql migrations" },
     { "status", CW_OPT_BOOL, "false", 0, 0, 0,
       "list migrations and whether they are applied; change nothing" },
-    { "log_level", CW_OPT_STR, "info", 0, 0, 0,
-      "debug, info, warn or error" },
+};
+
+/* A one-shot tool: SIGTERM ends it, and PostgreSQL rolls back the
+ * migration in progress. */
+static const cw_worker_def_t  mig_worker = {
+    "migrate",
+    "apply the SQL migrations of sql/ to PostgreSQL",
+    mig_opts, sizeof(mig_opts) / sizeof(mig_opts[0]),
+    CW_WORKER_PG,
+    NULL, 0,
+    NULL
 };
 
 
@@ -326,70 +336,57 @@ mig_run(PGconn *conn, const char *dir, int status_only)
 }
 
 
-int
-main(int argc, char **argv)
+/* A connection, up; NULL (logged) if it cannot be had. */
+static cw_pg_t *
+mig_connect(const cw_config_t *cfg)
 {
-    int              rc;
-    char             err[512];
-    PGconn          *conn;
-    cw_pg_t         *pg;
-    cw_config_t     *cfg;
-    cw_log_level_t   level = CW_LOG_INFO;
-
-    cw_log_init("migrate", CW_LOG_INFO);
-
-    cfg = cw_config_new("commerce-migrate",
-                        "apply the SQL migrations of sql/ to PostgreSQL");
-    if (cfg == NULL
-        || cw_config_declare(cfg, mig_opts,
-                             sizeof(mig_opts) / sizeof(mig_opts[0])) != 0
-        || cw_pg_declare(cfg) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "out of memory");
-        return 1;
-    }
-
-    rc = cw_config_load(cfg, argc, argv, NULL, err, sizeof(err));
-    if (rc == 1) {
-        cw_config_help(cfg, stdout);
-        cw_config_free(cfg);
-        return 0;
-    }
-
-    if (rc != 0) {
-        cw_log(CW_LOG_ERROR, "config: %s", err);
-        cw_config_free(cfg);
-        return 2;
-    }
-
-    if (cw_log_level_parse(cw_config_str(cfg, "log_level"), &level) != 0) {
-        cw_log(CW_LOG_ERROR, "config: bad log_level");
-        cw_config_free(cfg);
-        return 2;
-    }
-
-    cw_log_set_level(level);
+    char      err[512];
+    cw_pg_t  *pg;
 
     pg = cw_pg_new_from_config(cfg, "commerce-migrate");
     if (pg == NULL || cw_pg_ensure(pg, err, sizeof(err)) != 0) {
         cw_log(CW_LOG_ERROR, "cannot connect to PostgreSQL: %s",
                pg ? err : "out of memory");
         cw_pg_free(pg);
-        cw_config_free(cfg);
-        return 1;
+        return NULL;
     }
 
-    conn = cw_pg_conn(pg);
+    return pg;
+}
 
-    rc = mig_exec(conn, "SET client_min_messages = warning", "setup") != 0
-         || mig_exec(conn, "SELECT pg_advisory_lock(" MIG_LOCK_KEY ")",
-                     "lock") != 0
-         || mig_exec(conn, mig_table_sql, "schema_migrations") != 0
-         || mig_run(conn, cw_config_str(cfg, "sql_dir"),
-                    cw_config_bool(cfg, "status")) != 0;
 
+/* Under the advisory lock, with the bookkeeping table: runs (or, with
+ * --status, lists) the migrations. */
+static int
+mig_migrate(PGconn *conn, const cw_config_t *cfg)
+{
+    if (mig_exec(conn, "SET client_min_messages = warning", "setup") != 0
+        || mig_exec(conn, "SELECT pg_advisory_lock(" MIG_LOCK_KEY ")",
+                    "lock") != 0
+        || mig_exec(conn, mig_table_sql, "schema_migrations") != 0)
+    {
+        return -1;
+    }
+
+    return mig_run(conn, cw_config_str(cfg, "sql_dir"),
+                   cw_config_bool(cfg, "status"));
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int          status;
+    cw_pg_t     *pg;
+    cw_worker_t  w;
+
+    if (cw_worker_start(&w, &mig_worker, argc, argv) != 0) {
+        return cw_worker_exit(&w, w.status);
+    }
+
+    pg = mig_connect(w.cfg);
+    status = pg != NULL && mig_migrate(cw_pg_conn(pg), w.cfg) == 0 ? 0 : 1;
     cw_pg_free(pg);
-    cw_config_free(cfg);
 
-    return rc ? 1 : 0;
+    return cw_worker_exit(&w, status);
 }

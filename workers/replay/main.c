@@ -26,6 +26,7 @@
 #include "cw_kafka.h"
 #include "cw_log.h"
 #include "cw_pg.h"
+#include "cw_worker.h"
 
 static const cw_opt_t  rp_opts[] = {
     { "dlq_id", CW_OPT_INT, "0", 0, 0, 0,
@@ -40,8 +41,42 @@ static const cw_opt_t  rp_opts[] = {
       "... and before this time (RFC 3339)" },
     { "topic", CW_OPT_STR, "commerce.inbound", 0, 0, 0,
       "topic to publish to" },
-    { "log_level", CW_OPT_STR, "info", 0, 0, 0,
-      "debug, info, warn or error" },
+};
+
+
+/* Exactly one source of messages. */
+static int
+rp_check(const cw_config_t *cfg, char *err, size_t errlen)
+{
+    int  modes;
+
+    modes = (cw_config_int(cfg, "dlq_id") > 0)
+            + (cw_config_str(cfg, "dlq_reason")[0] != '\0')
+            + cw_config_bool(cfg, "dlq_all")
+            + (cw_config_str(cfg, "archive_from")[0] != '\0');
+
+    if (modes != 1
+        || (cw_config_str(cfg, "archive_from")[0] != '\0')
+           != (cw_config_str(cfg, "archive_to")[0] != '\0'))
+    {
+        snprintf(err, errlen, "give exactly one of --dlq-id, --dlq-reason, "
+                 "--dlq-all, --archive-from with --archive-to");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* A one-shot tool: SIGTERM ends it; dead letters are marked replayed
+ * only once the broker acknowledged them. */
+static const cw_worker_def_t  rp_worker = {
+    "replay",
+    "republish dead letters or archived messages to commerce.inbound",
+    rp_opts, sizeof(rp_opts) / sizeof(rp_opts[0]),
+    CW_WORKER_PG | CW_WORKER_KAFKA,
+    NULL, 0,
+    rp_check
 };
 
 
@@ -261,72 +296,32 @@ rp_archive(cw_pg_t *pg, cw_kafka_producer_t *prod, const cw_config_t *cfg)
 int
 main(int argc, char **argv)
 {
-    int                    rc, status = 1, modes;
+    int                    status = 1;
     char                   err[512];
-    cw_pg_t               *pg = NULL;
-    cw_config_t           *cfg;
-    cw_log_level_t         level = CW_LOG_INFO;
+    cw_pg_t               *pg;
+    cw_worker_t            w;
     cw_kafka_producer_t   *prod = NULL;
 
-    cw_log_init("replay", CW_LOG_INFO);
-
-    cfg = cw_config_new("commerce-replay",
-                        "republish dead letters or archived messages to "
-                        "commerce.inbound");
-    if (cfg == NULL
-        || cw_config_declare(cfg, rp_opts,
-                             sizeof(rp_opts) / sizeof(rp_opts[0])) != 0
-        || cw_pg_declare(cfg) != 0 || cw_kafka_declare(cfg) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "setting up configuration failed");
-        return 1;
+    if (cw_worker_start(&w, &rp_worker, argc, argv) != 0) {
+        return cw_worker_exit(&w, w.status);
     }
 
-    rc = cw_config_load(cfg, argc, argv, NULL, err, sizeof(err));
-    if (rc == 1) {
-        cw_config_help(cfg, stdout);
-        return 0;
-    }
-
-    if (rc != 0
-        || cw_log_level_parse(cw_config_str(cfg, "log_level"), &level) != 0)
-    {
-        cw_log(CW_LOG_ERROR, "config: %s", rc ? err : "bad log_level");
-        return 2;
-    }
-
-    cw_log_set_level(level);
-
-    modes = (cw_config_int(cfg, "dlq_id") > 0)
-            + (cw_config_str(cfg, "dlq_reason")[0] != '\0')
-            + cw_config_bool(cfg, "dlq_all")
-            + (cw_config_str(cfg, "archive_from")[0] != '\0');
-
-    if (modes != 1
-        || (cw_config_str(cfg, "archive_from")[0] != '\0')
-           != (cw_config_str(cfg, "archive_to")[0] != '\0'))
-    {
-        cw_log(CW_LOG_ERROR, "config: give exactly one of --dlq-id, "
-               "--dlq-reason, --dlq-all, --archive-from with --archive-to");
-        return 2;
-    }
-
-    pg = cw_pg_new_from_config(cfg, "commerce-replay");
+    pg = cw_pg_new_from_config(w.cfg, "commerce-replay");
     if (pg == NULL || cw_pg_ensure(pg, err, sizeof(err)) != 0) {
         cw_log(CW_LOG_ERROR, "postgres: %s", pg ? err : "out of memory");
         goto done;
     }
 
-    prod = cw_kafka_producer_new(cfg, err, sizeof(err));
+    prod = cw_kafka_producer_new(w.cfg, err, sizeof(err));
     if (prod == NULL) {
         cw_log(CW_LOG_ERROR, "kafka producer: %s", err);
         goto done;
     }
 
-    if (cw_config_str(cfg, "archive_from")[0] != '\0') {
-        status = rp_archive(pg, prod, cfg) == 0 ? 0 : 1;
+    if (cw_config_str(w.cfg, "archive_from")[0] != '\0') {
+        status = rp_archive(pg, prod, w.cfg) == 0 ? 0 : 1;
     } else {
-        status = rp_dlq(pg, prod, cfg) == 0 ? 0 : 1;
+        status = rp_dlq(pg, prod, w.cfg) == 0 ? 0 : 1;
     }
 
 done:
@@ -336,7 +331,6 @@ done:
     }
 
     cw_pg_free(pg);
-    cw_config_free(cfg);
 
-    return status;
+    return cw_worker_exit(&w, status);
 }
