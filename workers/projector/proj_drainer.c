@@ -32,8 +32,8 @@ struct proj_drainer_s {
     int                    kick;
     int                    stop;
     int                    final;      /* drain once more before leaving */
-    proj_handed_t           *head;       /* handed over, not yet written */
-    proj_handed_t          **tail;
+    proj_handed_t         *head;       /* handed over, not yet written */
+    proj_handed_t        **tail;
 };
 
 
@@ -80,12 +80,12 @@ static int
 proj_write_keys(proj_drainer_t *d, proj_handed_t *q, cw_backoff_t *bo,
     int64_t *next_try)
 {
-    int           rc = 0;
-    int           n, rows = 0;
-    long long     values = 0;
-    int64_t       t0 = cw_now_ms(), t1;
-    char          err[512];
-    cw_buf_t      ids;
+    int             rc = 0;
+    int             n, rows = 0;
+    long long       values = 0;
+    int64_t         t0 = cw_now_ms(), t1;
+    char            err[512];
+    cw_buf_t        ids;
     proj_handed_t  *k;
 
     cw_buf_init(&ids);
@@ -174,7 +174,7 @@ proj_drainer_run(void *arg)
     int                stop, final, more = 1, timed_out, handed, left = 0;
     int64_t            next_try = 0;
     cw_backoff_t       bo;
-    proj_handed_t       *q;
+    proj_handed_t     *q;
     proj_drainer_t    *d = arg;
 
     cw_backoff_init(&bo, 100, 5000, 0.5, 0, 0);
