@@ -15,7 +15,8 @@
  * is waiting) -> hand the read-model values it changed to the read-model
  * thread, which writes them to Redis, and kick the publisher, which
  * publishes the outbox's events and dead letters to Kafka (threads of
- * proj_drainer.c on outboxes of proj_outbox.c). Each thread has its own
+ * proj_drainer.c on outboxes of proj_outbox.c, drained into
+ * proj_readmodel.c and proj_publisher.c). Each thread has its own
  * PostgreSQL connection, so consumption waits for neither Redis nor
  * Kafka's acknowledgements.
  * Offsets live in PostgreSQL and are handed to Kafka on every partition
