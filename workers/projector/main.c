@@ -279,8 +279,6 @@ proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
 }
 
 
-
-
 /* A PostgreSQL connection that gives up its retries on SIGTERM. */
 static cw_pg_t *
 proj_pg(const cw_config_t *cfg, const char *app_name)
@@ -315,7 +313,7 @@ proj_connect(proj_app_t *app, const cw_config_t *cfg)
 
 /* --rebuild: every read-model value from PostgreSQL to Redis. */
 static int
-proj_rebuild(proj_app_t *app, const cw_config_t *cfg)
+proj_rebuild(proj_app_t *app)
 {
     app->readmodel = proj_readmodel_new(app->pg, app->redis, &app->om);
 
@@ -514,7 +512,7 @@ main(int argc, char **argv)
     if (proj_connect(&app, w.cfg) != 0) {
         status = 1;
     } else if (cw_config_bool(w.cfg, "rebuild")) {
-        status = proj_rebuild(&app, w.cfg);
+        status = proj_rebuild(&app);
     } else if (proj_open(&app, w.cfg) != 0) {
         status = 1;
     } else {
