@@ -4,6 +4,7 @@
 #   make test        install missing packages, build, run every test
 #   make test-asan   the same suite with AddressSanitizer/UBSan
 #   make bench       wrk benchmarks against the module and its peers
+#   make deb         Debian packages of the build in build/deb/
 #   make down        stop the stack
 
 SHELL := /bin/bash
@@ -70,10 +71,10 @@ DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
     libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
     libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
-    procps curl openssl dpkg-dev
+    procps curl openssl dpkg-dev binutils help2man lintian systemd
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
-        test-unit test-t bench clean
+        test-unit test-t bench deb clean
 
 all: build
 
@@ -178,6 +179,13 @@ bench: deps
 	COMMERCE_BUILD=$(BUILD) scripts/bench/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/webhook/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/projector/run.sh
+
+# libnginx-mod-http-commerce and commerce-workers in build/deb/
+# (scripts/deb.sh, files in packaging/debian/), checked by lintian
+deb: deps
+	$(MAKE) module workers
+	COMMERCE_BUILD=$(BUILD) scripts/deb.sh
+	lintian -I --fail-on error $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf build
