@@ -4,6 +4,7 @@
 #   make test        install missing packages, build, run every test
 #   make test-asan   the same suite with AddressSanitizer/UBSan
 #   make bench       wrk benchmarks against the module and its peers
+#   make deb         Debian packages of the build in build/deb/
 #   make workers-doc regenerate docs/workers.md from the workers' --help
 #   make down        stop the stack
 
@@ -26,11 +27,32 @@ MODULE := $(BUILD)/ngx_http_commerce_module.so
 MODULE_SRCS := $(wildcard ngx_commerce_module/*.c ngx_commerce_module/*.h \
                  common/*.c common/*.h)
 
+# Debian's hardening flags, as Debian builds nginx and its modules
+# (dpkg-buildflags, hardening=+all): the tests run what `make deb` packages.
+# Not in a sanitizer build, where _FORTIFY_SOURCE would hide bugs from ASan.
+ifneq ($(SAN),1)
+DEB_BUILDFLAGS = $(shell DEB_BUILD_MAINT_OPTIONS=hardening=+all \
+                   dpkg-buildflags --get $(1) 2>/dev/null)
+HARDEN_CFLAGS := $(filter-out -g -O2 -ffile-prefix-map=%, \
+                   $(call DEB_BUILDFLAGS,CFLAGS) \
+                   $(call DEB_BUILDFLAGS,CPPFLAGS))
+HARDEN_LDFLAGS := $(call DEB_BUILDFLAGS,LDFLAGS)
+endif
+
 CC := gcc
 CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
-          -D_GNU_SOURCE $(SAN_FLAGS)
-LDFLAGS := $(SAN_FLAGS)
-NGX_CC_OPT := -O2 -g -Wextra -Wno-unused-parameter -Werror $(SAN_FLAGS)
+          -D_GNU_SOURCE $(HARDEN_CFLAGS) $(SAN_FLAGS)
+LDFLAGS := $(HARDEN_LDFLAGS) $(SAN_FLAGS)
+NGX_CC_OPT := -O2 -g -Wextra -Wno-unused-parameter -Werror $(HARDEN_CFLAGS) \
+              $(SAN_FLAGS)
+NGX_LD_OPT := $(HARDEN_LDFLAGS) $(SAN_FLAGS)
+
+# What was built with other flags is built again: $(FLAGS_FILE) holds them.
+FLAGS_FILE := $(BUILD)/flags
+FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS) nginx: $(NGX_CC_OPT) $(NGX_LD_OPT)
+ifneq ($(file <$(FLAGS_FILE)),$(FLAGS_NOW))
+$(shell mkdir -p $(BUILD) && printf '%s' '$(FLAGS_NOW)' >$(FLAGS_FILE))
+endif
 
 # Workers: every workers/<name>/ except lib becomes build/bin/commerce-<name>.
 WORKER_DIRS := $(filter-out lib,$(notdir $(patsubst %/,%,$(dir \
@@ -50,10 +72,10 @@ DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
     libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
     libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
-    procps curl openssl
+    procps curl openssl dpkg-dev binutils help2man lintian systemd
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
-        test-unit test-t bench clean workers-doc
+        test-unit test-t bench deb clean workers-doc
 
 all: build
 
@@ -84,12 +106,12 @@ deps:
 
 # nginx's configure needs a writable copy of Debian's nginx-dev tree; it is
 # configured once with the distro binary's own flags (--with-compat).
-$(NGX_BUILD)/objs/Makefile: config
+$(NGX_BUILD)/objs/Makefile: config $(FLAGS_FILE)
 	rm -rf $(NGX_BUILD) && mkdir -p $(BUILD) && \
 	    cp -r $(NGX_SRC_DIST) $(NGX_BUILD)
 	cd $(NGX_BUILD) && source ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" \
-	        --with-cc-opt="$(NGX_CC_OPT)" --with-ld-opt="$(SAN_FLAGS)" \
+	        --with-cc-opt="$(NGX_CC_OPT)" --with-ld-opt="$(NGX_LD_OPT)" \
 	        --add-dynamic-module=$(ROOT) > configure.log 2>&1 \
 	    || { tail -20 configure.log; exit 1; }
 
@@ -100,13 +122,13 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 # library objects are kept between builds (not make intermediates)
 .SECONDARY: $(WLIB_OBJS)
 
-$(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS)
+$(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Iworkers/lib -c $< -o $@
 
 .SECONDEXPANSION:
 $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
-                         $(WLIB_OBJS)
+                         $(WLIB_OBJS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Iworkers/lib -Iworkers/$* \
 	    $(wildcard workers/$*/*.c) $(WLIB_OBJS) -o $@ $(LDFLAGS) \
@@ -114,7 +136,7 @@ $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
                       2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS) \
-                      $(wildcard t/unit/*.h)
+                      $(wildcard t/unit/*.h) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib $< \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \
@@ -164,6 +186,13 @@ bench: deps
 	COMMERCE_BUILD=$(BUILD) scripts/bench/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/webhook/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/projector/run.sh
+
+# libnginx-mod-http-commerce and commerce-workers in build/deb/
+# (scripts/deb.sh, files in packaging/debian/), checked by lintian
+deb: deps
+	$(MAKE) module workers
+	COMMERCE_BUILD=$(BUILD) scripts/deb.sh
+	lintian -I --fail-on error $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf build

@@ -396,18 +396,18 @@ sub _nginx_env {
 }
 
 
-# Runs nginx with the arguments; returns (exit code, stdout+stderr).
-sub _run_nginx {
-    my ($self, @args) = @_;
+# Runs a command (a list, no shell) with the environment variables of the
+# hash added; returns (exit code, stdout+stderr).
+sub run {
+    my ($self, $env, @cmd) = @_;
 
-    my %env = _nginx_env();
-    local @ENV{keys %env} = values %env;
+    local @ENV{keys %$env} = values %$env;
 
     my $pid = open(my $fh, '-|') // die "fork: $!";
 
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
-        exec $NGINX, @args or POSIX::_exit(127);
+        exec @cmd or POSIX::_exit(127);
     }
 
     local $/;
@@ -415,6 +415,14 @@ sub _run_nginx {
     close $fh;
 
     return ($? >> 8, $out);
+}
+
+
+# Runs nginx with the arguments; returns (exit code, stdout+stderr).
+sub _run_nginx {
+    my ($self, @args) = @_;
+
+    return $self->run({ _nginx_env() }, $NGINX, @args);
 }
 
 
