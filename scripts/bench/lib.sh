@@ -592,6 +592,19 @@ bench_keep_best() {
 }
 
 
+# bench_rounds VARIANT WORKER MEASURE: BENCH_ROUNDS measured runs, each
+# by the script's MEASURE VARIANT WORKER (bench_measure, bench_keep_best),
+# then the variant's best figures logged.
+bench_rounds() {
+    local v=$1 round
+    for round in $(seq "$ROUNDS"); do
+        log "$v: measuring ${DURATION}s (round $round/$ROUNDS)"
+        "$3" "$v" "$2"
+    done
+    log "$v: ${R[$v.rps]} req/s, p50 ${R[$v.p50]} ms, p99 ${R[$v.p99]} ms"
+}
+
+
 # bench_warn_contention VARIANT: the summary's warning when, with nginx
 # and the load pinned to different cores, other processes took more than
 # 10% of either during the variant's best run.

@@ -197,7 +197,7 @@ measure() {
 }
 
 bench_variant() {
-    local v=$1 dir=$OUT/$1 w round
+    local v=$1 dir=$OUT/$1 w
     rm -rf "$dir"
     write_conf "$v"
     bench_nginx_start "$dir" "$NGINX_CPU"
@@ -207,11 +207,7 @@ bench_variant() {
     log "$v: worker $w, warm-up ${WARMUP}s"
     run_wrk "$WARMUP" "$dir/wrk-warmup.txt" > /dev/null
 
-    for round in $(seq "$ROUNDS"); do
-        log "$v: measuring ${DURATION}s (round $round/$ROUNDS)"
-        measure "$v" "$w"
-    done
-    log "$v: ${R[$v.rps]} req/s, p50 ${R[$v.p50]} ms, p99 ${R[$v.p99]} ms"
+    bench_rounds "$v" "$w" measure
 
     [ "$PERF" = 1 ] && profile "$v" "$w"
     if [ "$v" = module ] && [ "$RSS_REQUESTS" -gt 0 ]; then

@@ -315,7 +315,7 @@ kafka_check() {
 }
 
 bench_variant() {
-    local v=$1 dir=$OUT/$1 w round
+    local v=$1 dir=$OUT/$1 w
     rm -rf "$dir"
     mkdir -p "$dir"
     redis-cli -p "$REDIS_PORT" flushall > /dev/null
@@ -331,11 +331,7 @@ bench_variant() {
     log "$v: worker $w, warm-up ${WARMUP}s"
     account "$v" "$(run_wrk "$v" "$WARMUP" "$dir/wrk-warmup.txt")"
 
-    for round in $(seq "$ROUNDS"); do
-        log "$v: measuring ${DURATION}s (round $round/$ROUNDS)"
-        measure "$v" "$w"
-    done
-    log "$v: ${R[$v.rps]} req/s, p50 ${R[$v.p50]} ms, p99 ${R[$v.p99]} ms"
+    bench_rounds "$v" "$w" measure
     [ "$(bench_nginx_worker)" = "$w" ] \
         || die "$v: worker was replaced (crash?)"
     # Graceful stop (QUIT): requests still in flight finish, and with
