@@ -4,6 +4,7 @@
 #   make test        install missing packages, build, run every test
 #   make test-asan   the same suite with AddressSanitizer/UBSan
 #   make bench       wrk benchmarks against the module and its peers
+#   make bench-ab OLD=<rev>   the projector bench of OLD and HEAD, A/B
 #   make down        stop the stack
 
 SHELL := /bin/bash
@@ -52,7 +53,7 @@ DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     procps curl openssl
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
-        test-unit test-t bench clean
+        test-unit test-t bench bench-ab clean
 
 all: build
 
@@ -157,6 +158,14 @@ bench: deps
 	COMMERCE_BUILD=$(BUILD) scripts/bench/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/webhook/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/projector/run.sh
+
+# the projector bench of two revisions, alternately in one run (each built
+# in its own worktree): make bench-ab OLD=<rev> [NEW=<rev>, default HEAD;
+# "." = this tree] [RUNS=3]; table in build/bench/ab.txt
+bench-ab: deps
+	@[ -n "$(OLD)" ] || { echo 'usage: make bench-ab OLD=<rev>' \
+	    '[NEW=<rev>|.] [RUNS=3]' >&2; exit 2; }
+	scripts/bench/ab.sh $(OLD) $(or $(NEW),HEAD) $(or $(RUNS),3)
 
 clean:
 	rm -rf build
