@@ -102,12 +102,14 @@ run_one() {
     log "run $i/$RUNS: $side ${RATE[$k]} msg/s, p99 ${P99[$k]} ms"
 }
 
-median() {              # median NUMBER... ("-" when there are none)
-    printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk '
+median() {              # median FORMAT NUMBER... ("-" when there are none)
+    local fmt=$1
+    shift
+    printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk -v f="$fmt" '
         { v[NR] = $1 }
         END { if (!NR) { print "-"; exit }
               m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-              printf "%.6g\n", m }'
+              printf f "\n", m }'
 }
 
 pair_ratios() {         # pair_ratios ARRAY: new/old of each run
@@ -124,8 +126,10 @@ pair_ratios() {         # pair_ratios ARRAY: new/old of each run
 
 describe() {            # describe REV -> "<sha> <subject>"
     if [ "$1" = . ]; then
-        printf '%s + uncommitted changes (this tree)' \
-            "$(git -C "$ROOT" log -1 --format='%h %s')"
+        printf '%s, the working tree%s' \
+            "$(git -C "$ROOT" log -1 --format='%h %s')" \
+            "$([ -z "$(git -C "$ROOT" status --porcelain)" ] \
+               || echo ' with its uncommitted changes')"
     else
         git -C "$ROOT" log -1 --format='%h %s' "$1"
     fi
@@ -158,16 +162,17 @@ summary() {
         p_old+=("${P99[$i-old]}"); p_new+=("${P99[$i-new]}")
     done
     printf '%-4s %-4s %-12s %10s %8s\n' median old "$OLD_REV" \
-        "$(median "${r_old[@]}")" "$(median "${p_old[@]}")"
+        "$(median %.0f "${r_old[@]}")" "$(median %.2f "${p_old[@]}")"
     printf '%-4s %-4s %-12s %10s %8s\n' median new "$NEW_REV" \
-        "$(median "${r_new[@]}")" "$(median "${p_new[@]}")"
+        "$(median %.0f "${r_new[@]}")" "$(median %.2f "${p_new[@]}")"
     ratios_r=$(pair_ratios RATE | tr '\n' ' ')
     ratios_p=$(pair_ratios P99 | tr '\n' ' ')
     # shellcheck disable=SC2086
     printf '\nnew/old, median of the %s pairs: msg/s %sx (pairs: %s)' \
-        "$RUNS" "$(median $ratios_r)" "${ratios_r% }"
+        "$RUNS" "$(median %.2f $ratios_r)" "${ratios_r% }"
     # shellcheck disable=SC2086
-    printf ', p99 %sx (pairs: %s)\n' "$(median $ratios_p)" "${ratios_p% }"
+    printf ', p99 %sx (pairs: %s)\n' "$(median %.2f $ratios_p)" \
+        "${ratios_p% }"
     printf '(msg/s: first batch -> last offset committed, higher is better;'
     printf ' p99: propagation at the latency rate, lower is better)\n'
 }

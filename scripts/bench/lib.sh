@@ -126,7 +126,8 @@ bench_on_exit() {
 
 _bench_cleanup() {
     local rc=$? i
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap "" INT TERM      # a second signal must not cut the cleanup short
     for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
         _bench_kill "${BENCH_PIDS[i]}" TERM 10
     done
