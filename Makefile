@@ -4,6 +4,7 @@
 #   make test        install missing packages, build, run every test
 #   make test-asan   the same suite with AddressSanitizer/UBSan
 #   make bench       wrk benchmarks against the module and its peers
+#   make bench-ab OLD=<rev>   the projector bench of OLD and HEAD, A/B
 #   make deb         Debian packages of the build in build/deb/
 #   make workers-doc regenerate docs/workers.md from the workers' --help
 #   make down        stop the stack
@@ -75,7 +76,7 @@ DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     procps curl openssl dpkg-dev binutils help2man lintian systemd
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
-        test-unit test-t bench deb clean workers-doc
+        test-unit test-t bench bench-ab deb clean workers-doc
 
 all: build
 
@@ -193,6 +194,14 @@ deb: deps
 	$(MAKE) module workers
 	COMMERCE_BUILD=$(BUILD) scripts/deb.sh
 	lintian -I --fail-on error $(BUILD)/deb/*.deb
+
+# the projector bench of two revisions, alternately in one run (each built
+# in its own worktree): make bench-ab OLD=<rev> [NEW=<rev>, default HEAD;
+# "." = this tree] [RUNS=3]; table in build/bench/ab.txt
+bench-ab: deps
+	@[ -n "$(OLD)" ] || { echo 'usage: make bench-ab OLD=<rev>' \
+	    '[NEW=<rev>|.] [RUNS=3]' >&2; exit 2; }
+	scripts/bench/ab.sh $(OLD) $(or $(NEW),HEAD) $(or $(RUNS),3)
 
 clean:
 	rm -rf build

@@ -1,10 +1,12 @@
--- wrk script: GET /v1/catalog/<random item id> and a machine-readable
--- summary line for scripts/bench/run.sh.
+-- wrk script: GET /v1/catalog/<random item id> and the BENCH summary line
+-- (wrk_summary.lua) for scripts/bench/run.sh.
 --
 -- Environment: BENCH_ITEMS (number of ids, default 10000), BENCH_ID_WIDTH
 -- (digits of the id, default 5: item-00001), BENCH_SEED.
 -- The requests are formatted once in init() so that wrk spends its time on
 -- the sockets, not on string building.
+
+local bench = require "wrk_summary"
 
 local items = tonumber(os.getenv("BENCH_ITEMS")) or 10000
 local width = tonumber(os.getenv("BENCH_ID_WIDTH")) or 5
@@ -25,13 +27,5 @@ function request()
 end
 
 function done(summary, latency, requests)
-    local e = summary.errors
-    io.write(string.format(
-        "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d"
-        .. " max_us=%d err_connect=%d err_read=%d err_write=%d"
-        .. " err_status=%d err_timeout=%d\n",
-        summary.requests, summary.duration,
-        latency:percentile(50), latency:percentile(90),
-        latency:percentile(99), latency.max,
-        e.connect, e.read, e.write, e.status, e.timeout))
+    bench.line(summary, latency)
 end

@@ -23,7 +23,8 @@
 #               Kafka directly and are timed from the broker's ack.
 # Everything runs on private servers (PostgreSQL via scripts/pg.sh, redis,
 # commerce-devbroker, nginx) on free loopback ports, in
-# build/bench/projector/; the summary goes to build/bench/projector.txt.
+# build/bench/projector/; the summary goes to build/bench/projector.txt
+# (BENCH_OUT instead of build/bench/).
 # Every process started here is stopped on exit, also on failure.
 #
 # Environment:
@@ -52,17 +53,17 @@
 #                                waits (pg/server.log)
 #   COMMERCE_BUILD               build dir holding bin/ and the module
 #                                (default build/)
+#   COMMERCE_SRC                 source tree of that build: its sql/ is
+#                                migrated (default this checkout)
+#   BENCH_OUT                    instead of build/bench/ (scripts/bench/ab.sh)
+# The plumbing (ports, servers, nginx.conf) is scripts/bench/lib.sh's; the
+# A/B of two revisions is scripts/bench/ab.sh.
 set -euo pipefail
-export LC_ALL=C
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../../.." && pwd)
-BUILD=${COMMERCE_BUILD:-$ROOT/build}
-BIN=$BUILD/bin
-MODULE=$BUILD/ngx_http_commerce_module.so
-OUT=$ROOT/build/bench/projector
-RESULT=$ROOT/build/bench/projector.txt
-NGINX=/usr/sbin/nginx
+. "$HERE/../lib.sh"
+bench_init projector
+RESULT=$BENCH_OUT/projector.txt
 
 MESSAGES=${BENCH_PROJ_MESSAGES:-1000000}
 RSS_AT=${BENCH_PROJ_RSS_AT:-100000}
@@ -80,91 +81,23 @@ PG_SLOW=${BENCH_PROJ_PG_SLOW:-0}
 PGSTAT=${BENCH_PROJ_PGSTAT:-0}
 GROUP=commerce-projector
 TOPIC=commerce.inbound
-
-PG_DIR=$OUT/pg
-PG_UP=0
-REDIS_PID= BROKER_PID= PROJ_PID= NGINX_PID= PERF_PID=
-REDIS_PORT= PG_PORT= NGINX_PORT=
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-
-stop_pid() {    # stop_pid PID: TERM, wait, KILL if it lingers
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-# Stop, by pid, whatever this script started; runs on every exit path.
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pid "$PERF_PID"
-    stop_pid "$NGINX_PID"
-    stop_pid "$PROJ_PID"
-    stop_pid "$BROKER_PID"
-    stop_pid "$REDIS_PID"
-    if [ "$PG_UP" = 1 ]; then
-        "$ROOT/scripts/pg.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A loopback TCP port nobody listens on.
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        # below the kernel's ephemeral range (32768 up): no outgoing
-        # connection made meanwhile can hold it
-        p=$(( 10000 + RANDOM % 22000 ))
-        if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] \
-           && [ "$p" != "${REDIS_PORT:-}" ] && [ "$p" != "${PG_PORT:-}" ]
-        then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
-
-rss_kb() {
-    awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"
-}
-
-field() {       # field NAME FILE: value of a key=value line
-    awk -F= -v k="$1" '$1 == k { print $2 }' "$2"
-}
+PERF_PID=
 
 build_tool() {
-    mkdir -p "$OUT"
     gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
         -o "$OUT/projbench" \
         "$HERE/projbench.c" -lrdkafka -lpq \
         || die "building projbench failed"
 }
 
+# The private PostgreSQL with the build's schema; BENCH_PROJ_PGSTAT and
+# BENCH_PROJ_PG_SLOW switch on their statistics and logs.
 start_pg() {
-    local out
-    PG_PORT=$(free_port)
-    "$ROOT/scripts/pg.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
-    rm -rf "$PG_DIR"
-    out=$("$ROOT/scripts/pg.sh" start "$PG_DIR" "$PG_PORT") \
-        || die "pg.sh start failed"
-    PG_UP=1
-    CONNINFO=$(tail -1 <<< "$out")
+    bench_start_pg "$OUT/pg"
     if [ "$PGSTAT" = 1 ]; then
         echo "shared_preload_libraries = 'pg_stat_statements'" \
             >> "$PG_DIR/postgresql.conf"
-        "$ROOT/scripts/pg.sh" stop "$PG_DIR" >/dev/null
-        "$ROOT/scripts/pg.sh" start "$PG_DIR" "$PG_PORT" >/dev/null
+        bench_restart_pg
         psql "$CONNINFO" -qc "CREATE EXTENSION pg_stat_statements" \
             || die "pg_stat_statements"
     fi
@@ -176,96 +109,45 @@ start_pg() {
             -c "ALTER SYSTEM SET log_parameter_max_length = 0" \
             -c "SELECT pg_reload_conf()" >/dev/null || die "pg logging"
     fi
-    "$BIN/commerce-migrate" --pg.conninfo "$CONNINFO" --sql-dir "$ROOT/sql" \
-        > "$OUT/migrate.log" 2>&1 || { cat "$OUT/migrate.log"; die migrate; }
-}
-
-start_redis() {
-    REDIS_PORT=$(free_port)
-    mkdir -p "$OUT/redis"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
-        --appendonly no --daemonize no --protected-mode yes \
-        --dir "$OUT/redis" --logfile "$OUT/redis.log" &
-    REDIS_PID=$!
-    for _ in $(seq 50); do
-        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return
-        sleep 0.1
-    done
-    die "redis-server did not start"
-}
-
-start_broker() {
-    rm -f "$OUT/kafka.bootstrap"
-    "$BIN/commerce-devbroker" --brokers 1 --partitions "$PARTITIONS" \
-        --bootstrap-file "$OUT/kafka.bootstrap" --log-level warn \
-        > "$OUT/broker.log" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 100); do
-        [ -s "$OUT/kafka.bootstrap" ] && break
-        sleep 0.1
-    done
-    [ -s "$OUT/kafka.bootstrap" ] || die "devbroker did not start"
-    BROKERS=$(cat "$OUT/kafka.bootstrap")
+    bench_migrate "$OUT/migrate.log"
 }
 
 start_projector() {
     # shellcheck disable=SC2086
-    "$BIN/commerce-projector" --pg.conninfo "$CONNINFO" \
-        --redis.address "127.0.0.1:$REDIS_PORT" \
-        --kafka.bootstrap_file "$OUT/kafka.bootstrap" \
-        --log_level warn $PROJ_ARGS > "$OUT/projector.log" 2>&1 &
-    PROJ_PID=$!
+    bench_start_projector "$OUT/projector.log" $PROJ_ARGS
     if [ "$PERF" = 1 ]; then
-        perf record --call-graph "${BENCH_PROJ_PERF_CG:-fp}" -o "$OUT/perf.data" -p "$PROJ_PID" \
-            > "$OUT/perf.log" 2>&1 &
-        PERF_PID=$!
+        bench_spawn PERF_PID "" perf record \
+            --call-graph "${BENCH_PROJ_PERF_CG:-fp}" -o "$OUT/perf.data" \
+            -p "$PROJ_PID" > "$OUT/perf.log" 2>&1
     fi
 }
 
-# nginx with the read API and, if the module has it, the webhook ingress.
+# nginx with the read API and, if $1 = 1, the webhook ingress; nginx -t.
 write_nginx_conf() {
-    local dir=$OUT/nginx user= webhook=$1
-    mkdir -p "$dir/logs" "$dir/tmp"
-    [ "$(id -u)" -eq 0 ] && user="user root;"
-    cat > "$dir/nginx.conf" <<EOF
-# generated by scripts/bench/projector/run.sh
-load_module $MODULE;
-$user
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    commerce_redis_server 127.0.0.1:$REDIS_PORT;
-    $([ "$webhook" = 1 ] && echo "commerce_kafka_brokers $BROKERS;")
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location = /bench-ready { return 204; }
-        location ~ ^/v1/stores/(?<store_id>[^/]+)/inventory/(?<sku>[^/]+)\$ {
+    local dir=$OUT/nginx webhook=$1 http loc
+    http="keepalive_requests 1000000;
+    commerce_redis_server 127.0.0.1:$REDIS_PORT;"
+    loc="location ~ ^/v1/stores/(?<store_id>[^/]+)/inventory/(?<sku>[^/]+)\$ {
             commerce_inventory_item \$store_id \$sku;
-        }
-        $([ "$webhook" = 1 ] && echo "location = /v1/webhooks/canonical {
+        }"
+    if [ "$webhook" = 1 ]; then
+        http+="
+    commerce_kafka_brokers $BOOTSTRAP;"
+        loc+="
+
+        location = /v1/webhooks/canonical {
             commerce_webhook canonical;
             commerce_webhook_key \$http_x_store;
             commerce_webhook_delivery_id \$http_webhook_id;
-        }")
-    }
-}
-EOF
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -t -q 2> "$dir/logs/nginx-t.log"
+        }"
+    fi
+    bench_nginx_conf "$dir" "load_module $MODULE;" "$http" "$loc"
+    bench_nginx_check "$dir"
 }
 
 start_nginx() {
     local dir=$OUT/nginx
-    NGINX_PORT=$(free_port)
+    bench_port NGINX_PORT
     if write_nginx_conf 1; then
         INGRESS=webhook
     elif write_nginx_conf 0; then
@@ -276,17 +158,7 @@ start_nginx() {
         cat "$dir/logs/nginx-t.log" >&2
         die "nginx -t failed"
     fi
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" 2>> "$dir/logs/error.log" &
-    NGINX_PID=$!
-    for _ in $(seq 50); do
-        if [ "$(cat "$dir/nginx.pid" 2>/dev/null)" = "$NGINX_PID" ] \
-           && curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/bench-ready"
-        then
-            return
-        fi
-        sleep 0.1
-    done
-    die "nginx did not start"
+    bench_nginx_start "$dir"
 }
 
 pgstat_dump() {     # pgstat_dump PHASE: statements by total time, then reset
@@ -306,10 +178,9 @@ throughput() {
     local feed
     rm -f "$OUT/ready" "$OUT/projector.pid"
     log "feeding $TOPIC: $MESSAGES messages, $BACKLOG pre-filled"
-    "$OUT/projbench" feed "$BROKERS" "$TOPIC" "$MESSAGES" "$CONNINFO" \
-        "$GROUP" "$OUT/ready" "$OUT/projector.pid" "$RSS_AT" "$BACKLOG" \
-        > "$OUT/watch.txt" &
-    feed=$!
+    bench_spawn feed "" "$OUT/projbench" feed "$BOOTSTRAP" "$TOPIC" \
+        "$MESSAGES" "$CONNINFO" "$GROUP" "$OUT/ready" "$OUT/projector.pid" \
+        "$RSS_AT" "$BACKLOG" > "$OUT/watch.txt"
     while [ ! -e "$OUT/ready" ]; do
         kill -0 "$feed" 2>/dev/null || die "feed failed"
         sleep 0.05
@@ -317,14 +188,11 @@ throughput() {
     log "projector consuming"
     start_projector
     echo "$PROJ_PID" > "$OUT/projector.pid"
-    wait "$feed" || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
+    bench_reap feed \
+        || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
     cat "$OUT/watch.txt" >&2
     pgstat_dump throughput
-    if [ -n "$PERF_PID" ]; then
-        kill -INT "$PERF_PID" 2>/dev/null || true
-        wait "$PERF_PID" 2>/dev/null || true
-        PERF_PID=
-    fi
+    bench_stop PERF_PID INT
 }
 
 # Autovacuum works off the load just written (a million rows in several
@@ -376,7 +244,7 @@ latency() {
     if [ "$INGRESS" = webhook ]; then
         cmd=(post /v1/webhooks/canonical)
     else
-        cmd=(kafka "$BROKERS" "$TOPIC")
+        cmd=(kafka "$BOOTSTRAP" "$TOPIC")
     fi
     log "latency: $RATE/s for ${LAT_SECONDS}s via $INGRESS"
     PROJBENCH_SAMPLES="$OUT/latency-samples.txt" \
@@ -393,45 +261,42 @@ latency() {
     LAT_NOTE=
 }
 
-verdict() {     # verdict VALUE OP LIMIT -> PASS/MISS
-    awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN {
-        ok = (op == ">=") ? a >= b : a < b; print ok ? "PASS" : "MISS" }'
-}
-
 summary() {
-    local w=$OUT/watch.txt l=$OUT/latency.txt rate p99
-    rate=$(field rate_sustained "$w")
+    local w l= rate p99
+    w=$(<"$OUT/watch.txt")
+    [ -n "$LAT_NOTE" ] || l=$(<"$OUT/latency.txt")
+    rate=$(bench_field rate_sustained "$w")
     printf 'commerce-projector benchmark, %s, %s cores\n' \
         "$(date -u +%FT%TZ)" "$(nproc)"
     printf 'topic %s: %s partitions, %s messages (5%% item upserts, 15%%' \
-        "$TOPIC" "$PARTITIONS" "$(field messages "$w")"
+        "$TOPIC" "$PARTITIONS" "$(bench_field messages "$w")"
     printf ' price sets, 35%% stock counts, 45%% movements; 10k items,'
     printf ' 3 stores); projector flags: %s\n\n' "${PROJ_ARGS:-defaults}"
     printf '%-44s %12s\n' metric value
     printf '%-44s %12s\n' 'throughput, first batch -> last offset (msg/s)' \
         "$rate"
     printf '%-44s %12s\n' 'throughput incl. start-up (msg/s)' \
-        "$(field rate_total "$w")"
+        "$(bench_field rate_total "$w")"
     printf '%-44s %12s\n' 'throughput, first batch -> outbox empty' \
-        "$(field rate_drained_sustained "$w")"
+        "$(bench_field rate_drained_sustained "$w")"
     printf '%-44s %12s\n' 'throughput until outbox empty incl. start-up' \
-        "$(field rate_drained "$w")"
+        "$(bench_field rate_drained "$w")"
     printf '%-44s %12s\n' 'start-up until first commit (s)' \
-        "$(field startup_s "$w")"
-    printf '%-44s %12s\n' 'events recorded' "$(field events "$w")"
-    printf '%-44s %12s\n' 'dead letters' "$(field dead_letters "$w")"
-    printf '%-44s %12s\n' 'messages archived' "$(field archived "$w")"
-    printf '%-44s %12s\n' "projector VmRSS at $(field rss_at "$w") msgs (kB)" \
-        "$(field rss_mid_kb "$w")"
-    printf '%-44s %12s\n' "projector VmRSS at $(field messages "$w") msgs (kB)" \
-        "$(field rss_end_kb "$w")"
+        "$(bench_field startup_s "$w")"
+    printf '%-44s %12s\n' 'events recorded' "$(bench_field events "$w")"
+    printf '%-44s %12s\n' 'dead letters' "$(bench_field dead_letters "$w")"
+    printf '%-44s %12s\n' 'messages archived' "$(bench_field archived "$w")"
+    printf '%-44s %12s\n' "projector VmRSS at $(bench_field rss_at "$w") msgs (kB)" \
+        "$(bench_field rss_mid_kb "$w")"
+    printf '%-44s %12s\n' "projector VmRSS at $(bench_field messages "$w") msgs (kB)" \
+        "$(bench_field rss_end_kb "$w")"
     if [ -z "$LAT_NOTE" ]; then
-        p99=$(field p99_ms "$l")
+        p99=$(bench_field p99_ms "$l")
         printf '%-44s %12s\n' "propagation p50 at $RATE/s, $INGRESS (ms)" \
-            "$(field p50_ms "$l")"
-        printf '%-44s %12s\n' "propagation p90 (ms)" "$(field p90_ms "$l")"
+            "$(bench_field p50_ms "$l")"
+        printf '%-44s %12s\n' "propagation p90 (ms)" "$(bench_field p90_ms "$l")"
         printf '%-44s %12s\n' "propagation p99 (ms)" "$p99"
-        printf '%-44s %12s\n' "propagation max (ms)" "$(field max_ms "$l")"
+        printf '%-44s %12s\n' "propagation max (ms)" "$(bench_field max_ms "$l")"
         printf '%-44s %12s\n' "waited for autovacuum of the load (s)" \
             "$SETTLED_S"
         printf '%-44s %12s\n' "checkpoint after the load (s)" \
@@ -441,10 +306,10 @@ summary() {
     fi
     printf '\ntargets:\n'
     printf '  throughput %8s msg/s (target >= 10000)  %s\n' "$rate" \
-        "$(verdict "$rate" '>=' 10000)"
+        "$(bench_verdict "$rate" '>=' 10000)"
     if [ -z "$LAT_NOTE" ]; then
         printf '  propagation p99 %6s ms (target < 50 ms)  %s\n' "$p99" \
-            "$(verdict "$p99" '<' 50)"
+            "$(bench_verdict "$p99" '<' 50)"
     fi
     if [ "${INGRESS:-}" = webhook ]; then
         printf '  (latency: from the 202 of POST /v1/webhooks/canonical'
@@ -463,8 +328,8 @@ LAT_NOTE="skipped (BENCH_PROJ_LATENCY=0)"
 INGRESS=
 build_tool
 start_pg
-start_redis
-start_broker
+bench_start_redis
+bench_start_broker "$OUT" "" --brokers 1 --partitions "$PARTITIONS"
 throughput
 [ "$LATENCY" = 1 ] && latency
 summary | tee "$RESULT"

@@ -1,7 +1,7 @@
 -- wrk script of the webhook benchmark: sends the pre-signed requests of a
 -- pool file (made by gen-requests.c: raw HTTP requests, all the same
--- length) in order, counts the answers by status, and prints one
--- machine-readable summary line for scripts/bench/webhook/run.sh.
+-- length) in order, counts the answers by status, and prints the BENCH
+-- summary line (wrk_summary.lua) for scripts/bench/webhook/run.sh.
 --
 -- Environment: BENCH_POOL (pool file), BENCH_REQ_LEN (bytes of one
 -- request), BENCH_POOL_START (index of the first request to send, so that
@@ -9,6 +9,8 @@
 -- number of requests taken, answered or not). When the pool is exhausted
 -- it starts over (ids then repeat and hit the dedup path: answered 200,
 -- not published); the summary's "wraps" says how often that happened.
+
+local bench = require "wrk_summary"
 
 local pool_path = os.getenv("BENCH_POOL")
 local req_len = tonumber(os.getenv("BENCH_REQ_LEN"))
@@ -67,16 +69,8 @@ function done(summary, latency, requests)
             c[k] = c[k] + (t:get(k) or 0)
         end
     end
-    local e = summary.errors
-    io.write(string.format(
-        "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d"
-        .. " max_us=%d err_connect=%d err_read=%d err_write=%d"
-        .. " err_status=%d err_timeout=%d s202=%d s200=%d s409=%d"
-        .. " s429=%d s503=%d sother=%d wraps=%d sent=%d\n",
-        summary.requests, summary.duration,
-        latency:percentile(50), latency:percentile(90),
-        latency:percentile(99), latency.max,
-        e.connect, e.read, e.write, e.status, e.timeout,
-        c.s202, c.s200, c.s409, c.s429, c.s503, c.sother, c.wraps,
-        c.sent))
+    bench.line(summary, latency, {
+        "s202", c.s202, "s200", c.s200, "s409", c.s409, "s429", c.s429,
+        "s503", c.s503, "sother", c.sother, "wraps", c.wraps,
+        "sent", c.sent })
 end
