@@ -78,4 +78,9 @@ int proj_parse_amount(const char *s, int64_t *minor);
 int proj_valid_currency(const char *s);
 int proj_valid_timestamp(const char *s);
 
+/* The body as a JSON object (jansson's flags), or NULL with e filled:
+ * invalid_json, invalid_command. The caller json_decref()s it. */
+json_t *proj_parse_object(const proj_input_t *in, size_t flags,
+    proj_error_t *e);
+
 #endif /* PROJ_H */

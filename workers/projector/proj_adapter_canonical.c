@@ -52,20 +52,11 @@
 int
 proj_adapter_canonical(const proj_input_t *in, json_t *cmds, proj_error_t *e)
 {
-    json_t        *root, *list, *cmd;
-    size_t         i;
-    json_error_t   jerr;
+    json_t  *root, *list, *cmd;
+    size_t   i;
 
-    root = json_loadb(in->body, in->len, JSON_REJECT_DUPLICATES, &jerr);
+    root = proj_parse_object(in, JSON_REJECT_DUPLICATES, e);
     if (root == NULL) {
-        proj_error_set(e, "invalid_json", "line %d column %d: %s",
-                       jerr.line, jerr.column, jerr.text);
-        return -1;
-    }
-
-    if (!json_is_object(root)) {
-        proj_error_set(e, "invalid_command", "body is not a JSON object");
-        json_decref(root);
         return -1;
     }
 

@@ -295,9 +295,8 @@ proj_shopify_inventory(json_t *p, json_t *cmds, proj_error_t *e)
 int
 proj_adapter_shopify(const proj_input_t *in, json_t *cmds, proj_error_t *e)
 {
-    int            rc;
-    json_t        *root;
-    json_error_t   jerr;
+    int      rc;
+    json_t  *root;
 
     if (in->topic == NULL) {
         proj_error_set(e, "missing_topic",
@@ -314,16 +313,8 @@ proj_adapter_shopify(const proj_input_t *in, json_t *cmds, proj_error_t *e)
         return -1;
     }
 
-    root = json_loadb(in->body, in->len, 0, &jerr);
+    root = proj_parse_object(in, 0, e);
     if (root == NULL) {
-        proj_error_set(e, "invalid_json", "line %d column %d: %s",
-                       jerr.line, jerr.column, jerr.text);
-        return -1;
-    }
-
-    if (!json_is_object(root)) {
-        proj_error_set(e, "invalid_command", "body is not a JSON object");
-        json_decref(root);
         return -1;
     }
 

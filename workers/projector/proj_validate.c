@@ -92,6 +92,29 @@ proj_valid_currency(const char *s)
 
 
 /* RFC 3339: 2024-06-01T12:00:00Z, optional fraction, Z or +hh:mm. */
+json_t *
+proj_parse_object(const proj_input_t *in, size_t flags, proj_error_t *e)
+{
+    json_t        *root;
+    json_error_t   jerr;
+
+    root = json_loadb(in->body, in->len, flags, &jerr);
+    if (root == NULL) {
+        proj_error_set(e, "invalid_json", "line %d column %d: %s",
+                       jerr.line, jerr.column, jerr.text);
+        return NULL;
+    }
+
+    if (!json_is_object(root)) {
+        proj_error_set(e, "invalid_command", "body is not a JSON object");
+        json_decref(root);
+        return NULL;
+    }
+
+    return root;
+}
+
+
 int
 proj_valid_timestamp(const char *s)
 {
