@@ -14,6 +14,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "commerce_json.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_util.h"
@@ -808,7 +810,8 @@ ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
     }
 
     if (next) {
-        len += 2 + ngx_http_commerce_json_escape_len(next->data, next->len);
+        len += 2 + commerce_json_escape_len(next->data, next->len,
+                                            COMMERCE_JSON_BYTES);
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -836,8 +839,8 @@ ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
 
     if (next) {
         *b->last++ = '"';
-        b->last = ngx_http_commerce_json_escape(b->last, next->data,
-                                                next->len);
+        b->last = commerce_json_escape(b->last, next->data, next->len,
+                                       COMMERCE_JSON_BYTES);
         *b->last++ = '"';
 
     } else {

@@ -153,55 +153,6 @@ ngx_http_commerce_valid_id(const u_char *p, size_t len)
 }
 
 
-size_t
-ngx_http_commerce_json_escape_len(const u_char *p, size_t len)
-{
-    size_t  i, n;
-
-    n = len;
-
-    for (i = 0; i < len; i++) {
-        if (p[i] == '"' || p[i] == '\\') {
-            n++;
-
-        } else if (p[i] < 0x20) {
-            n += 5;
-        }
-    }
-
-    return n;
-}
-
-
-/* Escapes for a JSON string body (without the quotes). */
-u_char *
-ngx_http_commerce_json_escape(u_char *dst, const u_char *p, size_t len)
-{
-    size_t               i;
-    static const u_char  hex[] = "0123456789abcdef";
-
-    for (i = 0; i < len; i++) {
-        if (p[i] == '"' || p[i] == '\\') {
-            *dst++ = '\\';
-            *dst++ = p[i];
-
-        } else if (p[i] < 0x20) {
-            *dst++ = '\\';
-            *dst++ = 'u';
-            *dst++ = '0';
-            *dst++ = '0';
-            *dst++ = hex[p[i] >> 4];
-            *dst++ = hex[p[i] & 0xf];
-
-        } else {
-            *dst++ = p[i];
-        }
-    }
-
-    return dst;
-}
-
-
 void
 ngx_http_commerce_breaker_init(ngx_http_commerce_breaker_t *b,
     unsigned threshold, uint64_t open_ms)

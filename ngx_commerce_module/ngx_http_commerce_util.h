@@ -1,6 +1,7 @@
 /*
  * Pure helpers of the commerce module: no nginx headers, no allocation, so
- * that they are unit-tested on their own (t/unit/test_util.c).
+ * that they are unit-tested on their own (t/unit/test_util.c).  JSON
+ * escaping, which the workers need too, is in common/commerce_json.h.
  */
 
 #ifndef _NGX_HTTP_COMMERCE_UTIL_H_INCLUDED_
@@ -45,10 +46,6 @@ u_char *ngx_http_commerce_etag(u_char *dst, const u_char *p, size_t len);
 int ngx_http_commerce_parse_uint(const u_char *p, size_t len, uint64_t max,
     uint64_t *out);
 int ngx_http_commerce_valid_id(const u_char *p, size_t len);
-
-size_t ngx_http_commerce_json_escape_len(const u_char *p, size_t len);
-u_char *ngx_http_commerce_json_escape(u_char *dst, const u_char *p,
-    size_t len);
 
 void ngx_http_commerce_breaker_init(ngx_http_commerce_breaker_t *b,
     unsigned threshold, uint64_t open_ms);

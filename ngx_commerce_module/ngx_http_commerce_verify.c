@@ -49,9 +49,10 @@
 
 #include <jansson.h>
 
+#include "commerce_json.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_sig.h"
-#include "ngx_http_commerce_util.h"
 #include "ngx_http_commerce_verify.h"
 #include "ngx_http_commerce_webhook.h"
 
@@ -382,8 +383,9 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
     if (root == NULL) {
         len = sizeof("body is not valid JSON at line , column : ")
               + 2 * NGX_INT_T_LEN
-              + ngx_http_commerce_json_escape_len((u_char *) err.text,
-                                                  ngx_strlen(err.text));
+              + commerce_json_escape_len((u_char *) err.text,
+                                         ngx_strlen(err.text),
+                                         COMMERCE_JSON_BYTES);
 
         text = ngx_pnalloc(r->pool, len);
         if (text == NULL) {
@@ -393,8 +395,8 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
 
         p = ngx_sprintf(text, "body is not valid JSON at line %d, "
                         "column %d: ", err.line, err.column);
-        p = ngx_http_commerce_json_escape(p, (u_char *) err.text,
-                                          ngx_strlen(err.text));
+        p = commerce_json_escape(p, (u_char *) err.text,
+                                 ngx_strlen(err.text), COMMERCE_JSON_BYTES);
         *p = '\0';
 
         *msg = (const char *) text;

@@ -84,6 +84,8 @@
 
 #include <openssl/rand.h>
 
+#include "commerce_json.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_redis.h"
@@ -1205,10 +1207,11 @@ ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
     len = sizeof("{\"status\":\"\",\"topic\":\"\",\"partition\":"
                  ",\"offset\":,\"delivery_id\":\"\"}") - 1
           + ngx_strlen(what) + NGX_INT32_LEN + NGX_INT64_LEN
-          + ngx_http_commerce_json_escape_len(wlcf->topic.data,
-                                              wlcf->topic.len)
-          + ngx_http_commerce_json_escape_len(ctx->delivery_id.data,
-                                              ctx->delivery_id.len);
+          + commerce_json_escape_len(wlcf->topic.data, wlcf->topic.len,
+                                     COMMERCE_JSON_BYTES)
+          + commerce_json_escape_len(ctx->delivery_id.data,
+                                     ctx->delivery_id.len,
+                                     COMMERCE_JSON_BYTES);
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -1217,13 +1220,13 @@ ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
 
     b->last = ngx_sprintf(b->last, "{\"status\":\"%s\",\"topic\":\"",
                           what);
-    b->last = ngx_http_commerce_json_escape(b->last, wlcf->topic.data,
-                                            wlcf->topic.len);
+    b->last = commerce_json_escape(b->last, wlcf->topic.data,
+                                   wlcf->topic.len, COMMERCE_JSON_BYTES);
     b->last = ngx_sprintf(b->last, "\",\"partition\":%D,\"offset\":%L,"
                           "\"delivery_id\":\"", ctx->partition,
                           ctx->offset);
-    b->last = ngx_http_commerce_json_escape(b->last, ctx->delivery_id.data,
-                                            ctx->delivery_id.len);
+    b->last = commerce_json_escape(b->last, ctx->delivery_id.data,
+                                   ctx->delivery_id.len, COMMERCE_JSON_BYTES);
     b->last = ngx_cpymem(b->last, "\"}", 2);
 
     b->last_buf = (r == r->main) ? 1 : 0;

@@ -1,6 +1,7 @@
 /*
  * Unit tests of the pure helpers of the commerce module
- * (ngx_commerce_module/ngx_http_commerce_util.c).
+ * (ngx_commerce_module/ngx_http_commerce_util.c).  JSON escaping moved to
+ * common/ with its tests: test_commerce_json.c.
  */
 
 #include <stdarg.h>
@@ -285,44 +286,6 @@ test_valid_id(void **state)
 
 
 static void
-check_escape(const char *in, size_t len, const char *want)
-{
-    u_char  out[256], *end;
-    size_t  n;
-
-    n = ngx_http_commerce_json_escape_len((const u_char *) in, len);
-    assert_int_equal(n, strlen(want));
-
-    memset(out, 'X', sizeof(out));
-    end = ngx_http_commerce_json_escape(out, (const u_char *) in, len);
-
-    assert_int_equal((size_t) (end - out), n);
-    assert_memory_equal(out, want, n);
-    assert_int_equal(out[n], 'X');
-}
-
-
-static void
-test_json_escape(void **state)
-{
-    (void) state;
-
-    check_escape("", 0, "");
-    check_escape("plain", 5, "plain");
-    check_escape("a\"b", 3, "a\\\"b");
-    check_escape("a\\b", 3, "a\\\\b");
-    check_escape("\n", 1, "\\u000a");
-    check_escape("\r\t", 2, "\\u000d\\u0009");
-    check_escape("\x01\x1f", 2, "\\u0001\\u001f");
-    check_escape("\0", 1, "\\u0000");
-    check_escape(" \x7f", 2, " \x7f");
-    check_escape("caf\xc3\xa9", 5, "caf\xc3\xa9");
-    check_escape("\"\\\"", 3, "\\\"\\\\\\\"");
-    check_escape("</script>", 9, "</script>");
-}
-
-
-static void
 test_breaker_opens_at_threshold(void **state)
 {
     ngx_http_commerce_breaker_t  b;
@@ -451,7 +414,6 @@ main(void)
         cmocka_unit_test(test_etag_format),
         cmocka_unit_test(test_parse_uint),
         cmocka_unit_test(test_valid_id),
-        cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_breaker_opens_at_threshold),
         cmocka_unit_test(test_breaker_half_open),
         cmocka_unit_test(test_breaker_consecutive),
