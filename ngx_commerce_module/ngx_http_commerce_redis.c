@@ -21,9 +21,10 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include "commerce_breaker.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
-#include "ngx_http_commerce_util.h"
 
 
 typedef enum {
@@ -53,7 +54,7 @@ struct ngx_http_commerce_redis_peer_s {
     ngx_http_commerce_redis_conn_t    *conns;
     ngx_uint_t                         nconns;
     ngx_uint_t                         next;
-    ngx_http_commerce_breaker_t        breaker;
+    commerce_breaker_t                 breaker;
 };
 
 
@@ -213,9 +214,9 @@ ngx_http_commerce_redis_init_process(ngx_cycle_t *cycle,
         peer->server = &servers[i];
         peer->nconns = cmcf->pool_size;
 
-        ngx_http_commerce_breaker_init(&peer->breaker,
-                                       cmcf->breaker_threshold,
-                                       cmcf->breaker_timeout);
+        /* half-open, every command goes through: the first reply decides */
+        commerce_breaker_init(&peer->breaker, cmcf->breaker_threshold,
+                              cmcf->breaker_timeout, 0);
 
         peer->conns = ngx_pcalloc(cycle->pool,
                          peer->nconns * sizeof(ngx_http_commerce_redis_conn_t));
@@ -325,7 +326,7 @@ ngx_http_commerce_redis_connect(ngx_http_commerce_redis_conn_t *conn)
 
 failed:
 
-    ngx_http_commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+    commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
     ngx_http_commerce_redis_schedule(conn);
 }
 
@@ -391,8 +392,7 @@ ngx_http_commerce_redis_timer_handler(ngx_event_t *ev)
                       &conn->peer->server->name);
 
         ngx_http_commerce_redis_close(conn);
-        ngx_http_commerce_breaker_failure(&conn->peer->breaker,
-                                          ngx_current_msec);
+        commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
         ngx_http_commerce_redis_schedule(conn);
         return;
     }
@@ -426,8 +426,7 @@ ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac, int status)
                       &conn->peer->server->name, ac->errstr);
 
         conn->ac = NULL;
-        ngx_http_commerce_breaker_failure(&conn->peer->breaker,
-                                          ngx_current_msec);
+        commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
         ngx_http_commerce_redis_schedule(conn);
         return;
     }
@@ -463,7 +462,7 @@ ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
                   ac->errstr[0] ? ac->errstr : "closed by the server");
 
     conn->ac = NULL;
-    ngx_http_commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+    commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
     ngx_http_commerce_redis_schedule(conn);
 }
 
@@ -718,11 +717,9 @@ ngx_http_commerce_redis_send(ngx_http_request_t *r, ngx_msec_t timeout,
     for (i = 0; i < w->npeers; i++) {
         peer = &w->peers[(w->next + i) % w->npeers];
 
-        if (!ngx_http_commerce_breaker_allow(&peer->breaker,
-                                             ngx_current_msec))
-        {
-            left = (ngx_msec_t) ngx_http_commerce_breaker_retry_after(
-                                           &peer->breaker, ngx_current_msec);
+        if (!commerce_breaker_allow(&peer->breaker, ngx_current_msec)) {
+            left = (ngx_msec_t) commerce_breaker_retry_after(&peer->breaker,
+                                                         ngx_current_msec);
             wait = ngx_max(wait, left);
             continue;
         }
@@ -797,7 +794,7 @@ ngx_http_commerce_redis_reply(redisAsyncContext *ac, void *reply,
 
     if (reply) {
         cmd->conn->last_reply = ngx_current_msec;
-        ngx_http_commerce_breaker_success(&cmd->conn->peer->breaker);
+        commerce_breaker_success(&cmd->conn->peer->breaker);
     }
 
     r = cmd->r;
@@ -867,7 +864,7 @@ ngx_http_commerce_redis_cmd_timeout(ngx_event_t *ev)
     handler = cmd->handler;
     data = cmd->data;
 
-    ngx_http_commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+    commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
 
     if (conn->ac
         && ngx_current_msec - conn->last_reply >= cmd->timeout)
