@@ -917,10 +917,9 @@ ngx_http_commerce_limit_global(ngx_http_request_t *r,
     ngx_http_commerce_limit_state_t *st)
 {
     u_char                          *p;
-    size_t                           argvlen[6];
     time_t                           retry_after;
     ngx_int_t                        rc;
-    const char                      *argv[6];
+    ngx_http_commerce_redis_cmd_t    cmd;
     ngx_http_commerce_limit_zone_t  *zone;
 
     zone = limit->shm_zone->data;
@@ -940,33 +939,29 @@ ngx_http_commerce_limit_global(ngx_http_request_t *r,
                        - p;
     }
 
+    ngx_http_commerce_redis_cmd_init(&cmd);
+
     if (st->eval) {
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = (char *) ngx_http_commerce_limit_script.data;
-        argvlen[1] = ngx_http_commerce_limit_script.len;
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
+        ngx_http_commerce_redis_cmd_arg_str(&cmd,
+                                            &ngx_http_commerce_limit_script);
 
     } else {
-        argv[0] = "EVALSHA";
-        argvlen[0] = 7;
-        argv[1] = (char *) ngx_http_commerce_limit_sha;
-        argvlen[1] = sizeof(ngx_http_commerce_limit_sha);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVALSHA");
+        ngx_http_commerce_redis_cmd_arg(&cmd, ngx_http_commerce_limit_sha,
+                                        sizeof(ngx_http_commerce_limit_sha));
     }
 
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) st->rkey.data;
-    argvlen[3] = st->rkey.len;
-    argv[4] = (char *) zone->interval.data;
-    argvlen[4] = zone->interval.len;
-    argv[5] = (char *) zone->tolerance.data;
-    argvlen[5] = zone->tolerance.len;
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &st->rkey);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &zone->interval);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &zone->tolerance);
 
     retry_after = 1;
 
     rc = ngx_http_commerce_redis_send(r, zone->timeout,
                                       ngx_http_commerce_limit_reply, ctx,
-                                      6, argv, argvlen, &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;
@@ -1740,7 +1735,6 @@ ngx_http_commerce_limit_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_uint_t                      i;
     ngx_http_commerce_limit_ref_t  *ref;
-    ngx_http_commerce_main_conf_t  *cmcf;
 
     ref = lmcf->refs.elts;
 
@@ -1755,10 +1749,7 @@ ngx_http_commerce_limit_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (lmcf->global) {
-        cmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_commerce_module);
-
-        if (cmcf->servers.nelts == 0) {
+        if (!ngx_http_commerce_redis_configured(cf)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "a commerce_limit_zone has scope=global but "
                                "\"commerce_redis_server\" is not set");
@@ -1841,7 +1832,6 @@ ngx_http_commerce_limit_init(ngx_conf_t *cf)
     ngx_sha1_t                            sha1;
     ngx_http_handler_pt                  *h;
     ngx_http_core_main_conf_t            *cmcf;
-    ngx_http_commerce_main_conf_t        *ccmcf;
     ngx_http_commerce_limit_main_conf_t  *lmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -1860,9 +1850,7 @@ ngx_http_commerce_limit_init(ngx_conf_t *cf)
                                               ngx_http_commerce_limit_module);
 
     if (lmcf->global) {
-        ccmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                   ngx_http_commerce_module);
-        ccmcf->used = 1;
+        ngx_http_commerce_redis_use(cf);
     }
 
     ngx_sha1_init(&sha1);

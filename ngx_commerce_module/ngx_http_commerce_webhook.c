@@ -89,7 +89,6 @@
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_redis.h"
-#include "ngx_http_commerce_util.h"
 #include "ngx_http_commerce_verify.h"
 #include "ngx_http_commerce_webhook.h"
 
@@ -747,10 +746,8 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
 {
     u_char                                *p;
     time_t                                 retry_after;
-    size_t                                 argvlen[7];
     ngx_int_t                              rc;
-    const char                            *argv[7];
-    u_char                                 ttl[NGX_INT_T_LEN];
+    ngx_http_commerce_redis_cmd_t          cmd;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
@@ -784,24 +781,18 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
                                        r->connection->requests)
                            - ctx->dedup_token.data;
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) ctx->dedup_key.data;
-    argvlen[1] = ctx->dedup_key.len;
-    argv[2] = (char *) ctx->dedup_token.data;
-    argvlen[2] = ctx->dedup_token.len;
-    argv[3] = "NX";
-    argvlen[3] = 2;
-    argv[4] = "PX";
-    argvlen[4] = 2;
-    argv[5] = (char *) ttl;
-    argvlen[5] = ngx_sprintf(ttl, "%M", wlcf->inflight_ttl) - ttl;
-    argv[6] = "GET";
-    argvlen[6] = 3;
+    ngx_http_commerce_redis_cmd_init(&cmd);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "NX");
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
+    ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "GET");
 
     rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
                                       ngx_http_commerce_webhook_claimed, ctx,
-                                      7, argv, argvlen, &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_commerce_webhook_no_dedup(r, ctx, retry_after);
@@ -935,12 +926,10 @@ static ngx_int_t
 ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
-    u_char                                *p;
+    u_char                                *p, *last;
     time_t                                 retry_after;
-    size_t                                 argvlen[5];
     ngx_int_t                              rc;
-    const char                            *argv[5];
-    u_char                                 ttl[NGX_INT_T_LEN];
+    ngx_http_commerce_redis_cmd_t          cmd;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     if (!ctx->claimed) {
@@ -955,21 +944,18 @@ ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) ctx->dedup_key.data;
-    argvlen[1] = ctx->dedup_key.len;
-    argv[2] = (char *) p;
-    argvlen[2] = ngx_sprintf(p, "done:%D:%L", ctx->partition, ctx->offset)
-                 - p;
-    argv[3] = "PX";
-    argvlen[3] = 2;
-    argv[4] = (char *) ttl;
-    argvlen[4] = ngx_sprintf(ttl, "%M", wlcf->dedup_ttl) - ttl;
+    last = ngx_sprintf(p, "done:%D:%L", ctx->partition, ctx->offset);
+
+    ngx_http_commerce_redis_cmd_init(&cmd);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+    ngx_http_commerce_redis_cmd_arg(&cmd, p, last - p);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
+    ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->dedup_ttl);
 
     rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
                                       ngx_http_commerce_webhook_marked, ctx,
-                                      5, argv, argvlen, &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_OK) {
         return NGX_OK;
@@ -1114,8 +1100,7 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
     ngx_int_t rc, int32_t partition, int64_t offset, const char *errstr)
 {
     time_t                            retry_after;
-    size_t                            argvlen[5];
-    const char                       *argv[5];
+    ngx_http_commerce_redis_cmd_t     cmd;
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
 
     if (rc == NGX_OK) {
@@ -1133,21 +1118,17 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
 
         /* the sender's retry must not find our in-flight mark */
 
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = ngx_http_commerce_webhook_release_lua;
-        argvlen[1] = sizeof(ngx_http_commerce_webhook_release_lua) - 1;
-        argv[2] = "1";
-        argvlen[2] = 1;
-        argv[3] = (char *) ctx->dedup_key.data;
-        argvlen[3] = ctx->dedup_key.len;
-        argv[4] = (char *) ctx->dedup_token.data;
-        argvlen[4] = ctx->dedup_token.len;
+        ngx_http_commerce_redis_cmd_init(&cmd);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd,
+                                       ngx_http_commerce_webhook_release_lua);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
 
         if (ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
                                          ngx_http_commerce_webhook_released,
-                                         ctx, 5, argv, argvlen,
-                                         &retry_after)
+                                         ctx, &cmd, &retry_after)
             == NGX_OK)
         {
             return;
@@ -1381,8 +1362,7 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_commerce_webhook_loc_conf_t *prev = parent;
     ngx_http_commerce_webhook_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_commerce_main_conf_t  *cmcf;
+    ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_str_value(conf->topic, prev->topic, "commerce.inbound");
     ngx_conf_merge_ptr_value(conf->headers, prev->headers, NULL);
@@ -1419,10 +1399,7 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     if (conf->dedup) {
-        cmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_commerce_module);
-
-        if (cmcf->servers.nelts == 0) {
+        if (!ngx_http_commerce_redis_configured(cf)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"commerce_webhook_dedup\" needs "
                                "\"commerce_redis_server\"");
@@ -1437,7 +1414,7 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
             return NGX_CONF_ERROR;
         }
 
-        cmcf->used = 1;
+        ngx_http_commerce_redis_use(cf);
     }
 
     /*
