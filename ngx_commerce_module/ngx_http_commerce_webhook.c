@@ -282,7 +282,6 @@ static ngx_int_t
 ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
 {
     ngx_int_t                              rc, status;
-    const char                            *code, *msg;
     ngx_http_commerce_webhook_ctx_t       *ctx;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
@@ -358,12 +357,12 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
                                             "request", 0);
     }
 
-    rc = ngx_http_commerce_verify_headers(r, ctx, &code, &msg);
+    rc = ngx_http_commerce_verify_headers(r, &ctx->verify);
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "commerce webhook: source \"%V\" rejected: %s",
-                      &ctx->source, code);
+                      &ctx->source, ctx->verify.code);
 
         status = rc;
 
@@ -372,7 +371,12 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_commerce_send_error(r, status, code, msg, 0);
+        return ngx_http_commerce_send_error(r, status, ctx->verify.code,
+                                            ctx->verify.msg, 0);
+    }
+
+    if (ctx->delivery_id.len == 0) {
+        ctx->delivery_id = ctx->verify.delivery_id;
     }
 
     r->request_body_in_single_buf = 1;
@@ -713,25 +717,33 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
 }
 
 
-/* The MAC over the raw body, then the JSON check (verify module). */
+/*
+ * The MAC over the raw body, then the JSON check (verify module), which
+ * also finds the delivery id of schemes that carry it in the body.
+ */
 static ngx_int_t
 ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
-    ngx_int_t    rc;
-    const char  *code, *msg;
+    ngx_int_t  rc;
 
-    rc = ngx_http_commerce_verify_body(r, ctx, &code, &msg);
+    rc = ngx_http_commerce_verify_body(r, &ctx->verify, &ctx->body,
+                                       ctx->delivery_id.len == 0);
 
     if (rc == NGX_OK) {
+        if (ctx->delivery_id.len == 0) {
+            ctx->delivery_id = ctx->verify.delivery_id;
+        }
+
         return NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "commerce webhook: source \"%V\" rejected: %s",
-                  &ctx->source, code);
+                  &ctx->source, ctx->verify.code);
 
-    return ngx_http_commerce_webhook_fail(r, ctx, rc, code, msg, 0);
+    return ngx_http_commerce_webhook_fail(r, ctx, rc, ctx->verify.code,
+                                          ctx->verify.msg, 0);
 }
 
 
@@ -1054,9 +1066,9 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
                                                     : (u_char *) "",
                                ctx->delivery_id.len);
     (void) rd_kafka_header_add(hdrs, "signature_scheme", -1,
-                               ctx->signature_scheme.len
-                               ? ctx->signature_scheme.data : (u_char *) "",
-                               ctx->signature_scheme.len);
+                               ctx->verify.scheme.len
+                               ? ctx->verify.scheme.data : (u_char *) "",
+                               ctx->verify.scheme.len);
     (void) rd_kafka_header_add(hdrs, "received_at", -1, at, atlen);
     (void) rd_kafka_header_add(hdrs, "content_type", -1,
                                ct.len ? ct.data : (u_char *) "", ct.len);
