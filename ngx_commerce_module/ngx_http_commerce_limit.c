@@ -85,6 +85,8 @@
 #include <ngx_md5.h>
 #include <ngx_sha1.h>
 
+#include "commerce_contract.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_gcra.h"
@@ -1569,7 +1571,8 @@ ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->policy.data = ngx_pnalloc(cf->pool, 2 * NGX_INT64_LEN + 3);
     zone->interval.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
     zone->tolerance.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
-    zone->prefix.data = ngx_pnalloc(cf->pool, name.len + 4);
+    zone->prefix.data = ngx_pnalloc(cf->pool, sizeof(COMMERCE_RK_RATE_LIMIT ":")
+                                              - 1 + name.len);
 
     if (zone->policy.data == NULL || zone->interval.data == NULL
         || zone->tolerance.data == NULL || zone->prefix.data == NULL)
@@ -1586,7 +1589,8 @@ ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->tolerance.len = ngx_sprintf(zone->tolerance.data, "%uL",
                                       zone->gcra.tolerance)
                           - zone->tolerance.data;
-    zone->prefix.len = ngx_sprintf(zone->prefix.data, "rl:%V:", &name)
+    zone->prefix.len = ngx_sprintf(zone->prefix.data,
+                                   COMMERCE_RK_RATE_LIMIT "%V:", &name)
                        - zone->prefix.data;
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,

@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "commerce_contract.h"
 #include "commerce_json.h"
 
 #include "ngx_http_commerce_module.h"
@@ -70,7 +71,7 @@ static ngx_int_t ngx_http_commerce_read_page_size(ngx_http_request_t *r,
     ngx_http_commerce_read_loc_conf_t *rlcf, char *name, size_t len,
     uint64_t *n);
 static ngx_int_t ngx_http_commerce_read_key(ngx_http_request_t *r,
-    const char *prefix, size_t plen, ngx_str_t *id, ngx_str_t *key);
+    ngx_str_t *prefix, ngx_str_t *id, ngx_str_t *key);
 static ngx_int_t ngx_http_commerce_read_failed(ngx_http_request_t *r,
     ngx_int_t rc, redisReply *reply, int type);
 static void ngx_http_commerce_read_item_done(ngx_http_request_t *r,
@@ -185,6 +186,12 @@ ngx_module_t  ngx_http_commerce_read_module = {
 
 static ngx_str_t  ngx_http_commerce_json_type = ngx_string("application/json");
 
+/* key prefixes of the read model (common/commerce_contract.h) */
+static ngx_str_t  ngx_http_commerce_read_rk_item =
+    ngx_string(COMMERCE_RK_ITEM);
+static ngx_str_t  ngx_http_commerce_read_rk_stock =
+    ngx_string(COMMERCE_RK_STOCK);
+
 
 static ngx_int_t
 ngx_http_commerce_read_handler(ngx_http_request_t *r)
@@ -296,7 +303,10 @@ ngx_http_commerce_read_item(ngx_http_request_t *r,
         return rc;
     }
 
-    if (ngx_http_commerce_read_key(r, "cat:item:", 9, &id, &key) != NGX_OK) {
+    if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_item, &id,
+                                   &key)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -335,7 +345,7 @@ ngx_http_commerce_read_list(ngx_http_request_t *r,
     }
 
     ngx_http_commerce_redis_cmd_arg_literal(cmd, "ZRANGEBYLEX");
-    ngx_http_commerce_redis_cmd_arg_literal(cmd, "cat:index");
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, COMMERCE_RK_ITEM_INDEX);
 
     if (rc == NGX_OK) {
         p = ngx_pnalloc(r->pool, after.len + 1);
@@ -381,7 +391,10 @@ ngx_http_commerce_read_stock(ngx_http_request_t *r,
         return rc;
     }
 
-    if (ngx_http_commerce_read_key(r, "inv:", 4, &id, &key) != NGX_OK) {
+    if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_stock, &id,
+                                   &key)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -429,7 +442,10 @@ ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (ngx_http_commerce_read_key(r, "inv:", 4, &id, &key) != NGX_OK) {
+    if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_stock, &id,
+                                   &key)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -557,17 +573,17 @@ ngx_http_commerce_read_page_size(ngx_http_request_t *r,
 
 /* prefix + id, in the request's pool */
 static ngx_int_t
-ngx_http_commerce_read_key(ngx_http_request_t *r, const char *prefix,
-    size_t plen, ngx_str_t *id, ngx_str_t *key)
+ngx_http_commerce_read_key(ngx_http_request_t *r, ngx_str_t *prefix,
+    ngx_str_t *id, ngx_str_t *key)
 {
-    key->data = ngx_pnalloc(r->pool, plen + id->len);
+    key->data = ngx_pnalloc(r->pool, prefix->len + id->len);
     if (key->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(key->data, prefix, plen);
-    ngx_memcpy(key->data + plen, id->data, id->len);
-    key->len = plen + id->len;
+    ngx_memcpy(key->data, prefix->data, prefix->len);
+    ngx_memcpy(key->data + prefix->len, id->data, id->len);
+    key->len = prefix->len + id->len;
 
     return NGX_OK;
 }
@@ -708,7 +724,8 @@ ngx_http_commerce_read_index_done(ngx_http_request_t *r, void *data,
         id.data = (u_char *) item->str;
         id.len = item->len;
 
-        if (ngx_http_commerce_read_key(r, "cat:item:", 9, &id, &key)
+        if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_item,
+                                       &id, &key)
             != NGX_OK)
         {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -723,8 +740,8 @@ ngx_http_commerce_read_index_done(ngx_http_request_t *r, void *data,
         /* the last id of the page, in the copy that outlives the reply */
 
         ctx->has_next = 1;
-        ctx->next.data = key.data + 9;
-        ctx->next.len = key.len - 9;
+        ctx->next.data = key.data + ngx_http_commerce_read_rk_item.len;
+        ctx->next.len = key.len - ngx_http_commerce_read_rk_item.len;
     }
 
     rc = ngx_http_commerce_redis_send(r, ctx->timeout,

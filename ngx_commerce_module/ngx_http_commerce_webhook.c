@@ -84,6 +84,7 @@
 
 #include <openssl/rand.h>
 
+#include "commerce_contract.h"
 #include "commerce_json.h"
 
 #include "ngx_http_commerce_module.h"
@@ -768,27 +769,29 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ctx->dedup_key.len = sizeof("wh:dedup::") - 1 + ctx->source.len
-                         + ctx->delivery_id.len;
+    ctx->dedup_key.len = sizeof(COMMERCE_RK_WEBHOOK_DEDUP ":") - 1
+                         + ctx->source.len + ctx->delivery_id.len;
     ctx->dedup_key.data = ngx_pnalloc(r->pool, ctx->dedup_key.len);
 
-    ctx->dedup_token.data = ngx_pnalloc(r->pool, sizeof("inflight:--")
-                                                 + NGX_INT64_LEN
-                                                 + NGX_ATOMIC_T_LEN
-                                                 + NGX_INT_T_LEN);
+    ctx->dedup_token.data = ngx_pnalloc(r->pool,
+                                        sizeof(COMMERCE_WEBHOOK_INFLIGHT "--")
+                                        + NGX_INT64_LEN + NGX_ATOMIC_T_LEN
+                                        + NGX_INT_T_LEN);
 
     if (ctx->dedup_key.data == NULL || ctx->dedup_token.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(ctx->dedup_key.data, "wh:dedup:", 9);
+    p = ngx_cpymem(ctx->dedup_key.data, COMMERCE_RK_WEBHOOK_DEDUP,
+                   COMMERCE_LEN(COMMERCE_RK_WEBHOOK_DEDUP));
     p = ngx_cpymem(p, ctx->source.data, ctx->source.len);
     *p++ = ':';
     ngx_memcpy(p, ctx->delivery_id.data, ctx->delivery_id.len);
 
     /* unique per request: worker pid, connection number, request number */
     ctx->dedup_token.len = ngx_sprintf(ctx->dedup_token.data,
-                                       "inflight:%P-%uA-%ui", ngx_pid,
+                                       COMMERCE_WEBHOOK_INFLIGHT
+                                       "%P-%uA-%ui", ngx_pid,
                                        r->connection->number,
                                        r->connection->requests)
                            - ctx->dedup_token.data;
@@ -898,9 +901,12 @@ ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
     last = p + reply->len;
 
     if (reply->type == REDIS_REPLY_STRING
-        && reply->len > 5 && ngx_strncmp(p, "done:", 5) == 0)
+        && reply->len > COMMERCE_LEN(COMMERCE_WEBHOOK_DONE)
+        && ngx_strncmp(p, COMMERCE_WEBHOOK_DONE,
+                       COMMERCE_LEN(COMMERCE_WEBHOOK_DONE))
+           == 0)
     {
-        p += 5;
+        p += COMMERCE_LEN(COMMERCE_WEBHOOK_DONE);
         colon = ngx_strlchr(p, last, ':');
 
         if (colon) {
@@ -950,13 +956,14 @@ ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
 
-    p = ngx_pnalloc(r->pool, sizeof("done::") + NGX_INT32_LEN
+    p = ngx_pnalloc(r->pool, sizeof(COMMERCE_WEBHOOK_DONE ":") + NGX_INT32_LEN
                              + NGX_INT64_LEN);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    last = ngx_sprintf(p, "done:%D:%L", ctx->partition, ctx->offset);
+    last = ngx_sprintf(p, COMMERCE_WEBHOOK_DONE "%D:%L", ctx->partition,
+                       ctx->offset);
 
     ngx_http_commerce_redis_cmd_init(&cmd);
     ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
@@ -1059,20 +1066,20 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
         }
     }
 
-    (void) rd_kafka_header_add(hdrs, "source", -1, ctx->source.data,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_SOURCE, -1, ctx->source.data,
                                ctx->source.len);
-    (void) rd_kafka_header_add(hdrs, "delivery_id", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_DELIVERY_ID, -1,
                                ctx->delivery_id.len ? ctx->delivery_id.data
                                                     : (u_char *) "",
                                ctx->delivery_id.len);
-    (void) rd_kafka_header_add(hdrs, "signature_scheme", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_SIGNATURE_SCHEME, -1,
                                ctx->verify.scheme.len
                                ? ctx->verify.scheme.data : (u_char *) "",
                                ctx->verify.scheme.len);
-    (void) rd_kafka_header_add(hdrs, "received_at", -1, at, atlen);
-    (void) rd_kafka_header_add(hdrs, "content_type", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_RECEIVED_AT, -1, at, atlen);
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_CONTENT_TYPE, -1,
                                ct.len ? ct.data : (u_char *) "", ct.len);
-    (void) rd_kafka_header_add(hdrs, "traceparent", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_TRACEPARENT, -1,
                                ctx->traceparent.data, ctx->traceparent.len);
 
     ngx_memzero(&b, sizeof(ngx_buf_t));
@@ -1376,7 +1383,8 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    ngx_conf_merge_str_value(conf->topic, prev->topic, "commerce.inbound");
+    ngx_conf_merge_str_value(conf->topic, prev->topic,
+                             COMMERCE_TOPIC_INBOUND);
     ngx_conf_merge_ptr_value(conf->headers, prev->headers, NULL);
     ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
     ngx_conf_merge_ptr_value(conf->delivery_id, prev->delivery_id, NULL);
