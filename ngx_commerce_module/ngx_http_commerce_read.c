@@ -63,6 +63,9 @@ static ngx_int_t ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
     ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
 static ngx_int_t ngx_http_commerce_read_id(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *id, const char **msg);
+static ngx_int_t ngx_http_commerce_read_id_key(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *prefix, ngx_str_t *key,
+    const char **msg);
 static ngx_int_t ngx_http_commerce_read_unavailable(ngx_http_request_t *r,
     time_t retry_after);
 static ngx_int_t ngx_http_commerce_read_arg(ngx_http_request_t *r,
@@ -296,18 +299,13 @@ ngx_http_commerce_read_item(ngx_http_request_t *r,
     ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
 {
     ngx_int_t  rc;
-    ngx_str_t  id, key;
+    ngx_str_t  key;
 
-    rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id, msg);
+    rc = ngx_http_commerce_read_id_key(r, rlcf->arg[0],
+                                       &ngx_http_commerce_read_rk_item, &key,
+                                       msg);
     if (rc != NGX_OK) {
         return rc;
-    }
-
-    if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_item, &id,
-                                   &key)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     ngx_http_commerce_redis_cmd_arg_literal(cmd, "GET");
@@ -379,9 +377,11 @@ ngx_http_commerce_read_stock(ngx_http_request_t *r,
     ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
 {
     ngx_int_t  rc;
-    ngx_str_t  id, sku, key;
+    ngx_str_t  sku, key;
 
-    rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id, msg);
+    rc = ngx_http_commerce_read_id_key(r, rlcf->arg[0],
+                                       &ngx_http_commerce_read_rk_stock, &key,
+                                       msg);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -389,13 +389,6 @@ ngx_http_commerce_read_stock(ngx_http_request_t *r,
     rc = ngx_http_commerce_read_id(r, rlcf->arg[1], &sku, msg);
     if (rc != NGX_OK) {
         return rc;
-    }
-
-    if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_stock, &id,
-                                   &key)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     ngx_http_commerce_redis_cmd_arg_literal(cmd, "HGET");
@@ -414,9 +407,11 @@ ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
 {
     uint64_t   n;
     ngx_int_t  rc;
-    ngx_str_t  id, key, cursor;
+    ngx_str_t  key, cursor;
 
-    rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id, msg);
+    rc = ngx_http_commerce_read_id_key(r, rlcf->arg[0],
+                                       &ngx_http_commerce_read_rk_stock, &key,
+                                       msg);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -440,13 +435,6 @@ ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
     if (ngx_http_commerce_read_page_size(r, rlcf, "count", 5, &n) != NGX_OK) {
         *msg = "count must be an integer from 1 to the maximum page size";
         return NGX_HTTP_BAD_REQUEST;
-    }
-
-    if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_stock, &id,
-                                   &key)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     ngx_http_commerce_redis_cmd_arg_literal(cmd, "HSCAN");
@@ -501,6 +489,24 @@ ngx_http_commerce_read_id(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/* The key of an id argument: prefix + id, or read_id()'s failure. */
+static ngx_int_t
+ngx_http_commerce_read_id_key(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *prefix, ngx_str_t *key,
+    const char **msg)
+{
+    ngx_int_t  rc;
+    ngx_str_t  id;
+
+    rc = ngx_http_commerce_read_id(r, cv, &id, msg);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_commerce_read_key(r, prefix, &id, key);
 }
 
 
