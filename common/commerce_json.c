@@ -9,6 +9,7 @@
 
 static size_t commerce_json_run(unsigned char *dst, const unsigned char *p,
     size_t len, int mode);
+static int commerce_json_plain(unsigned char c, int mode);
 static unsigned char commerce_json_short(unsigned char c, int mode);
 static size_t commerce_json_utf8_len(const unsigned char *s, size_t n);
 
@@ -36,13 +37,30 @@ static size_t
 commerce_json_run(unsigned char *dst, const unsigned char *p, size_t len,
     int mode)
 {
-    size_t               i, n, seq;
+    size_t               i, j, n, seq;
     unsigned char        c, esc;
     static const char    hex[] = "0123456789abcdef";
 
     n = 0;
 
     for (i = 0; i < len; /* void */) {
+
+        /* a run of bytes that stay as they are goes in one copy */
+
+        for (j = i; j < len && commerce_json_plain(p[j], mode); j++) {
+            /* void */
+        }
+
+        if (j > i) {
+            if (dst) {
+                memcpy(dst + n, p + i, j - i);
+            }
+
+            n += j - i;
+            i = j;
+            continue;
+        }
+
         c = p[i];
         esc = commerce_json_short(c, mode);
 
@@ -94,6 +112,18 @@ commerce_json_run(unsigned char *dst, const unsigned char *p, size_t len,
     }
 
     return n;
+}
+
+
+/* a byte copied as it is: printable ASCII, and any high byte in BYTES */
+static int
+commerce_json_plain(unsigned char c, int mode)
+{
+    if (c < 0x20 || c == '"' || c == '\\') {
+        return 0;
+    }
+
+    return c < 0x7f || mode == COMMERCE_JSON_BYTES;
 }
 
 

@@ -29,6 +29,9 @@
 #define COMMERCE_JSON_BYTES  0
 #define COMMERCE_JSON_TEXT   1
 
+/* the longest escape of len bytes, in any mode: one \u00XX per byte */
+#define COMMERCE_JSON_ESCAPE_MAX(len)  (6 * (len))
+
 
 /* the length of the escaped text */
 size_t commerce_json_escape_len(const unsigned char *p, size_t len,

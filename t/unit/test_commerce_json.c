@@ -96,6 +96,26 @@ test_text_invalid_utf8(void **state)
 }
 
 
+/* no byte, in either mode, escapes to more than the advertised bound */
+static void
+test_escape_max(void **state)
+{
+    int            mode;
+    unsigned int   c;
+    unsigned char  in;
+
+    (void) state;
+
+    for (mode = COMMERCE_JSON_BYTES; mode <= COMMERCE_JSON_TEXT; mode++) {
+        for (c = 0; c < 256; c++) {
+            in = (unsigned char) c;
+            assert_true(commerce_json_escape_len(&in, 1, mode)
+                        <= COMMERCE_JSON_ESCAPE_MAX(1));
+        }
+    }
+}
+
+
 int
 main(void)
 {
@@ -103,6 +123,7 @@ main(void)
         cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_text_invalid_utf8),
+        cmocka_unit_test(test_escape_max),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

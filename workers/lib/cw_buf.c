@@ -123,20 +123,25 @@ cw_buf_printf(cw_buf_t *b, const char *fmt, ...)
 }
 
 
-/* The escaping itself is common/commerce_json.c, in its text mode. */
+/* The escaping itself is common/commerce_json.c, in its text mode. Short
+ * text gets room for its worst case and one pass; long text is measured
+ * first, so that the buffer does not grow six times its size. */
 void
 cw_buf_json_escape(cw_buf_t *b, const char *s, size_t n)
 {
-    size_t  len;
+    size_t          room;
+    unsigned char  *end;
 
-    len = commerce_json_escape_len((const unsigned char *) s, n,
-                                   COMMERCE_JSON_TEXT);
-    if (cw_buf_reserve(b, len) != 0) {
+    room = n <= 4096 ? COMMERCE_JSON_ESCAPE_MAX(n)
+                     : commerce_json_escape_len((const unsigned char *) s, n,
+                                                COMMERCE_JSON_TEXT);
+    if (cw_buf_reserve(b, room) != 0) {
         return;
     }
-    commerce_json_escape((unsigned char *) b->data + b->len,
-                         (const unsigned char *) s, n, COMMERCE_JSON_TEXT);
-    b->len += len;
+    end = commerce_json_escape((unsigned char *) b->data + b->len,
+                               (const unsigned char *) s, n,
+                               COMMERCE_JSON_TEXT);
+    b->len = (size_t) ((char *) end - b->data);
     b->data[b->len] = '\0';
 }
 
