@@ -62,6 +62,9 @@ WORKER_BINS := $(addprefix $(BUILD)/bin/commerce-,$(WORKER_DIRS))
 WLIB_SRCS := $(wildcard workers/lib/*.c)
 WLIB_HDRS := $(wildcard workers/lib/*.h) $(wildcard common/*.h)
 WLIB_OBJS := $(patsubst workers/lib/%.c,$(BUILD)/obj/wlib/%.o,$(WLIB_SRCS))
+# common/: pure C compiled into the module (config) and every worker
+COMMON_SRCS := $(wildcard common/*.c)
+COMMON_OBJS := $(patsubst common/%.c,$(BUILD)/obj/common/%.o,$(COMMON_SRCS))
 WORKER_LIBS := -lrdkafka -lhiredis -ljansson -lpq -lcrypto -lpthread -lm
 
 # C unit tests (cmocka): t/unit/test_<name>.c, linked with the pure module
@@ -121,19 +124,23 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 	cp $(NGX_BUILD)/objs/ngx_http_commerce_module.so $@.tmp && mv $@.tmp $@
 
 # library objects are kept between builds (not make intermediates)
-.SECONDARY: $(WLIB_OBJS)
+.SECONDARY: $(WLIB_OBJS) $(COMMON_OBJS)
 
 $(BUILD)/obj/wlib/%.o: workers/lib/%.c $(WLIB_HDRS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Iworkers/lib -c $< -o $@
 
+$(BUILD)/obj/common/%.o: common/%.c $(wildcard common/*.h) $(FLAGS_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icommon -c $< -o $@
+
 .SECONDEXPANSION:
 $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
-                         $(WLIB_OBJS) $(FLAGS_FILE)
+                         $(WLIB_OBJS) $(COMMON_OBJS) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Iworkers/lib -Iworkers/$* \
-	    $(wildcard workers/$*/*.c) $(WLIB_OBJS) -o $@ $(LDFLAGS) \
-	    $(WORKER_LIBS)
+	    $(wildcard workers/$*/*.c) $(WLIB_OBJS) $(COMMON_OBJS) -o $@ \
+	    $(LDFLAGS) $(WORKER_LIBS)
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
                       2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS) \

@@ -85,6 +85,8 @@
 #include <ngx_md5.h>
 #include <ngx_sha1.h>
 
+#include "commerce_contract.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_gcra.h"
@@ -917,10 +919,9 @@ ngx_http_commerce_limit_global(ngx_http_request_t *r,
     ngx_http_commerce_limit_state_t *st)
 {
     u_char                          *p;
-    size_t                           argvlen[6];
     time_t                           retry_after;
     ngx_int_t                        rc;
-    const char                      *argv[6];
+    ngx_http_commerce_redis_cmd_t    cmd;
     ngx_http_commerce_limit_zone_t  *zone;
 
     zone = limit->shm_zone->data;
@@ -940,33 +941,29 @@ ngx_http_commerce_limit_global(ngx_http_request_t *r,
                        - p;
     }
 
+    ngx_http_commerce_redis_cmd_init(&cmd);
+
     if (st->eval) {
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = (char *) ngx_http_commerce_limit_script.data;
-        argvlen[1] = ngx_http_commerce_limit_script.len;
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
+        ngx_http_commerce_redis_cmd_arg_str(&cmd,
+                                            &ngx_http_commerce_limit_script);
 
     } else {
-        argv[0] = "EVALSHA";
-        argvlen[0] = 7;
-        argv[1] = (char *) ngx_http_commerce_limit_sha;
-        argvlen[1] = sizeof(ngx_http_commerce_limit_sha);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVALSHA");
+        ngx_http_commerce_redis_cmd_arg(&cmd, ngx_http_commerce_limit_sha,
+                                        sizeof(ngx_http_commerce_limit_sha));
     }
 
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) st->rkey.data;
-    argvlen[3] = st->rkey.len;
-    argv[4] = (char *) zone->interval.data;
-    argvlen[4] = zone->interval.len;
-    argv[5] = (char *) zone->tolerance.data;
-    argvlen[5] = zone->tolerance.len;
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &st->rkey);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &zone->interval);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &zone->tolerance);
 
     retry_after = 1;
 
     rc = ngx_http_commerce_redis_send(r, zone->timeout,
                                       ngx_http_commerce_limit_reply, ctx,
-                                      6, argv, argvlen, &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;
@@ -1574,7 +1571,8 @@ ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->policy.data = ngx_pnalloc(cf->pool, 2 * NGX_INT64_LEN + 3);
     zone->interval.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
     zone->tolerance.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
-    zone->prefix.data = ngx_pnalloc(cf->pool, name.len + 4);
+    zone->prefix.data = ngx_pnalloc(cf->pool, sizeof(COMMERCE_RK_RATE_LIMIT ":")
+                                              - 1 + name.len);
 
     if (zone->policy.data == NULL || zone->interval.data == NULL
         || zone->tolerance.data == NULL || zone->prefix.data == NULL)
@@ -1591,7 +1589,8 @@ ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->tolerance.len = ngx_sprintf(zone->tolerance.data, "%uL",
                                       zone->gcra.tolerance)
                           - zone->tolerance.data;
-    zone->prefix.len = ngx_sprintf(zone->prefix.data, "rl:%V:", &name)
+    zone->prefix.len = ngx_sprintf(zone->prefix.data,
+                                   COMMERCE_RK_RATE_LIMIT "%V:", &name)
                        - zone->prefix.data;
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,
@@ -1740,7 +1739,6 @@ ngx_http_commerce_limit_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_uint_t                      i;
     ngx_http_commerce_limit_ref_t  *ref;
-    ngx_http_commerce_main_conf_t  *cmcf;
 
     ref = lmcf->refs.elts;
 
@@ -1755,10 +1753,7 @@ ngx_http_commerce_limit_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (lmcf->global) {
-        cmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_commerce_module);
-
-        if (cmcf->servers.nelts == 0) {
+        if (!ngx_http_commerce_redis_configured(cf)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "a commerce_limit_zone has scope=global but "
                                "\"commerce_redis_server\" is not set");
@@ -1841,7 +1836,6 @@ ngx_http_commerce_limit_init(ngx_conf_t *cf)
     ngx_sha1_t                            sha1;
     ngx_http_handler_pt                  *h;
     ngx_http_core_main_conf_t            *cmcf;
-    ngx_http_commerce_main_conf_t        *ccmcf;
     ngx_http_commerce_limit_main_conf_t  *lmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -1860,9 +1854,7 @@ ngx_http_commerce_limit_init(ngx_conf_t *cf)
                                               ngx_http_commerce_limit_module);
 
     if (lmcf->global) {
-        ccmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                   ngx_http_commerce_module);
-        ccmcf->used = 1;
+        ngx_http_commerce_redis_use(cf);
     }
 
     ngx_sha1_init(&sha1);

@@ -1,7 +1,9 @@
 /*
- * ngx_http_commerce_module: the core of the commerce modules.  It owns the
- * Redis configuration (http{} level) and the per-worker Redis connections,
- * opened in init_process and closed in exit_process.
+ * ngx_http_commerce_module: the first module of ngx_http_commerce_module.so,
+ * whose name the file and its load_module line carry.  It owns no directive
+ * (the Redis ones are ngx_http_commerce_redis_module's): it holds what all
+ * commerce modules share, the bounds check of number directives and the
+ * JSON error responder.
  */
 
 #include <ngx_config.h>
@@ -9,83 +11,14 @@
 #include <ngx_http.h>
 
 #include "ngx_http_commerce_module.h"
-#include "ngx_http_commerce_redis.h"
-
-
-static void *ngx_http_commerce_create_main_conf(ngx_conf_t *cf);
-static char *ngx_http_commerce_init_main_conf(ngx_conf_t *cf, void *conf);
-static char *ngx_http_commerce_redis_server(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static ngx_int_t ngx_http_commerce_init_process(ngx_cycle_t *cycle);
-static void ngx_http_commerce_exit_process(ngx_cycle_t *cycle);
-
-
-static ngx_conf_num_bounds_t  ngx_http_commerce_positive = {
-    ngx_http_commerce_conf_bounds, 1, 1024
-};
-
-
-static ngx_command_t  ngx_http_commerce_commands[] = {
-
-    { ngx_string("commerce_redis_server"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_commerce_redis_server,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("commerce_redis_pool_size"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_commerce_main_conf_t, pool_size),
-      &ngx_http_commerce_positive },
-
-    { ngx_string("commerce_redis_connect_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_commerce_main_conf_t, connect_timeout),
-      NULL },
-
-    { ngx_string("commerce_redis_reconnect_min"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_commerce_main_conf_t, backoff_min),
-      NULL },
-
-    { ngx_string("commerce_redis_reconnect_max"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_commerce_main_conf_t, backoff_max),
-      NULL },
-
-    { ngx_string("commerce_redis_breaker_threshold"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_commerce_main_conf_t, breaker_threshold),
-      &ngx_http_commerce_positive },
-
-    { ngx_string("commerce_redis_breaker_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_commerce_main_conf_t, breaker_timeout),
-      NULL },
-
-      ngx_null_command
-};
 
 
 static ngx_http_module_t  ngx_http_commerce_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    ngx_http_commerce_create_main_conf,    /* create main configuration */
-    ngx_http_commerce_init_main_conf,      /* init main configuration */
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -98,141 +31,17 @@ static ngx_http_module_t  ngx_http_commerce_module_ctx = {
 ngx_module_t  ngx_http_commerce_module = {
     NGX_MODULE_V1,
     &ngx_http_commerce_module_ctx,         /* module context */
-    ngx_http_commerce_commands,            /* module directives */
+    NULL,                                  /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_commerce_init_process,        /* init process */
+    NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_commerce_exit_process,        /* exit process */
+    NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
-
-
-static void *
-ngx_http_commerce_create_main_conf(ngx_conf_t *cf)
-{
-    ngx_http_commerce_main_conf_t  *cmcf;
-
-    cmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_commerce_main_conf_t));
-    if (cmcf == NULL) {
-        return NULL;
-    }
-
-    if (ngx_array_init(&cmcf->servers, cf->pool, 1,
-                       sizeof(ngx_http_commerce_redis_server_t))
-        != NGX_OK)
-    {
-        return NULL;
-    }
-
-    cmcf->pool_size = NGX_CONF_UNSET_UINT;
-    cmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
-    cmcf->backoff_min = NGX_CONF_UNSET_MSEC;
-    cmcf->backoff_max = NGX_CONF_UNSET_MSEC;
-    cmcf->breaker_threshold = NGX_CONF_UNSET_UINT;
-    cmcf->breaker_timeout = NGX_CONF_UNSET_MSEC;
-
-    return cmcf;
-}
-
-
-static char *
-ngx_http_commerce_init_main_conf(ngx_conf_t *cf, void *conf)
-{
-    ngx_http_commerce_main_conf_t  *cmcf = conf;
-
-    ngx_conf_init_uint_value(cmcf->pool_size, 2);
-    ngx_conf_init_msec_value(cmcf->connect_timeout, 500);
-    ngx_conf_init_msec_value(cmcf->backoff_min, 50);
-    ngx_conf_init_msec_value(cmcf->backoff_max, 2000);
-    ngx_conf_init_uint_value(cmcf->breaker_threshold, 3);
-    ngx_conf_init_msec_value(cmcf->breaker_timeout, 1000);
-
-    if (cmcf->used && cmcf->servers.nelts == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_redis_server\" is not set, but a "
-                           "location uses a commerce read API");
-        return NGX_CONF_ERROR;
-    }
-
-    if (cmcf->connect_timeout == 0 || cmcf->backoff_min == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_redis_connect_timeout\" and "
-                           "\"commerce_redis_reconnect_min\" must not be 0");
-        return NGX_CONF_ERROR;
-    }
-
-    if (cmcf->backoff_min > cmcf->backoff_max) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_redis_reconnect_min\" %M is greater "
-                           "than \"commerce_redis_reconnect_max\" %M",
-                           cmcf->backoff_min, cmcf->backoff_max);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_commerce_redis_server(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_commerce_main_conf_t  *cmcf = conf;
-
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_commerce_redis_server_t  *server, *s;
-
-    value = cf->args->elts;
-    s = cmcf->servers.elts;
-
-    for (i = 0; i < cmcf->servers.nelts; i++) {
-        if (s[i].name.len == value[1].len
-            && ngx_strncmp(s[i].name.data, value[1].data, value[1].len) == 0)
-        {
-            return "is duplicate";
-        }
-    }
-
-    server = ngx_array_push(&cmcf->servers);
-    if (server == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_commerce_redis_parse_server(cf, server, &value[1]);
-}
-
-
-static ngx_int_t
-ngx_http_commerce_init_process(ngx_cycle_t *cycle)
-{
-    ngx_http_commerce_main_conf_t  *cmcf;
-
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    cmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_commerce_module);
-    if (cmcf == NULL || !cmcf->used || cmcf->servers.nelts == 0) {
-        return NGX_OK;
-    }
-
-    return ngx_http_commerce_redis_init_process(cycle, cmcf);
-}
-
-
-static void
-ngx_http_commerce_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_commerce_redis_exit_process(cycle);
-}
 
 
 /*

@@ -1,6 +1,8 @@
 /*
- * ngx_http_commerce_module: shared declarations of the commerce modules
- * linked into ngx_http_commerce_module.so.
+ * ngx_http_commerce_module: the helpers every commerce module uses, in the
+ * first module of ngx_http_commerce_module.so (which names the file).  The
+ * directives are owned by the modules of their concern: Redis
+ * (ngx_http_commerce_redis.h), Kafka, read, webhook, verify, limit.
  */
 
 #ifndef _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_
@@ -12,23 +14,7 @@
 #include <ngx_http.h>
 
 
-typedef struct {
-    ngx_array_t                 servers;   /* of redis_server_t */
-    ngx_uint_t                  pool_size;
-    ngx_msec_t                  connect_timeout;
-    ngx_msec_t                  backoff_min;
-    ngx_msec_t                  backoff_max;
-    ngx_uint_t                  breaker_threshold;
-    ngx_msec_t                  breaker_timeout;
-    ngx_flag_t                  used;      /* some location needs Redis */
-} ngx_http_commerce_main_conf_t;
-
-
 extern ngx_module_t  ngx_http_commerce_module;
-
-
-/* commerce_redis_timeout of the request's location */
-ngx_msec_t ngx_http_commerce_redis_timeout(ngx_http_request_t *r);
 
 
 /* post handler of number directives: "must be between low and high" */

@@ -14,6 +14,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "commerce_contract.h"
+#include "commerce_json.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_util.h"
@@ -31,7 +34,6 @@ typedef enum {
 typedef struct {
     ngx_uint_t                  api;
     ngx_http_complex_value_t   *arg[2];
-    ngx_msec_t                  timeout;
     ngx_str_t                   cache_control;
     ngx_uint_t                  default_limit;
     ngx_uint_t                  max_limit;
@@ -47,8 +49,23 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_commerce_read_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_commerce_read_item(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
+static ngx_int_t ngx_http_commerce_read_list(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf, ngx_http_commerce_read_ctx_t *ctx,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
+static ngx_int_t ngx_http_commerce_read_stock(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
+static ngx_int_t ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
 static ngx_int_t ngx_http_commerce_read_id(ngx_http_request_t *r,
-    ngx_http_complex_value_t *cv, ngx_str_t *id);
+    ngx_http_complex_value_t *cv, ngx_str_t *id, const char **msg);
+static ngx_int_t ngx_http_commerce_read_id_key(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *prefix, ngx_str_t *key,
+    const char **msg);
 static ngx_int_t ngx_http_commerce_read_unavailable(ngx_http_request_t *r,
     time_t retry_after);
 static ngx_int_t ngx_http_commerce_read_arg(ngx_http_request_t *r,
@@ -56,8 +73,8 @@ static ngx_int_t ngx_http_commerce_read_arg(ngx_http_request_t *r,
 static ngx_int_t ngx_http_commerce_read_page_size(ngx_http_request_t *r,
     ngx_http_commerce_read_loc_conf_t *rlcf, char *name, size_t len,
     uint64_t *n);
-static u_char *ngx_http_commerce_read_key(ngx_http_request_t *r,
-    const char *prefix, size_t plen, ngx_str_t *id, size_t *len);
+static ngx_int_t ngx_http_commerce_read_key(ngx_http_request_t *r,
+    ngx_str_t *prefix, ngx_str_t *id, ngx_str_t *key);
 static ngx_int_t ngx_http_commerce_read_failed(ngx_http_request_t *r,
     ngx_int_t rc, redisReply *reply, int type);
 static void ngx_http_commerce_read_item_done(ngx_http_request_t *r,
@@ -112,13 +129,6 @@ static ngx_command_t  ngx_http_commerce_read_commands[] = {
       ngx_http_commerce_read_api,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_HTTP_COMMERCE_READ_STOCK_LIST,
-      NULL },
-
-    { ngx_string("commerce_redis_timeout"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_commerce_read_loc_conf_t, timeout),
       NULL },
 
     { ngx_string("commerce_cache_control"),
@@ -179,19 +189,21 @@ ngx_module_t  ngx_http_commerce_read_module = {
 
 static ngx_str_t  ngx_http_commerce_json_type = ngx_string("application/json");
 
+/* key prefixes of the read model (common/commerce_contract.h) */
+static ngx_str_t  ngx_http_commerce_read_rk_item =
+    ngx_string(COMMERCE_RK_ITEM);
+static ngx_str_t  ngx_http_commerce_read_rk_stock =
+    ngx_string(COMMERCE_RK_STOCK);
+
 
 static ngx_int_t
 ngx_http_commerce_read_handler(ngx_http_request_t *r)
 {
-    int                                 argc;
-    u_char                             *p;
-    size_t                              argvlen[7];
     time_t                              retry_after;
-    uint64_t                            n;
     ngx_int_t                           rc;
-    ngx_str_t                           id, sku, value;
-    const char                         *argv[7];
+    const char                         *msg;
     ngx_http_commerce_read_ctx_t       *ctx;
+    ngx_http_commerce_redis_cmd_t       cmd;
     ngx_http_commerce_redis_handler_pt  done;
     ngx_http_commerce_read_loc_conf_t  *rlcf;
 
@@ -221,174 +233,45 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->timeout = rlcf->timeout;
+    ctx->timeout = ngx_http_commerce_redis_timeout(r);
+
+    ngx_http_commerce_redis_cmd_init(&cmd);
+    msg = NULL;
 
     switch (rlcf->api) {
 
     case NGX_HTTP_COMMERCE_READ_ITEM:
-
-        rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
-        if (rc != NGX_OK) {
-            goto bad_id;
-        }
-
-        argv[0] = "GET";
-        argvlen[0] = 3;
-        argv[1] = (char *) ngx_http_commerce_read_key(r, "cat:item:", 9, &id,
-                                                      &argvlen[1]);
-        argc = 2;
+        rc = ngx_http_commerce_read_item(r, rlcf, &cmd, &msg);
         done = ngx_http_commerce_read_item_done;
         break;
 
     case NGX_HTTP_COMMERCE_READ_LIST:
-
-        if (ngx_http_commerce_read_page_size(r, rlcf, "limit", 5, &n)
-            != NGX_OK)
-        {
-            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                  "invalid_argument",
-                                  "limit must be an integer from 1 to the "
-                                  "maximum page size", 0);
-        }
-
-        ctx->limit = n;
-
-        rc = ngx_http_commerce_read_arg(r, "after", 5, &id);
-
-        if (rc == NGX_ERROR
-            || (rc == NGX_OK
-                && !ngx_http_commerce_valid_id(id.data, id.len)))
-        {
-            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                  "invalid_argument",
-                                  "after must be an item id", 0);
-        }
-
-        argv[0] = "ZRANGEBYLEX";
-        argvlen[0] = 11;
-        argv[1] = "cat:index";
-        argvlen[1] = 9;
-
-        if (rc == NGX_OK) {
-            p = ngx_pnalloc(r->pool, id.len + 1);
-            if (p == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            *p = '(';
-            ngx_memcpy(p + 1, id.data, id.len);
-            argv[2] = (char *) p;
-            argvlen[2] = id.len + 1;
-
-        } else {
-            argv[2] = "-";
-            argvlen[2] = 1;
-        }
-
-        argv[3] = "+";
-        argvlen[3] = 1;
-        argv[4] = "LIMIT";
-        argvlen[4] = 5;
-        argv[5] = "0";
-        argvlen[5] = 1;
-
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        /* one more than the page tells whether a next page exists */
-        argv[6] = (char *) p;
-        argvlen[6] = ngx_sprintf(p, "%uL", n + 1) - p;
-        argc = 7;
+        rc = ngx_http_commerce_read_list(r, rlcf, ctx, &cmd, &msg);
         done = ngx_http_commerce_read_index_done;
         break;
 
     case NGX_HTTP_COMMERCE_READ_STOCK:
-
-        rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
-        if (rc != NGX_OK) {
-            goto bad_id;
-        }
-
-        rc = ngx_http_commerce_read_id(r, rlcf->arg[1], &sku);
-        if (rc != NGX_OK) {
-            goto bad_id;
-        }
-
-        argv[0] = "HGET";
-        argvlen[0] = 4;
-        argv[1] = (char *) ngx_http_commerce_read_key(r, "inv:", 4, &id,
-                                                      &argvlen[1]);
-        argv[2] = (char *) sku.data;
-        argvlen[2] = sku.len;
-        argc = 3;
+        rc = ngx_http_commerce_read_stock(r, rlcf, &cmd, &msg);
         done = ngx_http_commerce_read_item_done;
         break;
 
     default: /* NGX_HTTP_COMMERCE_READ_STOCK_LIST */
-
-        rc = ngx_http_commerce_read_id(r, rlcf->arg[0], &id);
-        if (rc != NGX_OK) {
-            goto bad_id;
-        }
-
-        n = 0;
-        rc = ngx_http_commerce_read_arg(r, "cursor", 6, &value);
-
-        if (rc == NGX_ERROR
-            || (rc == NGX_OK
-                && ngx_http_commerce_parse_uint(value.data, value.len,
-                                                UINT64_MAX, &n) != 0))
-        {
-            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                  "invalid_argument",
-                                  "cursor must be a cursor returned as next",
-                                  0);
-        }
-
-        argv[2] = (char *) value.data;
-        argvlen[2] = value.len;
-
-        if (rc == NGX_DECLINED) {
-            argv[2] = "0";
-            argvlen[2] = 1;
-        }
-
-        if (ngx_http_commerce_read_page_size(r, rlcf, "count", 5, &n)
-            != NGX_OK)
-        {
-            return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                  "invalid_argument",
-                                  "count must be an integer from 1 to the "
-                                  "maximum page size", 0);
-        }
-
-        argv[0] = "HSCAN";
-        argvlen[0] = 5;
-        argv[1] = (char *) ngx_http_commerce_read_key(r, "inv:", 4, &id,
-                                                      &argvlen[1]);
-        argv[3] = "COUNT";
-        argvlen[3] = 5;
-
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        argv[4] = (char *) p;
-        argvlen[4] = ngx_sprintf(p, "%uL", n) - p;
-        argc = 5;
+        rc = ngx_http_commerce_read_stock_list(r, rlcf, &cmd, &msg);
         done = ngx_http_commerce_read_scan_done;
         break;
     }
 
-    if (argv[1] == NULL) {
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_argument", msg, 0);
+    }
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_commerce_redis_send(r, ctx->timeout, done, ctx, argc, argv,
-                                      argvlen, &retry_after);
+    rc = ngx_http_commerce_redis_send(r, ctx->timeout, done, ctx, &cmd,
+                                      &retry_after);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_commerce_read_unavailable(r, retry_after);
@@ -401,17 +284,166 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
     r->main->count++;
 
     return NGX_DONE;
+}
 
-bad_id:
 
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+/*
+ * The command of each API is built by one of the four functions below:
+ * NGX_OK, NGX_HTTP_BAD_REQUEST with *msg for the client, or NGX_ERROR.
+ */
+
+/* GET cat:item:{id} */
+static ngx_int_t
+ngx_http_commerce_read_item(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
+{
+    ngx_int_t  rc;
+    ngx_str_t  key;
+
+    rc = ngx_http_commerce_read_id_key(r, rlcf->arg[0],
+                                       &ngx_http_commerce_read_rk_item, &key,
+                                       msg);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    return ngx_http_commerce_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                        "invalid_argument",
-                                        "ids are 1 to 256 bytes without "
-                                        "spaces or control characters", 0);
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "GET");
+    ngx_http_commerce_redis_cmd_arg_str(cmd, &key);
+
+    return NGX_OK;
+}
+
+
+/* ZRANGEBYLEX cat:index (after|- + LIMIT 0 limit+1 */
+static ngx_int_t
+ngx_http_commerce_read_list(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf, ngx_http_commerce_read_ctx_t *ctx,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
+{
+    u_char     *p;
+    uint64_t    n;
+    ngx_int_t   rc;
+    ngx_str_t   after;
+
+    if (ngx_http_commerce_read_page_size(r, rlcf, "limit", 5, &n) != NGX_OK) {
+        *msg = "limit must be an integer from 1 to the maximum page size";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ctx->limit = n;
+
+    rc = ngx_http_commerce_read_arg(r, "after", 5, &after);
+
+    if (rc == NGX_ERROR
+        || (rc == NGX_OK && !ngx_http_commerce_valid_id(after.data, after.len)))
+    {
+        *msg = "after must be an item id";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "ZRANGEBYLEX");
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, COMMERCE_RK_ITEM_INDEX);
+
+    if (rc == NGX_OK) {
+        p = ngx_pnalloc(r->pool, after.len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        *p = '(';
+        ngx_memcpy(p + 1, after.data, after.len);
+        ngx_http_commerce_redis_cmd_arg(cmd, p, after.len + 1);
+
+    } else {
+        ngx_http_commerce_redis_cmd_arg_literal(cmd, "-");
+    }
+
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "+");
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "LIMIT");
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "0");
+
+    /* one more than the page tells whether a next page exists */
+    ngx_http_commerce_redis_cmd_arg_uint(cmd, n + 1);
+
+    return NGX_OK;
+}
+
+
+/* HGET inv:{store} {sku} */
+static ngx_int_t
+ngx_http_commerce_read_stock(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
+{
+    ngx_int_t  rc;
+    ngx_str_t  sku, key;
+
+    rc = ngx_http_commerce_read_id_key(r, rlcf->arg[0],
+                                       &ngx_http_commerce_read_rk_stock, &key,
+                                       msg);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_commerce_read_id(r, rlcf->arg[1], &sku, msg);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "HGET");
+    ngx_http_commerce_redis_cmd_arg_str(cmd, &key);
+    ngx_http_commerce_redis_cmd_arg_str(cmd, &sku);
+
+    return NGX_OK;
+}
+
+
+/* HSCAN inv:{store} cursor COUNT count */
+static ngx_int_t
+ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
+    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
+{
+    uint64_t   n;
+    ngx_int_t  rc;
+    ngx_str_t  key, cursor;
+
+    rc = ngx_http_commerce_read_id_key(r, rlcf->arg[0],
+                                       &ngx_http_commerce_read_rk_stock, &key,
+                                       msg);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    n = 0;
+    rc = ngx_http_commerce_read_arg(r, "cursor", 6, &cursor);
+
+    if (rc == NGX_ERROR
+        || (rc == NGX_OK
+            && ngx_http_commerce_parse_uint(cursor.data, cursor.len,
+                                            UINT64_MAX, &n) != 0))
+    {
+        *msg = "cursor must be a cursor returned as next";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_str_set(&cursor, "0");
+    }
+
+    if (ngx_http_commerce_read_page_size(r, rlcf, "count", 5, &n) != NGX_OK) {
+        *msg = "count must be an integer from 1 to the maximum page size";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "HSCAN");
+    ngx_http_commerce_redis_cmd_arg_str(cmd, &key);
+    ngx_http_commerce_redis_cmd_arg_str(cmd, &cursor);
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "COUNT");
+    ngx_http_commerce_redis_cmd_arg_uint(cmd, n);
+
+    return NGX_OK;
 }
 
 
@@ -440,22 +472,41 @@ ngx_http_commerce_read_unavailable(ngx_http_request_t *r, time_t retry_after)
 
 
 /*
- * Evaluates an id argument: NGX_DECLINED when it cannot be part of a key,
- * NGX_ERROR when the value cannot be evaluated.
+ * Evaluates an id argument: NGX_HTTP_BAD_REQUEST when it cannot be part of
+ * a key, NGX_ERROR when the value cannot be evaluated.
  */
 static ngx_int_t
 ngx_http_commerce_read_id(ngx_http_request_t *r,
-    ngx_http_complex_value_t *cv, ngx_str_t *id)
+    ngx_http_complex_value_t *cv, ngx_str_t *id, const char **msg)
 {
     if (ngx_http_complex_value(r, cv, id) != NGX_OK) {
         return NGX_ERROR;
     }
 
     if (!ngx_http_commerce_valid_id(id->data, id->len)) {
-        return NGX_DECLINED;
+        *msg = "ids are 1 to 256 bytes without spaces or control characters";
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     return NGX_OK;
+}
+
+
+/* The key of an id argument: prefix + id, or read_id()'s failure. */
+static ngx_int_t
+ngx_http_commerce_read_id_key(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *prefix, ngx_str_t *key,
+    const char **msg)
+{
+    ngx_int_t  rc;
+    ngx_str_t  id;
+
+    rc = ngx_http_commerce_read_id(r, cv, &id, msg);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_commerce_read_key(r, prefix, &id, key);
 }
 
 
@@ -526,22 +577,21 @@ ngx_http_commerce_read_page_size(ngx_http_request_t *r,
 }
 
 
-static u_char *
-ngx_http_commerce_read_key(ngx_http_request_t *r, const char *prefix,
-    size_t plen, ngx_str_t *id, size_t *len)
+/* prefix + id, in the request's pool */
+static ngx_int_t
+ngx_http_commerce_read_key(ngx_http_request_t *r, ngx_str_t *prefix,
+    ngx_str_t *id, ngx_str_t *key)
 {
-    u_char  *key;
-
-    key = ngx_pnalloc(r->pool, plen + id->len);
-    if (key == NULL) {
-        return NULL;
+    key->data = ngx_pnalloc(r->pool, prefix->len + id->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
     }
 
-    ngx_memcpy(key, prefix, plen);
-    ngx_memcpy(key + plen, id->data, id->len);
-    *len = plen + id->len;
+    ngx_memcpy(key->data, prefix->data, prefix->len);
+    ngx_memcpy(key->data + prefix->len, id->data, id->len);
+    key->len = prefix->len + id->len;
 
-    return key;
+    return NGX_OK;
 }
 
 
@@ -633,12 +683,13 @@ static void
 ngx_http_commerce_read_index_done(ngx_http_request_t *r, void *data,
     ngx_int_t rc, redisReply *reply)
 {
-    size_t                         i, n, limit, *argvlen;
-    time_t                         retry_after;
-    ngx_buf_t                     *b;
-    redisReply                    *id;
-    const char                   **argv;
-    ngx_http_commerce_read_ctx_t  *ctx = data;
+    size_t                          i, n, limit;
+    time_t                          retry_after;
+    ngx_str_t                       id, key;
+    ngx_buf_t                      *b;
+    redisReply                     *item;
+    ngx_http_commerce_read_ctx_t   *ctx = data;
+    ngx_http_commerce_redis_cmd_t   cmd;
 
     rc = ngx_http_commerce_read_failed(r, rc, reply, REDIS_REPLY_ARRAY);
 
@@ -657,48 +708,51 @@ ngx_http_commerce_read_index_done(ngx_http_request_t *r, void *data,
         return;
     }
 
-    argv = ngx_palloc(r->pool, (n + 1) * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, (n + 1) * sizeof(size_t));
+    ngx_http_commerce_redis_cmd_init(&cmd);
 
-    if (argv == NULL || argvlen == NULL) {
+    if (ngx_http_commerce_redis_cmd_reserve(&cmd, r->pool, n + 1) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    argv[0] = "MGET";
-    argvlen[0] = 4;
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "MGET");
 
     for (i = 0; i < n; i++) {
-        id = reply->element[i];
+        item = reply->element[i];
 
-        if (id->type != REDIS_REPLY_STRING) {
+        if (item->type != REDIS_REPLY_STRING) {
             ngx_http_finalize_request(r, ngx_http_commerce_read_failed(r,
-                                          NGX_HTTP_COMMERCE_REDIS_OK, id,
+                                          NGX_HTTP_COMMERCE_REDIS_OK, item,
                                           REDIS_REPLY_ARRAY));
             return;
         }
 
-        argv[i + 1] = (char *) ngx_pnalloc(r->pool, 9 + id->len);
-        if (argv[i + 1] == NULL) {
+        id.data = (u_char *) item->str;
+        id.len = item->len;
+
+        if (ngx_http_commerce_read_key(r, &ngx_http_commerce_read_rk_item,
+                                       &id, &key)
+            != NGX_OK)
+        {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        ngx_memcpy((u_char *) argv[i + 1], "cat:item:", 9);
-        ngx_memcpy((u_char *) argv[i + 1] + 9, id->str, id->len);
-        argvlen[i + 1] = 9 + id->len;
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &key);
     }
 
     if (reply->elements > limit) {
+
+        /* the last id of the page, in the copy that outlives the reply */
+
         ctx->has_next = 1;
-        ctx->next.data = (u_char *) argv[n] + 9;
-        ctx->next.len = argvlen[n] - 9;
+        ctx->next.data = key.data + ngx_http_commerce_read_rk_item.len;
+        ctx->next.len = key.len - ngx_http_commerce_read_rk_item.len;
     }
 
     rc = ngx_http_commerce_redis_send(r, ctx->timeout,
                                       ngx_http_commerce_read_docs_done, ctx,
-                                      (int) n + 1, argv, argvlen,
-                                      &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
@@ -808,7 +862,8 @@ ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
     }
 
     if (next) {
-        len += 2 + ngx_http_commerce_json_escape_len(next->data, next->len);
+        len += 2 + commerce_json_escape_len(next->data, next->len,
+                                            COMMERCE_JSON_BYTES);
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -836,8 +891,8 @@ ngx_http_commerce_read_page(ngx_http_request_t *r, redisReply **items,
 
     if (next) {
         *b->last++ = '"';
-        b->last = ngx_http_commerce_json_escape(b->last, next->data,
-                                                next->len);
+        b->last = commerce_json_escape(b->last, next->data, next->len,
+                                       COMMERCE_JSON_BYTES);
         *b->last++ = '"';
 
     } else {
@@ -923,17 +978,6 @@ ngx_http_commerce_read_send(ngx_http_request_t *r, ngx_buf_t *b)
 }
 
 
-ngx_msec_t
-ngx_http_commerce_redis_timeout(ngx_http_request_t *r)
-{
-    ngx_http_commerce_read_loc_conf_t  *rlcf;
-
-    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_read_module);
-
-    return rlcf->timeout;
-}
-
-
 static char *
 ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -942,7 +986,6 @@ ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                          *value;
     ngx_uint_t                          i;
     ngx_http_core_loc_conf_t           *clcf;
-    ngx_http_commerce_main_conf_t      *cmcf;
     ngx_http_compile_complex_value_t    ccv;
 
     if (rlcf->api != NGX_HTTP_COMMERCE_READ_NONE) {
@@ -974,8 +1017,7 @@ ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_commerce_read_handler;
 
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_commerce_module);
-    cmcf->used = 1;
+    ngx_http_commerce_redis_use(cf);
 
     return NGX_CONF_OK;
 }
@@ -999,7 +1041,6 @@ ngx_http_commerce_read_create_loc_conf(ngx_conf_t *cf)
      *     conf->cache_control = { 0, NULL };
      */
 
-    conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->default_limit = NGX_CONF_UNSET_UINT;
     conf->max_limit = NGX_CONF_UNSET_UINT;
 
@@ -1014,16 +1055,9 @@ ngx_http_commerce_read_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_commerce_read_loc_conf_t *prev = parent;
     ngx_http_commerce_read_loc_conf_t *conf = child;
 
-    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 500);
     ngx_conf_merge_str_value(conf->cache_control, prev->cache_control, "");
     ngx_conf_merge_uint_value(conf->default_limit, prev->default_limit, 50);
     ngx_conf_merge_uint_value(conf->max_limit, prev->max_limit, 200);
-
-    if (conf->timeout == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_redis_timeout\" must not be 0");
-        return NGX_CONF_ERROR;
-    }
 
     if (conf->default_limit > conf->max_limit) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

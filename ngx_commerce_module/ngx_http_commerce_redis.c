@@ -1,897 +1,520 @@
 /*
- * Non-blocking Redis for nginx workers (see the header).
+ * ngx_http_commerce_redis_module: the Redis layer's directives and
+ * configuration, its per-worker connections opened in init_process and
+ * closed in exit_process (ngx_http_commerce_redis_conn.c), and the command
+ * builder of its callers.
  *
- * hiredis's async context is attached to an nginx connection wrapping its
- * socket.  Events are level-triggered: hiredis reads at most 16 KiB per
- * call, and a level-triggered read event fires again while the socket still
- * holds data, so a large reply always arrives whole.
+ * Directives
  *
- * Lifetimes: a connection (ngx_http_commerce_redis_conn_t) lives as long as
- * the worker; its hiredis context comes and goes with reconnects.  A command
- * (ngx_http_commerce_redis_cmd_t) is heap-allocated and owned by hiredis as
- * the callback's privdata: it is freed when its reply (or the NULL reply of
- * a dying connection) arrives.  The request only borrows it: a pool cleanup
- * detaches the request, and a late reply is then read and dropped.
+ *   commerce_redis_server address;
+ *     Default: -
+ *     Context: http
+ *     ip:port, [ipv6]:port, unix:/path or host:port (common/
+ *     commerce_redis_addr.h, port 6379 when none is given); a host name is
+ *     resolved here, when the configuration is read.  Repeatable, one per
+ *     server.  Required when a location uses a read API, webhook dedup or
+ *     a global rate limit.
+ *
+ *   commerce_redis_pool_size number;          Default: 2       Context: http
+ *   commerce_redis_connect_timeout time;      Default: 500ms   Context: http
+ *   commerce_redis_reconnect_min time;        Default: 50ms    Context: http
+ *   commerce_redis_reconnect_max time;        Default: 2s      Context: http
+ *   commerce_redis_breaker_threshold number;  Default: 3       Context: http
+ *   commerce_redis_breaker_timeout time;      Default: 1s      Context: http
+ *
+ *   commerce_redis_timeout time;
+ *     Default: commerce_redis_timeout 500ms;
+ *     Context: http, server, location
+ *     How long a request waits for a reply (ngx_http_commerce_redis_timeout).
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
+#include "commerce_redis_addr.h"
 
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
-#include "ngx_http_commerce_util.h"
-
-
-typedef enum {
-    NGX_HTTP_COMMERCE_REDIS_DISCONNECTED = 0,
-    NGX_HTTP_COMMERCE_REDIS_CONNECTING,
-    NGX_HTTP_COMMERCE_REDIS_CONNECTED
-} ngx_http_commerce_redis_state_e;
-
-
-typedef struct ngx_http_commerce_redis_peer_s  ngx_http_commerce_redis_peer_t;
+#include "ngx_http_commerce_redis_conn.h"
 
 
 typedef struct {
-    redisAsyncContext                 *ac;
-    ngx_connection_t                  *c;
-    ngx_http_commerce_redis_peer_t    *peer;
-    ngx_event_t                        timer;     /* connect or reconnect */
-    ngx_msec_t                         backoff;
-    ngx_msec_t                         last_reply;
-    ngx_uint_t                         state;
-    unsigned                           writing:1;
-} ngx_http_commerce_redis_conn_t;
+    ngx_msec_t                  timeout;
+} ngx_http_commerce_redis_loc_conf_t;
 
 
-struct ngx_http_commerce_redis_peer_s {
-    ngx_http_commerce_redis_server_t  *server;
-    ngx_http_commerce_redis_conn_t    *conns;
-    ngx_uint_t                         nconns;
-    ngx_uint_t                         next;
-    ngx_http_commerce_breaker_t        breaker;
+static char *ngx_http_commerce_redis_server(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_commerce_redis_resolve(ngx_conf_t *cf,
+    ngx_http_commerce_redis_server_t *server, commerce_redis_addr_t *a);
+static void *ngx_http_commerce_redis_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_commerce_redis_init_main_conf(ngx_conf_t *cf,
+    void *conf);
+static void *ngx_http_commerce_redis_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_commerce_redis_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_commerce_redis_init_process(ngx_cycle_t *cycle);
+static void ngx_http_commerce_redis_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_commerce_redis_positive = {
+    ngx_http_commerce_conf_bounds, 1, 1024
 };
 
 
-typedef struct {
-    ngx_http_request_t                *r;         /* NULL once detached */
-    ngx_pool_cleanup_t                *cln;
-    ngx_http_commerce_redis_handler_pt handler;
-    void                              *data;
-    ngx_http_commerce_redis_conn_t    *conn;
-    ngx_msec_t                         timeout;
-    ngx_event_t                        timer;
-} ngx_http_commerce_redis_cmd_t;
+static ngx_command_t  ngx_http_commerce_redis_commands[] = {
+
+    { ngx_string("commerce_redis_server"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_commerce_redis_server,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("commerce_redis_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, pool_size),
+      &ngx_http_commerce_redis_positive },
+
+    { ngx_string("commerce_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("commerce_redis_reconnect_min"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, backoff_min),
+      NULL },
+
+    { ngx_string("commerce_redis_reconnect_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, backoff_max),
+      NULL },
+
+    { ngx_string("commerce_redis_breaker_threshold"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, breaker_threshold),
+      &ngx_http_commerce_redis_positive },
+
+    { ngx_string("commerce_redis_breaker_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, breaker_timeout),
+      NULL },
+
+    { ngx_string("commerce_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_loc_conf_t, timeout),
+      NULL },
+
+      ngx_null_command
+};
 
 
-typedef struct {
-    ngx_http_commerce_main_conf_t     *cmcf;
-    ngx_http_commerce_redis_peer_t    *peers;
-    ngx_uint_t                         npeers;
-    ngx_uint_t                         next;
-    ngx_log_t                         *log;
-    ngx_uint_t                         exiting;
-} ngx_http_commerce_redis_worker_t;
+static ngx_http_module_t  ngx_http_commerce_redis_module_ctx = {
+    NULL,                                     /* preconfiguration */
+    NULL,                                     /* postconfiguration */
+
+    ngx_http_commerce_redis_create_main_conf, /* create main configuration */
+    ngx_http_commerce_redis_init_main_conf,   /* init main configuration */
+
+    NULL,                                     /* create server configuration */
+    NULL,                                     /* merge server configuration */
+
+    ngx_http_commerce_redis_create_loc_conf,  /* create location conf */
+    ngx_http_commerce_redis_merge_loc_conf    /* merge location conf */
+};
 
 
-static void ngx_http_commerce_redis_connect(
-    ngx_http_commerce_redis_conn_t *conn);
-static void ngx_http_commerce_redis_close(ngx_http_commerce_redis_conn_t *conn);
-static void ngx_http_commerce_redis_schedule(
-    ngx_http_commerce_redis_conn_t *conn);
-static void ngx_http_commerce_redis_timer_handler(ngx_event_t *ev);
-static void ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
-    int status);
-static ngx_int_t ngx_http_commerce_redis_attach(
-    ngx_http_commerce_redis_conn_t *conn, redisAsyncContext *ac);
-static void ngx_http_commerce_redis_add_read(void *data);
-static void ngx_http_commerce_redis_del_read(void *data);
-static void ngx_http_commerce_redis_add_write(void *data);
-static void ngx_http_commerce_redis_del_write(void *data);
-static void ngx_http_commerce_redis_cleanup(void *data);
-static void ngx_http_commerce_redis_read_handler(ngx_event_t *rev);
-static void ngx_http_commerce_redis_write_handler(ngx_event_t *wev);
-static void ngx_http_commerce_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata);
-static void ngx_http_commerce_redis_cmd_timeout(ngx_event_t *ev);
-static void ngx_http_commerce_redis_cmd_cleanup(void *data);
-static ngx_http_commerce_redis_conn_t *ngx_http_commerce_redis_pick(
-    ngx_http_commerce_redis_peer_t *peer);
+ngx_module_t  ngx_http_commerce_redis_module = {
+    NGX_MODULE_V1,
+    &ngx_http_commerce_redis_module_ctx,   /* module context */
+    ngx_http_commerce_redis_commands,      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_commerce_redis_init_process,  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_commerce_redis_exit_process,  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
 
 
-/* one per worker process: connections are never shared across processes */
-static ngx_http_commerce_redis_worker_t  ngx_http_commerce_redis_worker;
-
-
-char *
-ngx_http_commerce_redis_parse_server(ngx_conf_t *cf,
-    ngx_http_commerce_redis_server_t *server, ngx_str_t *value)
+static char *
+ngx_http_commerce_redis_server(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
 {
-    size_t     len;
-    ngx_url_t  u;
+    ngx_http_commerce_redis_main_conf_t *rmcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    commerce_redis_addr_t              a;
+    commerce_redis_addr_rc_e           rc;
+    ngx_http_commerce_redis_server_t  *server, *s;
+
+    value = cf->args->elts;
+    s = rmcf->servers.elts;
+
+    for (i = 0; i < rmcf->servers.nelts; i++) {
+        if (s[i].name.len == value[1].len
+            && ngx_strncmp(s[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            return "is duplicate";
+        }
+    }
+
+    rc = commerce_redis_addr_parse(&a, (char *) value[1].data, value[1].len,
+                                   6379);
+
+    if (rc == COMMERCE_REDIS_ADDR_PATH_TOO_LONG) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_server\": unix socket "
+                           "path \"%V\" is too long", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc != COMMERCE_REDIS_ADDR_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_server\": %s in \"%V\"",
+                           commerce_redis_addr_strerror(rc), &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    server = ngx_array_push(&rmcf->servers);
+    if (server == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_memzero(server, sizeof(ngx_http_commerce_redis_server_t));
-    server->name = *value;
+    server->name = value[1];
 
-    if (value->len > 5 && ngx_strncmp(value->data, "unix:", 5) == 0) {
-        len = value->len - 5;
+    return ngx_http_commerce_redis_resolve(cf, server, &a);
+}
 
-        if (len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"commerce_redis_server\": unix socket "
-                               "path \"%V\" is too long", value);
-            return NGX_CONF_ERROR;
-        }
 
+/*
+ * A host name is resolved here, at configuration time, so that no worker
+ * ever calls the blocking resolver inside hiredis: hiredis gets the first
+ * address as IP text, or the socket path.
+ */
+static char *
+ngx_http_commerce_redis_resolve(ngx_conf_t *cf,
+    ngx_http_commerce_redis_server_t *server, commerce_redis_addr_t *a)
+{
+    size_t      len;
+    ngx_int_t   rc;
+    ngx_url_t   u;
+    ngx_addr_t  addr;
+
+    len = ngx_strlen(a->host);
+
+    if (a->is_unix) {
         server->host = ngx_pnalloc(cf->pool, len + 1);
         if (server->host == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        ngx_cpystrn(server->host, value->data + 5, len + 1);
-        server->port = 0;
+        ngx_cpystrn(server->host, (u_char *) a->host, len + 1);
 
         return NGX_CONF_OK;
     }
 
-    /*
-     * A host name is resolved here, at configuration time, so that no
-     * worker ever calls the blocking resolver inside hiredis.
-     */
+    rc = ngx_parse_addr(cf->pool, &addr, (u_char *) a->host, len);
 
-    ngx_memzero(&u, sizeof(ngx_url_t));
+    if (rc == NGX_DECLINED) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
 
-    u.url = *value;
-    u.default_port = 6379;
+        u.host.data = (u_char *) a->host;
+        u.host.len = len;
+        u.port = (in_port_t) a->port;
 
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"commerce_redis_server\": %s in \"%V\"",
-                               u.err, value);
+        if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK) {
+            if (u.err) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"commerce_redis_server\": %s in \"%V\"",
+                                   u.err, &server->name);
+            }
+
+            return NGX_CONF_ERROR;
         }
 
+        addr = u.addrs[0];
+
+    } else if (rc != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_redis_server\": \"%V\" has no "
-                           "address", value);
-        return NGX_CONF_ERROR;
-    }
-
-    server->addr = u.addrs[0];
-    server->port = u.port;
+    server->port = a->port;
 
     server->host = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
     if (server->host == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    len = ngx_sock_ntop(server->addr.sockaddr, server->addr.socklen,
-                        server->host, NGX_SOCKADDR_STRLEN, 0);
+    len = ngx_sock_ntop(addr.sockaddr, addr.socklen, server->host,
+                        NGX_SOCKADDR_STRLEN, 0);
     server->host[len] = '\0';
 
     return NGX_CONF_OK;
 }
 
 
-ngx_int_t
-ngx_http_commerce_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_commerce_main_conf_t *cmcf)
+static void *
+ngx_http_commerce_redis_create_main_conf(ngx_conf_t *cf)
 {
-    ngx_uint_t                          i, j;
-    ngx_http_commerce_redis_conn_t     *conn;
-    ngx_http_commerce_redis_peer_t     *peer;
-    ngx_http_commerce_redis_server_t   *servers;
-    ngx_http_commerce_redis_worker_t   *w;
+    ngx_http_commerce_redis_main_conf_t  *rmcf;
 
-    w = &ngx_http_commerce_redis_worker;
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_commerce_redis_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
 
-    w->cmcf = cmcf;
-    w->log = cycle->log;
-    w->exiting = 0;
-    w->npeers = cmcf->servers.nelts;
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rmcf->used = 0;
+     */
 
-    w->peers = ngx_pcalloc(cycle->pool,
-                           w->npeers * sizeof(ngx_http_commerce_redis_peer_t));
-    if (w->peers == NULL) {
+    if (ngx_array_init(&rmcf->servers, cf->pool, 1,
+                       sizeof(ngx_http_commerce_redis_server_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    rmcf->pool_size = NGX_CONF_UNSET_UINT;
+    rmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->backoff_min = NGX_CONF_UNSET_MSEC;
+    rmcf->backoff_max = NGX_CONF_UNSET_MSEC;
+    rmcf->breaker_threshold = NGX_CONF_UNSET_UINT;
+    rmcf->breaker_timeout = NGX_CONF_UNSET_MSEC;
+
+    return rmcf;
+}
+
+
+static char *
+ngx_http_commerce_redis_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_commerce_redis_main_conf_t *rmcf = conf;
+
+    ngx_conf_init_uint_value(rmcf->pool_size, 2);
+    ngx_conf_init_msec_value(rmcf->connect_timeout, 500);
+    ngx_conf_init_msec_value(rmcf->backoff_min, 50);
+    ngx_conf_init_msec_value(rmcf->backoff_max, 2000);
+    ngx_conf_init_uint_value(rmcf->breaker_threshold, 3);
+    ngx_conf_init_msec_value(rmcf->breaker_timeout, 1000);
+
+    if (rmcf->used && rmcf->servers.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_server\" is not set, but a "
+                           "location uses a commerce read API");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->connect_timeout == 0 || rmcf->backoff_min == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_connect_timeout\" and "
+                           "\"commerce_redis_reconnect_min\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->backoff_min > rmcf->backoff_max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_reconnect_min\" %M is greater "
+                           "than \"commerce_redis_reconnect_max\" %M",
+                           rmcf->backoff_min, rmcf->backoff_max);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_commerce_redis_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_commerce_redis_loc_conf_t  *conf;
+
+    conf = ngx_palloc(cf->pool, sizeof(ngx_http_commerce_redis_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_commerce_redis_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_commerce_redis_loc_conf_t *prev = parent;
+    ngx_http_commerce_redis_loc_conf_t *conf = child;
+
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 500);
+
+    if (conf->timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_timeout\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_commerce_redis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_commerce_redis_main_conf_t  *rmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_commerce_redis_module);
+    if (rmcf == NULL || !rmcf->used || rmcf->servers.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_commerce_redis_start(cycle, rmcf);
+}
+
+
+static void
+ngx_http_commerce_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_commerce_redis_stop(cycle);
+}
+
+
+ngx_msec_t
+ngx_http_commerce_redis_timeout(ngx_http_request_t *r)
+{
+    ngx_http_commerce_redis_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_redis_module);
+
+    return rlcf->timeout;
+}
+
+
+void
+ngx_http_commerce_redis_use(ngx_conf_t *cf)
+{
+    ngx_http_commerce_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_commerce_redis_module);
+    rmcf->used = 1;
+}
+
+
+ngx_uint_t
+ngx_http_commerce_redis_configured(ngx_conf_t *cf)
+{
+    ngx_http_commerce_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_commerce_redis_module);
+
+    return rmcf->servers.nelts > 0;
+}
+
+
+void
+ngx_http_commerce_redis_cmd_init(ngx_http_commerce_redis_cmd_t *cmd)
+{
+    cmd->argv = cmd->args;
+    cmd->argvlen = cmd->lens;
+    cmd->argc = 0;
+    cmd->nalloc = NGX_HTTP_COMMERCE_REDIS_CMD_ARGS;
+    cmd->ndigits = 0;
+    cmd->overflow = 0;
+}
+
+
+ngx_int_t
+ngx_http_commerce_redis_cmd_reserve(ngx_http_commerce_redis_cmd_t *cmd,
+    ngx_pool_t *pool, ngx_uint_t n)
+{
+    size_t       *argvlen;
+    const char  **argv;
+
+    if (n <= cmd->nalloc) {
+        return NGX_OK;
+    }
+
+    argv = ngx_palloc(pool, n * sizeof(char *));
+    argvlen = ngx_palloc(pool, n * sizeof(size_t));
+
+    if (argv == NULL || argvlen == NULL) {
         return NGX_ERROR;
     }
 
-    servers = cmcf->servers.elts;
+    ngx_memcpy(argv, cmd->argv, cmd->argc * sizeof(char *));
+    ngx_memcpy(argvlen, cmd->argvlen, cmd->argc * sizeof(size_t));
 
-    for (i = 0; i < w->npeers; i++) {
-        peer = &w->peers[i];
-        peer->server = &servers[i];
-        peer->nconns = cmcf->pool_size;
-
-        ngx_http_commerce_breaker_init(&peer->breaker,
-                                       cmcf->breaker_threshold,
-                                       cmcf->breaker_timeout);
-
-        peer->conns = ngx_pcalloc(cycle->pool,
-                         peer->nconns * sizeof(ngx_http_commerce_redis_conn_t));
-        if (peer->conns == NULL) {
-            return NGX_ERROR;
-        }
-
-        for (j = 0; j < peer->nconns; j++) {
-            conn = &peer->conns[j];
-            conn->peer = peer;
-            conn->backoff = cmcf->backoff_min;
-            conn->timer.handler = ngx_http_commerce_redis_timer_handler;
-            conn->timer.data = conn;
-            conn->timer.log = cycle->log;
-
-            /* reconnect timers must not keep an exiting worker alive */
-            conn->timer.cancelable = 1;
-
-            ngx_http_commerce_redis_connect(conn);
-        }
-    }
+    cmd->argv = argv;
+    cmd->argvlen = argvlen;
+    cmd->nalloc = n;
 
     return NGX_OK;
 }
 
 
 void
-ngx_http_commerce_redis_exit_process(ngx_cycle_t *cycle)
+ngx_http_commerce_redis_cmd_arg(ngx_http_commerce_redis_cmd_t *cmd,
+    const u_char *data, size_t len)
 {
-    ngx_uint_t                         i, j;
-    ngx_http_commerce_redis_conn_t    *conn;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    w = &ngx_http_commerce_redis_worker;
-    w->exiting = 1;
-
-    for (i = 0; i < w->npeers; i++) {
-        for (j = 0; j < w->peers[i].nconns; j++) {
-            conn = &w->peers[i].conns[j];
-
-            if (conn->timer.timer_set) {
-                ngx_del_timer(&conn->timer);
-            }
-
-            ngx_http_commerce_redis_close(conn);
-        }
-    }
-
-    w->npeers = 0;
-}
-
-
-/*
- * Starts a non-blocking connect.  Addresses are IPs or socket paths
- * resolved at configuration time, so hiredis never calls the resolver.
- */
-static void
-ngx_http_commerce_redis_connect(ngx_http_commerce_redis_conn_t *conn)
-{
-    redisAsyncContext                 *ac;
-    ngx_http_commerce_redis_server_t  *server;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    w = &ngx_http_commerce_redis_worker;
-    server = conn->peer->server;
-
-    if (server->port) {
-        ac = redisAsyncConnect((char *) server->host, server->port);
-
-    } else {
-        ac = redisAsyncConnectUnix((char *) server->host);
-    }
-
-    if (ac == NULL) {
-        ngx_log_error(NGX_LOG_ERR, w->log, 0,
-                      "commerce redis: cannot allocate a connection to %V",
-                      &server->name);
-        goto failed;
-    }
-
-    if (ac->err) {
-        ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                      "commerce redis: connect to %V failed: %s",
-                      &server->name, ac->errstr);
-        redisAsyncFree(ac);
-        goto failed;
-    }
-
-    if (ngx_http_commerce_redis_attach(conn, ac) != NGX_OK) {
-        redisAsyncFree(ac);
-        goto failed;
-    }
-
-    conn->ac = ac;
-    conn->state = NGX_HTTP_COMMERCE_REDIS_CONNECTING;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_commerce_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac,
-                                    ngx_http_commerce_redis_on_disconnect);
-
-    /* hiredis learns that the connect completed from the first write event */
-    ngx_http_commerce_redis_add_write(conn);
-
-    ngx_add_timer(&conn->timer, w->cmcf->connect_timeout);
-
-    return;
-
-failed:
-
-    ngx_http_commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
-    ngx_http_commerce_redis_schedule(conn);
-}
-
-
-/*
- * Frees the hiredis context at once: pending commands get their NULL reply
- * (and so a 503), the nginx connection is released by the cleanup hook.
- */
-static void
-ngx_http_commerce_redis_close(ngx_http_commerce_redis_conn_t *conn)
-{
-    redisAsyncContext  *ac;
-
-    ac = conn->ac;
-
-    if (ac == NULL) {
+    if (cmd->argc == cmd->nalloc) {
+        cmd->overflow = 1;
         return;
     }
 
-    conn->ac = NULL;
-    conn->state = NGX_HTTP_COMMERCE_REDIS_DISCONNECTED;
-
-    redisAsyncFree(ac);
+    cmd->argv[cmd->argc] = (const char *) data;
+    cmd->argvlen[cmd->argc] = len;
+    cmd->argc++;
 }
 
 
-/* Plans the next connect attempt with exponential backoff and jitter. */
-static void
-ngx_http_commerce_redis_schedule(ngx_http_commerce_redis_conn_t *conn)
+/* The decimal digits of n, in the command's own room. */
+void
+ngx_http_commerce_redis_cmd_arg_uint(ngx_http_commerce_redis_cmd_t *cmd,
+    uint64_t n)
 {
-    ngx_msec_t                         delay;
-    ngx_http_commerce_redis_worker_t  *w;
+    u_char  *p, *last;
 
-    w = &ngx_http_commerce_redis_worker;
-
-    conn->state = NGX_HTTP_COMMERCE_REDIS_DISCONNECTED;
-
-    if (w->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
+    if (cmd->ndigits + NGX_INT64_LEN > NGX_HTTP_COMMERCE_REDIS_CMD_DIGITS) {
+        cmd->overflow = 1;
         return;
     }
 
-    delay = conn->backoff + (ngx_msec_t) ngx_random() % (conn->backoff / 4 + 1);
-
-    conn->backoff = ngx_min(conn->backoff * 2, w->cmcf->backoff_max);
-
-    ngx_add_timer(&conn->timer, delay);
-}
-
-
-/* The connection timer: a connect timeout, or time to reconnect. */
-static void
-ngx_http_commerce_redis_timer_handler(ngx_event_t *ev)
-{
-    ngx_http_commerce_redis_conn_t    *conn;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    conn = ev->data;
-    w = &ngx_http_commerce_redis_worker;
-
-    if (conn->state == NGX_HTTP_COMMERCE_REDIS_CONNECTING) {
-        ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                      "commerce redis: connect to %V timed out",
-                      &conn->peer->server->name);
-
-        ngx_http_commerce_redis_close(conn);
-        ngx_http_commerce_breaker_failure(&conn->peer->breaker,
-                                          ngx_current_msec);
-        ngx_http_commerce_redis_schedule(conn);
-        return;
-    }
-
-    if (conn->state == NGX_HTTP_COMMERCE_REDIS_DISCONNECTED
-        && !w->exiting && !ngx_exiting && !ngx_quit && !ngx_terminate)
-    {
-        ngx_http_commerce_redis_connect(conn);
-    }
-}
-
-
-static void
-ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac, int status)
-{
-    ngx_http_commerce_redis_conn_t    *conn;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    conn = ac->data;
-    w = &ngx_http_commerce_redis_worker;
-
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
-
-    if (status != REDIS_OK) {
-        /* hiredis frees the context when this returns */
-
-        ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                      "commerce redis: connect to %V failed: %s",
-                      &conn->peer->server->name, ac->errstr);
-
-        conn->ac = NULL;
-        ngx_http_commerce_breaker_failure(&conn->peer->breaker,
-                                          ngx_current_msec);
-        ngx_http_commerce_redis_schedule(conn);
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, w->log, 0,
-                  "commerce redis: connected to %V",
-                  &conn->peer->server->name);
-
-    conn->state = NGX_HTTP_COMMERCE_REDIS_CONNECTED;
-    conn->backoff = w->cmcf->backoff_min;
-    conn->last_reply = ngx_current_msec;
-}
-
-
-static void
-ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
-    int status)
-{
-    ngx_http_commerce_redis_conn_t    *conn;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    conn = ac->data;
-    w = &ngx_http_commerce_redis_worker;
-
-    if (conn->ac != ac) {
-        /* closed by us: ngx_http_commerce_redis_close() */
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                  "commerce redis: connection to %V lost: %s",
-                  &conn->peer->server->name,
-                  ac->errstr[0] ? ac->errstr : "closed by the server");
-
-    conn->ac = NULL;
-    ngx_http_commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
-    ngx_http_commerce_redis_schedule(conn);
-}
-
-
-static ngx_int_t
-ngx_http_commerce_redis_attach(ngx_http_commerce_redis_conn_t *conn,
-    redisAsyncContext *ac)
-{
-    ngx_connection_t                  *c;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    w = &ngx_http_commerce_redis_worker;
-
-    c = ngx_get_connection(ac->c.fd, w->log);
-    if (c == NULL) {
-        ngx_log_error(NGX_LOG_ERR, w->log, 0,
-                      "commerce redis: no free connection for %V",
-                      &conn->peer->server->name);
-        return NGX_ERROR;
-    }
-
-    c->data = conn;
-    c->read->handler = ngx_http_commerce_redis_read_handler;
-    c->write->handler = ngx_http_commerce_redis_write_handler;
-    c->read->log = w->log;
-    c->write->log = w->log;
-
-    conn->c = c;
-
-    ac->data = conn;
-    ac->ev.data = conn;
-    ac->ev.addRead = ngx_http_commerce_redis_add_read;
-    ac->ev.delRead = ngx_http_commerce_redis_del_read;
-    ac->ev.addWrite = ngx_http_commerce_redis_add_write;
-    ac->ev.delWrite = ngx_http_commerce_redis_del_write;
-    ac->ev.cleanup = ngx_http_commerce_redis_cleanup;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_commerce_redis_add_read(void *data)
-{
-    ngx_http_commerce_redis_conn_t *conn = data;
-
-    if (conn->c && !conn->c->read->active) {
-        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
-}
-
-
-static void
-ngx_http_commerce_redis_del_read(void *data)
-{
-    ngx_http_commerce_redis_conn_t *conn = data;
-
-    if (conn->c && conn->c->read->active) {
-        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-/*
- * hiredis has output.  On an established connection the write is posted:
- * it runs once at the end of this event loop iteration and flushes every
- * command queued meanwhile, without two epoll_ctl() calls per batch.  Only
- * a connect in progress, or a write the socket could not take whole, waits
- * for a real write event.
- */
-static void
-ngx_http_commerce_redis_add_write(void *data)
-{
-    ngx_http_commerce_redis_conn_t *conn = data;
-
-    ngx_event_t  *wev;
-
-    if (conn->c == NULL) {
-        return;
-    }
-
-    wev = conn->c->write;
-
-    if (wev->active) {
-        return;
-    }
-
-    if (conn->state == NGX_HTTP_COMMERCE_REDIS_CONNECTED && !conn->writing) {
-        if (!wev->posted) {
-            ngx_post_event(wev, &ngx_posted_events);
-        }
-
-        return;
-    }
-
-    (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-}
-
-
-static void
-ngx_http_commerce_redis_del_write(void *data)
-{
-    ngx_http_commerce_redis_conn_t *conn = data;
-
-    if (conn->c == NULL) {
-        return;
-    }
-
-    if (conn->c->write->posted) {
-        ngx_delete_posted_event(conn->c->write);
-    }
-
-    if (conn->c->write->active) {
-        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/*
- * hiredis is about to close the socket: take it out of epoll and release
- * the nginx connection, with no timer or posted event left behind.
- */
-static void
-ngx_http_commerce_redis_cleanup(void *data)
-{
-    ngx_connection_t                *c;
-    ngx_http_commerce_redis_conn_t  *conn = data;
-
-    c = conn->c;
-
-    if (c == NULL) {
-        return;
-    }
-
-    conn->c = NULL;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-}
-
-
-static void
-ngx_http_commerce_redis_read_handler(ngx_event_t *rev)
-{
-    ngx_connection_t                *c;
-    ngx_http_commerce_redis_conn_t  *conn;
-
-    c = rev->data;
-    conn = c->data;
-
-    if (conn->ac) {
-        redisAsyncHandleRead(conn->ac);
-    }
-}
-
-
-static void
-ngx_http_commerce_redis_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t                *c;
-    ngx_http_commerce_redis_conn_t  *conn;
-
-    c = wev->data;
-    conn = c->data;
-
-    if (conn->ac == NULL) {
-        return;
-    }
-
-    /* a write left unfinished here re-arms a real write event */
-    conn->writing = 1;
-    redisAsyncHandleWrite(conn->ac);
-    conn->writing = 0;
-}
-
-
-/*
- * Picks a connection round-robin: a connected one if any, else one still
- * connecting (hiredis buffers the command until the connect completes).
- */
-static ngx_http_commerce_redis_conn_t *
-ngx_http_commerce_redis_pick(ngx_http_commerce_redis_peer_t *peer)
-{
-    ngx_uint_t                       i, n;
-    ngx_http_commerce_redis_conn_t  *conn, *connecting;
-
-    connecting = NULL;
-
-    for (i = 0; i < peer->nconns; i++) {
-        n = (peer->next + i) % peer->nconns;
-        conn = &peer->conns[n];
-
-        if (conn->ac == NULL) {
-            continue;
-        }
-
-        if (conn->state == NGX_HTTP_COMMERCE_REDIS_CONNECTED) {
-            peer->next = n + 1;
-            return conn;
-        }
-
-        if (connecting == NULL) {
-            connecting = conn;
-        }
-    }
-
-    return connecting;
-}
-
-
-ngx_int_t
-ngx_http_commerce_redis_send(ngx_http_request_t *r, ngx_msec_t timeout,
-    ngx_http_commerce_redis_handler_pt handler, void *data, int argc,
-    const char **argv, const size_t *argvlen, time_t *retry_after)
-{
-    ngx_uint_t                         i;
-    ngx_msec_t                         wait, left;
-    ngx_pool_cleanup_t                *cln;
-    ngx_http_commerce_redis_cmd_t     *cmd;
-    ngx_http_commerce_redis_conn_t    *conn;
-    ngx_http_commerce_redis_peer_t    *peer;
-    ngx_http_commerce_redis_worker_t  *w;
-
-    w = &ngx_http_commerce_redis_worker;
-    conn = NULL;
-    wait = 1000;
-
-    for (i = 0; i < w->npeers; i++) {
-        peer = &w->peers[(w->next + i) % w->npeers];
-
-        if (!ngx_http_commerce_breaker_allow(&peer->breaker,
-                                             ngx_current_msec))
-        {
-            left = (ngx_msec_t) ngx_http_commerce_breaker_retry_after(
-                                           &peer->breaker, ngx_current_msec);
-            wait = ngx_max(wait, left);
-            continue;
-        }
-
-        conn = ngx_http_commerce_redis_pick(peer);
-
-        if (conn) {
-            w->next = (w->next + i + 1) % w->npeers;
-            break;
-        }
-    }
-
-    if (conn == NULL) {
-        *retry_after = (time_t) ((wait + 999) / 1000);
-        return NGX_DECLINED;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cmd = ngx_alloc(sizeof(ngx_http_commerce_redis_cmd_t), w->log);
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (redisAsyncCommandArgv(conn->ac, ngx_http_commerce_redis_reply, cmd,
-                              argc, argv, argvlen)
-        != REDIS_OK)
-    {
-        ngx_free(cmd);
-        *retry_after = 1;
-        return NGX_DECLINED;
-    }
-
-    ngx_memzero(cmd, sizeof(ngx_http_commerce_redis_cmd_t));
-
-    cmd->r = r;
-    cmd->cln = cln;
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->conn = conn;
-    cmd->timeout = timeout;
-
-    cmd->timer.handler = ngx_http_commerce_redis_cmd_timeout;
-    cmd->timer.data = cmd;
-    cmd->timer.log = r->connection->log;
-
-    ngx_add_timer(&cmd->timer, timeout);
-
-    cln->handler = ngx_http_commerce_redis_cmd_cleanup;
-    cln->data = cmd;
-
-    return NGX_OK;
-}
-
-
-/*
- * hiredis calls this once per command: with the reply, or with NULL when
- * the connection is going away.  The request may be gone already.
- */
-static void
-ngx_http_commerce_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    void                               *data;
-    ngx_connection_t                   *c;
-    ngx_http_request_t                 *r;
-    ngx_http_commerce_redis_cmd_t      *cmd = privdata;
-    ngx_http_commerce_redis_handler_pt  handler;
-
-    if (reply) {
-        cmd->conn->last_reply = ngx_current_msec;
-        ngx_http_commerce_breaker_success(&cmd->conn->peer->breaker);
-    }
-
-    r = cmd->r;
-
-    if (r == NULL) {
-        ngx_free(cmd);
-        return;
-    }
-
-    if (cmd->timer.timer_set) {
-        ngx_del_timer(&cmd->timer);
-    }
-
-    cmd->cln->handler = NULL;
-    handler = cmd->handler;
-    data = cmd->data;
-
-    ngx_free(cmd);
-
-    if (ngx_http_commerce_redis_worker.exiting) {
-        /* exit_process: the cycle is going away, requests with it */
-        return;
-    }
-
-    c = r->connection;
-
-    if (reply == NULL) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "commerce redis: connection lost with a command "
-                      "pending");
-    }
-
-    handler(r, data, reply ? NGX_HTTP_COMMERCE_REDIS_OK
-                           : NGX_HTTP_COMMERCE_REDIS_DOWN,
-            reply);
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-/*
- * No reply in time: the request gets its 504 now and the late reply will be
- * dropped.  When the connection has answered nothing for as long, it is
- * stalled: it is closed so that the commands queued behind fail fast too.
- */
-static void
-ngx_http_commerce_redis_cmd_timeout(ngx_event_t *ev)
-{
-    void                               *data;
-    ngx_connection_t                   *c;
-    ngx_http_request_t                 *r;
-    ngx_http_commerce_redis_cmd_t      *cmd;
-    ngx_http_commerce_redis_conn_t     *conn;
-    ngx_http_commerce_redis_handler_pt  handler;
-
-    cmd = ev->data;
-    r = cmd->r;
-    conn = cmd->conn;
-    c = r->connection;
-
-    ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                  "commerce redis: command to %V timed out after %M ms",
-                  &conn->peer->server->name, cmd->timeout);
-
-    cmd->r = NULL;
-    cmd->cln->handler = NULL;
-    handler = cmd->handler;
-    data = cmd->data;
-
-    ngx_http_commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
-
-    if (conn->ac
-        && ngx_current_msec - conn->last_reply >= cmd->timeout)
-    {
-        /* cmd is freed here, with the other pending commands */
-        ngx_http_commerce_redis_close(conn);
-        ngx_http_commerce_redis_schedule(conn);
-    }
-
-    handler(r, data, NGX_HTTP_COMMERCE_REDIS_TIMEOUT, NULL);
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-/* The request is being freed before its reply arrived: detach it. */
-static void
-ngx_http_commerce_redis_cmd_cleanup(void *data)
-{
-    ngx_http_commerce_redis_cmd_t  *cmd = data;
-
-    cmd->r = NULL;
-
-    if (cmd->timer.timer_set) {
-        ngx_del_timer(&cmd->timer);
-    }
+    p = cmd->digits + cmd->ndigits;
+    last = ngx_sprintf(p, "%uL", n);
+    cmd->ndigits += last - p;
+
+    ngx_http_commerce_redis_cmd_arg(cmd, p, last - p);
 }

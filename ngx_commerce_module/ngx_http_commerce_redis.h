@@ -1,10 +1,31 @@
 /*
- * Non-blocking Redis for nginx workers: hiredis's async API attached to
- * nginx events, persistent per-worker connections, pipelining, per-command
- * timeouts, reconnect with backoff and a circuit breaker.
+ * ngx_http_commerce_redis_module: non-blocking Redis for nginx workers:
+ * hiredis's async API attached to nginx events, persistent per-worker
+ * connections, pipelining, per-command timeouts, reconnect with backoff and
+ * a circuit breaker.  It owns every commerce_redis_* directive; the modules
+ * that send commands (read, webhook dedup, global limits) use this API.
  *
  * A command belongs to a request but never holds it: when the request goes
  * away first (client abort, timeout), the reply is read and dropped.
+ *
+ * Use:
+ *
+ *     ngx_http_commerce_redis_cmd_t  cmd;
+ *
+ *     ngx_http_commerce_redis_cmd_init(&cmd);
+ *     ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
+ *     ngx_http_commerce_redis_cmd_arg_str(&cmd, &key);
+ *     ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
+ *     ngx_http_commerce_redis_cmd_arg_uint(&cmd, ttl);
+ *
+ *     rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+ *                                       done, ctx, &cmd, &retry_after);
+ *
+ * and at configuration time, in a module whose locations send commands:
+ *
+ *     if (!ngx_http_commerce_redis_configured(cf)) { ... "needs
+ *         commerce_redis_server" ... }
+ *     ngx_http_commerce_redis_use(cf);
  */
 
 #ifndef _NGX_HTTP_COMMERCE_REDIS_H_INCLUDED_
@@ -24,12 +45,48 @@
 #define NGX_HTTP_COMMERCE_REDIS_TIMEOUT      2  /* no reply in time: 504 */
 
 
+/* arguments of a command without ngx_http_commerce_redis_cmd_reserve() */
+#define NGX_HTTP_COMMERCE_REDIS_CMD_ARGS     8
+/* room for the digits of ngx_http_commerce_redis_cmd_arg_uint() */
+#define NGX_HTTP_COMMERCE_REDIS_CMD_DIGITS   (2 * NGX_INT64_LEN)
+
+
+/*
+ * A command being built, on the caller's stack: the arguments are borrowed
+ * (they must live until ngx_http_commerce_redis_send() returns, which
+ * copies them), numbers are written into the command itself.  One argument
+ * too many marks it, and sending it fails: callers need not check each
+ * argument.  Initialized in place, never copied (argv may point into it).
+ */
 typedef struct {
-    ngx_str_t                   name;      /* as written in the config */
-    ngx_addr_t                  addr;      /* resolved at config time */
-    u_char                     *host;      /* IP text or unix socket path */
-    int                         port;      /* 0 for unix sockets */
-} ngx_http_commerce_redis_server_t;
+    const char                **argv;
+    size_t                     *argvlen;
+    ngx_uint_t                  argc;
+    ngx_uint_t                  nalloc;
+    ngx_uint_t                  ndigits;
+    unsigned                    overflow:1;
+    const char                 *args[NGX_HTTP_COMMERCE_REDIS_CMD_ARGS];
+    size_t                      lens[NGX_HTTP_COMMERCE_REDIS_CMD_ARGS];
+    u_char                      digits[NGX_HTTP_COMMERCE_REDIS_CMD_DIGITS];
+} ngx_http_commerce_redis_cmd_t;
+
+
+void ngx_http_commerce_redis_cmd_init(ngx_http_commerce_redis_cmd_t *cmd);
+
+/* room for n arguments in all (MGET of a page), from the pool if needed */
+ngx_int_t ngx_http_commerce_redis_cmd_reserve(
+    ngx_http_commerce_redis_cmd_t *cmd, ngx_pool_t *pool, ngx_uint_t n);
+
+void ngx_http_commerce_redis_cmd_arg(ngx_http_commerce_redis_cmd_t *cmd,
+    const u_char *data, size_t len);
+void ngx_http_commerce_redis_cmd_arg_uint(ngx_http_commerce_redis_cmd_t *cmd,
+    uint64_t n);
+
+#define ngx_http_commerce_redis_cmd_arg_literal(cmd, lit)                     \
+    ngx_http_commerce_redis_cmd_arg(cmd, (u_char *) lit, sizeof(lit) - 1)
+
+#define ngx_http_commerce_redis_cmd_arg_str(cmd, s)                           \
+    ngx_http_commerce_redis_cmd_arg(cmd, (s)->data, (s)->len)
 
 
 /*
@@ -46,21 +103,29 @@ typedef void (*ngx_http_commerce_redis_handler_pt)(ngx_http_request_t *r,
  * Queues a command for r.  Returns NGX_OK (the handler will be called
  * exactly once, unless the request is freed first), or NGX_DECLINED when
  * Redis is unavailable now (circuit open, no connection): *retry_after then
- * holds the seconds a client should wait.  NGX_ERROR on allocation failure.
- * The caller increments r->main->count itself if it returns NGX_DONE.
+ * holds the seconds a client should wait.  NGX_ERROR on allocation failure
+ * or a command with too many arguments.  The caller increments
+ * r->main->count itself if it returns NGX_DONE.
  */
 ngx_int_t ngx_http_commerce_redis_send(ngx_http_request_t *r,
     ngx_msec_t timeout, ngx_http_commerce_redis_handler_pt handler,
-    void *data, int argc, const char **argv, const size_t *argvlen,
-    time_t *retry_after);
+    void *data, ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after);
 
-/* parses "ip:port", "[ipv6]:port", "unix:/path" or "host:port" */
-char *ngx_http_commerce_redis_parse_server(ngx_conf_t *cf,
-    ngx_http_commerce_redis_server_t *server, ngx_str_t *value);
+/* commerce_redis_timeout of the request's location */
+ngx_msec_t ngx_http_commerce_redis_timeout(ngx_http_request_t *r);
 
-ngx_int_t ngx_http_commerce_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_commerce_main_conf_t *cmcf);
-void ngx_http_commerce_redis_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * Configuration time.  _use(): the workers will need their connections
+ * (a location that uses it while parsing makes commerce_redis_server
+ * required).  _configured(): whether commerce_redis_server is set, known
+ * once the http{} block is parsed (merge, init_main_conf and later).
+ */
+void ngx_http_commerce_redis_use(ngx_conf_t *cf);
+ngx_uint_t ngx_http_commerce_redis_configured(ngx_conf_t *cf);
+
+
+extern ngx_module_t  ngx_http_commerce_redis_module;
 
 
 #endif /* _NGX_HTTP_COMMERCE_REDIS_H_INCLUDED_ */

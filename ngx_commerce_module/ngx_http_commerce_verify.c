@@ -49,11 +49,11 @@
 
 #include <jansson.h>
 
+#include "commerce_json.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_sig.h"
-#include "ngx_http_commerce_util.h"
 #include "ngx_http_commerce_verify.h"
-#include "ngx_http_commerce_webhook.h"
 
 
 typedef struct {
@@ -79,8 +79,7 @@ typedef struct {
 static ngx_int_t ngx_http_commerce_verify_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_commerce_verify_json(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, const char *field,
-    const char **msg);
+    ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field);
 static char *ngx_http_commerce_verify_scheme(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_commerce_verify_read_file(ngx_conf_t *cf,
@@ -225,14 +224,15 @@ static struct {
 
 ngx_int_t
 ngx_http_commerce_verify_headers(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, const char **code,
-    const char **msg)
+    ngx_http_commerce_verify_t *v)
 {
     ngx_str_t                             value;
     ngx_http_commerce_sig_rc_e            rc;
     ngx_http_commerce_sig_parsed_t       *p;
     ngx_http_commerce_sig_headers_t       h;
     ngx_http_commerce_verify_loc_conf_t  *vlcf;
+
+    ngx_memzero(v, sizeof(ngx_http_commerce_verify_t));
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_verify_module);
 
@@ -267,20 +267,20 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
 
     p = ngx_palloc(r->pool, sizeof(ngx_http_commerce_sig_parsed_t));
     if (p == NULL) {
-        *code = "internal_error";
-        *msg = "out of memory";
+        v->code = "internal_error";
+        v->msg = "out of memory";
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->sig_parsed = p;
-    ctx->signature_scheme.data = (u_char *) vlcf->preset->name;
-    ctx->signature_scheme.len = ngx_strlen(vlcf->preset->name);
+    v->sig = p;
+    v->scheme.data = (u_char *) vlcf->preset->name;
+    v->scheme.len = ngx_strlen(vlcf->preset->name);
 
     rc = ngx_http_commerce_sig_parse(vlcf->sig, &h, ngx_time(), p);
 
     if (rc != NGX_HTTP_COMMERCE_SIG_OK) {
-        *code = ngx_http_commerce_sig_reason(rc);
-        *msg = "the webhook signature headers were not accepted";
+        v->code = ngx_http_commerce_sig_reason(rc);
+        v->msg = "the webhook signature headers were not accepted";
 
         /* an absent signature is an authentication failure, not syntax */
         return rc == NGX_HTTP_COMMERCE_SIG_MISSING_SIGNATURE
@@ -288,19 +288,16 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
                : ngx_http_commerce_sig_http_status(rc);
     }
 
-    if (ctx->delivery_id.len == 0) {
-        if (p->id.len) {
-            ctx->delivery_id.data = (u_char *) p->id.data;
-            ctx->delivery_id.len = p->id.len;
+    if (p->id.len) {
+        v->delivery_id.data = (u_char *) p->id.data;
+        v->delivery_id.len = p->id.len;
 
-        } else if (vlcf->delivery_header.len
-                   && ngx_http_commerce_verify_header(r,
-                                                      &vlcf->delivery_header,
-                                                      &value)
-                      == NGX_OK)
-        {
-            ctx->delivery_id = value;
-        }
+    } else if (vlcf->delivery_header.len
+               && ngx_http_commerce_verify_header(r, &vlcf->delivery_header,
+                                                  &value)
+                  == NGX_OK)
+    {
+        v->delivery_id = value;
     }
 
     return NGX_OK;
@@ -309,38 +306,37 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_http_commerce_verify_body(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, const char **code,
-    const char **msg)
+    ngx_http_commerce_verify_t *v, ngx_str_t *body, ngx_uint_t need_id)
 {
     char                                 *field;
     ngx_http_commerce_sig_rc_e            rc;
-    ngx_http_commerce_sig_str_t           body;
+    ngx_http_commerce_sig_str_t           text;
     ngx_http_commerce_verify_loc_conf_t  *vlcf;
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_verify_module);
 
     if (vlcf->sig) {
-        body.data = ctx->body.data;
-        body.len = ctx->body.len;
+        text.data = body->data;
+        text.len = body->len;
 
-        rc = ngx_http_commerce_sig_verify_body(vlcf->sig, ctx->sig_parsed,
-                                               &body, 1);
+        rc = ngx_http_commerce_sig_verify_body(vlcf->sig, v->sig, &text, 1);
 
         if (rc != NGX_HTTP_COMMERCE_SIG_OK) {
-            *code = ngx_http_commerce_sig_reason(rc);
-            *msg = "the webhook signature does not match its body";
+            v->code = ngx_http_commerce_sig_reason(rc);
+            v->msg = "the webhook signature does not match its body";
             return ngx_http_commerce_sig_http_status(rc);
         }
     }
 
-    field = (ctx->delivery_id.len == 0) ? vlcf->delivery_field : NULL;
+    field = (need_id && v->delivery_id.len == 0) ? vlcf->delivery_field
+                                                  : NULL;
 
     if (!vlcf->json && field == NULL) {
         return NGX_OK;
     }
 
-    if (ngx_http_commerce_verify_json(r, ctx, field, msg) != NGX_OK) {
-        *code = "invalid_json";
+    if (ngx_http_commerce_verify_json(r, v, body, field) != NGX_OK) {
+        v->code = "invalid_json";
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -354,8 +350,7 @@ ngx_http_commerce_verify_body(ngx_http_request_t *r,
  */
 static ngx_int_t
 ngx_http_commerce_verify_json(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, const char *field,
-    const char **msg)
+    ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field)
 {
     u_char        *p, *text;
     size_t         len;
@@ -376,28 +371,29 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    root = json_loadb((const char *) ctx->body.data, ctx->body.len,
-                      JSON_DECODE_ANY, &err);
+    root = json_loadb((const char *) body->data, body->len, JSON_DECODE_ANY,
+                      &err);
 
     if (root == NULL) {
         len = sizeof("body is not valid JSON at line , column : ")
               + 2 * NGX_INT_T_LEN
-              + ngx_http_commerce_json_escape_len((u_char *) err.text,
-                                                  ngx_strlen(err.text));
+              + commerce_json_escape_len((u_char *) err.text,
+                                         ngx_strlen(err.text),
+                                         COMMERCE_JSON_BYTES);
 
         text = ngx_pnalloc(r->pool, len);
         if (text == NULL) {
-            *msg = "body is not valid JSON";
+            v->msg = "body is not valid JSON";
             return NGX_ERROR;
         }
 
         p = ngx_sprintf(text, "body is not valid JSON at line %d, "
                         "column %d: ", err.line, err.column);
-        p = ngx_http_commerce_json_escape(p, (u_char *) err.text,
-                                          ngx_strlen(err.text));
+        p = commerce_json_escape(p, (u_char *) err.text,
+                                 ngx_strlen(err.text), COMMERCE_JSON_BYTES);
         *p = '\0';
 
-        *msg = (const char *) text;
+        v->msg = (const char *) text;
         return NGX_ERROR;
     }
 
@@ -407,11 +403,10 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
         if (json_is_string(id) && json_string_length(id) > 0) {
             len = json_string_length(id);
 
-            ctx->delivery_id.data = ngx_pnalloc(r->pool, len);
-            if (ctx->delivery_id.data != NULL) {
-                ngx_memcpy(ctx->delivery_id.data, json_string_value(id),
-                           len);
-                ctx->delivery_id.len = len;
+            v->delivery_id.data = ngx_pnalloc(r->pool, len);
+            if (v->delivery_id.data != NULL) {
+                ngx_memcpy(v->delivery_id.data, json_string_value(id), len);
+                v->delivery_id.len = len;
             }
         }
     }

@@ -1,6 +1,25 @@
 /*
  * ngx_http_commerce_verify_module: webhook signature verification and the
- * JSON check of webhook bodies, as steps of the webhook handler.
+ * JSON check of webhook bodies, as two steps of the webhook handler.
+ *
+ * The caller keeps one ngx_http_commerce_verify_t per request and passes it
+ * to both steps: verification writes its outcome there and nowhere else.
+ * Both return NGX_OK to go on, or the HTTP status of the rejection with
+ * v->code set to its reason (a stable short name) and v->msg to a message.
+ *
+ * Use:
+ *
+ *     rc = ngx_http_commerce_verify_headers(r, &v);
+ *     ... a rejection: answer rc with v.code and v.msg ...
+ *
+ *     ... read the body ...
+ *
+ *     rc = ngx_http_commerce_verify_body(r, &v, &body, id.len == 0);
+ *     ... a rejection: the same ...
+ *
+ *     if (id.len == 0) {
+ *         id = v.delivery_id;
+ *     }
  */
 
 #ifndef _NGX_HTTP_COMMERCE_VERIFY_H_INCLUDED_
@@ -11,23 +30,32 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_commerce_webhook.h"
+#include "ngx_http_commerce_sig.h"
+
+
+typedef struct {
+    ngx_str_t                        scheme;       /* empty: not verified */
+    ngx_str_t                        delivery_id;  /* the scheme's, if any */
+    const char                      *code;         /* of a rejection */
+    const char                      *msg;
+    ngx_http_commerce_sig_parsed_t  *sig;          /* from headers to body */
+} ngx_http_commerce_verify_t;
 
 
 /*
- * Both return NGX_OK to go on, or the HTTP status of the rejection with
- * *code set to its reason (a stable short name) and *msg to a message.
+ * Before the body is read: header syntax, replay window, and the delivery
+ * id the scheme's headers carry.  Initializes v.
  */
-
-/* before the body is read: header syntax, replay window */
 ngx_int_t ngx_http_commerce_verify_headers(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, const char **code,
-    const char **msg);
+    ngx_http_commerce_verify_t *v);
 
-/* with the whole body: the MAC, the JSON check, the delivery id */
+/*
+ * With the whole body: the MAC, the JSON check, and with need_id the
+ * delivery id of schemes that carry it in the body (when the headers had
+ * none).
+ */
 ngx_int_t ngx_http_commerce_verify_body(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx, const char **code,
-    const char **msg);
+    ngx_http_commerce_verify_t *v, ngx_str_t *body, ngx_uint_t need_id);
 
 
 extern ngx_module_t  ngx_http_commerce_verify_module;

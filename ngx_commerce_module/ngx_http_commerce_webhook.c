@@ -84,10 +84,12 @@
 
 #include <openssl/rand.h>
 
+#include "commerce_contract.h"
+#include "commerce_json.h"
+
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_redis.h"
-#include "ngx_http_commerce_util.h"
 #include "ngx_http_commerce_verify.h"
 #include "ngx_http_commerce_webhook.h"
 
@@ -281,7 +283,6 @@ static ngx_int_t
 ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
 {
     ngx_int_t                              rc, status;
-    const char                            *code, *msg;
     ngx_http_commerce_webhook_ctx_t       *ctx;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
@@ -357,12 +358,12 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
                                             "request", 0);
     }
 
-    rc = ngx_http_commerce_verify_headers(r, ctx, &code, &msg);
+    rc = ngx_http_commerce_verify_headers(r, &ctx->verify);
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "commerce webhook: source \"%V\" rejected: %s",
-                      &ctx->source, code);
+                      &ctx->source, ctx->verify.code);
 
         status = rc;
 
@@ -371,7 +372,12 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_commerce_send_error(r, status, code, msg, 0);
+        return ngx_http_commerce_send_error(r, status, ctx->verify.code,
+                                            ctx->verify.msg, 0);
+    }
+
+    if (ctx->delivery_id.len == 0) {
+        ctx->delivery_id = ctx->verify.delivery_id;
     }
 
     r->request_body_in_single_buf = 1;
@@ -712,25 +718,33 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
 }
 
 
-/* The MAC over the raw body, then the JSON check (verify module). */
+/*
+ * The MAC over the raw body, then the JSON check (verify module), which
+ * also finds the delivery id of schemes that carry it in the body.
+ */
 static ngx_int_t
 ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
-    ngx_int_t    rc;
-    const char  *code, *msg;
+    ngx_int_t  rc;
 
-    rc = ngx_http_commerce_verify_body(r, ctx, &code, &msg);
+    rc = ngx_http_commerce_verify_body(r, &ctx->verify, &ctx->body,
+                                       ctx->delivery_id.len == 0);
 
     if (rc == NGX_OK) {
+        if (ctx->delivery_id.len == 0) {
+            ctx->delivery_id = ctx->verify.delivery_id;
+        }
+
         return NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "commerce webhook: source \"%V\" rejected: %s",
-                  &ctx->source, code);
+                  &ctx->source, ctx->verify.code);
 
-    return ngx_http_commerce_webhook_fail(r, ctx, rc, code, msg, 0);
+    return ngx_http_commerce_webhook_fail(r, ctx, rc, ctx->verify.code,
+                                          ctx->verify.msg, 0);
 }
 
 
@@ -745,10 +759,8 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
 {
     u_char                                *p;
     time_t                                 retry_after;
-    size_t                                 argvlen[7];
     ngx_int_t                              rc;
-    const char                            *argv[7];
-    u_char                                 ttl[NGX_INT_T_LEN];
+    ngx_http_commerce_redis_cmd_t          cmd;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
@@ -757,49 +769,45 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ctx->dedup_key.len = sizeof("wh:dedup::") - 1 + ctx->source.len
-                         + ctx->delivery_id.len;
+    ctx->dedup_key.len = sizeof(COMMERCE_RK_WEBHOOK_DEDUP ":") - 1
+                         + ctx->source.len + ctx->delivery_id.len;
     ctx->dedup_key.data = ngx_pnalloc(r->pool, ctx->dedup_key.len);
 
-    ctx->dedup_token.data = ngx_pnalloc(r->pool, sizeof("inflight:--")
-                                                 + NGX_INT64_LEN
-                                                 + NGX_ATOMIC_T_LEN
-                                                 + NGX_INT_T_LEN);
+    ctx->dedup_token.data = ngx_pnalloc(r->pool,
+                                        sizeof(COMMERCE_WEBHOOK_INFLIGHT "--")
+                                        + NGX_INT64_LEN + NGX_ATOMIC_T_LEN
+                                        + NGX_INT_T_LEN);
 
     if (ctx->dedup_key.data == NULL || ctx->dedup_token.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(ctx->dedup_key.data, "wh:dedup:", 9);
+    p = ngx_cpymem(ctx->dedup_key.data, COMMERCE_RK_WEBHOOK_DEDUP,
+                   COMMERCE_LEN(COMMERCE_RK_WEBHOOK_DEDUP));
     p = ngx_cpymem(p, ctx->source.data, ctx->source.len);
     *p++ = ':';
     ngx_memcpy(p, ctx->delivery_id.data, ctx->delivery_id.len);
 
     /* unique per request: worker pid, connection number, request number */
     ctx->dedup_token.len = ngx_sprintf(ctx->dedup_token.data,
-                                       "inflight:%P-%uA-%ui", ngx_pid,
+                                       COMMERCE_WEBHOOK_INFLIGHT
+                                       "%P-%uA-%ui", ngx_pid,
                                        r->connection->number,
                                        r->connection->requests)
                            - ctx->dedup_token.data;
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) ctx->dedup_key.data;
-    argvlen[1] = ctx->dedup_key.len;
-    argv[2] = (char *) ctx->dedup_token.data;
-    argvlen[2] = ctx->dedup_token.len;
-    argv[3] = "NX";
-    argvlen[3] = 2;
-    argv[4] = "PX";
-    argvlen[4] = 2;
-    argv[5] = (char *) ttl;
-    argvlen[5] = ngx_sprintf(ttl, "%M", wlcf->inflight_ttl) - ttl;
-    argv[6] = "GET";
-    argvlen[6] = 3;
+    ngx_http_commerce_redis_cmd_init(&cmd);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "NX");
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
+    ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "GET");
 
     rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
                                       ngx_http_commerce_webhook_claimed, ctx,
-                                      7, argv, argvlen, &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_commerce_webhook_no_dedup(r, ctx, retry_after);
@@ -893,9 +901,12 @@ ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
     last = p + reply->len;
 
     if (reply->type == REDIS_REPLY_STRING
-        && reply->len > 5 && ngx_strncmp(p, "done:", 5) == 0)
+        && reply->len > COMMERCE_LEN(COMMERCE_WEBHOOK_DONE)
+        && ngx_strncmp(p, COMMERCE_WEBHOOK_DONE,
+                       COMMERCE_LEN(COMMERCE_WEBHOOK_DONE))
+           == 0)
     {
-        p += 5;
+        p += COMMERCE_LEN(COMMERCE_WEBHOOK_DONE);
         colon = ngx_strlchr(p, last, ':');
 
         if (colon) {
@@ -933,12 +944,10 @@ static ngx_int_t
 ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
-    u_char                                *p;
+    u_char                                *p, *last;
     time_t                                 retry_after;
-    size_t                                 argvlen[5];
     ngx_int_t                              rc;
-    const char                            *argv[5];
-    u_char                                 ttl[NGX_INT_T_LEN];
+    ngx_http_commerce_redis_cmd_t          cmd;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     if (!ctx->claimed) {
@@ -947,27 +956,25 @@ ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
 
-    p = ngx_pnalloc(r->pool, sizeof("done::") + NGX_INT32_LEN
+    p = ngx_pnalloc(r->pool, sizeof(COMMERCE_WEBHOOK_DONE ":") + NGX_INT32_LEN
                              + NGX_INT64_LEN);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (char *) ctx->dedup_key.data;
-    argvlen[1] = ctx->dedup_key.len;
-    argv[2] = (char *) p;
-    argvlen[2] = ngx_sprintf(p, "done:%D:%L", ctx->partition, ctx->offset)
-                 - p;
-    argv[3] = "PX";
-    argvlen[3] = 2;
-    argv[4] = (char *) ttl;
-    argvlen[4] = ngx_sprintf(ttl, "%M", wlcf->dedup_ttl) - ttl;
+    last = ngx_sprintf(p, COMMERCE_WEBHOOK_DONE "%D:%L", ctx->partition,
+                       ctx->offset);
+
+    ngx_http_commerce_redis_cmd_init(&cmd);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+    ngx_http_commerce_redis_cmd_arg(&cmd, p, last - p);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
+    ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->dedup_ttl);
 
     rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
                                       ngx_http_commerce_webhook_marked, ctx,
-                                      5, argv, argvlen, &retry_after);
+                                      &cmd, &retry_after);
 
     if (rc == NGX_OK) {
         return NGX_OK;
@@ -1059,20 +1066,20 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
         }
     }
 
-    (void) rd_kafka_header_add(hdrs, "source", -1, ctx->source.data,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_SOURCE, -1, ctx->source.data,
                                ctx->source.len);
-    (void) rd_kafka_header_add(hdrs, "delivery_id", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_DELIVERY_ID, -1,
                                ctx->delivery_id.len ? ctx->delivery_id.data
                                                     : (u_char *) "",
                                ctx->delivery_id.len);
-    (void) rd_kafka_header_add(hdrs, "signature_scheme", -1,
-                               ctx->signature_scheme.len
-                               ? ctx->signature_scheme.data : (u_char *) "",
-                               ctx->signature_scheme.len);
-    (void) rd_kafka_header_add(hdrs, "received_at", -1, at, atlen);
-    (void) rd_kafka_header_add(hdrs, "content_type", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_SIGNATURE_SCHEME, -1,
+                               ctx->verify.scheme.len
+                               ? ctx->verify.scheme.data : (u_char *) "",
+                               ctx->verify.scheme.len);
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_RECEIVED_AT, -1, at, atlen);
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_CONTENT_TYPE, -1,
                                ct.len ? ct.data : (u_char *) "", ct.len);
-    (void) rd_kafka_header_add(hdrs, "traceparent", -1,
+    (void) rd_kafka_header_add(hdrs, COMMERCE_H_TRACEPARENT, -1,
                                ctx->traceparent.data, ctx->traceparent.len);
 
     ngx_memzero(&b, sizeof(ngx_buf_t));
@@ -1112,8 +1119,7 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
     ngx_int_t rc, int32_t partition, int64_t offset, const char *errstr)
 {
     time_t                            retry_after;
-    size_t                            argvlen[5];
-    const char                       *argv[5];
+    ngx_http_commerce_redis_cmd_t     cmd;
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
 
     if (rc == NGX_OK) {
@@ -1131,21 +1137,17 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
 
         /* the sender's retry must not find our in-flight mark */
 
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = ngx_http_commerce_webhook_release_lua;
-        argvlen[1] = sizeof(ngx_http_commerce_webhook_release_lua) - 1;
-        argv[2] = "1";
-        argvlen[2] = 1;
-        argv[3] = (char *) ctx->dedup_key.data;
-        argvlen[3] = ctx->dedup_key.len;
-        argv[4] = (char *) ctx->dedup_token.data;
-        argvlen[4] = ctx->dedup_token.len;
+        ngx_http_commerce_redis_cmd_init(&cmd);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd,
+                                       ngx_http_commerce_webhook_release_lua);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
 
         if (ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
                                          ngx_http_commerce_webhook_released,
-                                         ctx, 5, argv, argvlen,
-                                         &retry_after)
+                                         ctx, &cmd, &retry_after)
             == NGX_OK)
         {
             return;
@@ -1205,10 +1207,11 @@ ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
     len = sizeof("{\"status\":\"\",\"topic\":\"\",\"partition\":"
                  ",\"offset\":,\"delivery_id\":\"\"}") - 1
           + ngx_strlen(what) + NGX_INT32_LEN + NGX_INT64_LEN
-          + ngx_http_commerce_json_escape_len(wlcf->topic.data,
-                                              wlcf->topic.len)
-          + ngx_http_commerce_json_escape_len(ctx->delivery_id.data,
-                                              ctx->delivery_id.len);
+          + commerce_json_escape_len(wlcf->topic.data, wlcf->topic.len,
+                                     COMMERCE_JSON_BYTES)
+          + commerce_json_escape_len(ctx->delivery_id.data,
+                                     ctx->delivery_id.len,
+                                     COMMERCE_JSON_BYTES);
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -1217,13 +1220,13 @@ ngx_http_commerce_webhook_answer(ngx_http_request_t *r,
 
     b->last = ngx_sprintf(b->last, "{\"status\":\"%s\",\"topic\":\"",
                           what);
-    b->last = ngx_http_commerce_json_escape(b->last, wlcf->topic.data,
-                                            wlcf->topic.len);
+    b->last = commerce_json_escape(b->last, wlcf->topic.data,
+                                   wlcf->topic.len, COMMERCE_JSON_BYTES);
     b->last = ngx_sprintf(b->last, "\",\"partition\":%D,\"offset\":%L,"
                           "\"delivery_id\":\"", ctx->partition,
                           ctx->offset);
-    b->last = ngx_http_commerce_json_escape(b->last, ctx->delivery_id.data,
-                                            ctx->delivery_id.len);
+    b->last = commerce_json_escape(b->last, ctx->delivery_id.data,
+                                   ctx->delivery_id.len, COMMERCE_JSON_BYTES);
     b->last = ngx_cpymem(b->last, "\"}", 2);
 
     b->last_buf = (r == r->main) ? 1 : 0;
@@ -1378,10 +1381,10 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_commerce_webhook_loc_conf_t *prev = parent;
     ngx_http_commerce_webhook_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_commerce_main_conf_t  *cmcf;
+    ngx_http_core_loc_conf_t  *clcf;
 
-    ngx_conf_merge_str_value(conf->topic, prev->topic, "commerce.inbound");
+    ngx_conf_merge_str_value(conf->topic, prev->topic,
+                             COMMERCE_TOPIC_INBOUND);
     ngx_conf_merge_ptr_value(conf->headers, prev->headers, NULL);
     ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
     ngx_conf_merge_ptr_value(conf->delivery_id, prev->delivery_id, NULL);
@@ -1416,10 +1419,7 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     }
 
     if (conf->dedup) {
-        cmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_commerce_module);
-
-        if (cmcf->servers.nelts == 0) {
+        if (!ngx_http_commerce_redis_configured(cf)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"commerce_webhook_dedup\" needs "
                                "\"commerce_redis_server\"");
@@ -1434,7 +1434,7 @@ ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
             return NGX_CONF_ERROR;
         }
 
-        cmcf->used = 1;
+        ngx_http_commerce_redis_use(cf);
     }
 
     /*

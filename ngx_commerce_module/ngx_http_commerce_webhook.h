@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_commerce_verify.h"
+
 
 /* "00-" 32 hex "-" 16 hex "-" 2 hex */
 #define NGX_HTTP_COMMERCE_TRACEPARENT_LEN  55
@@ -62,11 +64,10 @@ typedef struct {
     ngx_str_t                   source;
     ngx_str_t                   key;
     ngx_str_t                   delivery_id;
-    ngx_str_t                   signature_scheme;  /* set by verification */
     ngx_str_t                   body;      /* the whole body, contiguous */
     ngx_str_t                   traceparent;
     int64_t                     received_at;       /* ms since the epoch */
-    void                       *sig_parsed;        /* verification state */
+    ngx_http_commerce_verify_t  verify;    /* the verify module's outcome */
     ngx_str_t                   dedup_key;
     ngx_str_t                   dedup_token;       /* our in-flight mark */
     int32_t                     partition;

@@ -1,6 +1,8 @@
 /*
  * Unit tests of the pure helpers of the commerce module
- * (ngx_commerce_module/ngx_http_commerce_util.c).
+ * (ngx_commerce_module/ngx_http_commerce_util.c).  JSON escaping and the
+ * circuit breaker moved to common/ with their tests: test_commerce_json.c,
+ * test_commerce_breaker.c.
  */
 
 #include <stdarg.h>
@@ -284,163 +286,6 @@ test_valid_id(void **state)
 }
 
 
-static void
-check_escape(const char *in, size_t len, const char *want)
-{
-    u_char  out[256], *end;
-    size_t  n;
-
-    n = ngx_http_commerce_json_escape_len((const u_char *) in, len);
-    assert_int_equal(n, strlen(want));
-
-    memset(out, 'X', sizeof(out));
-    end = ngx_http_commerce_json_escape(out, (const u_char *) in, len);
-
-    assert_int_equal((size_t) (end - out), n);
-    assert_memory_equal(out, want, n);
-    assert_int_equal(out[n], 'X');
-}
-
-
-static void
-test_json_escape(void **state)
-{
-    (void) state;
-
-    check_escape("", 0, "");
-    check_escape("plain", 5, "plain");
-    check_escape("a\"b", 3, "a\\\"b");
-    check_escape("a\\b", 3, "a\\\\b");
-    check_escape("\n", 1, "\\u000a");
-    check_escape("\r\t", 2, "\\u000d\\u0009");
-    check_escape("\x01\x1f", 2, "\\u0001\\u001f");
-    check_escape("\0", 1, "\\u0000");
-    check_escape(" \x7f", 2, " \x7f");
-    check_escape("caf\xc3\xa9", 5, "caf\xc3\xa9");
-    check_escape("\"\\\"", 3, "\\\"\\\\\\\"");
-    check_escape("</script>", 9, "</script>");
-}
-
-
-static void
-test_breaker_opens_at_threshold(void **state)
-{
-    ngx_http_commerce_breaker_t  b;
-
-    (void) state;
-
-    ngx_http_commerce_breaker_init(&b, 3, 1000);
-
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 0), 1);
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 0) == 0);
-
-    ngx_http_commerce_breaker_failure(&b, 10);
-    ngx_http_commerce_breaker_failure(&b, 20);
-
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 20), 1);
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 20) == 0);
-
-    ngx_http_commerce_breaker_failure(&b, 100);
-
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
-    assert_true(b.open_until == 1100);
-
-    /* open: every command is refused until open_until */
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 100), 0);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 600), 0);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1099), 0);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
-
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 100) == 1000);
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1099) == 1);
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1100) == 0);
-
-    /* late failures of commands sent before it opened do not extend it */
-    ngx_http_commerce_breaker_failure(&b, 500);
-    assert_true(b.open_until == 1100);
-
-    /* time is up: half-open, commands flow again */
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1100), 1);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1101), 1);
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1101) == 0);
-}
-
-
-static void
-test_breaker_half_open(void **state)
-{
-    ngx_http_commerce_breaker_t  b;
-
-    (void) state;
-
-    ngx_http_commerce_breaker_init(&b, 3, 1000);
-
-    ngx_http_commerce_breaker_failure(&b, 0);
-    ngx_http_commerce_breaker_failure(&b, 0);
-    ngx_http_commerce_breaker_failure(&b, 0);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
-
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1000), 1);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN);
-
-    /* one failure in half-open reopens for a full period */
-    ngx_http_commerce_breaker_failure(&b, 1200);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
-    assert_true(b.open_until == 2200);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 1500), 0);
-    assert_true(ngx_http_commerce_breaker_retry_after(&b, 1500) == 700);
-
-    /* half-open again, and a success closes it */
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 2200), 1);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_HALF_OPEN);
-
-    ngx_http_commerce_breaker_success(&b);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
-    assert_int_equal(b.failures, 0);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 2300), 1);
-
-    /* closed again: it takes the full threshold to reopen */
-    ngx_http_commerce_breaker_failure(&b, 2400);
-    ngx_http_commerce_breaker_failure(&b, 2400);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
-    ngx_http_commerce_breaker_failure(&b, 2400);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
-    assert_true(b.open_until == 3400);
-}
-
-
-/* failures must be consecutive: a success in between starts over */
-static void
-test_breaker_consecutive(void **state)
-{
-    int                          i;
-    ngx_http_commerce_breaker_t  b;
-
-    (void) state;
-
-    ngx_http_commerce_breaker_init(&b, 3, 1000);
-
-    for (i = 0; i < 10; i++) {
-        ngx_http_commerce_breaker_failure(&b, i);
-        ngx_http_commerce_breaker_failure(&b, i);
-        ngx_http_commerce_breaker_success(&b);
-    }
-
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_CLOSED);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 100), 1);
-
-    /* a threshold of 0 behaves as 1: the first failure opens */
-    ngx_http_commerce_breaker_init(&b, 0, 50);
-    ngx_http_commerce_breaker_failure(&b, 10);
-    assert_int_equal(b.state, NGX_HTTP_COMMERCE_BREAKER_OPEN);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 59), 0);
-    assert_int_equal(ngx_http_commerce_breaker_allow(&b, 60), 1);
-}
-
-
 int
 main(void)
 {
@@ -451,10 +296,6 @@ main(void)
         cmocka_unit_test(test_etag_format),
         cmocka_unit_test(test_parse_uint),
         cmocka_unit_test(test_valid_id),
-        cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_breaker_opens_at_threshold),
-        cmocka_unit_test(test_breaker_half_open),
-        cmocka_unit_test(test_breaker_consecutive),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -181,6 +181,31 @@ test_buf_json(void **state)
 }
 
 
+/* short text is escaped in one pass, long text measured first: the same */
+static void
+test_buf_json_long(void **state)
+{
+    char      in[5002], want[5020];
+    size_t    n;
+    cw_buf_t  b;
+
+    memset(in, 'x', 4999);
+    memcpy(in + 4999, "\n\x80\"", 3);
+    memset(want, 'x', 4999);
+    memcpy(want + 4999, "\\n\\ufffd\\\"", 10);
+    n = 4999 + 10;
+
+    cw_buf_init(&b);
+    cw_buf_json_escape(&b, in, 3);
+    cw_buf_json_escape(&b, in, 5002);
+    assert_int_equal(b.len, 3 + n);
+    assert_memory_equal(b.data, "xxx", 3);
+    assert_memory_equal(b.data + 3, want, n);
+    assert_int_equal(b.data[b.len], '\0');
+    cw_buf_free(&b);
+}
+
+
 int
 main(void)
 {
@@ -191,6 +216,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
         cmocka_unit_test(test_buf_json),
+        cmocka_unit_test(test_buf_json_long),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /*
  * cw_retry: backoff growth, cap, jitter bounds and attempt limit; retry
- * budget; circuit breaker state machine. Time is passed in explicitly.
+ * budget. Time is passed in explicitly. (The circuit breaker is tested
+ * with common/: test_commerce_breaker.c.)
  */
 
 #include <setjmp.h>
@@ -107,50 +108,6 @@ test_budget(void **state)
 }
 
 
-static void
-test_breaker(void **state)
-{
-    cw_breaker_t  b;
-
-    cw_breaker_init(&b, 3, 1000);
-    assert_int_equal(cw_breaker_state(&b, 0), CW_BREAKER_CLOSED);
-
-    /* failures must be consecutive */
-    cw_breaker_failure(&b, 0);
-    cw_breaker_failure(&b, 0);
-    cw_breaker_success(&b);
-    cw_breaker_failure(&b, 0);
-    cw_breaker_failure(&b, 0);
-    assert_int_equal(cw_breaker_allow(&b, 0), 1);
-    cw_breaker_failure(&b, 10);
-    assert_int_equal(cw_breaker_state(&b, 10), CW_BREAKER_OPEN);
-    assert_int_equal(b.opens, 1);
-
-    /* open: fail fast until the timeout */
-    assert_int_equal(cw_breaker_allow(&b, 500), 0);
-    assert_int_equal(cw_breaker_allow(&b, 1009), 0);
-
-    /* half-open: exactly one probe */
-    assert_int_equal(cw_breaker_state(&b, 1010), CW_BREAKER_HALF_OPEN);
-    assert_int_equal(cw_breaker_allow(&b, 1010), 1);
-    assert_int_equal(cw_breaker_allow(&b, 1011), 0);
-
-    /* the probe fails: open again for a full period */
-    cw_breaker_failure(&b, 1020);
-    assert_int_equal(cw_breaker_state(&b, 1500), CW_BREAKER_OPEN);
-    assert_int_equal(cw_breaker_allow(&b, 2019), 0);
-    assert_int_equal(b.opens, 2);
-
-    /* the next probe succeeds: closed */
-    assert_int_equal(cw_breaker_allow(&b, 2020), 1);
-    cw_breaker_success(&b);
-    assert_int_equal(cw_breaker_state(&b, 2021), CW_BREAKER_CLOSED);
-    assert_int_equal(cw_breaker_allow(&b, 2021), 1);
-    assert_string_equal(cw_breaker_state_name(CW_BREAKER_HALF_OPEN),
-                        "half_open");
-}
-
-
 int
 main(void)
 {
@@ -159,7 +116,6 @@ main(void)
         cmocka_unit_test(test_backoff_jitter_bounds),
         cmocka_unit_test(test_backoff_attempts),
         cmocka_unit_test(test_budget),
-        cmocka_unit_test(test_breaker),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

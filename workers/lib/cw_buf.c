@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commerce_json.h"
 #include "cw_buf.h"
 
 
@@ -122,93 +123,26 @@ cw_buf_printf(cw_buf_t *b, const char *fmt, ...)
 }
 
 
-/* Length of the valid UTF-8 sequence starting at s, or 0 if invalid. */
-static size_t
-cw_utf8_seq_len(const unsigned char *s, size_t n)
-{
-    size_t    len, i;
-    unsigned  cp;
-
-    if (s[0] < 0x80) {
-        return 1;
-    } else if ((s[0] & 0xe0) == 0xc0) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* reject overlong forms, surrogates and values past U+10FFFF */
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800)
-        || (len == 4 && cp < 0x10000) || cp > 0x10ffff
-        || (cp >= 0xd800 && cp <= 0xdfff))
-    {
-        return 0;
-    }
-    return len;
-}
-
-
+/* The escaping itself is common/commerce_json.c, in its text mode. Short
+ * text gets room for its worst case and one pass; long text is measured
+ * first, so that the buffer does not grow six times its size. */
 void
 cw_buf_json_escape(cw_buf_t *b, const char *s, size_t n)
 {
-    const unsigned char  *p = (const unsigned char *) s;
-    size_t                i, j, len;
+    size_t          room;
+    unsigned char  *end;
 
-    for (i = 0; i < n; ) {
-        unsigned char c = p[i];
-
-        /* A run of printable ASCII needing no escape goes in one copy. */
-        for (j = i; j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"'
-                    && p[j] != '\\'; j++)
-        {
-            /* scan */
-        }
-        if (j > i) {
-            cw_buf_append(b, p + i, j - i);
-            i = j;
-            continue;
-        }
-
-        switch (c) {
-        case '"':  cw_buf_append(b, "\\\"", 2); i++; continue;
-        case '\\': cw_buf_append(b, "\\\\", 2); i++; continue;
-        case '\n': cw_buf_append(b, "\\n", 2); i++; continue;
-        case '\r': cw_buf_append(b, "\\r", 2); i++; continue;
-        case '\t': cw_buf_append(b, "\\t", 2); i++; continue;
-        case '\b': cw_buf_append(b, "\\b", 2); i++; continue;
-        case '\f': cw_buf_append(b, "\\f", 2); i++; continue;
-        default:
-            break;
-        }
-        if (c < 0x20 || c == 0x7f) {
-            cw_buf_printf(b, "\\u%04x", c);
-            i++;
-            continue;
-        }
-        len = cw_utf8_seq_len(p + i, n - i);
-        if (len == 0) {
-            cw_buf_append(b, "\\ufffd", 6);
-            i++;
-            continue;
-        }
-        cw_buf_append(b, p + i, len);
-        i += len;
+    room = n <= 4096 ? COMMERCE_JSON_ESCAPE_MAX(n)
+                     : commerce_json_escape_len((const unsigned char *) s, n,
+                                                COMMERCE_JSON_TEXT);
+    if (cw_buf_reserve(b, room) != 0) {
+        return;
     }
+    end = commerce_json_escape((unsigned char *) b->data + b->len,
+                               (const unsigned char *) s, n,
+                               COMMERCE_JSON_TEXT);
+    b->len = (size_t) ((char *) end - b->data);
+    b->data[b->len] = '\0';
 }
 
 

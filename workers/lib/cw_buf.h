@@ -31,7 +31,8 @@ void cw_buf_printf(cw_buf_t *b, const char *fmt, ...)
 void cw_buf_vprintf(cw_buf_t *b, const char *fmt, va_list ap);
 
 /* Appends s (n bytes) as the inside of a JSON string: quotes, backslashes
- * and control characters escaped, invalid UTF-8 replaced by U+FFFD. */
+ * and control characters escaped, invalid UTF-8 replaced by U+FFFD
+ * (commerce_json_escape() in COMMERCE_JSON_TEXT mode). */
 void cw_buf_json_escape(cw_buf_t *b, const char *s, size_t n);
 
 /* Appends "s" including the surrounding quotes. */

@@ -10,21 +10,20 @@
 #include <strings.h>
 #include <sys/time.h>
 
+#include "commerce_redis_addr.h"
 #include "cw_log.h"
 #include "cw_redis.h"
 #include "cw_retry.h"
 #include "cw_time.h"
 
 struct cw_redis_s {
-    redisContext   *ctx;
-    char            host[256];
-    int             port;
-    int             is_unix;
-    int             connect_timeout_ms;
-    int             timeout_ms;
-    size_t          pending;        /* appended, not yet read */
-    cw_backoff_t    reconnect;
-    int64_t         next_attempt;
+    redisContext           *ctx;
+    commerce_redis_addr_t   addr;
+    int                     connect_timeout_ms;
+    int                     timeout_ms;
+    size_t                  pending;        /* appended, not yet read */
+    cw_backoff_t            reconnect;
+    int64_t                 next_attempt;
 };
 
 static const cw_opt_t  cw_redis_opts[] = {
@@ -45,58 +44,6 @@ cw_redis_declare(cw_config_t *cfg)
 }
 
 
-int
-cw_redis_parse_address(const char *a, char *host, size_t hsize, int *port,
-    int *is_unix)
-{
-    const char  *colon, *end;
-    char        *pend;
-    long         p;
-    size_t       len;
-
-    *is_unix = 0;
-    *port = 0;
-    if (strncmp(a, "unix:", 5) == 0 || a[0] == '/') {
-        a += a[0] == '/' ? 0 : 5;
-        if (a[0] == '\0' || strlen(a) >= hsize) {
-            return -1;
-        }
-        snprintf(host, hsize, "%s", a);
-        *is_unix = 1;
-        return 0;
-    }
-    if (a[0] == '[') {
-        end = strchr(a, ']');
-        if (end == NULL || end[1] != ':') {
-            return -1;
-        }
-        len = (size_t) (end - a - 1);
-        a++;
-        colon = end + 1;
-    } else {
-        colon = strrchr(a, ':');
-        if (colon == NULL || strchr(a, ':') != colon) {
-            return -1;
-        }
-        len = (size_t) (colon - a);
-    }
-    if (len == 0 || len >= hsize) {
-        return -1;
-    }
-    errno = 0;
-    p = strtol(colon + 1, &pend, 10);
-    if (colon[1] == '\0' || *pend != '\0' || errno != 0 || p < 1
-        || p > 65535)
-    {
-        return -1;
-    }
-    memcpy(host, a, len);
-    host[len] = '\0';
-    *port = (int) p;
-    return 0;
-}
-
-
 cw_redis_t *
 cw_redis_new(const char *address, int connect_timeout_ms, int timeout_ms,
     char *err, size_t errlen)
@@ -108,8 +55,9 @@ cw_redis_new(const char *address, int connect_timeout_ms, int timeout_ms,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (cw_redis_parse_address(address, r->host, sizeof(r->host), &r->port,
-                               &r->is_unix) != 0)
+    /* no default port: redis.address names it */
+    if (commerce_redis_addr_parse(&r->addr, address, strlen(address), 0)
+        != COMMERCE_REDIS_ADDR_OK)
     {
         snprintf(err, errlen, "invalid redis address \"%s\" (use host:port, "
                  "[v6]:port or unix:/path)", address);
@@ -168,8 +116,9 @@ cw_redis_drop(cw_redis_t *r, char *err, size_t errlen)
     }
     if (r->ctx->err != 0) {
         snprintf(err, errlen, "redis %s%s%d: %s",
-                 r->is_unix ? "unix:" : r->host, r->is_unix ? r->host : ":",
-                 r->is_unix ? 0 : r->port,
+                 r->addr.is_unix ? "unix:" : r->addr.host,
+                 r->addr.is_unix ? r->addr.host : ":",
+                 r->addr.is_unix ? 0 : r->addr.port,
                  r->ctx->err == REDIS_ERR_IO && (errno == EAGAIN
                                                  || errno == EWOULDBLOCK)
                      ? "timeout" : r->ctx->errstr);
@@ -196,8 +145,9 @@ cw_redis_ensure(cw_redis_t *r, char *err, size_t errlen)
         return -1;
     }
     tv = cw_tv(r->connect_timeout_ms);
-    r->ctx = r->is_unix ? redisConnectUnixWithTimeout(r->host, tv)
-                        : redisConnectWithTimeout(r->host, r->port, tv);
+    r->ctx = r->addr.is_unix
+             ? redisConnectUnixWithTimeout(r->addr.host, tv)
+             : redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
     if (r->ctx == NULL || r->ctx->err != 0) {
         if (r->ctx == NULL) {
             snprintf(err, errlen, "redis connect: out of memory");

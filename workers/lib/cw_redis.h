@@ -2,8 +2,9 @@
  * cw_redis: synchronous Redis for workers, on hiredis 0.14.
  *
  * A cw_redis_t holds one connection to "host:port", "[v6addr]:port",
- * "unix:/path" or "/path", with a connect timeout and a per-command
- * timeout. A connection that fails (I/O error, EOF, timeout, protocol
+ * "unix:/path" or "/path" (parsed by common/commerce_redis_addr.h, the
+ * port is required), with a connect timeout and a per-command timeout.
+ * A connection that fails (I/O error, EOF, timeout, protocol
  * error) is dropped; the next call reconnects, no sooner than an
  * exponential backoff allows.
  *
@@ -64,9 +65,5 @@ int cw_redis_exec(cw_redis_t *r, redisReply **replies, size_t n,
 
 /* Pure classification of a reply (NULL means no reply: transient). */
 cw_redis_class_t cw_redis_classify_reply(const redisReply *reply);
-
-/* Parses an address into host/port or a unix path (pure). */
-int cw_redis_parse_address(const char *address, char *host, size_t hsize,
-    int *port, int *is_unix);
 
 #endif /* CW_REDIS_H */

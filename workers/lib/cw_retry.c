@@ -1,5 +1,5 @@
 /*
- * cw_retry: backoff, retry budget, circuit breaker.
+ * cw_retry: backoff and retry budget.
  */
 
 #include <unistd.h>
@@ -128,83 +128,3 @@ cw_budget_try_retry(cw_budget_t *b, int64_t now_ms)
     return 1;
 }
 
-
-void
-cw_breaker_init(cw_breaker_t *b, int threshold, int64_t open_ms)
-{
-    b->threshold = threshold > 0 ? threshold : 1;
-    b->open_ms = open_ms;
-    b->state = CW_BREAKER_CLOSED;
-    b->failures = 0;
-    b->opened_at = 0;
-    b->probe_out = 0;
-    b->opens = 0;
-}
-
-
-cw_breaker_state_t
-cw_breaker_state(cw_breaker_t *b, int64_t now_ms)
-{
-    if (b->state == CW_BREAKER_OPEN && now_ms - b->opened_at >= b->open_ms) {
-        b->state = CW_BREAKER_HALF_OPEN;
-        b->probe_out = 0;
-    }
-    return b->state;
-}
-
-
-int
-cw_breaker_allow(cw_breaker_t *b, int64_t now_ms)
-{
-    switch (cw_breaker_state(b, now_ms)) {
-    case CW_BREAKER_CLOSED:
-        return 1;
-    case CW_BREAKER_OPEN:
-        return 0;
-    case CW_BREAKER_HALF_OPEN:
-        if (b->probe_out) {
-            return 0;
-        }
-        b->probe_out = 1;
-        return 1;
-    }
-    return 0;
-}
-
-
-void
-cw_breaker_success(cw_breaker_t *b)
-{
-    b->state = CW_BREAKER_CLOSED;
-    b->failures = 0;
-    b->probe_out = 0;
-}
-
-
-/* A failed half-open probe reopens at once; in closed state the breaker
- * opens when the consecutive failure count reaches the threshold. */
-void
-cw_breaker_failure(cw_breaker_t *b, int64_t now_ms)
-{
-    cw_breaker_state(b, now_ms);
-    if (b->state == CW_BREAKER_HALF_OPEN
-        || (b->state == CW_BREAKER_CLOSED && ++b->failures >= b->threshold))
-    {
-        b->state = CW_BREAKER_OPEN;
-        b->opened_at = now_ms;
-        b->probe_out = 0;
-        b->opens++;
-    }
-}
-
-
-const char *
-cw_breaker_state_name(cw_breaker_state_t s)
-{
-    switch (s) {
-    case CW_BREAKER_CLOSED:    return "closed";
-    case CW_BREAKER_OPEN:      return "open";
-    case CW_BREAKER_HALF_OPEN: return "half_open";
-    }
-    return "unknown";
-}

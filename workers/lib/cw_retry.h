@@ -5,9 +5,10 @@
  * cw_budget_t    a retry budget: retries may be at most a fraction of
  *                recent requests (plus a small floor), so a dependency
  *                that is down is not hammered by every caller retrying.
- * cw_breaker_t   circuit breaker: after N consecutive failures calls fail
- *                fast for a cool-off period, then one probe is let
- *                through (half-open) to decide whether to close again.
+ *
+ * The circuit breaker is shared with the nginx module: common/
+ * commerce_breaker.h (a worker lets one probe through while half-open:
+ * commerce_breaker_init(&b, threshold, open_ms, 1)).
  *
  * All take the current time as an argument (cw_now_ms() in production)
  * so behaviour is deterministic under test. None is thread-safe; each
@@ -57,34 +58,5 @@ void cw_budget_on_request(cw_budget_t *b, int64_t now_ms);
 /* Returns 1 and spends a token if a retry is allowed now, else 0. */
 int cw_budget_try_retry(cw_budget_t *b, int64_t now_ms);
 
-
-typedef enum {
-    CW_BREAKER_CLOSED = 0,
-    CW_BREAKER_OPEN,
-    CW_BREAKER_HALF_OPEN
-} cw_breaker_state_t;
-
-typedef struct {
-    int                  threshold;     /* consecutive failures to open */
-    int64_t              open_ms;       /* how long to stay open */
-    cw_breaker_state_t   state;
-    int                  failures;
-    int64_t              opened_at;
-    int                  probe_out;     /* half-open probe in flight */
-    uint64_t             opens;         /* times it opened (metrics) */
-} cw_breaker_t;
-
-void cw_breaker_init(cw_breaker_t *b, int threshold, int64_t open_ms);
-
-/* Whether a call may go ahead now. In half-open state only one probe is
- * allowed until its outcome is reported. */
-int cw_breaker_allow(cw_breaker_t *b, int64_t now_ms);
-
-void cw_breaker_success(cw_breaker_t *b);
-void cw_breaker_failure(cw_breaker_t *b, int64_t now_ms);
-
-/* The state as of now_ms (an open breaker past its time is half-open). */
-cw_breaker_state_t cw_breaker_state(cw_breaker_t *b, int64_t now_ms);
-const char *cw_breaker_state_name(cw_breaker_state_t s);
 
 #endif /* CW_RETRY_H */
