@@ -2,41 +2,9 @@
  * ngx_http_commerce_kafka_module: Kafka configuration (http{} level) and
  * the per-worker idempotent producer.
  *
- * Directives
- *
- *   commerce_kafka_brokers host:port[,host:port...];
- *     Default: -
- *     Context: http
- *     Bootstrap brokers.  Required when a location publishes to Kafka
- *     (commerce_webhook).
- *
- *   commerce_kafka_property name value;
- *     Default: -
- *     Context: http
- *     A librdkafka configuration property, e.g. "compression.type lz4";
- *     repeatable.  Unknown names and invalid values fail "nginx -t" with
- *     librdkafka's message.  The properties this module sets itself
- *     (bootstrap.servers, enable.idempotence, acks, message.timeout.ms,
- *     log.queue and their aliases) are rejected.
- *
- *     The module's own defaults: linger.ms 1 (librdkafka's 5 ms would be
- *     added to every webhook, which waits for its message's ack) and
- *     sticky.partitioning.linger.ms 0 (messages without a key spread over
- *     the partitions instead of queueing on one); both may be overridden.
- *
- *   commerce_kafka_delivery_timeout time;
- *     Default: 5s
- *     Context: http
- *     How long librdkafka tries to deliver a message (message.timeout.ms)
- *     before the request gets its 503.
- *
- *   commerce_kafka_flush_timeout time;
- *     Default: 10s
- *     Context: http
- *     At worker exit, how long the producer may wait for messages still
- *     in flight before they are dropped.  A graceful exit (reload, quit)
- *     has already waited for every pending delivery report; on a fast
- *     shutdown (SIGTERM) the master kills workers after about a second.
+ * Directives: commerce_kafka_brokers, commerce_kafka_property,
+ * commerce_kafka_delivery_timeout, commerce_kafka_flush_timeout (http);
+ * the reference is docs/directives.md.
  *
  * The producer is created in each worker process (librdkafka threads do
  * not survive fork(), so never in the master), with enable.idempotence=true

@@ -3,80 +3,20 @@
  * generic cell rate algorithm, ngx_http_commerce_gcra.h), per node in a
  * shared memory zone or across nodes in Redis.
  *
+ * A zone (commerce_limit_zone, http) names a key, a rate and a burst; a
+ * location applies zones (commerce_limit, in the preaccess phase).  A
+ * local zone keeps each key's theoretical arrival time in shared memory,
+ * kept across reloads, evicting the least recently used keys when full;
+ * a global zone keeps it in Redis ("rl:{zone}:{key}", one EVALSHA per
+ * request and limit, run by Redis on its own clock), with a fallback
+ * when Redis is unavailable.  Local zones are checked first, then global
+ * ones in order; a request refused by one limit gets back the local
+ * cells it took in the others.  The response carries the RateLimit-*
+ * headers of the limit with the least quota left.
  *
- * Syntax:  commerce_limit_zone key zone=name:size rate=rate [burst=number]
- *              [scope=local|global] [fallback=local|allow|deny]
- *              [timeout=time];
- * Default: -
- * Context: http
- *
- *     Declares a limit: "key" (variables allowed, e.g. $binary_remote_addr
- *     or $http_x_source) names the client; a request whose key is empty is
- *     not limited.  "rate" is Nr/s or Nr/m (the emission interval T = 1 /
- *     rate, in whole microseconds); "burst" (default 0) is the number of
- *     requests admitted at once beyond the steady rate: a fresh key gets
- *     exactly burst + 1 requests back to back, then one more every T.  A
- *     refused request costs nothing.
- *
- *     scope=local (default): the state lives in the shared memory zone of
- *     this nginx (all workers, kept across reloads; the size must be at
- *     least 32k, one key takes 128 bytes; when the zone is full the least
- *     recently used keys are evicted, with one warning in the error log).
- *
- *     scope=global: the state lives in Redis (commerce_redis_server), one
- *     EVALSHA per request and limit, run atomically by Redis on its own
- *     clock, so every nginx sharing the Redis shares the limit.  Keys are
- *     "rl:{zone name}:{key}" and expire once their quota is full again.
- *     "timeout" (default 200ms) bounds the wait for Redis.  When Redis is
- *     unavailable (no connection, circuit open, timeout, error reply) the
- *     "fallback" applies: local (default) limits with this zone's shared
- *     memory on this node alone, allow lets the request pass, deny answers
- *     503 with Retry-After.  $commerce_limit_status is then FALLBACK.
- *
- * Syntax:  commerce_limit zone=name [dry_run];
- * Default: -
- * Context: http, server, location
- * Phase:   preaccess
- *
- *     Applies a zone.  Several may be given: local zones are checked
- *     first, then global ones in order; a request refused by one limit
- *     gets back the local cells it took in the others (global ones it
- *     passed keep theirs).  Inherited when a level has none.  With dry_run
- *     the limit never refuses: its decision is computed, logged, shown in
- *     the headers and in $commerce_limit_status.  A request is limited
- *     once, even across internal redirects; subrequests are not limited.
- *
- * Syntax:  commerce_limit_status code;
- * Default: commerce_limit_status 429;
- * Context: http, server, location
- *
- *     The status of a refused request (400-599).  Its body is
- *     {"error":"rate_limited","message":"..."} with Retry-After (seconds
- *     until one more request would pass, rounded up).
- *
- * Syntax:  commerce_limit_log_level info|notice|warn|error;
- * Default: commerce_limit_log_level warn;
- * Context: http, server, location
- *
- *     The level of the "limiting requests" (and dry run) log lines.
- *
- * Response headers, on every response of a limited location, from the
- * limit with the least quota left (the refusing one on a refusal), as in
- * draft-ietf-httpapi-ratelimit-headers:
- *
- *     RateLimit-Limit: burst + 1            (requests admitted at once)
- *     RateLimit-Remaining: n                (admitted at once from now)
- *     RateLimit-Reset: s                    (seconds until the full quota)
- *     RateLimit-Policy: burst+1;w=s         (the quota, and the seconds it
- *                                            takes to refill it)
- *
- * They are left out for a global limit decided by fallback=allow or deny
- * (its state is unknown).
- *
- * Variable $commerce_limit_status: PASSED, REJECTED, REJECTED_DRY_RUN or
- * FALLBACK (the most severe of the request's limits, in that order of
- * increasing precedence: FALLBACK over PASSED, REJECTED_DRY_RUN over
- * FALLBACK, REJECTED over all); empty when no limit applied.
+ * Directives: commerce_limit_zone, commerce_limit, commerce_limit_status,
+ * commerce_limit_log_level, and the variable $commerce_limit_status: the
+ * reference (syntax, defaults, headers) is docs/directives.md.
  */
 
 #include <ngx_config.h>
@@ -144,6 +84,19 @@ typedef struct {
     ngx_uint_t                        scope;
     ngx_uint_t                        fallback;
 } ngx_http_commerce_limit_zone_t;
+
+
+/* the parameters of a commerce_limit_zone directive, as read */
+typedef struct {
+    ngx_str_t                         name;
+    ssize_t                           size;
+    uint64_t                          interval;
+    ngx_int_t                         burst;
+    ngx_int_t                         timeout;
+    ngx_uint_t                        scope;
+    ngx_uint_t                        fallback;
+    const char                       *global_only;
+} ngx_http_commerce_limit_args_t;
 
 
 /* one commerce_limit directive */
@@ -246,6 +199,14 @@ static void ngx_http_commerce_limit_rbtree_insert_value(
     ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_commerce_limit_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static char *ngx_http_commerce_limit_zone_size(ngx_conf_t *cf, ngx_str_t *v,
+    ngx_http_commerce_limit_args_t *a);
+static char *ngx_http_commerce_limit_zone_global(ngx_conf_t *cf,
+    ngx_str_t *v, ngx_http_commerce_limit_args_t *a);
+static char *ngx_http_commerce_limit_zone_arg(ngx_conf_t *cf, ngx_str_t *v,
+    ngx_http_commerce_limit_args_t *a);
+static ngx_int_t ngx_http_commerce_limit_zone_texts(ngx_conf_t *cf,
+    ngx_http_commerce_limit_zone_t *zone);
 static char *ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_commerce_limit(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -1365,20 +1326,194 @@ ngx_http_commerce_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/* zone=name:size of commerce_limit_zone */
+static char *
+ngx_http_commerce_limit_zone_size(ngx_conf_t *cf, ngx_str_t *v,
+    ngx_http_commerce_limit_args_t *a)
+{
+    u_char     *p;
+    ngx_str_t   s;
+
+    a->name.data = v->data + 5;
+
+    p = (u_char *) ngx_strchr(a->name.data, ':');
+
+    if (p == NULL || p == a->name.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\": expected zone=name:size", v);
+        return NGX_CONF_ERROR;
+    }
+
+    a->name.len = p - a->name.data;
+
+    s.data = p + 1;
+    s.len = v->data + v->len - s.data;
+
+    a->size = ngx_parse_size(&s);
+
+    if (a->size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", v);
+        return NGX_CONF_ERROR;
+    }
+
+    if (a->size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small: the minimum is %uzk",
+                           v, 8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* fallback= and timeout= of commerce_limit_zone: scope=global only */
+static char *
+ngx_http_commerce_limit_zone_global(ngx_conf_t *cf, ngx_str_t *v,
+    ngx_http_commerce_limit_args_t *a)
+{
+    ngx_str_t  s;
+
+    if (ngx_strncmp(v->data, "timeout=", 8) == 0) {
+        s.data = v->data + 8;
+        s.len = v->len - 8;
+
+        a->timeout = ngx_parse_time(&s, 0);
+
+        if (a->timeout == NGX_ERROR || a->timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid timeout \"%V\"", v);
+            return NGX_CONF_ERROR;
+        }
+
+        a->global_only = "timeout";
+        return NGX_CONF_OK;
+    }
+
+    for (a->fallback = 0; a->fallback < 3; a->fallback++) {
+        if (ngx_strcmp(v->data + 9,
+                       ngx_http_commerce_limit_fallbacks[a->fallback])
+            == 0)
+        {
+            a->global_only = "fallback";
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid fallback \"%V\": expected local, allow or "
+                       "deny", v);
+    return NGX_CONF_ERROR;
+}
+
+
+/* one parameter of commerce_limit_zone */
+static char *
+ngx_http_commerce_limit_zone_arg(ngx_conf_t *cf, ngx_str_t *v,
+    ngx_http_commerce_limit_args_t *a)
+{
+    if (ngx_strncmp(v->data, "zone=", 5) == 0) {
+        return ngx_http_commerce_limit_zone_size(cf, v, a);
+    }
+
+    if (ngx_strncmp(v->data, "rate=", 5) == 0) {
+        if (ngx_http_commerce_gcra_parse_rate(v->data + 5, v->len - 5,
+                                              &a->interval)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid rate \"%V\": expected Nr/s or Nr/m, "
+                               "from 1r/m to 1000000r/s", v);
+            return NGX_CONF_ERROR;
+        }
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "burst=", 6) == 0) {
+        a->burst = ngx_atoi(v->data + 6, v->len - 6);
+
+        if (a->burst < 0 || a->burst > NGX_HTTP_COMMERCE_GCRA_MAX_BURST) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid burst \"%V\": expected 0 to %d", v,
+                               NGX_HTTP_COMMERCE_GCRA_MAX_BURST);
+            return NGX_CONF_ERROR;
+        }
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(v->data, "scope=local") == 0) {
+        a->scope = NGX_HTTP_COMMERCE_LIMIT_LOCAL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(v->data, "scope=global") == 0) {
+        a->scope = NGX_HTTP_COMMERCE_LIMIT_GLOBAL;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(v->data, "fallback=", 9) == 0
+        || ngx_strncmp(v->data, "timeout=", 8) == 0)
+    {
+        return ngx_http_commerce_limit_zone_global(cf, v, a);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"", v);
+    return NGX_CONF_ERROR;
+}
+
+
+/* The zone's texts, made once: RateLimit-Policy (the quota and the time
+ * it takes to refill), T and tau for the Redis script, the key prefix. */
+static ngx_int_t
+ngx_http_commerce_limit_zone_texts(ngx_conf_t *cf,
+    ngx_http_commerce_limit_zone_t *zone)
+{
+    uint64_t  window;
+
+    window = ngx_http_commerce_gcra_seconds(zone->gcra.limit
+                                            * zone->gcra.interval);
+
+    zone->policy.data = ngx_pnalloc(cf->pool, 2 * NGX_INT64_LEN + 3);
+    zone->interval.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
+    zone->tolerance.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
+    zone->prefix.data = ngx_pnalloc(cf->pool,
+                                    COMMERCE_LEN(COMMERCE_RK_RATE_LIMIT ":")
+                                    + zone->name.len);
+
+    if (zone->policy.data == NULL || zone->interval.data == NULL
+        || zone->tolerance.data == NULL || zone->prefix.data == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    zone->policy.len = ngx_sprintf(zone->policy.data, "%uL;w=%uL",
+                                   zone->gcra.limit, window)
+                       - zone->policy.data;
+    zone->interval.len = ngx_sprintf(zone->interval.data, "%uL",
+                                     zone->gcra.interval)
+                         - zone->interval.data;
+    zone->tolerance.len = ngx_sprintf(zone->tolerance.data, "%uL",
+                                      zone->gcra.tolerance)
+                          - zone->tolerance.data;
+    zone->prefix.len = ngx_sprintf(zone->prefix.data,
+                                   COMMERCE_RK_RATE_LIMIT "%V:", &zone->name)
+                       - zone->prefix.data;
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_commerce_limit_main_conf_t *lmcf = conf;
 
-    u_char                            *p;
-    ssize_t                            size;
-    uint64_t                           interval, window;
-    ngx_int_t                          burst, timeout;
-    ngx_str_t                         *value, name, s;
-    ngx_uint_t                         i, scope, fallback;
-    const char                        *global_only;
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
     ngx_shm_zone_t                    *shm_zone;
     ngx_http_commerce_limit_zone_t    *zone;
+    ngx_http_commerce_limit_args_t     a;
     ngx_http_compile_complex_value_t   ccv;
 
     value = cf->args->elts;
@@ -1398,202 +1533,53 @@ ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    size = 0;
-    interval = 0;
-    burst = 0;
-    timeout = 200;
-    scope = NGX_HTTP_COMMERCE_LIMIT_LOCAL;
-    fallback = NGX_HTTP_COMMERCE_LIMIT_FALLBACK_LOCAL;
-    global_only = NULL;
-    name.len = 0;
+    ngx_memzero(&a, sizeof(ngx_http_commerce_limit_args_t));
+    a.timeout = 200;
+    a.scope = NGX_HTTP_COMMERCE_LIMIT_LOCAL;
+    a.fallback = NGX_HTTP_COMMERCE_LIMIT_FALLBACK_LOCAL;
 
     for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-
-            name.data = value[i].data + 5;
-
-            p = (u_char *) ngx_strchr(name.data, ':');
-
-            if (p == NULL || p == name.data) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone \"%V\": expected "
-                                   "zone=name:size", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            name.len = p - name.data;
-
-            s.data = p + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-
-            if (size == NGX_ERROR) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid zone size \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small: the minimum "
-                                   "is %uzk", &value[i],
-                                   8 * ngx_pagesize / 1024);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
+        if (ngx_http_commerce_limit_zone_arg(cf, &value[i], &a)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
         }
-
-        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
-
-            if (ngx_http_commerce_gcra_parse_rate(value[i].data + 5,
-                                                  value[i].len - 5,
-                                                  &interval)
-                != 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid rate \"%V\": expected Nr/s or "
-                                   "Nr/m, from 1r/m to 1000000r/s",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
-
-            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
-
-            if (burst < 0 || burst > NGX_HTTP_COMMERCE_GCRA_MAX_BURST) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid burst \"%V\": expected 0 to "
-                                   "%d", &value[i],
-                                   NGX_HTTP_COMMERCE_GCRA_MAX_BURST);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "scope=local") == 0) {
-            scope = NGX_HTTP_COMMERCE_LIMIT_LOCAL;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "scope=global") == 0) {
-            scope = NGX_HTTP_COMMERCE_LIMIT_GLOBAL;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "fallback=", 9) == 0) {
-
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            for (fallback = 0; fallback < 3; fallback++) {
-                if (ngx_strcmp(s.data,
-                               ngx_http_commerce_limit_fallbacks[fallback])
-                    == 0)
-                {
-                    break;
-                }
-            }
-
-            if (fallback == 3) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid fallback \"%V\": expected "
-                                   "local, allow or deny", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            global_only = "fallback";
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            timeout = ngx_parse_time(&s, 0);
-
-            if (timeout == NGX_ERROR || timeout == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid timeout \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            global_only = "timeout";
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
     }
 
-    if (name.len == 0) {
+    if (a.name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must have the \"zone=name:size\" "
                            "parameter", &cmd->name);
         return NGX_CONF_ERROR;
     }
 
-    if (interval == 0) {
+    if (a.interval == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must have the \"rate=\" parameter",
                            &cmd->name);
         return NGX_CONF_ERROR;
     }
 
-    if (global_only && scope != NGX_HTTP_COMMERCE_LIMIT_GLOBAL) {
+    if (a.global_only && a.scope != NGX_HTTP_COMMERCE_LIMIT_GLOBAL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%s=\" is only valid with \"scope=global\"",
-                           global_only);
+                           a.global_only);
         return NGX_CONF_ERROR;
     }
 
-    (void) ngx_http_commerce_gcra_init(&zone->gcra, interval,
-                                       (uint64_t) burst);
+    (void) ngx_http_commerce_gcra_init(&zone->gcra, a.interval,
+                                       (uint64_t) a.burst);
 
-    zone->name = name;
-    zone->scope = scope;
-    zone->fallback = fallback;
-    zone->timeout = (ngx_msec_t) timeout;
+    zone->name = a.name;
+    zone->scope = a.scope;
+    zone->fallback = a.fallback;
+    zone->timeout = (ngx_msec_t) a.timeout;
 
-    /* RateLimit-Policy: the quota and the time it takes to refill */
-
-    window = ngx_http_commerce_gcra_seconds(zone->gcra.limit * interval);
-
-    zone->policy.data = ngx_pnalloc(cf->pool, 2 * NGX_INT64_LEN + 3);
-    zone->interval.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
-    zone->tolerance.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
-    zone->prefix.data = ngx_pnalloc(cf->pool, sizeof(COMMERCE_RK_RATE_LIMIT ":")
-                                              - 1 + name.len);
-
-    if (zone->policy.data == NULL || zone->interval.data == NULL
-        || zone->tolerance.data == NULL || zone->prefix.data == NULL)
-    {
+    if (ngx_http_commerce_limit_zone_texts(cf, zone) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    zone->policy.len = ngx_sprintf(zone->policy.data, "%uL;w=%uL",
-                                   zone->gcra.limit, window)
-                       - zone->policy.data;
-    zone->interval.len = ngx_sprintf(zone->interval.data, "%uL",
-                                     zone->gcra.interval)
-                         - zone->interval.data;
-    zone->tolerance.len = ngx_sprintf(zone->tolerance.data, "%uL",
-                                      zone->gcra.tolerance)
-                          - zone->tolerance.data;
-    zone->prefix.len = ngx_sprintf(zone->prefix.data,
-                                   COMMERCE_RK_RATE_LIMIT "%V:", &name)
-                       - zone->prefix.data;
-
-    shm_zone = ngx_shared_memory_add(cf, &name, size,
+    shm_zone = ngx_shared_memory_add(cf, &a.name, a.size,
                                      &ngx_http_commerce_limit_module);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
@@ -1601,14 +1587,14 @@ ngx_http_commerce_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (shm_zone->data) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate commerce_limit_zone \"%V\"", &name);
+                           "duplicate commerce_limit_zone \"%V\"", &a.name);
         return NGX_CONF_ERROR;
     }
 
     shm_zone->init = ngx_http_commerce_limit_init_zone;
     shm_zone->data = zone;
 
-    if (scope == NGX_HTTP_COMMERCE_LIMIT_GLOBAL) {
+    if (a.scope == NGX_HTTP_COMMERCE_LIMIT_GLOBAL) {
         lmcf->global = 1;
     }
 

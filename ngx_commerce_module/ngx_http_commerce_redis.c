@@ -4,28 +4,11 @@
  * closed in exit_process (ngx_http_commerce_redis_conn.c), and the command
  * builder of its callers.
  *
- * Directives
- *
- *   commerce_redis_server address;
- *     Default: -
- *     Context: http
- *     ip:port, [ipv6]:port, unix:/path or host:port (common/
- *     commerce_redis_addr.h, port 6379 when none is given); a host name is
- *     resolved here, when the configuration is read.  Repeatable, one per
- *     server.  Required when a location uses a read API, webhook dedup or
- *     a global rate limit.
- *
- *   commerce_redis_pool_size number;          Default: 2       Context: http
- *   commerce_redis_connect_timeout time;      Default: 500ms   Context: http
- *   commerce_redis_reconnect_min time;        Default: 50ms    Context: http
- *   commerce_redis_reconnect_max time;        Default: 2s      Context: http
- *   commerce_redis_breaker_threshold number;  Default: 3       Context: http
- *   commerce_redis_breaker_timeout time;      Default: 1s      Context: http
- *
- *   commerce_redis_timeout time;
- *     Default: commerce_redis_timeout 500ms;
- *     Context: http, server, location
- *     How long a request waits for a reply (ngx_http_commerce_redis_timeout).
+ * Directives: commerce_redis_server, commerce_redis_pool_size,
+ * commerce_redis_connect_timeout, commerce_redis_reconnect_min,
+ * commerce_redis_reconnect_max, commerce_redis_breaker_threshold,
+ * commerce_redis_breaker_timeout (http), commerce_redis_timeout (http,
+ * server, location); the reference is docs/directives.md.
  */
 
 #include <ngx_config.h>

@@ -1,41 +1,12 @@
 /*
  * ngx_http_commerce_verify_module: webhook signatures and the JSON check.
  *
- * Directives (http, server, location)
- *
- *   commerce_webhook_signature scheme | off;
- *     Default: commerce_webhook_signature off;
- *     standard (Standard Webhooks), stripe, shopify, github, slack,
- *     woocommerce, razorpay, or hmac (see commerce_webhook_hmac_*).
- *
- *   commerce_webhook_secret secret;
- *     Default: -
- *     May be repeated: a request signed with any of them passes (key
- *     rotation).  Standard Webhooks secrets are "whsec_<base64>"; every
- *     other scheme uses the secret's bytes as written.
- *
- *   commerce_webhook_secret_file path;
- *     Default: -
- *     One secret per line; blank lines and lines starting with "#" are
- *     ignored.  Read when the configuration is loaded, so "nginx -s
- *     reload" picks up a changed file.
- *
- *   commerce_webhook_tolerance time;
- *     Default: commerce_webhook_tolerance 300s;
- *     Replay window of the timestamped schemes (standard, stripe, slack),
- *     0 turns it off.
- *
- *   commerce_webhook_hmac_header name;
- *   commerce_webhook_hmac_algorithm sha256 | sha512;
- *   commerce_webhook_hmac_encoding hex | base64;
- *   commerce_webhook_hmac_prefix string;
- *     Defaults: -, sha256, hex, none.  The generic HMAC scheme: the header
- *     carries prefix + encoding of HMAC(secret, body).
- *
- *   commerce_webhook_json on | off;
- *     Default: commerce_webhook_json on;
- *     A body sent as JSON (application/json, application/...+json) must
- *     parse, else 400 invalid_json with the parser's reason.
+ * Directives (http, server, location): commerce_webhook_signature,
+ * commerce_webhook_secret, commerce_webhook_secret_file,
+ * commerce_webhook_tolerance, commerce_webhook_hmac_header,
+ * commerce_webhook_hmac_algorithm, commerce_webhook_hmac_encoding,
+ * commerce_webhook_hmac_prefix, commerce_webhook_json; the reference is
+ * docs/directives.md.
  *
  * The delivery id used for deduplication, unless commerce_webhook_delivery_id
  * gives one: webhook-id (standard), X-GitHub-Delivery, X-Shopify-Webhook-Id,

@@ -1,76 +1,19 @@
 /*
  * ngx_http_commerce_webhook_module: the webhook ingress handler.
  *
- * Directives
+ * A provider's POST is read whole, its signature verified (the verify
+ * module), deduplicated by delivery id in Redis (an in-flight mark, then
+ * a done mark), published to Kafka byte for byte, and acknowledged with
+ * 202 only once the broker confirmed the write; the steps run in order
+ * through ngx_http_commerce_webhook_run().
  *
- *   commerce_webhook source;
- *     Default: -
- *     Context: location
- *     Makes the location a webhook endpoint for the source (variables
- *     allowed, e.g. "shopify" or "$1").  Only POST with a Content-Length
- *     is accepted; the body is published to Kafka byte for byte and the
- *     answer is 202 {"status":"accepted","topic":...,"partition":N,
- *     "offset":N,"delivery_id":...} once the broker confirmed the write,
- *     503 {"error":"broker_unavailable",...} with Retry-After otherwise.
- *     Needs commerce_kafka_brokers.
- *
- *   commerce_webhook_topic name;
- *     Default: commerce_webhook_topic commerce.inbound;
- *     Context: http, server, location
- *
- *   commerce_webhook_key value;
- *     Default: -
- *     Context: http, server, location
- *     The Kafka message key (variables allowed, e.g.
- *     $http_x_shopify_shop_domain), so that the events of one aggregate
- *     stay in order on one partition.  Empty: no key.
- *
- *   commerce_webhook_delivery_id value;
- *     Default: -
- *     Context: http, server, location
- *     The provider's delivery id (variables allowed, e.g. $http_webhook_id),
- *     carried in the delivery_id Kafka header and in the 202 answer.
- *
- *   commerce_webhook_header name value;
- *     Default: -
- *     Context: http, server, location
- *     An extra Kafka header of the message (variables allowed), e.g.
- *     "commerce_webhook_header topic $http_x_shopify_topic;" for the
- *     projector's Shopify adapter; repeatable; an empty value is left out.
- *
- *   commerce_webhook_max_body size;
- *     Default: commerce_webhook_max_body 1m;
- *     Context: http, server, location
- *     Larger bodies get 413 {"error":"body_too_large",...}.  In a webhook
- *     location this limit replaces client_max_body_size, and
- *     client_body_buffer_size is raised to it so that bodies stay in memory.
- *
- *   commerce_webhook_dedup on | off;
- *     Default: commerce_webhook_dedup off;
- *     Context: http, server, location
- *     Drops duplicate deliveries by source and delivery id, in Redis
- *     (needs commerce_redis_server): a delivery already published gets
- *     200 {"status":"duplicate",...} and is not published again; one still
- *     in flight gets 409 delivery_in_progress with Retry-After.  When
- *     publishing fails, the in-flight mark is removed so that the
- *     sender's retry goes through.  No delivery id: no deduplication.
- *
- *   commerce_webhook_dedup_ttl time;
- *     Default: commerce_webhook_dedup_ttl 24h;
- *     Context: http, server, location
- *     How long a published delivery is remembered.
- *
- *   commerce_webhook_inflight_ttl time;
- *     Default: commerce_webhook_inflight_ttl 30s;
- *     Context: http, server, location
- *     Lifetime of an in-flight mark left by a worker that died.
- *
- *   commerce_webhook_dedup_unavailable reject | accept;
- *     Default: commerce_webhook_dedup_unavailable reject;
- *     Context: http, server, location
- *     While Redis is unavailable: reject with 503 dedup_unavailable and
- *     Retry-After, or accept and publish without deduplication (the
- *     projector's idempotency by delivery id absorbs duplicates).
+ * Directives: commerce_webhook (location), commerce_webhook_topic,
+ * commerce_webhook_key, commerce_webhook_delivery_id,
+ * commerce_webhook_header, commerce_webhook_max_body,
+ * commerce_webhook_dedup, commerce_webhook_dedup_ttl,
+ * commerce_webhook_inflight_ttl, commerce_webhook_dedup_unavailable
+ * (http, server, location); the reference is docs/directives.md, the
+ * answers are in docs/api.md.
  *
  * Kafka headers of each message: source, delivery_id, signature_scheme
  * (empty until signatures are verified), received_at (ms since the epoch,

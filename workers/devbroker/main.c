@@ -29,6 +29,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "commerce_contract.h"
 #include "cw_buf.h"
 #include "cw_config.h"
 #include "cw_log.h"
@@ -65,7 +66,8 @@ static const cw_opt_t  db_opts[] = {
     { "replication", CW_OPT_INT, "0", 0, DB_MAX_BROKERS, 0,
       "replication factor of created topics; 0 means min(3, brokers)" },
     { "topics", CW_OPT_STR,
-      "commerce.inbound,commerce.events,commerce.dlq,commerce.commands",
+      COMMERCE_TOPIC_INBOUND "," COMMERCE_TOPIC_EVENTS "," COMMERCE_TOPIC_DLQ
+      "," COMMERCE_TOPIC_COMMANDS,
       0, 0, 0, "comma-separated topics to create at start" },
     { "bootstrap_file", CW_OPT_STR, NULL, 0, 0, 0,
       "write the bootstrap server list here (atomically) once the cluster "

@@ -612,8 +612,8 @@ cw_env_name(const char *key, char *buf, size_t size)
     for (i = 0; key[i] != '\0' && n + 1 < size; i++) {
         char ch = key[i];
 
-        buf[n++] = (ch == '.' || ch == '-') ? '_'
-                                            : (char) toupper((unsigned char) ch);
+        buf[n++] = (ch == '.' || ch == '-')
+                   ? '_' : (char) toupper((unsigned char) ch);
     }
     buf[n] = '\0';
 }

@@ -242,7 +242,8 @@ cw_pg_connect(cw_pg_t *pg, char *err, size_t errlen)
      * costs more than running them. Their working set is in memory, so a
      * lookup of a few hundred keys by index beats a scan of the table,
      * which the default random_page_cost (4, for spinning disks) prefers. */
-    keys[2] = "options";           vals[2] = "-c jit=off -c random_page_cost=1.1";
+    keys[2] = "options";
+    vals[2] = "-c jit=off -c random_page_cost=1.1";
     keys[3] = "dbname";            vals[3] = pg->conninfo;
     keys[4] = NULL;                vals[4] = NULL;
 

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commerce_contract.h"
 #include "cw_config.h"
 #include "cw_kafka.h"
 #include "cw_log.h"
@@ -69,9 +70,9 @@ typedef struct {
 static const cw_opt_t  proj_opts[] = {
     { "rebuild", CW_OPT_BOOL, "false", 0, 0, 0,
       "rebuild every Redis read model from PostgreSQL, then exit" },
-    { "events_topic", CW_OPT_STR, "commerce.events", 0, 0, 0,
+    { "events_topic", CW_OPT_STR, COMMERCE_TOPIC_EVENTS, 0, 0, 0,
       "topic of the canonical events" },
-    { "dlq_topic", CW_OPT_STR, "commerce.dlq", 0, 0, 0,
+    { "dlq_topic", CW_OPT_STR, COMMERCE_TOPIC_DLQ, 0, 0, 0,
       "topic of dead-lettered messages" },
     { "shopify_currency", CW_OPT_STR, "USD", 0, 0, 0,
       "currency of Shopify prices (the shop currency)" },
@@ -83,7 +84,7 @@ static const cw_opt_t  proj_opts[] = {
  * for librdkafka properties; --help shows them. */
 static const cw_worker_default_t  proj_defaults[] = {
     { "kafka.group_id", "commerce-projector" },
-    { "kafka.topics", "commerce.inbound" },
+    { "kafka.topics", COMMERCE_TOPIC_INBOUND },
     { "kafka.client_id", "commerce-projector" },
     /* Under load a batch fills at once; when traffic is light, waiting
      * for more messages only delays what is already there. */
@@ -117,8 +118,8 @@ proj_check(const cw_config_t *cfg, char *err, size_t errlen)
 
 static const cw_worker_def_t  proj_worker = {
     "projector",
-    "project commerce.inbound into PostgreSQL, commerce.events and the "
-    "Redis read model",
+    "project " COMMERCE_TOPIC_INBOUND " into PostgreSQL, "
+    COMMERCE_TOPIC_EVENTS " and the Redis read model",
     proj_opts, sizeof(proj_opts) / sizeof(proj_opts[0]),
     CW_WORKER_PG | CW_WORKER_REDIS | CW_WORKER_KAFKA | CW_WORKER_METRICS
     | CW_WORKER_SIGNALS,

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "commerce_contract.h"
 #include "cw_buf.h"
 #include "cw_config.h"
 #include "cw_kafka.h"
@@ -39,7 +40,7 @@ static const cw_opt_t  rp_opts[] = {
       "replay archived messages consumed at or after this time" },
     { "archive_to", CW_OPT_STR, "", 0, 0, 0,
       "... and before this time (RFC 3339)" },
-    { "topic", CW_OPT_STR, "commerce.inbound", 0, 0, 0,
+    { "topic", CW_OPT_STR, COMMERCE_TOPIC_INBOUND, 0, 0, 0,
       "topic to publish to" },
 };
 
@@ -72,7 +73,8 @@ rp_check(const cw_config_t *cfg, char *err, size_t errlen)
  * only once the broker acknowledged them. */
 static const cw_worker_def_t  rp_worker = {
     "replay",
-    "republish dead letters or archived messages to commerce.inbound",
+    "republish dead letters or archived messages to "
+    COMMERCE_TOPIC_INBOUND,
     rp_opts, sizeof(rp_opts) / sizeof(rp_opts[0]),
     CW_WORKER_PG | CW_WORKER_KAFKA,
     NULL, 0,
@@ -94,13 +96,14 @@ rp_headers(const char *text, const char *replay_of)
     json_array_foreach(a, i, h) {
         name = json_string_value(json_object_get(h, "name"));
         value = json_string_value(json_object_get(h, "value"));
-        if (name != NULL && value != NULL && strcmp(name, "replay_of") != 0)
+        if (name != NULL && value != NULL
+            && strcmp(name, COMMERCE_H_REPLAY_OF) != 0)
         {
             rd_kafka_header_add(hdrs, name, -1, value, -1);
         }
     }
 
-    rd_kafka_header_add(hdrs, "replay_of", -1, replay_of, -1);
+    rd_kafka_header_add(hdrs, COMMERCE_H_REPLAY_OF, -1, replay_of, -1);
     json_decref(a);
 
     return hdrs;
