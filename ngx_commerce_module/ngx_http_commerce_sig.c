@@ -310,6 +310,134 @@ ngx_http_commerce_sig_decode_secret(ngx_http_commerce_sig_scheme_e scheme,
 
 
 /*
+ * The scheme's encoding, prefix and MAC size into sig, its digest into
+ * *digest. Returns NULL, or why the configuration is refused.
+ */
+static const char *
+ngx_http_commerce_sig_scheme(ngx_http_commerce_sig_t *sig,
+    const ngx_http_commerce_sig_conf_t *conf, char **digest)
+{
+    sig->encoding = NGX_HTTP_COMMERCE_SIG_HEX;
+    sig->mac_len = 32;
+    *digest = ngx_http_commerce_sig_sha256;
+
+    switch (conf->scheme) {
+
+    case NGX_HTTP_COMMERCE_SIG_STANDARD:
+    case NGX_HTTP_COMMERCE_SIG_SHOPIFY:
+        sig->encoding = NGX_HTTP_COMMERCE_SIG_BASE64;
+        return NULL;
+
+    case NGX_HTTP_COMMERCE_SIG_GITHUB:
+        memcpy(sig->prefix, "sha256=", 7);
+        sig->prefix_len = 7;
+        return NULL;
+
+    case NGX_HTTP_COMMERCE_SIG_STRIPE:
+    case NGX_HTTP_COMMERCE_SIG_SLACK:
+        return NULL;
+
+    case NGX_HTTP_COMMERCE_SIG_HMAC:
+        break;
+
+    default:
+        return "unknown signature scheme";
+    }
+
+    if (conf->digest == NGX_HTTP_COMMERCE_SIG_SHA512) {
+        *digest = ngx_http_commerce_sig_sha512;
+        sig->mac_len = 64;
+
+    } else if (conf->digest != NGX_HTTP_COMMERCE_SIG_SHA256) {
+        return "unknown digest";
+    }
+
+    if (conf->encoding != NGX_HTTP_COMMERCE_SIG_HEX
+        && conf->encoding != NGX_HTTP_COMMERCE_SIG_BASE64)
+    {
+        return "unknown signature encoding";
+    }
+
+    sig->encoding = conf->encoding;
+
+    if (conf->prefix.len) {
+        memcpy(sig->prefix, conf->prefix.data, conf->prefix.len);
+        sig->prefix_len = conf->prefix.len;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * One keyed HMAC context per secret into sig->ctx, counted in
+ * sig->nsecrets. Returns NULL, or why a secret is refused.
+ */
+static const char *
+ngx_http_commerce_sig_keys(ngx_http_commerce_sig_t *sig,
+    const ngx_http_commerce_sig_conf_t *conf, char *digest)
+{
+    size_t         i, len;
+    u_char        *key;
+    ssize_t        klen;
+    EVP_MAC       *mac;
+    OSSL_PARAM     params[2];
+    const char    *err = NULL;
+
+    mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+    if (mac == NULL) {
+        return "OpenSSL has no HMAC";
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 digest, 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    for (i = 0; i < conf->nsecrets && err == NULL; i++) {
+        len = conf->secrets[i].len;
+
+        key = OPENSSL_malloc(len ? len : 1);
+        if (key == NULL) {
+            err = "out of memory";
+            break;
+        }
+
+        klen = ngx_http_commerce_sig_decode_secret(conf->scheme,
+                                                   conf->secrets[i].data,
+                                                   len, key);
+        if (klen < 0) {
+            err = (conf->scheme == NGX_HTTP_COMMERCE_SIG_STANDARD)
+                  ? "secret is not whsec_<base64> or <base64>"
+                  : "secret is empty";
+
+        } else {
+            sig->ctx[i] = EVP_MAC_CTX_new(mac);
+
+            if (sig->ctx[i] == NULL
+                || !EVP_MAC_init(sig->ctx[i], key, (size_t) klen, params)
+                || EVP_MAC_CTX_get_mac_size(sig->ctx[i]) != sig->mac_len)
+            {
+                err = "OpenSSL HMAC initialisation failed";
+
+                /* the context of the failed secret is not counted */
+                EVP_MAC_CTX_free(sig->ctx[i]);
+                sig->ctx[i] = NULL;
+
+            } else {
+                sig->nsecrets++;
+            }
+        }
+
+        OPENSSL_clear_free(key, len ? len : 1);
+    }
+
+    EVP_MAC_free(mac);
+
+    return err;
+}
+
+
+/*
  * Builds a verifier: fetches HMAC once and keys one context per secret, so
  * a request only re-initialises a context (no fetch, no key schedule).
  */
@@ -317,12 +445,7 @@ ngx_http_commerce_sig_t *
 ngx_http_commerce_sig_create(const ngx_http_commerce_sig_conf_t *conf,
     const char **err)
 {
-    size_t                    i, len;
-    u_char                   *key;
-    ssize_t                   klen;
     char                     *digest;
-    EVP_MAC                  *mac;
-    OSSL_PARAM                params[2];
     ngx_http_commerce_sig_t  *sig;
 
     *err = NULL;
@@ -351,115 +474,19 @@ ngx_http_commerce_sig_create(const ngx_http_commerce_sig_conf_t *conf,
 
     sig->scheme = conf->scheme;
     sig->tolerance = conf->tolerance;
-    sig->encoding = NGX_HTTP_COMMERCE_SIG_HEX;
-    sig->mac_len = 32;
-    digest = ngx_http_commerce_sig_sha256;
 
-    switch (conf->scheme) {
-
-    case NGX_HTTP_COMMERCE_SIG_STANDARD:
-    case NGX_HTTP_COMMERCE_SIG_SHOPIFY:
-        sig->encoding = NGX_HTTP_COMMERCE_SIG_BASE64;
-        break;
-
-    case NGX_HTTP_COMMERCE_SIG_GITHUB:
-        memcpy(sig->prefix, "sha256=", 7);
-        sig->prefix_len = 7;
-        break;
-
-    case NGX_HTTP_COMMERCE_SIG_STRIPE:
-    case NGX_HTTP_COMMERCE_SIG_SLACK:
-        break;
-
-    case NGX_HTTP_COMMERCE_SIG_HMAC:
-        if (conf->digest == NGX_HTTP_COMMERCE_SIG_SHA512) {
-            digest = ngx_http_commerce_sig_sha512;
-            sig->mac_len = 64;
-
-        } else if (conf->digest != NGX_HTTP_COMMERCE_SIG_SHA256) {
-            *err = "unknown digest";
-            goto failed;
-        }
-
-        if (conf->encoding != NGX_HTTP_COMMERCE_SIG_HEX
-            && conf->encoding != NGX_HTTP_COMMERCE_SIG_BASE64)
-        {
-            *err = "unknown signature encoding";
-            goto failed;
-        }
-
-        sig->encoding = conf->encoding;
-
-        if (conf->prefix.len) {
-            memcpy(sig->prefix, conf->prefix.data, conf->prefix.len);
-            sig->prefix_len = conf->prefix.len;
-        }
-
-        break;
-
-    default:
-        *err = "unknown signature scheme";
-        goto failed;
-    }
-
-    mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
-    if (mac == NULL) {
-        *err = "OpenSSL has no HMAC";
-        goto failed;
-    }
-
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 digest, 0);
-    params[1] = OSSL_PARAM_construct_end();
-
-    for (i = 0; i < conf->nsecrets; i++) {
-        len = conf->secrets[i].len;
-
-        key = OPENSSL_malloc(len ? len : 1);
-        if (key == NULL) {
-            *err = "out of memory";
-            break;
-        }
-
-        klen = ngx_http_commerce_sig_decode_secret(conf->scheme,
-                                                   conf->secrets[i].data,
-                                                   len, key);
-        if (klen < 0) {
-            *err = (conf->scheme == NGX_HTTP_COMMERCE_SIG_STANDARD)
-                   ? "secret is not whsec_<base64> or <base64>"
-                   : "secret is empty";
-            OPENSSL_clear_free(key, len ? len : 1);
-            break;
-        }
-
-        sig->ctx[i] = EVP_MAC_CTX_new(mac);
-
-        if (sig->ctx[i] == NULL
-            || !EVP_MAC_init(sig->ctx[i], key, (size_t) klen, params)
-            || EVP_MAC_CTX_get_mac_size(sig->ctx[i]) != sig->mac_len)
-        {
-            *err = "OpenSSL HMAC initialisation failed";
-            OPENSSL_clear_free(key, len ? len : 1);
-            break;
-        }
-
-        OPENSSL_clear_free(key, len ? len : 1);
-        sig->nsecrets++;
-    }
-
-    EVP_MAC_free(mac);
+    *err = ngx_http_commerce_sig_scheme(sig, conf, &digest);
 
     if (*err == NULL) {
-        return sig;
+        *err = ngx_http_commerce_sig_keys(sig, conf, digest);
     }
 
-    /* the context of the failed secret, if any, is not counted yet */
-    EVP_MAC_CTX_free(sig->ctx[sig->nsecrets]);
+    if (*err != NULL) {
+        ngx_http_commerce_sig_free(sig);
+        return NULL;
+    }
 
-failed:
-
-    ngx_http_commerce_sig_free(sig);
-    return NULL;
+    return sig;
 }
 
 

@@ -55,6 +55,12 @@ static char *ngx_http_commerce_verify_scheme(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_commerce_verify_read_file(ngx_conf_t *cf,
     ngx_str_t *path, ngx_array_t *secrets);
+static ngx_int_t ngx_http_commerce_verify_secrets(ngx_conf_t *cf,
+    ngx_http_commerce_verify_loc_conf_t *conf,
+    ngx_http_commerce_sig_conf_t *sc);
+static ngx_int_t ngx_http_commerce_verify_headers_of(ngx_conf_t *cf,
+    ngx_http_commerce_verify_loc_conf_t *conf,
+    ngx_http_commerce_sig_conf_t *sc);
 static ngx_int_t ngx_http_commerce_verify_create(ngx_conf_t *cf,
     ngx_http_commerce_verify_loc_conf_t *conf);
 static void ngx_http_commerce_verify_cleanup(void *data);
@@ -555,45 +561,36 @@ ngx_http_commerce_verify_read_file(ngx_conf_t *cf, ngx_str_t *path,
 }
 
 
-/* Builds the verifier of a location: secrets decoded, MAC keys set up. */
+/* Every secret of a location, given and read from files, into sc. */
 static ngx_int_t
-ngx_http_commerce_verify_create(ngx_conf_t *cf,
-    ngx_http_commerce_verify_loc_conf_t *conf)
+ngx_http_commerce_verify_secrets(ngx_conf_t *cf,
+    ngx_http_commerce_verify_loc_conf_t *conf,
+    ngx_http_commerce_sig_conf_t *sc)
 {
-    const char                    *err;
     ngx_str_t                     *s, *secret;
     ngx_uint_t                     i;
     ngx_array_t                    all;
-    ngx_pool_cleanup_t            *cln;
     ngx_http_commerce_sig_str_t   *secrets;
-    ngx_http_commerce_sig_conf_t   sc;
 
     if (ngx_array_init(&all, cf->pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (conf->secrets) {
-        s = conf->secrets->elts;
-
-        for (i = 0; i < conf->secrets->nelts; i++) {
-            secret = ngx_array_push(&all);
-            if (secret == NULL) {
-                return NGX_ERROR;
-            }
-
-            *secret = s[i];
+    for (i = 0; conf->secrets && i < conf->secrets->nelts; i++) {
+        secret = ngx_array_push(&all);
+        if (secret == NULL) {
+            return NGX_ERROR;
         }
+
+        s = conf->secrets->elts;
+        *secret = s[i];
     }
 
-    if (conf->files) {
+    for (i = 0; conf->files && i < conf->files->nelts; i++) {
         s = conf->files->elts;
 
-        for (i = 0; i < conf->files->nelts; i++) {
-            if (ngx_http_commerce_verify_read_file(cf, &s[i], &all)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        if (ngx_http_commerce_verify_read_file(cf, &s[i], &all) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
@@ -619,20 +616,27 @@ ngx_http_commerce_verify_create(ngx_conf_t *cf,
         secrets[i].len = s[i].len;
     }
 
-    ngx_memzero(&sc, sizeof(ngx_http_commerce_sig_conf_t));
+    sc->secrets = secrets;
+    sc->nsecrets = all.nelts;
 
-    sc.scheme = conf->preset->scheme;
-    sc.digest = conf->preset->digest;
-    sc.encoding = conf->preset->encoding;
-    sc.prefix.data = (u_char *) conf->preset->prefix;
-    sc.prefix.len = ngx_strlen(conf->preset->prefix);
-    sc.tolerance = conf->tolerance;
-    sc.secrets = secrets;
-    sc.nsecrets = all.nelts;
+    return NGX_OK;
+}
 
-    if (conf->preset->signature_header) {
-        conf->sig_header.data = (u_char *) conf->preset->signature_header;
-        conf->sig_header.len = ngx_strlen(conf->preset->signature_header);
+
+/* The headers the scheme reads (the generic HMAC scheme's own ones, and
+ * its digest, encoding and prefix into sc), and where its delivery id
+ * is. */
+static ngx_int_t
+ngx_http_commerce_verify_headers_of(ngx_conf_t *cf,
+    ngx_http_commerce_verify_loc_conf_t *conf,
+    ngx_http_commerce_sig_conf_t *sc)
+{
+    ngx_uint_t                              i;
+    const ngx_http_commerce_sig_preset_t   *pr = conf->preset;
+
+    if (pr->signature_header) {
+        conf->sig_header.data = (u_char *) pr->signature_header;
+        conf->sig_header.len = ngx_strlen(pr->signature_header);
 
     } else {
         if (conf->hmac_header.len == 0) {
@@ -643,25 +647,24 @@ ngx_http_commerce_verify_create(ngx_conf_t *cf,
         }
 
         conf->sig_header = conf->hmac_header;
-        sc.digest = conf->hmac_algorithm;
-        sc.encoding = conf->hmac_encoding;
-        sc.prefix.data = conf->hmac_prefix.data;
-        sc.prefix.len = conf->hmac_prefix.len;
+        sc->digest = conf->hmac_algorithm;
+        sc->encoding = conf->hmac_encoding;
+        sc->prefix.data = conf->hmac_prefix.data;
+        sc->prefix.len = conf->hmac_prefix.len;
     }
 
-    if (conf->preset->timestamp_header) {
-        conf->ts_header.data = (u_char *) conf->preset->timestamp_header;
-        conf->ts_header.len = ngx_strlen(conf->preset->timestamp_header);
+    if (pr->timestamp_header) {
+        conf->ts_header.data = (u_char *) pr->timestamp_header;
+        conf->ts_header.len = ngx_strlen(pr->timestamp_header);
     }
 
-    if (conf->preset->id_header) {
-        conf->id_header.data = (u_char *) conf->preset->id_header;
-        conf->id_header.len = ngx_strlen(conf->preset->id_header);
+    if (pr->id_header) {
+        conf->id_header.data = (u_char *) pr->id_header;
+        conf->id_header.len = ngx_strlen(pr->id_header);
     }
 
     for (i = 0; ngx_http_commerce_verify_delivery[i].scheme; i++) {
-        if (ngx_strcmp(ngx_http_commerce_verify_delivery[i].scheme,
-                       conf->preset->name)
+        if (ngx_strcmp(ngx_http_commerce_verify_delivery[i].scheme, pr->name)
             != 0)
         {
             continue;
@@ -676,6 +679,34 @@ ngx_http_commerce_verify_create(ngx_conf_t *cf,
 
         conf->delivery_field =
                            (char *) ngx_http_commerce_verify_delivery[i].field;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Builds the verifier of a location: secrets decoded, MAC keys set up. */
+static ngx_int_t
+ngx_http_commerce_verify_create(ngx_conf_t *cf,
+    ngx_http_commerce_verify_loc_conf_t *conf)
+{
+    const char                    *err;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_commerce_sig_conf_t   sc;
+
+    ngx_memzero(&sc, sizeof(ngx_http_commerce_sig_conf_t));
+
+    sc.scheme = conf->preset->scheme;
+    sc.digest = conf->preset->digest;
+    sc.encoding = conf->preset->encoding;
+    sc.prefix.data = (u_char *) conf->preset->prefix;
+    sc.prefix.len = ngx_strlen(conf->preset->prefix);
+    sc.tolerance = conf->tolerance;
+
+    if (ngx_http_commerce_verify_secrets(cf, conf, &sc) != NGX_OK
+        || ngx_http_commerce_verify_headers_of(cf, conf, &sc) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     conf->sig = ngx_http_commerce_sig_create(&sc, &err);
