@@ -227,16 +227,7 @@ proj_fast_txn(cw_pg_t *pg, void *batch, char *err, size_t errlen)
 
     t0 = cw_now_ms();
 
-    /* The statements are planned once per connection: custom plans would
-     * plan them again at every execution, which costs more than
-     * executing them. */
-    cls = cw_pg_command(pg, "SET LOCAL plan_cache_mode = force_generic_plan",
-                        err, errlen);
-    if (cls == CW_PG_OK) {
-        cls = proj_txn_begin(&t, b, pg, 0, err, errlen);
-    } else {
-        memset(&t, 0, sizeof(t));
-    }
+    cls = proj_txn_begin(&t, b, pg, 0, err, errlen);
 
     if (cls == CW_PG_OK && proj_fast_dups(b) != 0) {
         snprintf(err, errlen, "out of memory");

@@ -18,6 +18,7 @@ proj_keys_init(proj_keys_t *ks)
     proj_arrs_open(&ks->as_of, 1);
     ks->n = 0;
     ks->ncmds = 0;
+    ks->nstamped = 0;
     ks->as_of_us = NULL;
     ks->index = json_object();
 
@@ -46,6 +47,7 @@ proj_keys_add(proj_keys_t *ks, const char *a, const char *b,
 
     proj_arr(&ks->as_of, as_of);
     ks->ncmds++;
+    ks->nstamped += as_of != NULL;
 
     snprintf(k, sizeof(k), "%s\n%s", a, b);
 
@@ -78,6 +80,22 @@ proj_keys_close(proj_keys_t *ks, const char **p)
 }
 
 
+/* Above this many keys a lookup is planned for their number. */
+#define PROJ_KEYS_PREPARED_MAX  64
+
+
+PGresult *
+proj_keys_state(proj_keys_t *ks, cw_pg_t *pg, proj_sql_id_t id, int n,
+    const char *const *p, cw_pg_class_t *cls, char *err, size_t errlen)
+{
+    if (ks->n <= PROJ_KEYS_PREPARED_MAX) {
+        return cw_pg_execp(pg, proj_sql_name(id), n, p, cls, err, errlen);
+    }
+
+    return cw_pg_exec_inline(pg, proj_sql_text(id), n, p, cls, err, errlen);
+}
+
+
 cw_pg_class_t
 proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, char *err, size_t errlen)
 {
@@ -87,10 +105,19 @@ proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, char *err, size_t errlen)
     const char     *p[PROJ_AS_OF_NPARAMS];
     cw_pg_class_t   cls;
 
-    ks->as_of_us = calloc(ks->ncmds + 1, sizeof(*ks->as_of_us));
+    ks->as_of_us = malloc((ks->ncmds + 1) * sizeof(*ks->as_of_us));
     if (ks->as_of_us == NULL) {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
+    }
+
+    for (i = 0; i < ks->ncmds; i++) {
+        ks->as_of_us[i] = -1;
+    }
+
+    /* Movements and unstamped counts only: nothing to ask. */
+    if (ks->nstamped == 0) {
+        return CW_PG_OK;
     }
 
     p[PROJ_AS_OF_TEXTS] = ks->as_of.data;
@@ -103,7 +130,6 @@ proj_keys_as_of(proj_keys_t *ks, cw_pg_t *pg, char *err, size_t errlen)
 
     for (i = 0; i < ks->ncmds; i++) {
         row = (int) i;
-        ks->as_of_us[i] = -1;
         if (row < PQntuples(res) && !PQgetisnull(res, row, PROJ_AS_OF_US)) {
             ks->as_of_us[i] = atoll(PQgetvalue(res, row, PROJ_AS_OF_US));
         }

@@ -25,6 +25,7 @@
 
 #include "cw_buf.h"
 #include "cw_pg.h"
+#include "proj_sql.h"
 
 
 typedef struct {
@@ -33,6 +34,7 @@ typedef struct {
     cw_buf_t        as_of;        /* one per command, NULL for none */
     size_t          n;            /* keys */
     size_t          ncmds;
+    size_t          nstamped;     /* commands with an as_of */
     long long      *as_of_us;     /* proj_keys_as_of: per command, -1
                                      for none */
 } proj_keys_t;
@@ -50,6 +52,15 @@ size_t proj_keys_add(proj_keys_t *ks, const char *a, const char *b,
 /* Closes the literals: p[0] and p[1] the key columns. Returns 0, or -1
  * when out of memory. */
 int proj_keys_close(proj_keys_t *ks, const char **p);
+
+/* Runs the state lookup id of the keys, whose parameters are p (the key
+ * columns first): prepared when the keys are few, where its generic plan
+ * probes each key by its index; with the values written in when they
+ * are many, so that it is planned for their number. The result as
+ * cw_pg_execp returns it. */
+PGresult *proj_keys_state(proj_keys_t *ks, cw_pg_t *pg, proj_sql_id_t id,
+    int n, const char *const *p, cw_pg_class_t *cls, char *err,
+    size_t errlen);
 
 /* The commands' as_of instants, one per command added, into
  * ks->as_of_us. */

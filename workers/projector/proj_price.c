@@ -64,8 +64,8 @@ proj_price_read(proj_price_w_t *w, char *err, size_t errlen)
         return CW_PG_PERMANENT;
     }
 
-    res = cw_pg_exec_inline(w->t->pg, proj_sql_text(PROJ_SQL_PRICE_STATE),
-                            PROJ_PRICE_STATE_NPARAMS, p, &cls, err, errlen);
+    res = proj_keys_state(&w->ks, w->t->pg, PROJ_SQL_PRICE_STATE,
+                          PROJ_PRICE_STATE_NPARAMS, p, &cls, err, errlen);
     if (res == NULL) {
         return cls;
     }

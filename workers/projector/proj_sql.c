@@ -10,8 +10,7 @@
 
 
 #define PROJ_SQL_PREPARED  0
-#define PROJ_SQL_INLINE    1      /* run by cw_pg_exec_inline */
-#define PROJ_SQL_SIDE      2      /* prepared on the archive's connection */
+#define PROJ_SQL_SIDE      1      /* prepared on the archive's connection */
 
 
 /* The aggregate id of a stock level and of its orderability, in SQL. */
@@ -177,7 +176,7 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
      * is the one rm_stock_values renders (the batch's prices are written
      * by then). */
     [PROJ_SQL_STOCK_STATE] = { "stock_state", PROJ_STOCK_STATE_NPARAMS,
-      PROJ_SQL_INLINE,
+      PROJ_SQL_PREPARED,
       "SELECT s.on_hand, s.reserved, s.version,"
       " (extract(epoch FROM s.source_ts) * 1000000)::bigint,"
       " to_json(k.sku)::text, COALESCE(commerce_money(o.amount_minor,"
@@ -235,7 +234,7 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " SELECT count(*) FROM lv" },
 
     [PROJ_SQL_PRICE_STATE] = { "price_state", PROJ_PRICE_STATE_NPARAMS,
-      PROJ_SQL_INLINE,
+      PROJ_SQL_PREPARED,
       "SELECT k.i, b.version,"
       " (extract(epoch FROM b.source_ts) * 1000000)::bigint"
       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(sku, store, i)"

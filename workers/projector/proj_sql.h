@@ -2,12 +2,13 @@
  * proj_sql: every SQL statement of the projector's store, by id, with the
  * names of its parameters and of its result's columns beside it.
  *
- * The texts are in proj_sql.c, in the same order. A statement is
- * prepared on its connection once (again after every reconnect), except
- * those marked inline: lookups by arrays of keys, run with their values
- * written in (cw_pg_exec_inline) so that each is planned for its real
- * number of keys. Array parameters are PostgreSQL array literals
- * (proj_arr) unless said otherwise.
+ * The texts are in proj_sql.c, in the same order. Every statement is
+ * prepared on its connection once (again after every reconnect); the
+ * lookups by arrays of keys (the STATE ones) are also run with their
+ * values written in (cw_pg_exec_inline) when the keys are many, so that
+ * each is planned for their real number (proj_keys_state). Array
+ * parameters are PostgreSQL array literals (proj_arr) unless said
+ * otherwise.
  *
  * Use:
  *
@@ -158,7 +159,7 @@ enum {
 };
 enum { PROJ_ITEM_VERSION = 0, PROJ_ITEM_MOVED_FROM };
 
-/* STOCK_STATE (inline): per key of the batch's stock commands, in order,
+/* STOCK_STATE: per key of the batch's stock commands, in order,
  * its level (NULL columns: none), the sku as JSON and the store's
  * effective price as the read model renders them, and in the first row
  * the transaction's now() as commerce_ts writes it. */
@@ -211,7 +212,7 @@ enum {
 };
 enum { PROJ_STOCK_WRITE_UPDATED = 0 };
 
-/* PRICE_STATE (inline): the existing rows of the keys of the batch's
+/* PRICE_STATE: the existing rows of the keys of the batch's
  * price commands, locked in key order: the key's rank (1-based), its
  * version and source_ts. */
 enum { PROJ_PRICE_STATE_SKUS = 0, PROJ_PRICE_STATE_STORES,

@@ -84,10 +84,9 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
         return CW_PG_PERMANENT;
     }
 
-    w->state = cw_pg_exec_inline(w->t->pg,
-                                 proj_sql_text(PROJ_SQL_STOCK_STATE),
-                                 PROJ_STOCK_STATE_NPARAMS, p, &cls, err,
-                                 errlen);
+    w->state = proj_keys_state(&w->ks, w->t->pg, PROJ_SQL_STOCK_STATE,
+                               PROJ_STOCK_STATE_NPARAMS, p, &cls, err,
+                               errlen);
     if (w->state == NULL) {
         return cls;
     }

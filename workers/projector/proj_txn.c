@@ -15,7 +15,8 @@ cw_pg_class_t
 proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg, int careful,
     char *err, size_t errlen)
 {
-    proj_store_t  *st = b->st;
+    proj_store_t   *st = b->st;
+    cw_pg_class_t   cls;
 
     memset(t, 0, sizeof(*t));
     t->st = st;
@@ -34,6 +35,15 @@ proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg, int careful,
     {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
+    }
+
+    /* The statements are planned once per connection: custom plans would
+     * plan them again at every execution, which costs more than
+     * executing them. */
+    cls = cw_pg_command(pg, "SET LOCAL plan_cache_mode = force_generic_plan",
+                        err, errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
     }
 
     return proj_offsets_lock(&b->off, pg, st->group_id, b->msgs, b->n, err,
