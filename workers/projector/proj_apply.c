@@ -394,6 +394,13 @@ proj_apply_keep(proj_txn_t *t, const char *id, char *buf)
         return id;
     }
 
+    if (t->resolved == NULL) {
+        t->resolved = json_array();
+        if (t->resolved == NULL) {
+            return NULL;
+        }
+    }
+
     s = json_string(buf);
     if (s == NULL || json_array_append_new(t->resolved, s) != 0) {
         return NULL;

@@ -115,8 +115,8 @@ typedef struct {
     proj_queue_t            stock;        /* proj_stock_cmd_t */
     json_t                 *resolved;     /* ids resolved from vendor
                                              references, which queued
-                                             commands point to */
-    int                     careful;
+                                             commands point to (NULL
+                                             until one is) */
     int                     reject;       /* the data was refused: why */
     proj_error_t            why;
 } proj_txn_t;
@@ -146,7 +146,7 @@ cw_pg_class_t proj_careful_txn(cw_pg_t *pg, void *batch, char *err,
  * finished (archive waited for, offsets stored, effects written); end
  * frees what it holds, whatever happened. */
 cw_pg_class_t proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg,
-    int careful, char *err, size_t errlen);
+    char *err, size_t errlen);
 cw_pg_class_t proj_txn_finish(proj_txn_t *t, char *err, size_t errlen);
 void proj_txn_end(proj_txn_t *t);
 

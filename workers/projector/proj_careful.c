@@ -172,7 +172,7 @@ proj_careful_txn(cw_pg_t *pg, void *batch, char *err, size_t errlen)
     proj_batch_t   *b = batch;
     cw_pg_class_t   cls;
 
-    cls = proj_txn_begin(&t, b, pg, 1, err, errlen);
+    cls = proj_txn_begin(&t, b, pg, err, errlen);
 
     for (i = 0; i < b->n && cls == CW_PG_OK; i++) {
         if (b->msgs[i].fenced) {

@@ -227,7 +227,7 @@ proj_fast_txn(cw_pg_t *pg, void *batch, char *err, size_t errlen)
 
     t0 = cw_now_ms();
 
-    cls = proj_txn_begin(&t, b, pg, 0, err, errlen);
+    cls = proj_txn_begin(&t, b, pg, err, errlen);
 
     if (cls == CW_PG_OK && proj_fast_dups(b) != 0) {
         snprintf(err, errlen, "out of memory");

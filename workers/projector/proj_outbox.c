@@ -155,6 +155,38 @@ proj_outbox_work(proj_drain_t *d, PGresult *res, char *err, size_t errlen)
 }
 
 
+/* Losing a delete in a crash only does its rows' work again (see
+ * proj_outbox.h), so a transaction that deletes rows need not wait for
+ * the disk to commit. */
+static cw_pg_class_t
+proj_outbox_lazy_commit(cw_pg_t *pg, char *err, size_t errlen)
+{
+    return cw_pg_command(pg, "SET LOCAL synchronous_commit = off", err,
+                         errlen);
+}
+
+
+/* Deletes the rows ids (a bigint[] literal). */
+static cw_pg_class_t
+proj_outbox_delete(cw_pg_t *pg, const char *ids, char *err, size_t errlen)
+{
+    PGresult       *res;
+    const char     *p[1];
+    cw_pg_class_t   cls;
+
+    p[0] = ids;
+    res = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                     1, p, &cls, err, errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    PQclear(res);
+
+    return CW_PG_OK;
+}
+
+
 static cw_pg_class_t
 proj_outbox_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
@@ -165,10 +197,7 @@ proj_outbox_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     proj_drain_t    *d = ud;
     cw_pg_class_t    cls;
 
-    /* Losing the delete in a crash only does the rows again (see
-     * proj_outbox.h), so this commit need not wait for the disk. */
-    cls = cw_pg_command(pg, "SET LOCAL synchronous_commit = off", err,
-                        errlen);
+    cls = proj_outbox_lazy_commit(pg, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
     }
@@ -198,22 +227,11 @@ proj_outbox_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
     d->t_work = cw_now_ms();
     PQclear(res);
 
-    if (n != 0) {
-        cw_buf_free(&ids);
-        return CW_PG_TRANSIENT;
-    }
-
-    res = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                     1, p, &cls, err, errlen);
+    cls = n != 0 ? CW_PG_TRANSIENT : proj_outbox_delete(pg, ids.data, err,
+                                                         errlen);
     cw_buf_free(&ids);
 
-    if (res == NULL) {
-        return cls;
-    }
-
-    PQclear(res);
-
-    return CW_PG_OK;
+    return cls;
 }
 
 
@@ -260,28 +278,14 @@ proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
 static cw_pg_class_t
 proj_outbox_forget_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
-    PGresult       *res;
-    const char     *p[1];
-    cw_pg_class_t   cls;
+    cw_pg_class_t  cls;
 
-    /* As in the drain: a delete lost in a crash only does the work
-     * again. */
-    cls = cw_pg_command(pg, "SET LOCAL synchronous_commit = off", err,
-                        errlen);
+    cls = proj_outbox_lazy_commit(pg, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
     }
 
-    p[0] = ud;
-    res = cw_pg_exec(pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                     1, p, &cls, err, errlen);
-    if (res == NULL) {
-        return cls;
-    }
-
-    PQclear(res);
-
-    return CW_PG_OK;
+    return proj_outbox_delete(pg, ud, err, errlen);
 }
 
 

@@ -12,8 +12,8 @@
 
 
 cw_pg_class_t
-proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg, int careful,
-    char *err, size_t errlen)
+proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg, char *err,
+    size_t errlen)
 {
     proj_store_t   *st = b->st;
     cw_pg_class_t   cls;
@@ -23,16 +23,12 @@ proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg, int careful,
     t->b = b;
     t->pg = pg;
     t->fx = &st->fx;
-    t->careful = careful;
     proj_pipe_init(&t->pipe, cw_pg_conn(pg), t);
 
     json_decref(b->stores_new);
     b->stores_new = json_object();
-    t->resolved = json_array();
 
-    if (b->stores_new == NULL || t->resolved == NULL
-        || proj_effects_reset(t->fx) != 0)
-    {
+    if (b->stores_new == NULL || proj_effects_reset(t->fx) != 0) {
         snprintf(err, errlen, "out of memory");
         return CW_PG_PERMANENT;
     }
