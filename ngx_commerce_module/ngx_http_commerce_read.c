@@ -19,6 +19,7 @@
 
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
+#include "ngx_http_commerce_redis_cache.h"
 #include "ngx_http_commerce_util.h"
 
 
@@ -77,6 +78,8 @@ static ngx_int_t ngx_http_commerce_read_key(ngx_http_request_t *r,
     ngx_str_t *prefix, ngx_str_t *id, ngx_str_t *key);
 static ngx_int_t ngx_http_commerce_read_failed(ngx_http_request_t *r,
     ngx_int_t rc, redisReply *reply, int type);
+static ngx_int_t ngx_http_commerce_read_doc(ngx_http_request_t *r,
+    ngx_str_t *doc);
 static void ngx_http_commerce_read_item_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc, redisReply *reply);
 static void ngx_http_commerce_read_index_done(ngx_http_request_t *r,
@@ -201,6 +204,7 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
 {
     time_t                              retry_after;
     ngx_int_t                           rc;
+    ngx_str_t                           doc;
     const char                         *msg;
     ngx_http_commerce_read_ctx_t       *ctx;
     ngx_http_commerce_redis_cmd_t       cmd;
@@ -268,6 +272,12 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (done == ngx_http_commerce_read_item_done
+        && ngx_http_commerce_redis_cache_get(&cmd, &doc) == NGX_OK)
+    {
+        return ngx_http_commerce_read_doc(r, &doc);
     }
 
     rc = ngx_http_commerce_redis_send(r, ctx->timeout, done, ctx, &cmd,
@@ -647,7 +657,7 @@ static void
 ngx_http_commerce_read_item_done(ngx_http_request_t *r, void *data,
     ngx_int_t rc, redisReply *reply)
 {
-    ngx_buf_t  *b;
+    ngx_str_t  doc;
 
     rc = ngx_http_commerce_read_failed(r, rc, reply, REDIS_REPLY_STRING);
 
@@ -656,22 +666,32 @@ ngx_http_commerce_read_item_done(ngx_http_request_t *r, void *data,
         return;
     }
 
-    if (reply->type == REDIS_REPLY_NIL) {
-        ngx_http_finalize_request(r,
-            ngx_http_commerce_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "no such item", 0));
-        return;
+    doc.data = (reply->type == REDIS_REPLY_NIL) ? NULL : (u_char *) reply->str;
+    doc.len = reply->len;
+
+    ngx_http_finalize_request(r, ngx_http_commerce_read_doc(r, &doc));
+}
+
+
+/* A document from Redis or the read cache; no data: there is none, 404. */
+static ngx_int_t
+ngx_http_commerce_read_doc(ngx_http_request_t *r, ngx_str_t *doc)
+{
+    ngx_buf_t  *b;
+
+    if (doc->data == NULL) {
+        return ngx_http_commerce_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "not_found", "no such item", 0);
     }
 
-    b = ngx_create_temp_buf(r->pool, reply->len ? reply->len : 1);
+    b = ngx_create_temp_buf(r->pool, doc->len ? doc->len : 1);
     if (b == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_cpymem(b->pos, reply->str, reply->len);
+    b->last = ngx_cpymem(b->pos, doc->data, doc->len);
 
-    ngx_http_finalize_request(r, ngx_http_commerce_read_send(r, b));
+    return ngx_http_commerce_read_send(r, b);
 }
 
 

@@ -7,7 +7,8 @@
  * Directives: commerce_redis_server, commerce_redis_pool_size,
  * commerce_redis_connect_timeout, commerce_redis_reconnect_min,
  * commerce_redis_reconnect_max, commerce_redis_breaker_threshold,
- * commerce_redis_breaker_timeout (http), commerce_redis_timeout (http,
+ * commerce_redis_breaker_timeout, commerce_redis_cache_size,
+ * commerce_redis_cache_valid (http), commerce_redis_timeout (http,
  * server, location); the reference is docs/directives.md.
  */
 
@@ -95,6 +96,20 @@ static ngx_command_t  ngx_http_commerce_redis_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_commerce_redis_main_conf_t, breaker_timeout),
+      NULL },
+
+    { ngx_string("commerce_redis_cache_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, cache_size),
+      NULL },
+
+    { ngx_string("commerce_redis_cache_valid"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_redis_main_conf_t, cache_valid),
       NULL },
 
     { ngx_string("commerce_redis_timeout"),
@@ -287,6 +302,8 @@ ngx_http_commerce_redis_create_main_conf(ngx_conf_t *cf)
     rmcf->backoff_max = NGX_CONF_UNSET_MSEC;
     rmcf->breaker_threshold = NGX_CONF_UNSET_UINT;
     rmcf->breaker_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->cache_size = NGX_CONF_UNSET_SIZE;
+    rmcf->cache_valid = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -303,6 +320,14 @@ ngx_http_commerce_redis_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(rmcf->backoff_max, 2000);
     ngx_conf_init_uint_value(rmcf->breaker_threshold, 3);
     ngx_conf_init_msec_value(rmcf->breaker_timeout, 1000);
+    ngx_conf_init_size_value(rmcf->cache_size, 0);
+    ngx_conf_init_msec_value(rmcf->cache_valid, 60000);
+
+    if (rmcf->cache_size && rmcf->cache_valid == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"commerce_redis_cache_valid\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
 
     if (rmcf->used && rmcf->servers.nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -436,6 +461,7 @@ ngx_http_commerce_redis_cmd_init(ngx_http_commerce_redis_cmd_t *cmd)
     cmd->nalloc = NGX_HTTP_COMMERCE_REDIS_CMD_ARGS;
     cmd->ndigits = 0;
     cmd->overflow = 0;
+    cmd->fill = NULL;
 }
 
 

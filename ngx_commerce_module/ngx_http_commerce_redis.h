@@ -65,6 +65,8 @@ typedef struct {
     ngx_uint_t                  nalloc;
     ngx_uint_t                  ndigits;
     unsigned                    overflow:1;
+    /* the read cache's entry the reply fills (redis_cache.h), or NULL */
+    struct ngx_http_commerce_redis_cache_entry_s  *fill;
     const char                 *args[NGX_HTTP_COMMERCE_REDIS_CMD_ARGS];
     size_t                      lens[NGX_HTTP_COMMERCE_REDIS_CMD_ARGS];
     u_char                      digits[NGX_HTTP_COMMERCE_REDIS_CMD_DIGITS];

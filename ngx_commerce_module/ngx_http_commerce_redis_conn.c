@@ -27,6 +27,7 @@
 #include "commerce_breaker.h"
 
 #include "ngx_http_commerce_redis.h"
+#include "ngx_http_commerce_redis_cache.h"
 #include "ngx_http_commerce_redis_conn.h"
 
 
@@ -49,6 +50,7 @@ typedef struct {
     ngx_msec_t                         last_reply;
     ngx_uint_t                         state;
     unsigned                           writing:1;
+    unsigned                           tracking:1; /* the cache's */
 } ngx_http_commerce_redis_conn_t;
 
 
@@ -58,6 +60,8 @@ struct ngx_http_commerce_redis_peer_s {
     ngx_uint_t                         nconns;
     ngx_uint_t                         next;
     commerce_breaker_t                 breaker;
+    ngx_http_commerce_redis_conn_t     track;     /* with a read cache */
+    unsigned                           subscribed:1;
 };
 
 
@@ -69,6 +73,7 @@ typedef struct {
     ngx_http_commerce_redis_conn_t    *conn;
     ngx_msec_t                         timeout;
     ngx_event_t                        timer;
+    ngx_http_commerce_redis_cache_entry_t  *fill;
 } ngx_http_commerce_redis_pending_t;
 
 
@@ -77,6 +82,7 @@ typedef struct {
     ngx_http_commerce_redis_peer_t       *peers;
     ngx_uint_t                            npeers;
     ngx_uint_t                            next;
+    ngx_uint_t                            subscribed;  /* peers */
     ngx_log_t                            *log;
     ngx_uint_t                            exiting;
 } ngx_http_commerce_redis_worker_t;
@@ -107,6 +113,20 @@ static void ngx_http_commerce_redis_pending_timeout(ngx_event_t *ev);
 static void ngx_http_commerce_redis_pending_cleanup(void *data);
 static ngx_http_commerce_redis_conn_t *ngx_http_commerce_redis_pick(
     ngx_http_commerce_redis_peer_t *peer);
+static ngx_int_t ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r,
+    ngx_msec_t timeout, ngx_http_commerce_redis_handler_pt handler,
+    void *data, ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after);
+static void ngx_http_commerce_redis_conn_init(
+    ngx_http_commerce_redis_conn_t *conn, ngx_http_commerce_redis_peer_t *peer,
+    ngx_log_t *log);
+static void ngx_http_commerce_redis_track_id(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_commerce_redis_track_on(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_commerce_redis_track_message(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_commerce_redis_track_lost(
+    ngx_http_commerce_redis_conn_t *conn);
 
 
 /* one per worker process: connections are never shared across processes */
@@ -122,7 +142,6 @@ ngx_http_commerce_redis_start(ngx_cycle_t *cycle,
     ngx_http_commerce_redis_main_conf_t *rmcf)
 {
     ngx_uint_t                          i, j;
-    ngx_http_commerce_redis_conn_t     *conn;
     ngx_http_commerce_redis_peer_t     *peer;
     ngx_http_commerce_redis_server_t   *servers;
     ngx_http_commerce_redis_worker_t   *w;
@@ -133,6 +152,10 @@ ngx_http_commerce_redis_start(ngx_cycle_t *cycle,
     w->log = cycle->log;
     w->exiting = 0;
     w->npeers = rmcf->servers.nelts;
+    w->subscribed = 0;
+
+    ngx_http_commerce_redis_cache_init(rmcf->cache_size, rmcf->cache_valid,
+                                       cycle->log);
 
     w->peers = ngx_pcalloc(cycle->pool,
                            w->npeers * sizeof(ngx_http_commerce_redis_peer_t));
@@ -158,21 +181,34 @@ ngx_http_commerce_redis_start(ngx_cycle_t *cycle,
         }
 
         for (j = 0; j < peer->nconns; j++) {
-            conn = &peer->conns[j];
-            conn->peer = peer;
-            conn->backoff = rmcf->backoff_min;
-            conn->timer.handler = ngx_http_commerce_redis_timer_handler;
-            conn->timer.data = conn;
-            conn->timer.log = cycle->log;
+            ngx_http_commerce_redis_conn_init(&peer->conns[j], peer,
+                                              cycle->log);
+        }
 
-            /* reconnect timers must not keep an exiting worker alive */
-            conn->timer.cancelable = 1;
-
-            ngx_http_commerce_redis_connect(conn);
+        if (rmcf->cache_size) {
+            peer->track.tracking = 1;
+            ngx_http_commerce_redis_conn_init(&peer->track, peer, cycle->log);
         }
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_commerce_redis_conn_init(ngx_http_commerce_redis_conn_t *conn,
+    ngx_http_commerce_redis_peer_t *peer, ngx_log_t *log)
+{
+    conn->peer = peer;
+    conn->backoff = ngx_http_commerce_redis_worker.rmcf->backoff_min;
+    conn->timer.handler = ngx_http_commerce_redis_timer_handler;
+    conn->timer.data = conn;
+    conn->timer.log = log;
+
+    /* reconnect timers must not keep an exiting worker alive */
+    conn->timer.cancelable = 1;
+
+    ngx_http_commerce_redis_connect(conn);
 }
 
 
@@ -188,8 +224,9 @@ ngx_http_commerce_redis_stop(ngx_cycle_t *cycle)
     w->exiting = 1;
 
     for (i = 0; i < w->npeers; i++) {
-        for (j = 0; j < w->peers[i].nconns; j++) {
-            conn = &w->peers[i].conns[j];
+        for (j = 0; j <= w->peers[i].nconns; j++) {
+            conn = (j < w->peers[i].nconns) ? &w->peers[i].conns[j]
+                                            : &w->peers[i].track;
 
             if (conn->timer.timer_set) {
                 ngx_del_timer(&conn->timer);
@@ -283,6 +320,8 @@ ngx_http_commerce_redis_close(ngx_http_commerce_redis_conn_t *conn)
     conn->ac = NULL;
     conn->state = NGX_HTTP_COMMERCE_REDIS_DISCONNECTED;
 
+    ngx_http_commerce_redis_track_lost(conn);
+
     redisAsyncFree(ac);
 }
 
@@ -372,6 +411,11 @@ ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac, int status)
     conn->state = NGX_HTTP_COMMERCE_REDIS_CONNECTED;
     conn->backoff = w->rmcf->backoff_min;
     conn->last_reply = ngx_current_msec;
+
+    if (conn->tracking) {
+        (void) redisAsyncCommand(conn->ac, ngx_http_commerce_redis_track_id,
+                                 conn, "CLIENT ID");
+    }
 }
 
 
@@ -396,6 +440,7 @@ ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
                   ac->errstr[0] ? ac->errstr : "closed by the server");
 
     conn->ac = NULL;
+    ngx_http_commerce_redis_track_lost(conn);
     commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
     ngx_http_commerce_redis_schedule(conn);
 }
@@ -631,8 +676,29 @@ ngx_http_commerce_redis_pick(ngx_http_commerce_redis_peer_t *peer)
 }
 
 
+/* Sends; a cache entry waiting for the reply is let go if none will come. */
 ngx_int_t
 ngx_http_commerce_redis_send(ngx_http_request_t *r, ngx_msec_t timeout,
+    ngx_http_commerce_redis_handler_pt handler, void *data,
+    ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_commerce_redis_send_cmd(r, timeout, handler, data, cmd,
+                                          retry_after);
+
+    if (rc != NGX_OK && cmd->fill) {
+        ngx_http_commerce_redis_cache_fill(cmd->fill, NULL);
+    }
+
+    cmd->fill = NULL;
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     ngx_http_commerce_redis_handler_pt handler, void *data,
     ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after)
 {
@@ -708,6 +774,7 @@ ngx_http_commerce_redis_send(ngx_http_request_t *r, ngx_msec_t timeout,
     pc->data = data;
     pc->conn = conn;
     pc->timeout = timeout;
+    pc->fill = cmd->fill;
 
     pc->timer.handler = ngx_http_commerce_redis_pending_timeout;
     pc->timer.data = pc;
@@ -739,6 +806,11 @@ ngx_http_commerce_redis_reply(redisAsyncContext *ac, void *reply,
     if (reply) {
         pc->conn->last_reply = ngx_current_msec;
         commerce_breaker_success(&pc->conn->peer->breaker);
+    }
+
+    if (pc->fill) {
+        ngx_http_commerce_redis_cache_fill(pc->fill, reply);
+        pc->fill = NULL;
     }
 
     r = pc->r;
@@ -835,4 +907,166 @@ ngx_http_commerce_redis_pending_cleanup(void *data)
     if (pc->timer.timer_set) {
         ngx_del_timer(&pc->timer);
     }
+}
+
+
+/*
+ * The read cache's tracking connection of a server: CLIENT ID, then
+ * CLIENT TRACKING of the cached prefixes in broadcast mode, redirected to
+ * itself, then SUBSCRIBE to the invalidations (RESP2: they arrive as
+ * messages), each step once the previous one's reply is in.
+ */
+static void
+ngx_http_commerce_redis_track_id(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    int                               i, n;
+    u_char                            id[NGX_INT64_LEN];
+    size_t                            lens[16];
+    const char                      **p, *argv[16];
+    redisReply                       *rr = reply;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_INTEGER) {
+        ngx_http_commerce_redis_track_on(ac, reply, privdata);
+        return;
+    }
+
+    n = 0;
+    argv[n++] = "CLIENT";
+    argv[n++] = "TRACKING";
+    argv[n++] = "on";
+    argv[n++] = "REDIRECT";
+    argv[n++] = (char *) id;
+    argv[n++] = "BCAST";
+
+    for (p = ngx_http_commerce_redis_cache_prefixes; *p && n < 16; p++) {
+        argv[n++] = "PREFIX";
+        argv[n++] = *p;
+    }
+
+    for (i = 0; i < n; i++) {
+        lens[i] = ngx_strlen(argv[i]);
+    }
+
+    lens[4] = ngx_sprintf(id, "%L", (int64_t) rr->integer) - id;
+
+    (void) redisAsyncCommandArgv(ac, ngx_http_commerce_redis_track_on,
+                                 privdata, n, argv, lens);
+}
+
+
+static void
+ngx_http_commerce_redis_track_on(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                      *rr = reply;
+    ngx_http_commerce_redis_conn_t  *conn = privdata;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_STATUS) {
+        (void) redisAsyncCommand(ac, ngx_http_commerce_redis_track_message,
+                                 conn, "SUBSCRIBE %s",
+                                 "__redis__:invalidate");
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_http_commerce_redis_worker.log, 0,
+                  "commerce redis: %V refused client tracking (%*s), "
+                  "reads are not cached", &conn->peer->server->name,
+                  (size_t) (rr->type == REDIS_REPLY_ERROR ? rr->len : 0),
+                  rr->type == REDIS_REPLY_ERROR ? rr->str : "");
+
+    conn->backoff = ngx_http_commerce_redis_worker.rmcf->backoff_max;
+    ngx_http_commerce_redis_close(conn);
+    ngx_http_commerce_redis_schedule(conn);
+}
+
+
+/* The subscription's replies: its confirmation, then invalidations. */
+static void
+ngx_http_commerce_redis_track_message(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    size_t                             i;
+    redisReply                        *rr = reply, *keys;
+    ngx_http_commerce_redis_conn_t    *conn = privdata;
+    ngx_http_commerce_redis_worker_t  *w;
+
+    w = &ngx_http_commerce_redis_worker;
+
+    if (rr == NULL || rr->type != REDIS_REPLY_ARRAY || rr->elements != 3
+        || rr->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (ngx_strcmp(rr->element[0]->str, "subscribe") == 0) {
+        if (!conn->peer->subscribed) {
+            conn->peer->subscribed = 1;
+            w->subscribed++;
+
+            ngx_log_error(NGX_LOG_INFO, w->log, 0,
+                          "commerce redis: tracking %V for the read cache",
+                          &conn->peer->server->name);
+        }
+
+        ngx_http_commerce_redis_cache_ready(w->subscribed == w->npeers);
+        return;
+    }
+
+    if (ngx_strcmp(rr->element[0]->str, "message") != 0) {
+        return;
+    }
+
+    keys = rr->element[2];
+
+    switch (keys->type) {
+
+    case REDIS_REPLY_STRING:
+        ngx_http_commerce_redis_cache_invalidate((u_char *) keys->str,
+                                                 keys->len);
+        break;
+
+    case REDIS_REPLY_ARRAY:
+        for (i = 0; i < keys->elements; i++) {
+            if (keys->element[i]->type == REDIS_REPLY_STRING) {
+                ngx_http_commerce_redis_cache_invalidate(
+                    (u_char *) keys->element[i]->str, keys->element[i]->len);
+            }
+        }
+
+        break;
+
+    default: /* nil: every key, after FLUSHDB or FLUSHALL */
+        ngx_http_commerce_redis_cache_invalidate(NULL, 0);
+        break;
+    }
+}
+
+
+/* A tracking connection went: nothing cached can be trusted any more. */
+static void
+ngx_http_commerce_redis_track_lost(ngx_http_commerce_redis_conn_t *conn)
+{
+    ngx_http_commerce_redis_worker_t  *w;
+
+    w = &ngx_http_commerce_redis_worker;
+
+    if (!conn->tracking) {
+        return;
+    }
+
+    if (conn->peer->subscribed) {
+        conn->peer->subscribed = 0;
+        w->subscribed--;
+    }
+
+    ngx_http_commerce_redis_cache_ready(0);
 }

@@ -30,6 +30,8 @@ typedef struct {
     ngx_msec_t                  backoff_max;
     ngx_uint_t                  breaker_threshold;
     ngx_msec_t                  breaker_timeout;
+    size_t                      cache_size;  /* 0: no read cache */
+    ngx_msec_t                  cache_valid;
     ngx_flag_t                  used;      /* some location needs Redis */
 } ngx_http_commerce_redis_main_conf_t;
 

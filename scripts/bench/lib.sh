@@ -349,6 +349,18 @@ bench_start_projector() {
 
 # -------------------------------------------------------------- nginx ---
 
+# bench_access_log DIR: the access_log directive of every variant. As the
+# shipped conf/nginx.conf has it (a file, nginx's default format, no
+# buffer) unless BENCH_ACCESS_LOG=0 turns logging off for all of them.
+bench_access_log() {
+    if [ "${BENCH_ACCESS_LOG:-1}" = 0 ]; then
+        echo "access_log off;"
+    else
+        echo "access_log $1/logs/access.log;"
+    fi
+}
+
+
 # bench_nginx_conf DIR LOAD HTTP LOCATIONS: DIR/nginx.conf for one nginx
 # worker listening on 127.0.0.1:$NGINX_PORT, every path (pid, error_log,
 # temp paths) inside DIR; LOAD are load_module lines, HTTP directives of
@@ -373,7 +385,7 @@ events {
 }
 
 http {
-    access_log off;
+    $(bench_access_log "$dir")
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;
     fastcgi_temp_path $dir/tmp/fastcgi;
@@ -495,7 +507,8 @@ bench_ratio() {         # bench_ratio A B -> A/B, two decimals
 
 bench_verdict() {       # bench_verdict VALUE OP LIMIT -> PASS/MISS
     awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN {
-        ok = (op == ">=") ? a >= b : a < b; print ok ? "PASS" : "MISS" }'
+        ok = (op == ">=") ? a >= b : (op == "<=") ? a <= b : a < b
+        print ok ? "PASS" : "MISS" }'
 }
 
 
