@@ -127,6 +127,9 @@ static void ngx_http_commerce_redis_track_message(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_commerce_redis_track_lost(
     ngx_http_commerce_redis_conn_t *conn);
+static void ngx_http_commerce_redis_track_reset(
+    ngx_http_commerce_redis_peer_t *peer);
+static void ngx_http_commerce_redis_keepalive(ngx_socket_t fd);
 
 
 /* one per worker process: connections are never shared across processes */
@@ -413,6 +416,10 @@ ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac, int status)
     conn->last_reply = ngx_current_msec;
 
     if (conn->tracking) {
+        if (conn->peer->server->port) {
+            ngx_http_commerce_redis_keepalive(conn->ac->c.fd);
+        }
+
         (void) redisAsyncCommand(conn->ac, ngx_http_commerce_redis_track_id,
                                  conn, "CLIENT ID");
     }
@@ -440,7 +447,14 @@ ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
                   ac->errstr[0] ? ac->errstr : "closed by the server");
 
     conn->ac = NULL;
-    ngx_http_commerce_redis_track_lost(conn);
+
+    if (conn->tracking) {
+        ngx_http_commerce_redis_track_lost(conn);
+
+    } else {
+        ngx_http_commerce_redis_track_reset(conn->peer);
+    }
+
     commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
     ngx_http_commerce_redis_schedule(conn);
 }
@@ -882,6 +896,9 @@ ngx_http_commerce_redis_pending_timeout(ngx_event_t *ev)
 
     commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
 
+    /* a server that does not answer may not tell of its writes either */
+    ngx_http_commerce_redis_track_reset(conn->peer);
+
     if (conn->ac
         && ngx_current_msec - conn->last_reply >= pc->timeout)
     {
@@ -1069,4 +1086,45 @@ ngx_http_commerce_redis_track_lost(ngx_http_commerce_redis_conn_t *conn)
     }
 
     ngx_http_commerce_redis_cache_ready(0);
+}
+
+
+/*
+ * Anything wrong with a server's data connections (lost, or a command
+ * without reply in time) drops the cache and starts its tracking again:
+ * invalidations may have been lost on the way too.
+ */
+static void
+ngx_http_commerce_redis_track_reset(ngx_http_commerce_redis_peer_t *peer)
+{
+    if (peer->track.ac == NULL) {
+        return;
+    }
+
+    ngx_http_commerce_redis_close(&peer->track);
+    ngx_http_commerce_redis_schedule(&peer->track);
+}
+
+
+/*
+ * The tracking connection is silent while nothing is written: TCP
+ * keepalive finds out in seconds that a server's host went away.
+ */
+static void
+ngx_http_commerce_redis_keepalive(ngx_socket_t fd)
+{
+    int  on = 1;
+
+    (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(int));
+
+#if (NGX_HAVE_KEEPALIVE_TUNABLE)
+    {
+        int  idle = 5, intvl = 1, cnt = 3;
+
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(int));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+                          sizeof(int));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(int));
+    }
+#endif
 }

@@ -25,6 +25,7 @@ $t->write_nginx_conf(<<'EOF');
 commerce_redis_server 127.0.0.1:%%REDIS_PORT%%;
 commerce_redis_cache_size 16m;
 commerce_redis_cache_valid 1h;
+commerce_redis_timeout 300ms;
 
 server {
     listen 127.0.0.1:%%PORT_HTTP%%;
@@ -206,10 +207,27 @@ $t->redis_cmd('CONFIG', 'RESETSTAT');
 $t->http_get('/v1/catalog/b') for 1 .. 5;
 is(calls('get'), 0, 'served from the cache again once tracking is back');
 
+# --- Redis not answering: what was cached goes -----------------------------
+# (invalidations may be lost with the replies)
+
+$t->redis_cmd('SET', 'cat:item:c', '{"v":1}');
+ok(body_becomes('/v1/catalog/c', '{"v":1}'), 'cached before the freeze');
+my $offs = () = $t->log_grep(qr/read cache off until tracking is back/);
+$t->pause_redis;
+is($t->http_get('/v1/catalog/not-cached')->{status}, 504,
+   'a miss times out while Redis is frozen');
+$t->resume_redis;
+my $now = () = $t->log_grep(qr/read cache off until tracking is back/);
+is($now, $offs + 1, 'the timeout turned the cache off');
+ok(wait_tracking(3), 'tracking again after the freeze');
+$t->redis_cmd('CONFIG', 'RESETSTAT');
+$t->http_get('/v1/catalog/c') for 1 .. 3;
+is(calls('get'), 1, 'the value cached before the freeze was dropped');
+
 # --- Redis restarted ------------------------------------------------------
 
 $t->restart_redis;
-ok(wait_tracking(3), 'tracking again after a restart of Redis');
+ok(wait_tracking(4), 'tracking again after a restart of Redis');
 $t->redis_cmd('SET', 'cat:item:b', '{"v":"after"}');
 ok(body_becomes('/v1/catalog/b', '{"v":"after"}'),
    'values of the restarted Redis');
