@@ -67,7 +67,8 @@ commerce_redis_addr_parse(commerce_redis_addr_t *a, const char *text,
     }
 
     if (hlen >= COMMERCE_REDIS_HOST_MAX
-        || memchr(host, '/', hlen) || memchr(host, '?', hlen))
+        || memchr(host, '/', hlen) || memchr(host, '?', hlen)
+        || memchr(host, '\0', hlen))
     {
         return COMMERCE_REDIS_ADDR_INVALID_HOST;
     }
@@ -97,6 +98,11 @@ commerce_redis_addr_unix(commerce_redis_addr_t *a, const char *path,
 
     if (len >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
         return COMMERCE_REDIS_ADDR_PATH_TOO_LONG;
+    }
+
+    /* the path is used as a C string */
+    if (memchr(path, '\0', len)) {
+        return COMMERCE_REDIS_ADDR_INVALID_PATH;
     }
 
     memcpy(a->host, path, len);
@@ -175,6 +181,9 @@ commerce_redis_addr_strerror(commerce_redis_addr_rc_e rc)
 
     case COMMERCE_REDIS_ADDR_PATH_TOO_LONG:
         return "unix socket path is too long";
+
+    case COMMERCE_REDIS_ADDR_INVALID_PATH:
+        return "invalid unix domain socket path";
     }
 
     return "invalid address";

@@ -39,7 +39,8 @@ typedef enum {
     COMMERCE_REDIS_ADDR_INVALID_IPV6,
     COMMERCE_REDIS_ADDR_NO_PORT,
     COMMERCE_REDIS_ADDR_INVALID_PORT,
-    COMMERCE_REDIS_ADDR_PATH_TOO_LONG      /* longer than sun_path holds */
+    COMMERCE_REDIS_ADDR_PATH_TOO_LONG,     /* longer than sun_path holds */
+    COMMERCE_REDIS_ADDR_INVALID_PATH       /* a NUL in the path */
 } commerce_redis_addr_rc_e;
 
 

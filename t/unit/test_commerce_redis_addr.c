@@ -148,6 +148,17 @@ test_invalid(void **state)
     assert_int_equal(parse(&a, "[redis]:6379", 0),
                      COMMERCE_REDIS_ADDR_INVALID_IPV6);
 
+    /* a NUL inside the text would cut the host or path short (found by
+     * t/fuzz/fuzz_redis_addr, t/fuzz/corpus/redis_addr/crash-nul-*) */
+    assert_int_equal(commerce_redis_addr_parse(&a, "h\0x:6379", 8, 0),
+                     COMMERCE_REDIS_ADDR_INVALID_HOST);
+    assert_int_equal(commerce_redis_addr_parse(&a, "[::1\0]:6379", 11, 0),
+                     COMMERCE_REDIS_ADDR_INVALID_HOST);
+    assert_int_equal(commerce_redis_addr_parse(&a, "unix:/tmp/a\0b", 13, 0),
+                     COMMERCE_REDIS_ADDR_INVALID_PATH);
+    assert_int_equal(commerce_redis_addr_parse(&a, "/tmp/a\0", 7, 0),
+                     COMMERCE_REDIS_ADDR_INVALID_PATH);
+
     memset(host, 'h', sizeof(host));
     memcpy(host + 260, ":6379", 6);
     assert_int_equal(parse(&a, host, 0), COMMERCE_REDIS_ADDR_INVALID_HOST);
@@ -175,6 +186,9 @@ test_strerror(void **state)
     assert_string_equal(commerce_redis_addr_strerror(
                             COMMERCE_REDIS_ADDR_INVALID_IPV6),
                         "invalid IPv6 address");
+    assert_string_equal(commerce_redis_addr_strerror(
+                            COMMERCE_REDIS_ADDR_INVALID_PATH),
+                        "invalid unix domain socket path");
 }
 
 
