@@ -3,6 +3,7 @@
 #   make up          install missing packages, build, start the stack in .run/
 #   make test        install missing packages, build, run every test
 #   make test-asan   the same suite with AddressSanitizer/UBSan
+#   make fuzz        libFuzzer targets of every parser, FUZZ_RUNS each
 #   make bench       wrk benchmarks against the module and its peers
 #   make bench-ab OLD=<rev>   the projector bench of OLD and HEAD, A/B
 #   make deb         Debian packages of the build in build/deb/
@@ -72,14 +73,18 @@ WORKER_LIBS := -lrdkafka -lhiredis -ljansson -lpq -lcrypto -lpthread -lm
 UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-DEBIAN_PKGS := nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
+# clang builds the fuzz targets (the smoke run of `make test` too)
+FUZZ_PKGS := clang libfuzzer-14-dev
+
+DEBIAN_PKGS := $(FUZZ_PKGS) nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
     libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
     libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
     procps curl openssl dpkg-dev binutils help2man lintian systemd
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
-        test-unit test-t bench bench-ab deb clean workers-doc
+        test-unit test-t bench bench-ab deb clean workers-doc fuzz \
+        fuzz-build fuzz-smoke
 
 all: build
 
@@ -150,6 +155,46 @@ $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \
 	    -lcmocka $(WORKER_LIBS)
 
+# Fuzz targets (clang's libFuzzer): t/fuzz/fuzz_<target>.c, linked with
+# the sources in t/fuzz/<target>.deps ("nginx/..." is a file of the
+# configured nginx tree: the few core functions a module parser calls),
+# seeds in t/fuzz/corpus/<target>/; docs/fuzzing.md.  Always ASan + UBSan,
+# whatever SAN says.
+FUZZ_BUILD := $(ROOT)/build/fuzz
+FUZZ_SRCS := $(wildcard t/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(patsubst t/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
+FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= 1
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE
+FUZZ_NGX_INCS := $(addprefix -I$(NGX_BUILD)/, src/core src/event \
+    src/event/modules src/os/unix src/http src/http/modules src/http/v2 objs)
+FUZZ_DEPS = $(patsubst nginx/%,$(NGX_BUILD)/%,$(shell cat t/fuzz/$(1).deps \
+              2>/dev/null))
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/fuzz_%: t/fuzz/fuzz_%.c $$(call FUZZ_DEPS,$$*) $(MODULE_SRCS) \
+                      $(WLIB_HDRS) $(wildcard t/fuzz/*.h) \
+                      $(NGX_BUILD)/objs/Makefile
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib \
+	    -Iworkers/projector -It/fuzz $(FUZZ_NGX_INCS) $< \
+	    $(call FUZZ_DEPS,$*) -o $@ $(WORKER_LIBS)
+
+# every target FUZZ_RUNS executions (make fuzz FUZZ_RUNS=100000 for a
+# quick look; FUZZ_TARGETS="sig json" for some; FUZZ_JOBS=2 in parallel)
+fuzz: deps
+	$(MAKE) fuzz-build
+	t/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+# in make test: every seed and reproducer replayed, then a short
+# deterministic run (-seed=1) from the seeds, so that targets do not rot
+fuzz-smoke: fuzz-build
+	FUZZ_SMOKE=1 t/fuzz/run.sh $(FUZZ_BUILD) 10000 1 $(FUZZ_TARGETS)
+
 test-unit: unit
 	@set -e; for t in $(UNIT_BINS); do echo "# $$t"; $$t; done
 
@@ -159,6 +204,7 @@ test-t: module workers
 test: deps
 	$(MAKE) build
 	$(MAKE) test-unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) test-t
 
 # The stock nginx binary is not instrumented, so the sanitizer runtime is

@@ -1,0 +1,238 @@
+/*
+ * Fuzz target: the id, number, amount, currency and timestamp parsers that
+ * read request and message fields: ngx_http_commerce_parse_uint(),
+ * ngx_http_commerce_valid_id() and the ETag of the module
+ * (ngx_http_commerce_util.c), and the projector's checks
+ * (workers/projector/proj_validate.c).  The webhook timestamp parser is
+ * fuzzed through its headers by fuzz_sig.
+ *
+ * Input: one byte for the maximum given to parse_uint, then the text.
+ *
+ * Oracles: each parser against a reference written here from its
+ * documented rule, and the edge (module) and the projector agree on what
+ * an id is, so that nothing the edge accepts is refused later as invalid.
+ */
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_commerce_util.h"
+#include "proj.h"
+#include "fuzz.h"
+
+
+static const uint64_t  fuzz_ids_max[] = {
+    0, 1, 9, 10, 100, 1000, 4294967295ULL, 9223372036854775807ULL,
+    UINT64_MAX
+};
+
+
+/* decimal digits only, 1..20 of them, value <= max, leading zeros allowed */
+static int
+fuzz_ids_uint(const u_char *p, size_t len, uint64_t max, uint64_t *out)
+{
+    size_t    i;
+    uint64_t  v;
+
+    if (len == 0 || len > 20) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        if (!isdigit(p[i])
+            || __builtin_mul_overflow(v, 10, &v)
+            || __builtin_add_overflow(v, (uint64_t) (p[i] - '0'), &v))
+        {
+            return -1;
+        }
+    }
+
+    if (v > max) {
+        return -1;
+    }
+
+    *out = v;
+
+    return 0;
+}
+
+
+/* digits, then "." and one or two digits; below 10^10 units */
+static int
+fuzz_ids_amount(const char *s, int64_t *minor)
+{
+    int       n;
+    char      frac[3];
+    size_t    units_len, frac_len;
+    int64_t   units;
+
+    units_len = strspn(s, "0123456789");
+
+    if (units_len == 0) {
+        return -1;
+    }
+
+    units = 0;
+
+    for (n = 0; n < (int) units_len; n++) {
+        units = units * 10 + (s[n] - '0');
+
+        if (units > 1000000000000LL / 100) {
+            return -1;
+        }
+    }
+
+    s += units_len;
+    frac_len = 0;
+
+    if (*s == '.') {
+        s++;
+        frac_len = strspn(s, "0123456789");
+
+        if (frac_len == 0 || frac_len > 2) {
+            return -1;
+        }
+
+        memcpy(frac, s, frac_len);
+        s += frac_len;
+    }
+
+    if (*s != '\0') {
+        return -1;
+    }
+
+    *minor = units * 100;
+
+    if (frac_len) {
+        *minor += (frac[0] - '0') * 10 + (frac_len == 2 ? frac[1] - '0' : 0);
+    }
+
+    return 0;
+}
+
+
+/* RFC 3339 date-time as the projector documents it */
+static int
+fuzz_ids_timestamp(const char *s)
+{
+    int     n;
+    size_t  i;
+
+    n = -1;
+
+    if (strlen(s) < 20) {
+        return 0;
+    }
+
+    for (i = 0; i < 19; i++) {
+        if ((i == 4 || i == 7) ? s[i] != '-'
+            : i == 10 ? s[i] != 'T'
+            : (i == 13 || i == 16) ? s[i] != ':'
+            : !isdigit((unsigned char) s[i]))
+        {
+            return 0;
+        }
+    }
+
+    s += 19;
+
+    if (*s == '.') {
+        s++;
+
+        if (!isdigit((unsigned char) *s)) {
+            return 0;
+        }
+
+        s += strspn(s, "0123456789");
+    }
+
+    if (strcmp(s, "Z") == 0) {
+        return 1;
+    }
+
+    if ((s[0] == '+' || s[0] == '-') && strlen(s) == 6) {
+        (void) sscanf(s + 1, "%*2[0-9]:%*2[0-9]%n", &n);
+        return n == 5;
+    }
+
+    return 0;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int              ok, ref, edge;
+    char            *s;
+    u_char          *p, etag[NGX_HTTP_COMMERCE_ETAG_LEN], *end;
+    size_t           i, len;
+    int64_t          minor, rminor;
+    uint64_t         max, v, rv;
+
+    if (size < 1) {
+        return 0;
+    }
+
+    max = fuzz_ids_max[data[0] % (sizeof(fuzz_ids_max)
+                                  / sizeof(fuzz_ids_max[0]))];
+    len = size - 1;
+    p = fuzz_dup(data + 1, len);
+    s = fuzz_strdup(data + 1, len);
+
+    /* module: numbers of query arguments */
+    v = 12345;
+    rv = 54321;
+    ok = ngx_http_commerce_parse_uint(p, len, max, &v);
+    ref = fuzz_ids_uint(p, len, max, &rv);
+    fuzz_check(ok == ref);
+    fuzz_check(ok != 0 || v == rv);
+    fuzz_check(ok == 0 || v == 12345);
+
+    /* module: ids of requests; the reference is the documented rule */
+    edge = ngx_http_commerce_valid_id(p, len);
+    ref = len >= 1 && len <= NGX_HTTP_COMMERCE_ID_MAX;
+
+    for (i = 0; ref && i < len; i++) {
+        ref = p[i] > 0x20 && p[i] != 0x7f;
+    }
+
+    fuzz_check(edge == ref);
+
+    /* the projector reads the same ids as C strings */
+    if (memchr(data + 1, '\0', len) == NULL) {
+        fuzz_check(proj_valid_id(s) == edge);
+    }
+
+    end = ngx_http_commerce_etag(etag, p, len);
+    fuzz_check(end == etag + NGX_HTTP_COMMERCE_ETAG_LEN);
+    fuzz_check(etag[0] == '"' && etag[NGX_HTTP_COMMERCE_ETAG_LEN - 1] == '"');
+
+    for (i = 1; i < NGX_HTTP_COMMERCE_ETAG_LEN - 1; i++) {
+        fuzz_check(isxdigit(etag[i]));
+    }
+
+    /* projector: amounts, currencies, timestamps of messages */
+    minor = -1;
+    rminor = -2;
+    ok = proj_parse_amount(s, &minor);
+    ref = fuzz_ids_amount(s, &rminor);
+    fuzz_check(ok == ref);
+    fuzz_check(ok != 0 || minor == rminor);
+
+    ok = proj_valid_currency(s);
+    fuzz_check(!ok || (strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                                         == 3));
+
+    fuzz_check(proj_valid_timestamp(s) == fuzz_ids_timestamp(s));
+
+    free(s);
+    free(p);
+
+    return 0;
+}
