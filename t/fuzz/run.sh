@@ -10,14 +10,19 @@
 # a crash leaves its input in build/fuzz/artifacts/ and its log in
 # build/fuzz/log/<target>.log.  FUZZ_SMOKE=1 (make test) first replays
 # every seed and reproducer one by one, then runs from the seeds alone
-# with a fixed seed, so that the run is the same every time.
+# with a fixed seed, so that the run is the same every time (logs in
+# build/fuzz/log-smoke/).
 # FUZZ_NICE=n runs the targets under nice -n n.
 
 set -u
 
+# what a sanitizer, libFuzzer or an oracle of t/fuzz/fuzz.h prints
+reports='ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:'
+reports+='|oracle failed|ngx_fuzz: '
+
 bin=$1; runs=$2; jobs=$3; shift 3
 here=$(cd "$(dirname "$0")" && pwd)
-log=$bin/log
+log=$bin/log${FUZZ_SMOKE:+-smoke}
 mkdir -p "$log" "$bin/artifacts"
 
 one() {
@@ -49,7 +54,7 @@ one() {
 
     end=$(date +%s.%N)
 
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|oracle failed' "$out"; then
+    if grep -qaE "$reports" "$out"; then
         rc=1
     fi
 
@@ -57,7 +62,7 @@ one() {
 }
 
 export -f one
-export bin runs here log
+export bin runs here log reports
 
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'one {}'
 
@@ -66,11 +71,11 @@ printf '%-12s %14s %10s %10s  %s\n' target executions seconds exec/s result
 
 for t in "$@"; do
     read -r _ rc start end <"$log/$t.result"
-    execs=$(awk '/stat::number_of_executed_units/ { n = $2 } END { print n + 0 }' \
-            "$log/$t.log")
+    execs=$(grep -a stat::number_of_executed_units "$log/$t.log" \
+            | awk '{ n = $2 } END { print n + 0 }')
     secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
     rate=$(awk -v n="$execs" -v s="$secs" \
-           'BEGIN { printf "%d", s > 0 ? n / s : 0 }')
+           'BEGIN { printf "%d", (s > 0 ? n / s : 0) }')
 
     if [ "$rc" = 0 ]; then
         result=ok
@@ -85,8 +90,7 @@ done
 
 [ $status = 0 ] || {
     echo "fuzzing found a problem: see the logs; inputs in $bin/artifacts/"
-    grep -hE 'ERROR:|runtime error:|oracle failed|SUMMARY' \
-        "$log"/*.log | sort | uniq | head -20
+    grep -haE "$reports|SUMMARY" "$log"/*.log | sort | uniq | head -20
 }
 
 exit $status
