@@ -194,14 +194,9 @@ fuzz_limit_header(uint64_t n)
 
     r = ngx_fuzz_request(NULL);
 
-    r->headers_out.headers.part.elts = ngx_palloc(r->pool,
-                                                  sizeof(ngx_table_elt_t));
-    r->headers_out.headers.part.nelts = 0;
-    r->headers_out.headers.part.next = NULL;
-    r->headers_out.headers.last = &r->headers_out.headers.part;
-    r->headers_out.headers.size = sizeof(ngx_table_elt_t);
-    r->headers_out.headers.nalloc = 1;
-    r->headers_out.headers.pool = r->pool;
+    fuzz_check(ngx_list_init(&r->headers_out.headers, r->pool, 1,
+                             sizeof(ngx_table_elt_t))
+               == NGX_OK);
 
     fuzz_check(ngx_http_commerce_limit_header(r, "RateLimit-Remaining", NULL,
                                               n)

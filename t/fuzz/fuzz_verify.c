@@ -88,14 +88,9 @@ fuzz_verify_headers(ngx_http_request_t *r, u_char *p, u_char *end)
     ngx_uint_t        n;
     ngx_table_elt_t  *h;
 
-    r->headers_in.headers.part.elts = ngx_palloc(r->pool,
-                                                 4 * sizeof(ngx_table_elt_t));
-    r->headers_in.headers.part.nelts = 0;
-    r->headers_in.headers.part.next = NULL;
-    r->headers_in.headers.last = &r->headers_in.headers.part;
-    r->headers_in.headers.size = sizeof(ngx_table_elt_t);
-    r->headers_in.headers.nalloc = 4;
-    r->headers_in.headers.pool = r->pool;
+    fuzz_check(ngx_list_init(&r->headers_in.headers, r->pool, 4,
+                             sizeof(ngx_table_elt_t))
+               == NGX_OK);
 
     for (n = 0; p < end && n < FUZZ_VERIFY_HEADERS; n++) {
         nl = memchr(p, '\n', end - p);
