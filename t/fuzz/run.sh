@@ -12,7 +12,8 @@
 # every seed and reproducer one by one, then runs from the seeds alone
 # with a fixed seed, so that the run is the same every time (logs in
 # build/fuzz/log-smoke/).
-# FUZZ_NICE=n runs the targets under nice -n n.
+# FUZZ_NICE=n runs the targets under nice -n n.  FUZZ_REPORT=1 prints
+# the table of the last runs without running anything.
 
 set -u
 
@@ -64,7 +65,9 @@ one() {
 export -f one
 export bin runs here log reports
 
-printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'one {}'
+# FUZZ_REPORT=1: only the table, from the logs of earlier runs
+[ -n "${FUZZ_REPORT:-}" ] \
+    || printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'one {}'
 
 status=0
 printf '%-12s %14s %10s %10s  %s\n' target executions seconds exec/s result
