@@ -156,10 +156,10 @@ $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
 	    -lcmocka $(WORKER_LIBS)
 
 # Fuzz targets (clang's libFuzzer): t/fuzz/fuzz_<target>.c, linked with
-# the sources in t/fuzz/<target>.deps ("nginx/..." is a file of the
-# configured nginx tree: the few core functions a module parser calls),
-# seeds in t/fuzz/corpus/<target>/; docs/fuzzing.md.  Always ASan + UBSan,
-# whatever SAN says.
+# the sources in t/fuzz/<target>.deps, seeds in t/fuzz/corpus/<target>/;
+# docs/fuzzing.md.  The nginx and module functions that the included
+# module files name but that are not linked become stubs that abort
+# (t/fuzz/unreachable.sh).  Always ASan + UBSan, whatever SAN says.
 FUZZ_BUILD := $(ROOT)/build/fuzz
 FUZZ_SRCS := $(wildcard t/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst t/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
@@ -169,20 +169,24 @@ FUZZ_JOBS ?= 1
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE
-FUZZ_NGX_INCS := $(addprefix -I$(NGX_BUILD)/, src/core src/event \
-    src/event/modules src/os/unix src/http src/http/modules src/http/v2 objs)
-FUZZ_DEPS = $(patsubst nginx/%,$(NGX_BUILD)/%,$(shell cat t/fuzz/$(1).deps \
-              2>/dev/null))
+FUZZ_INCS := -I$(ROOT)/common -I$(ROOT)/ngx_commerce_module \
+    -I$(ROOT)/workers/lib -I$(ROOT)/workers/projector -I$(ROOT)/t/fuzz \
+    $(addprefix -I$(NGX_BUILD)/, src/core src/event src/event/modules \
+    src/os/unix src/http src/http/modules src/http/v2 objs)
+FUZZ_DEPS = $(shell cat t/fuzz/$(1).deps 2>/dev/null)
 
 fuzz-build: $(FUZZ_BINS)
 
 $(FUZZ_BUILD)/fuzz_%: t/fuzz/fuzz_%.c $$(call FUZZ_DEPS,$$*) $(MODULE_SRCS) \
-                      $(WLIB_HDRS) $(wildcard t/fuzz/*.h) \
+                      $(WLIB_HDRS) $(wildcard t/fuzz/*.h) t/fuzz/unreachable.sh \
                       $(NGX_BUILD)/objs/Makefile
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib \
-	    -Iworkers/projector -It/fuzz $(FUZZ_NGX_INCS) $< \
-	    $(call FUZZ_DEPS,$*) -o $@ $(WORKER_LIBS)
+	rm -rf $(FUZZ_BUILD)/obj/$* && mkdir -p $(FUZZ_BUILD)/obj/$*
+	cd $(FUZZ_BUILD)/obj/$* && clang $(FUZZ_CFLAGS) $(FUZZ_INCS) -c \
+	    $(addprefix $(ROOT)/,$< $(call FUZZ_DEPS,$*))
+	t/fuzz/unreachable.sh $(FUZZ_BUILD)/obj/$*/*.o \
+	    > $(FUZZ_BUILD)/obj/$*/unreachable.c
+	clang $(FUZZ_CFLAGS) $(FUZZ_BUILD)/obj/$*/*.o \
+	    $(FUZZ_BUILD)/obj/$*/unreachable.c -o $@ $(WORKER_LIBS)
 
 # every target FUZZ_RUNS executions (make fuzz FUZZ_RUNS=100000 for a
 # quick look; FUZZ_TARGETS="sig json" for some; FUZZ_JOBS=2 in parallel)

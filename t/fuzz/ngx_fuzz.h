@@ -5,7 +5,7 @@
  * functions are written here to the contract of nginx 1.22 (the
  * documented behaviour of each, noted where it matters), and every other
  * nginx function the module file refers to aborts if it is ever reached
- * (t/fuzz/ngx_unreachable.c).
+ * (stubs generated at build time by t/fuzz/unreachable.sh).
  *
  * Use:
  *
