@@ -1,26 +1,18 @@
 /*
- * cw_metrics: registry, text rendering and a tiny HTTP server.
+ * cw_metrics: registry and text rendering (the server is
+ * cw_metrics_http.c).
  */
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
-#include "cw_log.h"
 #include "cw_metrics.h"
+#include "cw_metrics_http.h"
 
 typedef enum {
     CW_MT_COUNTER,
@@ -50,15 +42,24 @@ struct cw_family_s {
     cw_family_t         *next;
 };
 
+typedef struct cw_collector_s  cw_collector_t;
+
+struct cw_collector_s {
+    cw_metrics_collect_pt   fn;
+    void                   *ud;
+    cw_collector_t         *next;
+};
+
+/* lock guards the families and their series lists (updates of values
+ * never take it); collect_lock serializes the collectors, which run
+ * before each rendering without lock held, since they may register. */
 struct cw_metrics_s {
     pthread_mutex_t      lock;
+    pthread_mutex_t      collect_lock;
     cw_family_t         *families;
     cw_family_t         *last;
-    pthread_t            thread;
-    int                  running;
-    int                  listen_fd;
-    int                  stop_pipe[2];
-    int                  port;
+    cw_collector_t      *collectors;
+    cw_metrics_http_t   *http;
 };
 
 static const cw_opt_t  cw_metrics_opt_tmpl = {
@@ -116,40 +117,26 @@ cw_metrics_new(void)
         return NULL;
     }
     pthread_mutex_init(&m->lock, NULL);
-    m->listen_fd = -1;
-    m->stop_pipe[0] = m->stop_pipe[1] = -1;
+    pthread_mutex_init(&m->collect_lock, NULL);
     return m;
-}
-
-
-static void
-cw_metrics_stop(cw_metrics_t *m)
-{
-    char  c = 1;
-
-    if (!m->running) {
-        return;
-    }
-    (void) !write(m->stop_pipe[1], &c, 1);
-    pthread_join(m->thread, NULL);
-    m->running = 0;
-    close(m->listen_fd);
-    close(m->stop_pipe[0]);
-    close(m->stop_pipe[1]);
-    m->listen_fd = -1;
 }
 
 
 void
 cw_metrics_free(cw_metrics_t *m)
 {
-    cw_family_t  *f, *fn;
-    cw_metric_t  *s, *sn;
+    cw_family_t     *f, *fn;
+    cw_metric_t     *s, *sn;
+    cw_collector_t  *c, *cn;
 
     if (m == NULL) {
         return;
     }
-    cw_metrics_stop(m);
+    cw_metrics_http_stop(m->http);
+    for (c = m->collectors; c != NULL; c = cn) {
+        cn = c->next;
+        free(c);
+    }
     for (f = m->families; f != NULL; f = fn) {
         fn = f->next;
         for (s = f->series; s != NULL; s = sn) {
@@ -164,6 +151,7 @@ cw_metrics_free(cw_metrics_t *m)
         free(f);
     }
     pthread_mutex_destroy(&m->lock);
+    pthread_mutex_destroy(&m->collect_lock);
     free(m);
 }
 
@@ -432,6 +420,80 @@ cw_gauge_add(cw_metric_t *g, double v)
 
 
 void
+cw_counter_set(cw_metric_t *c, double v)
+{
+    cw_store_d(&c->value, v);
+}
+
+
+void
+cw_metrics_drop(cw_metrics_t *m, cw_metric_t *s)
+{
+    cw_family_t  *f;
+    cw_metric_t  *p, *prev = NULL;
+
+    if (s == NULL) {
+        return;
+    }
+    f = s->family;
+    pthread_mutex_lock(&m->lock);
+    for (p = f->series; p != NULL && p != s; p = p->next) {
+        prev = p;
+    }
+    if (p != NULL) {
+        if (prev != NULL) {
+            prev->next = s->next;
+        } else {
+            f->series = s->next;
+        }
+        if (f->last == s) {
+            f->last = prev;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (p != NULL) {
+        free(s->labels);
+        free(s->buckets);
+        free(s);
+    }
+}
+
+
+int
+cw_metrics_collector(cw_metrics_t *m, cw_metrics_collect_pt fn, void *ud)
+{
+    cw_collector_t  *c, **tail;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return -1;
+    }
+    c->fn = fn;
+    c->ud = ud;
+    pthread_mutex_lock(&m->collect_lock);
+    for (tail = &m->collectors; *tail != NULL; tail = &(*tail)->next) {
+        /* void */
+    }
+    *tail = c;
+    pthread_mutex_unlock(&m->collect_lock);
+    return 0;
+}
+
+
+static void
+cw_metrics_collect(cw_metrics_t *m)
+{
+    cw_collector_t  *c;
+
+    pthread_mutex_lock(&m->collect_lock);
+    for (c = m->collectors; c != NULL; c = c->next) {
+        c->fn(m, c->ud);
+    }
+    pthread_mutex_unlock(&m->collect_lock);
+}
+
+
+void
 cw_histogram_observe(cw_metric_t *h, double v)
 {
     cw_family_t  *f = h->family;
@@ -509,6 +571,7 @@ cw_metrics_render(cw_metrics_t *m, cw_buf_t *out)
     size_t              i;
     cw_buf_t            le;
 
+    cw_metrics_collect(m);
     cw_buf_init(&le);
     pthread_mutex_lock(&m->lock);
     for (f = m->families; f != NULL; f = f->next) {
@@ -550,165 +613,22 @@ cw_metrics_render(cw_metrics_t *m, cw_buf_t *out)
 }
 
 
-static void
-cw_http_reply(int fd, const char *status, const char *ctype,
-    const char *body, size_t len)
-{
-    char     head[256];
-    int      n;
-    ssize_t  w;
-    size_t   off;
-
-    n = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\n"
-                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                 status, ctype, len);
-    if (send(fd, head, (size_t) n, MSG_NOSIGNAL) != n) {
-        return;
-    }
-    for (off = 0; off < len; off += (size_t) w) {
-        w = send(fd, body + off, len - off, MSG_NOSIGNAL);
-        if (w <= 0) {
-            return;
-        }
-    }
-}
-
-
-/* One request per connection; reads are bounded by a receive timeout so
- * a stuck scraper cannot hold the thread. */
-static void
-cw_http_handle(cw_metrics_t *m, int fd)
-{
-    struct timeval   tv = { 2, 0 };
-    char             req[2048];
-    size_t           len = 0;
-    ssize_t          n;
-    cw_buf_t         body;
-
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    while (len < sizeof(req) - 1) {
-        n = recv(fd, req + len, sizeof(req) - 1 - len, 0);
-        if (n <= 0) {
-            return;
-        }
-        len += (size_t) n;
-        req[len] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL) {
-            break;
-        }
-    }
-
-    if (strncmp(req, "GET /metrics ", 13) != 0
-        && strncmp(req, "GET /metrics?", 13) != 0)
-    {
-        cw_http_reply(fd, "404 Not Found", "text/plain", "not found\n", 10);
-        return;
-    }
-    cw_buf_init(&body);
-    cw_buf_puts(&body, "");
-    cw_metrics_render(m, &body);
-    if (body.oom) {
-        cw_http_reply(fd, "500 Internal Server Error", "text/plain",
-                      "out of memory\n", 14);
-    } else {
-        cw_http_reply(fd, "200 OK", "text/plain; version=0.0.4; "
-                      "charset=utf-8", body.data, body.len);
-    }
-    cw_buf_free(&body);
-}
-
-
-static void *
-cw_http_thread(void *arg)
-{
-    cw_metrics_t   *m = arg;
-    struct pollfd   pfd[2];
-    int             fd;
-
-    pfd[0].fd = m->stop_pipe[0];
-    pfd[0].events = POLLIN;
-    pfd[1].fd = m->listen_fd;
-    pfd[1].events = POLLIN;
-    for ( ;; ) {
-        if (poll(pfd, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            cw_log(CW_LOG_ERROR, "metrics: poll: %s", strerror(errno));
-            return NULL;
-        }
-        if (pfd[0].revents) {
-            return NULL;
-        }
-        if (pfd[1].revents) {
-            fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                cw_http_handle(m, fd);
-                close(fd);
-            }
-        }
-    }
-}
-
-
 int
 cw_metrics_serve(cw_metrics_t *m, int port, char *err, size_t errlen)
 {
-    struct sockaddr_in  sa;
-    socklen_t           salen = sizeof(sa);
-    sigset_t            all, old;
-    int                 fd, one = 1, rc;
-
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "metrics socket: %s", strerror(errno));
+    if (m->http != NULL) {
+        snprintf(err, errlen, "metrics: already served");
         return -1;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0
-        || listen(fd, 16) != 0
-        || getsockname(fd, (struct sockaddr *) &sa, &salen) != 0)
-    {
-        snprintf(err, errlen, "metrics listen 127.0.0.1:%d: %s", port,
-                 strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (pipe2(m->stop_pipe, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "metrics pipe: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    m->listen_fd = fd;
-    m->port = ntohs(sa.sin_port);
-
-    /* the thread must not take SIGTERM/SIGINT meant for the main loop */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    rc = pthread_create(&m->thread, NULL, cw_http_thread, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        snprintf(err, errlen, "metrics thread: %s", strerror(rc));
-        close(fd);
-        close(m->stop_pipe[0]);
-        close(m->stop_pipe[1]);
-        m->listen_fd = -1;
-        return -1;
-    }
-    m->running = 1;
-    return 0;
+    m->http = cw_metrics_http_start(m, port, err, errlen);
+    return m->http != NULL ? 0 : -1;
 }
 
 
 int
 cw_metrics_port(const cw_metrics_t *m)
 {
-    return m->port;
+    return cw_metrics_http_port(m->http);
 }
 
 

@@ -68,8 +68,8 @@ cw_worker_check(const cw_config_t *cfg, const cw_worker_def_t *def,
 }
 
 
-/* Signal handlers, then the metrics registry and its thread (which
- * blocks the signals meant for the main thread). */
+/* Signal handlers, then the metrics registry with the process_* series
+ * and its thread (which blocks the signals meant for the main thread). */
 static int
 cw_worker_parts(cw_worker_t *w, const cw_worker_def_t *def)
 {
@@ -90,6 +90,9 @@ cw_worker_parts(cw_worker_t *w, const cw_worker_def_t *def)
     if (w->metrics == NULL) {
         cw_log(CW_LOG_ERROR, "metrics: out of memory");
         return -1;
+    }
+    if (cw_metrics_process(w->metrics) != 0) {
+        cw_log(CW_LOG_WARN, "metrics: no process_* series (no /proc?)");
     }
 
     port = (int) cw_config_int(w->cfg, "metrics.port");

@@ -13,7 +13,8 @@
  *   4. checks the values: cw_config's types and ranges, log_level, then
  *      the worker's own check; every error names the key and its origin;
  *   5. sets the log level, installs the signal handlers (CW_WORKER_SIGNALS)
- *      and creates the metrics registry (CW_WORKER_METRICS), whose thread
+ *      and creates the metrics registry (CW_WORKER_METRICS) with the
+ *      process_* series, whose thread
  *      serves GET /metrics when metrics.port > 0.
  * cw_worker_exit stops the metrics thread, frees the configuration, logs
  * "exit N" (not after --help) and returns N for main to return.
