@@ -5,7 +5,8 @@
  * lasts, because kafka.batch_wait bounds only the wait for more; with
  * nothing more to come, a started batch is handed over after about
  * batch_wait, not after the poll's timeout. Offsets arrive consecutive,
- * none lost or repeated.
+ * none lost or repeated. The lag of the partition: what was produced
+ * and not yet handed over.
  *
  * The first case is not a race: 60,000 fetched messages cannot be taken
  * within the 1 ms batch_wait, so a loop that stops taking when batch_wait
@@ -298,12 +299,60 @@ test_no_more_after_batch_wait(void **state)
 }
 
 
+typedef struct {
+    int      calls;
+    int32_t  partition;
+    int64_t  lag;
+    char     topic[64];
+} lag_seen_t;
+
+
+static void
+on_lag(void *ud, const char *topic, int32_t partition, int64_t lag)
+{
+    lag_seen_t  *s = ud;
+
+    s->calls++;
+    s->partition = partition;
+    s->lag = lag;
+    snprintf(s->topic, sizeof(s->topic), "%s", topic);
+}
+
+
+/* The lag of the assigned partition: the messages produced and not yet
+ * handed to the application; none once it has them all. */
+static void
+test_lag(void **state)
+{
+    fx_t        *fx = *state;
+    lag_seen_t   s;
+
+    drain(fx);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(cw_kafka_consumer_lag(fx->cons, 5000, on_lag, &s), 1);
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.topic, TOPIC);
+    assert_int_equal(s.partition, 0);
+    assert_int_equal(s.lag, 0);
+
+    produce(fx, FEW);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(cw_kafka_consumer_lag(fx->cons, 5000, on_lag, &s), 1);
+    assert_int_equal(s.lag, FEW);
+
+    drain(fx);
+    assert_int_equal(cw_kafka_consumer_lag(fx->cons, 5000, on_lag, &s), 1);
+    assert_int_equal(s.lag, 0);
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fetched_in_one_batch),
         cmocka_unit_test(test_no_more_after_batch_wait),
+        cmocka_unit_test(test_lag),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

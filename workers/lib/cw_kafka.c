@@ -3,6 +3,7 @@
  */
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,11 @@ struct cw_kafka_consumer_s {
     int                    wait_ms;
     int                    stop;        /* a handler asked to stop */
     int                    fatal;       /* librdkafka fatal error */
+
+    /* The partitions assigned, with the offsets they were assigned at,
+     * for cw_kafka_consumer_lag on another thread: lock guards them. */
+    pthread_mutex_t        lock;
+    rd_kafka_topic_partition_list_t  *assigned;
 };
 
 typedef struct {
@@ -243,6 +249,37 @@ cw_kafka_log_parts(const char *what, const rd_kafka_topic_partition_list_t *l)
 }
 
 
+/* Keeps the assignment for cw_kafka_consumer_lag: parts are added (add)
+ * or removed; an eager rebalance replaces it all (parts NULL: none). */
+static void
+cw_kafka_track(cw_kafka_consumer_t *c,
+    const rd_kafka_topic_partition_list_t *parts, int coop, int add)
+{
+    rd_kafka_topic_partition_list_t  *l;
+    rd_kafka_topic_partition_t       *tp;
+    int                               i;
+
+    pthread_mutex_lock(&c->lock);
+    if (!coop || c->assigned == NULL) {
+        if (c->assigned != NULL) {
+            rd_kafka_topic_partition_list_destroy(c->assigned);
+        }
+        c->assigned = rd_kafka_topic_partition_list_new(
+                          parts != NULL ? parts->cnt : 0);
+    }
+    l = c->assigned;
+    for (i = 0; parts != NULL && (add || coop) && i < parts->cnt; i++) {
+        tp = &parts->elems[i];
+        rd_kafka_topic_partition_list_del(l, tp->topic, tp->partition);
+        if (add) {
+            rd_kafka_topic_partition_list_add(l, tp->topic, tp->partition)
+                ->offset = tp->offset;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+
 /* Runs inside rd_kafka_consumer_poll on the worker's thread. Offsets
  * chosen by on_assign go into the assign list, so no seek is needed. */
 static void
@@ -270,6 +307,7 @@ cw_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             return;
         }
         cw_kafka_log_parts("partition assigned", parts);
+        cw_kafka_track(c, parts, coop, 1);
         if (coop) {
             error = rd_kafka_incremental_assign(rk, parts);
         } else {
@@ -282,6 +320,7 @@ cw_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             c->h.on_revoke(c->h.ud, parts, rd_kafka_assignment_lost(rk));
         }
         cw_kafka_log_parts("partition revoked", parts);
+        cw_kafka_track(c, parts, coop, 0);
         if (coop) {
             error = rd_kafka_incremental_unassign(rk, parts);
         } else {
@@ -291,6 +330,7 @@ cw_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         cw_log(CW_LOG_ERROR, "kafka rebalance error: %s",
                rd_kafka_err2str(err));
+        cw_kafka_track(c, NULL, 0, 0);
         aerr = rd_kafka_assign(rk, NULL);
     }
 
@@ -372,6 +412,7 @@ cw_kafka_consumer_new(const cw_config_t *cfg, const cw_kafka_handlers_t *h,
         return NULL;
     }
     c->h = *h;
+    pthread_mutex_init(&c->lock, NULL);
     c->max = (size_t) cw_config_int(cfg, "kafka.batch_max");
     c->wait_ms = (int) cw_config_duration_ms(cfg, "kafka.batch_wait");
     c->batch = calloc(c->max, sizeof(*c->batch));
@@ -427,6 +468,7 @@ cw_kafka_consumer_new(const cw_config_t *cfg, const cw_kafka_handlers_t *h,
     return c;
 
 failed:
+    pthread_mutex_destroy(&c->lock);
     free(c->batch);
     free(c);
     return NULL;
@@ -593,6 +635,10 @@ cw_kafka_consumer_close(cw_kafka_consumer_t *c)
     }
     cw_kafka_deliver(c);
     rd_kafka_destroy(c->rk);
+    if (c->assigned != NULL) {
+        rd_kafka_topic_partition_list_destroy(c->assigned);
+    }
+    pthread_mutex_destroy(&c->lock);
     free(c->batch);
     free(c);
 }
@@ -602,6 +648,69 @@ rd_kafka_t *
 cw_kafka_consumer_handle(cw_kafka_consumer_t *c)
 {
     return c->rk;
+}
+
+
+/* The end of a partition's log: the brokers' answer, or when they do not
+ * give one in time, the high watermark of the last fetch response. */
+static int
+cw_kafka_log_end(rd_kafka_t *rk, const char *topic, int32_t partition,
+    int timeout_ms, int64_t *lo, int64_t *hi)
+{
+    if (rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
+                                         timeout_ms)
+        != RD_KAFKA_RESP_ERR_NO_ERROR
+        && rd_kafka_get_watermark_offsets(rk, topic, partition, lo, hi)
+           != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        return -1;
+    }
+    return *hi >= 0 ? 0 : -1;
+}
+
+
+int
+cw_kafka_consumer_lag(cw_kafka_consumer_t *c, int timeout_ms,
+    cw_kafka_lag_pt fn, void *ud)
+{
+    rd_kafka_topic_partition_list_t  *l, *pos;
+    rd_kafka_topic_partition_t       *tp;
+    int64_t                           lo, hi, at;
+    int                               i, n = 0;
+
+    pthread_mutex_lock(&c->lock);
+    l = c->assigned != NULL
+        ? rd_kafka_topic_partition_list_copy(c->assigned) : NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (l == NULL) {
+        return 0;
+    }
+
+    pos = rd_kafka_topic_partition_list_copy(l);
+    rd_kafka_position(c->rk, pos);
+
+    for (i = 0; i < l->cnt; i++) {
+        tp = &l->elems[i];
+        if (cw_kafka_log_end(c->rk, tp->topic, tp->partition, timeout_ms,
+                             &lo, &hi) != 0)
+        {
+            continue;
+        }
+        at = pos->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR
+             ? pos->elems[i].offset : RD_KAFKA_OFFSET_INVALID;
+        if (at < 0) {
+            at = tp->offset >= 0 ? tp->offset : lo;
+        }
+        if (at < 0) {
+            continue;
+        }
+        fn(ud, tp->topic, tp->partition, hi > at ? hi - at : 0);
+        n++;
+    }
+
+    rd_kafka_topic_partition_list_destroy(pos);
+    rd_kafka_topic_partition_list_destroy(l);
+    return n;
 }
 
 

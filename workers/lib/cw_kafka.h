@@ -93,6 +93,26 @@ void cw_kafka_consumer_close(cw_kafka_consumer_t *c);
 
 rd_kafka_t *cw_kafka_consumer_handle(cw_kafka_consumer_t *c);
 
+/* The lag of each partition assigned to c, in messages, for
+ * fn(ud, topic, partition, lag): the end of the partition's log (asked
+ * of the brokers, waiting at most timeout_ms for each; else the end the
+ * last fetch saw) minus the consumer's position: the next message the
+ * application is to get; before the first one, the offset the partition
+ * was assigned at (on_assign's), else the start of the log
+ * (auto.offset.reset is earliest). Partitions whose end is not known
+ * are left out. Safe on any thread (a metrics thread): it waits for
+ * the brokers, never for the consumer's thread. Returns how many
+ * partitions were reported.
+ *
+ * librdkafka's statistics have a consumer_lag too, but counted from the
+ * offset committed to Kafka: -1 for a worker that keeps its offsets
+ * elsewhere (the projector, in PostgreSQL). */
+typedef void (*cw_kafka_lag_pt)(void *ud, const char *topic,
+    int32_t partition, int64_t lag);
+
+int cw_kafka_consumer_lag(cw_kafka_consumer_t *c, int timeout_ms,
+    cw_kafka_lag_pt fn, void *ud);
+
 
 cw_kafka_producer_t *cw_kafka_producer_new(const cw_config_t *cfg,
     char *err, size_t errlen);
