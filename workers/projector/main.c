@@ -39,6 +39,7 @@
 #include "cw_worker.h"
 #include "proj.h"
 #include "proj_drainer.h"
+#include "proj_gauges.h"
 #include "proj_outbox.h"
 #include "proj_publisher.h"
 #include "proj_readmodel.h"
@@ -60,6 +61,8 @@ typedef struct {
     proj_outbox_t          *rm_out;     /* read-model rows, to readmodel */
     proj_drainer_t         *pub;        /* drains pub_out */
     proj_drainer_t         *rmw;        /* drains rm_out */
+    proj_gauges_t          *gauges;     /* outbox backlog, consumer lag */
+    cw_metrics_t           *metrics;    /* the worker's */
     proj_store_metrics_t    sm;
     proj_outbox_metrics_t   om;
     volatile int           *stop;
@@ -78,6 +81,8 @@ static const cw_opt_t  proj_opts[] = {
       "currency of Shopify prices (the shop currency)" },
     { "outbox_page", CW_OPT_INT, "1000", 1, 100000, 0,
       "outbox rows handled per drain transaction" },
+    { "gauge_interval", CW_OPT_DURATION, "5s", 100, 600000, 0,
+      "how often the outbox backlog and the consumer lag are measured" },
 };
 
 /* Our defaults for options the library declares with other defaults, and
@@ -324,8 +329,8 @@ proj_rebuild(proj_app_t *app)
 
 
 /* The producer, a connection for each drainer and one for the archive
- * (written while the batch is applied), the outboxes, the store and the
- * consumer. */
+ * (written while the batch is applied), the outboxes, the store, the
+ * consumer and the gauges (proj_gauges.h, on a connection of their own). */
 static int
 proj_open(proj_app_t *app, const cw_config_t *cfg)
 {
@@ -390,7 +395,11 @@ proj_open(proj_app_t *app, const cw_config_t *cfg)
         return -1;
     }
 
-    return 0;
+    app->gauges = proj_gauges_start(proj_pg(cfg, "commerce-projector-gauges"),
+        app->consumer, app->metrics,
+        (int) cw_config_duration_ms(cfg, "gauge_interval"));
+
+    return app->gauges != NULL ? 0 : -1;
 }
 
 
@@ -470,6 +479,8 @@ proj_close(proj_app_t *app, int status)
         status = 1;
     }
 
+    proj_gauges_stop(app->gauges);
+
     if (app->consumer != NULL) {
         cw_kafka_consumer_close(app->consumer);
     }
@@ -507,6 +518,7 @@ main(int argc, char **argv)
     }
 
     memset(&app, 0, sizeof(app));
+    app.metrics = w.metrics;
     proj_metrics(w.metrics, &app.sm, &app.om);
     proj_shopify_set_currency(cw_config_str(w.cfg, "shopify_currency"));
 
