@@ -80,7 +80,8 @@ DEBIAN_PKGS := $(FUZZ_PKGS) nginx nginx-dev libhiredis-dev librdkafka-dev libjan
     libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
     libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
     libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
-    procps curl openssl dpkg-dev binutils help2man lintian systemd
+    procps curl openssl dpkg-dev binutils help2man lintian systemd \
+    prometheus
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
         test-unit test-t bench bench-ab deb clean workers-doc fuzz \
