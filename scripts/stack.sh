@@ -9,6 +9,8 @@
 #   commerce-projector  commerce.inbound -> PG + Redis  projector/, logs/projector.log
 #   nginx + module      read API and webhook ingress    nginx/, logs/nginx-*.log
 #   webhook secrets     one file per source             secrets/<source>
+#   prometheus          with COMMERCE_PROMETHEUS=1:     prometheus/,
+#                       scrapes nginx and the projector logs/prometheus.log
 #
 #   scripts/stack.sh up | down | reload | status
 #
@@ -32,6 +34,10 @@
 #   COMMERCE_NGINX=/usr/sbin/nginx the nginx binary
 #   COMMERCE_LD_PRELOAD=           preloaded into nginx (sanitizer runtimes
 #                                  for a `make SAN=1` module)
+#   COMMERCE_PROMETHEUS=0          1: up also starts Debian's prometheus
+#                                  (conf/prometheus/; down stops it)
+#   COMMERCE_PROMETHEUS_PORT=9091  its web UI and API (127.0.0.1; 9091: a
+#                                  distro Prometheus may own 9090)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +49,8 @@ HTTP_PORT=${COMMERCE_HTTP_PORT:-8080}
 REDIS_PORT=${COMMERCE_REDIS_PORT:-6380}
 PG_PORT=${COMMERCE_PG_PORT:-5433}
 METRICS_PORT=${COMMERCE_METRICS_PORT:-9464}
+PROMETHEUS=${COMMERCE_PROMETHEUS:-0}
+PROMETHEUS_PORT=${COMMERCE_PROMETHEUS_PORT:-9091}
 WORKERS=${COMMERCE_NGINX_WORKERS:-2}
 DEMO_ITEMS=${COMMERCE_DEMO_ITEMS:-200}
 BUILD=${COMMERCE_BUILD:-$ROOT/build}
@@ -130,6 +138,7 @@ render() {
         -e "s|@KAFKA_BOOTSTRAP_FILE@|$RUN/kafka/bootstrap|" \
         -e "s|@PG_CONNINFO@|$(pg_conninfo)|" \
         -e "s|@METRICS_PORT@|$METRICS_PORT|" \
+        -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|" \
         -e "s|@HOST@|$HOST|" \
         -e "s|@HTTP_PORT@|$HTTP_PORT|" \
         -e "s|@CONF@|$ROOT/conf|" \
@@ -350,6 +359,36 @@ nginx_up() {
                 "$LOGS/nginx-error.log"
 }
 
+# ------------------------------------------------------------- prometheus ---
+
+# With COMMERCE_PROMETHEUS=1: Debian's prometheus as the stack's user (not
+# the distro's service), scraping nginx's commerce_metrics location and the
+# projector, with the alert rules of conf/prometheus/; a changed
+# configuration is reloaded (SIGHUP).
+prometheus_up() {
+    local dir=$RUN/prometheus before after
+    [ "$PROMETHEUS" = 1 ] || return 0
+    command -v prometheus >/dev/null \
+        || die "prometheus is not installed (make deps)"
+    mkdir -p "$dir/data"
+    before=$(md5sum <"$dir/prometheus.yml" 2>/dev/null || true)
+    render "$ROOT/conf/prometheus/prometheus.yml" "$dir/prometheus.yml"
+    after=$(md5sum <"$dir/prometheus.yml")
+    if alive "$dir/prometheus.pid"; then
+        [ "$before" = "$after" ] || kill -HUP "$(cat "$dir/prometheus.pid")"
+        return 0
+    fi
+    spawn "$dir/prometheus.pid" "$LOGS/prometheus.log" prometheus \
+        --config.file="$dir/prometheus.yml" \
+        --storage.tsdb.path="$dir/data" \
+        --storage.tsdb.retention.time=7d \
+        --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+    wait_until 30 curl -sf -o /dev/null \
+            "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" \
+        || fail "prometheus is not ready on 127.0.0.1:$PROMETHEUS_PORT" \
+                "$LOGS/prometheus.log"
+}
+
 # -------------------------------------------------------------- demo data ---
 
 # The first up loads the demo catalog through the real path: signed webhooks
@@ -382,6 +421,10 @@ services() {
     show "commerce-projector" "$RUN/projector/projector.pid" \
         "127.0.0.1:$METRICS_PORT/metrics"
     show "nginx" "$RUN/nginx/nginx.pid" "$HOST:$HTTP_PORT"
+    if [ "$PROMETHEUS" = 1 ] || alive "$RUN/prometheus/prometheus.pid"; then
+        show "prometheus" "$RUN/prometheus/prometheus.pid" \
+            "http://127.0.0.1:$PROMETHEUS_PORT/alerts"
+    fi
 }
 
 show() {
@@ -395,7 +438,8 @@ all_running() {
         && "$ROOT/scripts/pg.sh" status "$RUN/pg" >/dev/null 2>&1 \
         && alive "$RUN/kafka/devbroker.pid" \
         && alive "$RUN/projector/projector.pid" \
-        && alive "$RUN/nginx/nginx.pid"
+        && alive "$RUN/nginx/nginx.pid" \
+        && { [ "$PROMETHEUS" != 1 ] || alive "$RUN/prometheus/prometheus.pid"; }
 }
 
 report() {
@@ -436,6 +480,9 @@ preflight() {
         || busy="$busy COMMERCE_METRICS_PORT=$METRICS_PORT"
     alive "$RUN/nginx/nginx.pid" || ! in_use "$HOST" "$HTTP_PORT" \
         || busy="$busy COMMERCE_HTTP_PORT=$HTTP_PORT"
+    [ "$PROMETHEUS" != 1 ] || alive "$RUN/prometheus/prometheus.pid" \
+        || ! in_use 127.0.0.1 "$PROMETHEUS_PORT" \
+        || busy="$busy COMMERCE_PROMETHEUS_PORT=$PROMETHEUS_PORT"
     [ -z "$busy" ] \
         || die "ports in use by something else:$busy (set other ports)"
     for b in openssl curl psql redis-server redis-cli; do
@@ -458,9 +505,11 @@ up)
     projector_up
     nginx_up
     demo_data
+    prometheus_up
     report
     ;;
 down)
+    stop_pid "$RUN/prometheus/prometheus.pid" TERM 15
     stop_pid "$RUN/nginx/nginx.pid" QUIT 15
     stop_pid "$RUN/projector/projector.pid" TERM 15
     stop_pid "$RUN/kafka/devbroker.pid" TERM 10
