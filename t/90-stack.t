@@ -3,7 +3,9 @@
 # machine: up starts redis-server, PostgreSQL, the migrations, the dev
 # broker, the projector and nginx in COMMERCE_RUN_DIR, creates one secret
 # per webhook source and loads the demo catalog through signed webhooks;
-# every webhook source verifies its scheme; up again changes nothing;
+# every webhook source verifies its scheme; Prometheus (COMMERCE_PROMETHEUS)
+# scrapes nginx and the projector with the alert rules loaded; up again
+# changes nothing;
 # reload picks up a rotated secret; down stops everything; up after down
 # brings the read model back from PostgreSQL and consumes the new broker.
 #
@@ -32,14 +34,14 @@ for my $b (qw(commerce-devbroker commerce-migrate commerce-projector)) {
     plan skip_all => "$build/bin/$b not built (make workers)"
         unless -x "$build/bin/$b";
 }
-for my $tool (qw(openssl curl psql redis-server)) {
+for my $tool (qw(openssl curl psql redis-server prometheus)) {
     plan skip_all => "$tool not installed"
         unless system("command -v $tool >/dev/null 2>&1") == 0;
 }
 
 my $t = CommerceTest->new;
 my $run = $t->dir . '/run';
-my %port = map { $_ => $t->port($_) } qw(HTTP REDIS PG METRICS);
+my %port = map { $_ => $t->port($_) } qw(HTTP REDIS PG METRICS PROM);
 my $items = 12;
 
 local $ENV{COMMERCE_RUN_DIR} = $run;
@@ -51,6 +53,8 @@ local $ENV{COMMERCE_METRICS_PORT} = $port{METRICS};
 local $ENV{COMMERCE_NGINX_WORKERS} = 2;
 local $ENV{COMMERCE_DEMO_ITEMS} = $items;
 local $ENV{COMMERCE_BUILD} = $build;
+local $ENV{COMMERCE_PROMETHEUS} = 1;
+local $ENV{COMMERCE_PROMETHEUS_PORT} = $port{PROM};
 
 my $base = "http://127.0.0.1:$port{HTTP}";
 my $ua = HTTP::Tiny->new(timeout => 10);
@@ -90,7 +94,7 @@ sub secret {
 sub pids {
     my %p;
     for my $f (qw(redis/redis.pid kafka/devbroker.pid projector/projector.pid
-                  nginx/nginx.pid)) {
+                  nginx/nginx.pid prometheus/prometheus.pid)) {
         open my $fh, '<', "$run/$f" or next;
         chomp($p{$f} = <$fh> // '');
     }
@@ -169,7 +173,7 @@ like($out, qr/loading $items demo items through POST \/v1\/webhooks\/canonical/,
      'the first up loads the demo data through the canonical webhook');
 
 for my $s (qw(redis-server postgresql commerce-devbroker commerce-projector
-              nginx)) {
+              nginx prometheus)) {
     like($out, qr/^\s+\Q$s\E\s+running \(pid \d+\)/m, "up reports $s running");
 }
 
@@ -219,6 +223,27 @@ ok($stock && defined $stock->{on_hand} && $stock->{price},
 my $m = $ua->get("http://127.0.0.1:$port{METRICS}/metrics");
 like($m->{content} // '', qr/^projector_messages_total\{result="applied"\} \d+/m,
      'the projector serves its metrics on COMMERCE_METRICS_PORT');
+
+# ---------------------------------------------------------- prometheus ---
+
+# The scrape targets as Prometheus sees them: { job => health }.
+sub targets {
+    my $r = $ua->get("http://127.0.0.1:$port{PROM}/api/v1/targets");
+    return {} unless $r->{success};
+    my $d = eval { decode_json($r->{content}) } // {};
+    return { map { $_->{labels}{job} => $_->{health} }
+             @{ $d->{data}{activeTargets} // [] } };
+}
+
+# The first scrape of a target comes within one scrape_interval (15 s).
+ok(wait_for(sub { (targets()->{projector} // '') eq 'up' }, 60),
+   'Prometheus scrapes the projector') or diag(explain(targets()));
+my $rules = $ua->get("http://127.0.0.1:$port{PROM}/api/v1/rules");
+my @alerts = map { map { $_->{name} } @{ $_->{rules} } }
+             @{ (eval { decode_json($rules->{content}) } // {})->{data}{groups}
+                // [] };
+ok((grep { $_ eq 'CommerceOutboxStuck' } @alerts),
+   'with the alert rules of conf/prometheus loaded');
 
 # ------------------------------------------------ a webhook end to end ---
 
@@ -305,7 +330,7 @@ my $after = pids();
 is_deeply($after, {}, 'down removes every pid file');
 ok(!kill(0, $_), "pid $_ is gone") for values %$before;
 ok(!listening($port{$_}), "nothing listens on the $_ port")
-    for qw(HTTP REDIS PG METRICS);
+    for qw(HTTP REDIS PG METRICS PROM);
 ($rc) = stack('status');
 isnt($rc, 0, 'status after down: not running');
 
