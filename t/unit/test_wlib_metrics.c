@@ -275,6 +275,10 @@ test_http(void **state)
 
     r = http(port, "GET / HTTP/1.1\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 404 Not Found\r\n"));
+    assert_non_null(strstr(r, "\r\n\r\nNot Found\n"));
+    r = http(port, "HEAD / HTTP/1.1\r\n\r\n");      /* its head only */
+    assert_non_null(strstr(r, "HTTP/1.1 404 Not Found\r\n"));
+    assert_string_equal(strstr(r, "\r\n\r\n"), "\r\n\r\n");
     r = http(port, "GET /metricsx HTTP/1.1\r\n\r\n");
     assert_non_null(strstr(r, "HTTP/1.1 404 Not Found\r\n"));
     r = http(port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");

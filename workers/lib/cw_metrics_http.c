@@ -33,7 +33,7 @@ typedef struct {
     size_t      outoff;
     int         close_after;    /* close once the reply is sent */
     int64_t     deadline;       /* monotonic ms */
-    int64_t     opened;
+    int64_t     active;         /* last accepted, read or written */
     cw_buf_t    out;
     char        in[CW_METRICS_REQ_MAX];
 } cw_conn_t;
@@ -66,7 +66,8 @@ cw_conn_close(cw_conn_t *c)
 
 
 /* A free slot for a new connection; when none is, the idle connection
- * with the earliest deadline, else the oldest, is closed for it. */
+ * (between requests) quiet the longest, else the connection quiet the
+ * longest, is closed for it. */
 static cw_conn_t *
 cw_conn_slot(cw_metrics_http_t *h)
 {
@@ -79,11 +80,11 @@ cw_conn_slot(cw_metrics_http_t *h)
             return c;
         }
         if (c->inlen == 0 && c->out.len == 0
-            && (idle == NULL || c->deadline < idle->deadline))
+            && (idle == NULL || c->active < idle->active))
         {
             idle = c;
         }
-        if (oldest == NULL || c->opened < oldest->opened) {
+        if (oldest == NULL || c->active < oldest->active) {
             oldest = c;
         }
     }
@@ -113,8 +114,8 @@ cw_accept(cw_metrics_http_t *h)
         c->inlen = 0;
         c->outoff = 0;
         c->close_after = 0;
-        c->opened = cw_now_ms();
-        c->deadline = c->opened + CW_METRICS_IO_MS;
+        c->active = cw_now_ms();
+        c->deadline = c->active + CW_METRICS_IO_MS;
         cw_buf_init(&c->out);
     }
 }
@@ -200,15 +201,14 @@ cw_req_parse(char *req, cw_req_t *r)
         r->close = 1;                   /* its body is not read */
     }
 
+    r->head = (size_t) (sp1 - req) == 4 && strncmp(req, "HEAD", 4) == 0;
+
     plen = strcspn(sp1 + 1, "? ");
     if (plen != 8 || strncmp(sp1 + 1, "/metrics", 8) != 0) {
         r->status = "404 Not Found";
-        return;
-    }
-
-    if ((size_t) (sp1 - req) == 4 && strncmp(req, "HEAD", 4) == 0) {
-        r->head = 1;
-    } else if ((size_t) (sp1 - req) != 3 || strncmp(req, "GET", 3) != 0) {
+    } else if (!r->head
+               && ((size_t) (sp1 - req) != 3 || strncmp(req, "GET", 3) != 0))
+    {
         r->status = "405 Method Not Allowed";
         r->extra = "Allow: GET, HEAD\r\n";
     }
@@ -305,8 +305,9 @@ cw_conn_read(cw_metrics_http_t *h, cw_conn_t *c)
     if (n < 0) {
         return;
     }
+    c->active = cw_now_ms();
     if (c->inlen == 0 && c->out.len == 0) {
-        c->deadline = cw_now_ms() + CW_METRICS_IO_MS;
+        c->deadline = c->active + CW_METRICS_IO_MS;
     }
     c->inlen += (size_t) n;
     cw_conn_serve(h, c);
@@ -329,6 +330,7 @@ cw_conn_write(cw_metrics_http_t *h, cw_conn_t *c)
         return;
     }
     c->outoff += (size_t) n;
+    c->active = cw_now_ms();
     if (c->outoff < c->out.len) {
         return;
     }
