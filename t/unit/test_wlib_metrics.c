@@ -359,7 +359,8 @@ test_idle_connections(void **state)
     assert_non_null(strstr(http(port, "GET /metrics HTTP/1.1\r\n\r\n"),
                            "served_total 41\n"));
     for (i = 0; i < 20; i++) {
-        send_all(idle[i], i % 2 ? " x\r\n\r\n" : "GET /metrics HTTP/1.1\r\n\r\n");
+        send_all(idle[i], i % 2 ? " x\r\n\r\n"
+                                : "GET /metrics HTTP/1.1\r\n\r\n");
         assert_non_null(strstr(reply(idle[i], 0), "served_total 41\n"));
         close(idle[i]);
     }
