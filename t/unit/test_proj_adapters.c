@@ -143,6 +143,23 @@ test_validation_reasons(void **state)
         "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
         "\"on_hand\":1,\"as_of\":\"yesterday\"}", "invalid_timestamp");
     expect_reason("canonical", NULL,
+        "{\"type\":\"price.set\",\"sku\":\"k\",\"price\":{\"amount\":"
+        "\"12\",\"currency\":\"ZZZ\"}}", "invalid_currency");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"price.set\",\"sku\":\"k\",\"price\":{\"amount\":"
+        "\"12.5\",\"currency\":\"JPY\"}}", "invalid_amount");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"on_hand\":1,\"as_of\":\"2026-02-30T00:00:00Z\"}",
+        "invalid_timestamp");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.set\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"on_hand\":9223372036854775807}", "out_of_range");
+    expect_reason("canonical", NULL,
+        "{\"type\":\"stock.adjust\",\"store_id\":\"s\",\"sku\":\"k\","
+        "\"delta\":-9223372036854775807,\"reason\":\"sale\"}",
+        "out_of_range");
+    expect_reason("canonical", NULL,
         "{\"type\":\"item.upsert\",\"item\":{\"id\":\"i\",\"name\":\"n\","
         "\"variants\":[{\"sku\":\"a\"},{\"sku\":\"a\"}]}}", "duplicate_sku");
     expect_reason("canonical", NULL,
@@ -246,19 +263,49 @@ test_helpers(void **state)
     assert_string_equal(s, "{\"a\":1,\"b\":[1,2],\"c\":\"x : \\\" y\"}");
     free(s);
 
-    assert_int_equal(proj_parse_amount("0.05", &m), 0);
+    assert_int_equal(proj_parse_amount("0.05", 2, &m), 0);
     assert_int_equal(m, 5);
-    assert_int_equal(proj_parse_amount("10", &m), 0);
+    assert_int_equal(proj_parse_amount("10", 2, &m), 0);
     assert_int_equal(m, 1000);
-    assert_int_equal(proj_parse_amount("-1", &m), -1);
-    assert_int_equal(proj_parse_amount("1.", &m), -1);
-    assert_int_equal(proj_parse_amount("1e3", &m), -1);
-    assert_int_equal(proj_parse_amount("99999999999999999999", &m), -1);
+    assert_int_equal(proj_parse_amount("10", 0, &m), 0);
+    assert_int_equal(m, 1000);
+    assert_int_equal(proj_parse_amount("10.5", 0, &m), -1);
+    assert_int_equal(proj_parse_amount("-1", 2, &m), -1);
+    assert_int_equal(proj_parse_amount("1.", 2, &m), -1);
+    assert_int_equal(proj_parse_amount("1e3", 2, &m), -1);
+    assert_int_equal(proj_parse_amount("99999999999999999999", 2, &m), -1);
 
     assert_true(proj_valid_timestamp("2024-06-01T12:00:00Z"));
     assert_true(proj_valid_timestamp("2024-06-01T12:00:00.123-05:00"));
+    assert_true(proj_valid_timestamp("2024-02-29T23:59:60Z"));
+    assert_true(proj_valid_timestamp("2000-02-29T00:00:00Z"));
     assert_false(proj_valid_timestamp("2024-06-01 12:00:00Z"));
     assert_false(proj_valid_timestamp("2024-06-01T12:00:00"));
+    assert_false(proj_valid_timestamp("2026-02-30T00:00:00Z"));
+    assert_false(proj_valid_timestamp("2026-02-29T00:00:00Z"));
+    assert_false(proj_valid_timestamp("1900-02-29T00:00:00Z"));
+    assert_false(proj_valid_timestamp("2026-04-31T00:00:00Z"));
+    assert_false(proj_valid_timestamp("2026-13-01T00:00:00Z"));
+    assert_false(proj_valid_timestamp("2026-00-01T00:00:00Z"));
+    assert_false(proj_valid_timestamp("0000-01-01T00:00:00Z"));
+    assert_false(proj_valid_timestamp("2026-01-01T24:00:00Z"));
+    assert_false(proj_valid_timestamp("2026-01-01T00:60:00Z"));
+    assert_false(proj_valid_timestamp("2026-01-01T00:00:61Z"));
+    assert_false(proj_valid_timestamp("2026-01-01T00:00:00+24:00"));
+    assert_false(proj_valid_timestamp("2026-01-01T00:00:00+01:60"));
+
+    assert_int_equal(proj_currency_exponent("EUR"), 2);
+    assert_int_equal(proj_currency_exponent("JPY"), 0);
+    assert_int_equal(proj_currency_exponent("KWD"), 3);
+    assert_int_equal(proj_currency_exponent("AED"), 2);
+    assert_int_equal(proj_currency_exponent("ZWG"), 2);
+    assert_int_equal(proj_currency_exponent("ZZZ"), -1);
+    assert_int_equal(proj_currency_exponent("XXX"), -1);
+    assert_int_equal(proj_currency_exponent("XAU"), -1);
+    assert_int_equal(proj_currency_exponent("HRK"), -1);
+    assert_int_equal(proj_currency_exponent("eur"), -1);
+    assert_int_equal(proj_currency_exponent("EURO"), -1);
+    assert_int_equal(proj_currency_exponent(NULL), -1);
 
     hex = proj_bytea_hex("\0\xff", 2);
     assert_string_equal(hex, "\\x00ff");

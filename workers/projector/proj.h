@@ -72,11 +72,23 @@ int proj_validate_command(json_t *cmd, const char *path, proj_error_t *e);
 /* proj_error.c: fills e (reason is copied, detail formatted). */
 void proj_error_set(proj_error_t *e, const char *reason, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
-/* Checks shared by adapters and validation. */
+/* A refusal by PostgreSQL of a value of the message (err is cw_pg's
+ * text): reason rejected_by_store, and in the detail only its SQLSTATE,
+ * never the database's own words. */
+void proj_error_store(proj_error_t *e, const char *err);
+
+/* Checks shared by adapters and validation. proj_parse_amount takes at
+ * most decimals decimals ("12.9" with 2 -> 1290: minor is always in
+ * hundredths). A currency is an active ISO 4217 code. A timestamp is RFC
+ * 3339 and a real instant (no 2026-02-30, no 25:00). */
 int proj_valid_id(const char *s);
-int proj_parse_amount(const char *s, int64_t *minor);
+int proj_parse_amount(const char *s, int decimals, int64_t *minor);
 int proj_valid_currency(const char *s);
 int proj_valid_timestamp(const char *s);
+
+/* proj_currency.c: the minor-unit exponent of an active ISO 4217
+ * currency (EUR 2, JPY 0, KWD 3), or -1 for any other text. */
+int proj_currency_exponent(const char *code);
 
 /* The body as a JSON object (jansson's flags), or NULL with e filled:
  * invalid_json, invalid_command. The caller json_decref()s it. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cw_log.h"
 #include "proj_batch.h"
 #include "proj_sql.h"
 
@@ -75,7 +76,11 @@ proj_careful_commands(proj_txn_t *t, proj_msg_t *pm, char *err,
     proj_pipe_flush(&t->pipe, ignore, sizeof(ignore));
 
     if (cls == CW_PG_PERMANENT) {
-        proj_error_set(&t->why, "rejected_by_store", "%s", err);
+        /* The database's words go to the log, not into the reason. */
+        cw_log(CW_LOG_WARN, "the store refused a value of the message at "
+               "%s [%d] %lld: %s", pm->topic, (int) pm->m->partition,
+               (long long) pm->m->offset, err);
+        proj_error_store(&t->why, err);
         t->reject = 1;
         cls = CW_PG_OK;
     }

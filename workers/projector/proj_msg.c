@@ -7,21 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "commerce_contract.h"
 #include "cw_buf.h"
 #include "proj_msg.h"
 #include "proj_util.h"
 
 
-/* Header values longer than this are not taken as the message's source,
- * delivery id, traceparent or topic (they are still archived). */
-#define PROJ_MSG_HDR_MAX  1024
-
-
+/* The n bytes of p and a NUL (p may hold NULs: a delivery id is kept
+ * whole for its dedup key). */
 static char *
-proj_msg_strndup(const void *p, size_t n)
+proj_msg_copy(const void *p, size_t n)
 {
-    return p == NULL ? NULL : strndup(p, n);
+    char  *s;
+
+    s = malloc(n + 1);
+    if (s != NULL) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+
+    return s;
 }
 
 
@@ -45,7 +52,10 @@ proj_msg_take(proj_msg_t *pm, const char *name, const void *value,
     }
 
     if (*slot == NULL) {
-        *slot = proj_msg_strndup(value, size);
+        *slot = proj_msg_copy(value, size);
+        if (slot == &pm->delivery_id && *slot != NULL) {
+            pm->delivery_len = size;
+        }
     }
 }
 
@@ -80,7 +90,13 @@ proj_msg_headers(proj_msg_t *pm)
             }
             cw_buf_puts(&b, "\"}");
 
-            if (value != NULL && size <= PROJ_MSG_HDR_MAX) {
+            /* Values longer than PROJ_MSG_HDR_MAX are not taken as the
+             * source, traceparent or topic (they are still archived);
+             * a delivery id of any length is (its dedup key is exact). */
+            if (value != NULL && (size <= PROJ_MSG_HDR_MAX
+                                  || strcmp(name, COMMERCE_H_DELIVERY_ID)
+                                     == 0))
+            {
                 proj_msg_take(pm, name, value, size);
             }
         }
@@ -110,12 +126,10 @@ proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m)
         pm->key = strndup(m->key, m->key_len);
     }
 
-    if (pm->source != NULL && pm->delivery_id != NULL
-        && pm->delivery_id[0] != '\0')
+    if (pm->source == NULL || pm->delivery_len == 0
+        || proj_msg_dedup_key(pm->source, pm->delivery_id, pm->delivery_len,
+                              pm->dedup) != 0)
     {
-        snprintf(pm->dedup, sizeof(pm->dedup), "%s|%s", pm->source,
-                 pm->delivery_id);
-    } else {
         snprintf(pm->dedup, sizeof(pm->dedup), "%s|%" PRId32 "|%" PRId64,
                  pm->topic, m->partition, m->offset);
     }
@@ -127,6 +141,48 @@ proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m)
     in.len = m->len;
 
     pm->cmds = proj_adapt(&in, &pm->err);
+}
+
+
+int
+proj_msg_dedup_key(const char *source, const void *id, size_t len,
+    char *out)
+{
+    int             n;
+    char           *hex;
+    size_t          slen = strlen(source);
+    EVP_MD_CTX     *ctx;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+
+    if (slen > PROJ_MSG_HDR_MAX) {
+        return -1;
+    }
+
+    if (slen + 1 + len <= PROJ_MSG_DEDUP_PLAIN
+        && memchr(id, '\0', len) == NULL)
+    {
+        snprintf(out, PROJ_MSG_DEDUP_MAX, "%s|%.*s", source, (int) len,
+                 (const char *) id);
+        return 0;
+    }
+
+    ctx = EVP_MD_CTX_new();
+    n = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+        && EVP_DigestUpdate(ctx, source, slen + 1) == 1
+        && EVP_DigestUpdate(ctx, id, len) == 1
+        && EVP_DigestFinal_ex(ctx, md, NULL) == 1;
+    EVP_MD_CTX_free(ctx);
+
+    hex = n ? proj_bytea_hex(md, 32) : NULL;
+    if (hex == NULL) {
+        return -1;
+    }
+
+    /* hex is "\\x" and 64 digits */
+    snprintf(out, PROJ_MSG_DEDUP_MAX, "%s|sha256:%s", source, hex + 2);
+    free(hex);
+
+    return 0;
 }
 
 

@@ -20,8 +20,14 @@
 #include "proj.h"
 
 
-/* "source|delivery_id", or "topic|partition|offset" without an id */
-#define PROJ_MSG_DEDUP_MAX  600
+/* The dedup key (proj_msg_dedup_key): "source|delivery_id" while that
+ * is at most PROJ_MSG_DEDUP_PLAIN bytes (the keys of earlier versions,
+ * kept as they were), else "source|sha256:" and the hex SHA-256 of the
+ * source, a NUL byte and the whole id; "topic|partition|offset" without
+ * an id. Sources are at most PROJ_MSG_HDR_MAX bytes. */
+#define PROJ_MSG_HDR_MAX     1024
+#define PROJ_MSG_DEDUP_PLAIN 599
+#define PROJ_MSG_DEDUP_MAX   (PROJ_MSG_HDR_MAX + sizeof("|sha256:") + 64)
 
 
 typedef struct {
@@ -29,7 +35,8 @@ typedef struct {
     const char          *topic;
     char                *source;       /* header "source" */
     char                *wtopic;       /* header "topic" */
-    char                *delivery_id;
+    char                *delivery_id;  /* up to its first NUL */
+    size_t               delivery_len; /* its length in the header */
     char                *traceparent;
     char                *key;          /* NULL: none, or not an id */
     char                *headers_text; /* [{"name":..,"value":..}] */
@@ -48,6 +55,13 @@ typedef struct {
 
 
 void proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m);
+
+/* The one rule of dedup keys by delivery id (see PROJ_MSG_DEDUP_MAX):
+ * exact for ids of any length and any bytes, never a prefix. out needs
+ * PROJ_MSG_DEDUP_MAX bytes. Returns 0, or -1 (source too long, or the
+ * digest failed). */
+int proj_msg_dedup_key(const char *source, const void *id, size_t len,
+    char *out);
 void proj_msg_free(proj_msg_t *pm);
 
 /* The metadata of every event of the message, built once:

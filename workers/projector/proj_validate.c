@@ -13,6 +13,7 @@
 #include "proj.h"
 
 #define PROJ_AMOUNT_MAX   1000000000000LL    /* 10^10 units, in minor */
+#define PROJ_QTY_MAX      1000000000000LL    /* on_hand and |delta| */
 
 
 int
@@ -39,9 +40,10 @@ proj_valid_id(const char *s)
 }
 
 
-/* "12", "12.9", "12.90" -> 1200, 1290, 1290. No sign, no exponent. */
+/* "12", "12.9", "12.90" -> 1200, 1290, 1290 (decimals 2). No sign, no
+ * exponent, at most decimals (0..2) decimals. */
 int
-proj_parse_amount(const char *s, int64_t *minor)
+proj_parse_amount(const char *s, int decimals, int64_t *minor)
 {
     int64_t  units = 0, frac = 0;
     size_t   i = 0, d = 0;
@@ -65,7 +67,7 @@ proj_parse_amount(const char *s, int64_t *minor)
             i++;
             d++;
         }
-        if (d == 0) {
+        if (d == 0 || d > (size_t) decimals) {
             return -1;
         }
         if (d == 1) {
@@ -86,12 +88,10 @@ proj_parse_amount(const char *s, int64_t *minor)
 int
 proj_valid_currency(const char *s)
 {
-    return s != NULL && strlen(s) == 3 && isupper((unsigned char) s[0])
-           && isupper((unsigned char) s[1]) && isupper((unsigned char) s[2]);
+    return proj_currency_exponent(s) >= 0;
 }
 
 
-/* RFC 3339: 2024-06-01T12:00:00Z, optional fraction, Z or +hh:mm. */
 json_t *
 proj_parse_object(const proj_input_t *in, size_t flags, proj_error_t *e)
 {
@@ -115,6 +115,50 @@ proj_parse_object(const proj_input_t *in, size_t flags, proj_error_t *e)
 }
 
 
+/* The number of the n digits at s. */
+static int
+proj_digits(const char *s, size_t n)
+{
+    int     v = 0;
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        v = v * 10 + (s[i] - '0');
+    }
+
+    return v;
+}
+
+
+/* A date and time that exist: month 1..12, a day of that month (leap
+ * years too), hour 0..23, minute 0..59, second 0..60 (a leap second),
+ * year 0001..9999. */
+static int
+proj_valid_instant(const char *s)
+{
+    static const int  mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30,
+                                    31, 30, 31 };
+    int               y, mo, d;
+
+    y = proj_digits(s, 4);
+    mo = proj_digits(s + 5, 2);
+    d = proj_digits(s + 8, 2);
+
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1]) {
+        return 0;
+    }
+
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+    {
+        return 0;
+    }
+
+    return proj_digits(s + 11, 2) <= 23 && proj_digits(s + 14, 2) <= 59
+           && proj_digits(s + 17, 2) <= 60;
+}
+
+
+/* RFC 3339: 2024-06-01T12:00:00Z, optional fraction, Z or +hh:mm. */
 int
 proj_valid_timestamp(const char *s)
 {
@@ -130,6 +174,10 @@ proj_valid_timestamp(const char *s)
         {
             return 0;
         }
+    }
+
+    if (!proj_valid_instant(s)) {
+        return 0;
     }
 
     if (s[i] == '.') {
@@ -149,7 +197,9 @@ proj_valid_timestamp(const char *s)
     return (s[i] == '+' || s[i] == '-') && isdigit((unsigned char) s[i + 1])
            && isdigit((unsigned char) s[i + 2]) && s[i + 3] == ':'
            && isdigit((unsigned char) s[i + 4])
-           && isdigit((unsigned char) s[i + 5]) && s[i + 6] == '\0';
+           && isdigit((unsigned char) s[i + 5]) && s[i + 6] == '\0'
+           && proj_digits(s + i + 1, 2) <= 23
+           && proj_digits(s + i + 4, 2) <= 59;
 }
 
 
@@ -247,6 +297,7 @@ proj_check_asof(json_t *cmd, const char *path, proj_error_t *e)
 static int
 proj_check_price(json_t *price, const char *path, proj_error_t *e)
 {
+    int       exp;
     json_t   *amount, *cur;
     int64_t   minor;
 
@@ -264,17 +315,21 @@ proj_check_price(json_t *price, const char *path, proj_error_t *e)
         return -1;
     }
 
-    if (!json_is_string(amount)
-        || proj_parse_amount(json_string_value(amount), &minor) != 0)
-    {
-        proj_error_set(e, "invalid_amount", "%s.amount: a decimal string with "
-                       "at most 2 decimals, e.g. \"12.90\"", path);
+    exp = json_is_string(cur) ? proj_currency_exponent(json_string_value(cur))
+                              : -1;
+    if (exp < 0) {
+        proj_error_set(e, "invalid_currency", "%s.currency: an active ISO "
+                       "4217 code such as \"EUR\"", path);
         return -1;
     }
 
-    if (!json_is_string(cur) || !proj_valid_currency(json_string_value(cur))) {
-        proj_error_set(e, "invalid_currency", "%s.currency: an ISO 4217 code "
-                       "such as \"EUR\"", path);
+    if (!json_is_string(amount)
+        || proj_parse_amount(json_string_value(amount), exp < 2 ? exp : 2,
+                             &minor) != 0)
+    {
+        proj_error_set(e, "invalid_amount", "%s.amount: a decimal string with "
+                       "at most %d decimals (%s), e.g. \"12.90\"", path,
+                       exp < 2 ? exp : 2, json_string_value(cur));
         return -1;
     }
 
@@ -669,6 +724,12 @@ proj_check_stock_set(json_t *cmd, const char *path, proj_error_t *e)
         return -1;
     }
 
+    if (json_integer_value(q) > PROJ_QTY_MAX) {
+        proj_error_set(e, "out_of_range", "%s.on_hand: at most %lld", path,
+                       PROJ_QTY_MAX);
+        return -1;
+    }
+
     return 0;
 }
 
@@ -695,6 +756,14 @@ proj_check_stock_adjust(json_t *cmd, const char *path, proj_error_t *e)
     if (!json_is_integer(d) || json_integer_value(d) == 0) {
         proj_error_set(e, "invalid_quantity", "%s.delta: must be a non-zero "
                        "integer", path);
+        return -1;
+    }
+
+    if (json_integer_value(d) > PROJ_QTY_MAX
+        || json_integer_value(d) < -PROJ_QTY_MAX)
+    {
+        proj_error_set(e, "out_of_range", "%s.delta: between -%lld and %lld",
+                       path, PROJ_QTY_MAX, PROJ_QTY_MAX);
         return -1;
     }
 
