@@ -87,6 +87,11 @@
 #define COMMERCE_H_DLQ_ORIGIN         "dlq_origin"
 /* of a message commerce-replay put back: "dlq:{id}" */
 #define COMMERCE_H_REPLAY_OF          "replay_of"
+/* of a message Kafka refused for good and the projector published
+ * reduced (no value, long headers left out): why ("too_large"), and the
+ * size in bytes of what was refused */
+#define COMMERCE_H_REDUCED            "reduced"
+#define COMMERCE_H_REDUCED_BYTES      "reduced_bytes"
 
 
 /*

@@ -310,6 +310,10 @@ ok($p->wait_for(sub { $p->sql('SELECT count(*) FROM outbox') == 0 }), 'outbox dr
 my $rstore = 'store-"r"';
 my @rsku = ('SKU-"q"', 'SKU-\\b\\', 'SKU:{a},[b]',
             "\x{dc}n\x{ef}c\x{f8}d\x{e9}-\x{2713}", 'SKU-NOPRICE');
+# Prices and stock are for skus of an item (proj_known.h): it comes first.
+$p->produce_many({ source => 'canonical' }, "m-1\t" . encode_json({
+    type => 'item.upsert', item => { id => 'item-render', name => 'Render',
+        variants => [ map { { sku => $_ } } @rsku ] } }));
 $p->produce_many({ source => 'canonical' },
     (map { "m-1\t" . encode_json({ type => 'price.set', sku => $_,
                                    price => { amount => '10', currency => 'EUR' } }) }

@@ -20,6 +20,12 @@ use CommerceProj;
 
 my $p = CommerceProj->new(partitions => 4);
 my @skus = map { sprintf 'SKU-%03d', $_ } 1 .. 20;
+# Stock is for skus of an item (proj_known.h): the catalog has them, put
+# there directly so that only the movements go through the projector.
+$p->sql("INSERT INTO products (id, name, source) VALUES ('item-t81', 'T81', 'test');"
+        . " INSERT INTO variants (sku, item_id, position) SELECT"
+        . " format('SKU-%s', lpad(i::text, 3, '0')), 'item-t81', i"
+        . " FROM generate_series(1, 20) AS i");
 my $sent = 0;
 
 # n messages, each a +1 movement of one sku, spread over stores (keys)

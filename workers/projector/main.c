@@ -251,6 +251,7 @@ static void
 proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
     proj_outbox_metrics_t *om)
 {
+    int                  i;
     static const double  bounds[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                       0.25, 0.5, 1, 2.5, 5 };
 
@@ -282,6 +283,18 @@ proj_metrics(cw_metrics_t *m, proj_store_metrics_t *sm,
         "Outbox drains that failed (Redis, Kafka or PostgreSQL).");
     om->pending = cw_metrics_gauge(m, "projector_outbox_page_rows",
         "Rows in the last outbox page.", NULL);
+    om->refused_too_large = cw_metrics_counter(m,
+        "projector_outbox_refused_total", "Outbox messages Kafka refused for "
+        "good, published reduced or left out.", "reason", "too_large", NULL);
+    om->refused_invalid = cw_metrics_counter(m,
+        "projector_outbox_refused_total", "Outbox messages Kafka refused for "
+        "good, published reduced or left out.", "reason", "invalid_record",
+        NULL);
+    for (i = 0; i < PROJ_REASON_N; i++) {
+        om->dlq[i] = cw_metrics_counter(m, "projector_dlq_total",
+            "Dead letters published, by reason.", "reason", proj_reasons[i],
+            NULL);
+    }
 }
 
 

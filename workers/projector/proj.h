@@ -69,6 +69,13 @@ void proj_shopify_set_currency(const char *code);
  * names the command in error details, e.g. "commands[2]". */
 int proj_validate_command(json_t *cmd, const char *path, proj_error_t *e);
 
+/* proj_error.c: every reason a message can be dead-lettered for, one
+ * place (docs/contract.md lists them), NULL-terminated; the index of a
+ * reason in it, or -1. */
+#define PROJ_REASON_N  28
+extern const char *const proj_reasons[PROJ_REASON_N + 1];
+int proj_reason_index(const char *reason);
+
 /* proj_error.c: fills e (reason is copied, detail formatted). */
 void proj_error_set(proj_error_t *e, const char *reason, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));

@@ -237,8 +237,42 @@ proj_apply_item_refs(proj_txn_t *t, json_t *cmd, json_t *item, char *err,
 }
 
 
+/* The messages parked for the item's variant skus (proj_known.h) put
+ * back on their topic, in the pipeline after the item. */
+static cw_pg_class_t
+proj_apply_release(proj_txn_t *t, json_t *item, char *err, size_t errlen)
+{
+    json_t         *vs = json_object_get(item, "variants"), *v;
+    size_t          i;
+    cw_buf_t        a;
+    const char     *p[PROJ_RELEASE_NPARAMS];
+    cw_pg_class_t   cls;
+
+    if (json_array_size(vs) == 0) {
+        return CW_PG_OK;
+    }
+
+    proj_arrs_open(&a, 1);
+    json_array_foreach(vs, i, v) {
+        proj_arr(&a, json_string_value(json_object_get(v, "sku")));
+    }
+
+    if (proj_arrs_close(&a, 1, p) != 0) {
+        proj_arrs_free(&a, 1);
+        snprintf(err, errlen, "out of memory");
+        return CW_PG_PERMANENT;
+    }
+
+    cls = proj_pipe_send(&t->pipe, proj_sql_name(PROJ_SQL_RELEASE),
+                         PROJ_RELEASE_NPARAMS, p, NULL, NULL, err, errlen);
+    proj_arrs_free(&a, 1);
+
+    return cls;
+}
+
+
 /* item.upsert: one statement in the pipeline (merchant, item, variants,
- * addon groups, event). */
+ * addon groups, event), and the release of what waited for its skus. */
 static cw_pg_class_t
 proj_apply_item(proj_txn_t *t, proj_msg_t *pm, size_t index, json_t *cmd,
     char *err, size_t errlen)
@@ -299,6 +333,9 @@ proj_apply_item(proj_txn_t *t, proj_msg_t *pm, size_t index, json_t *cmd,
     cls = proj_pipe_send(&t->pipe, proj_sql_name(PROJ_SQL_ITEM),
                          PROJ_ITEM_NPARAMS, p, proj_apply_item_done, ev, err,
                          errlen);
+    if (cls == CW_PG_OK) {
+        cls = proj_apply_release(t, item, err, errlen);
+    }
 
 done:
 
@@ -572,6 +609,7 @@ proj_apply_dead(proj_txn_t *t, proj_msg_t *pm, const proj_error_t *why,
     p[PROJ_DEAD_REASON] = why->reason;
     p[PROJ_DEAD_DETAIL] = why->detail;
     p[PROJ_DEAD_DLQ_TOPIC] = t->st->dlq_topic;
+    p[PROJ_DEAD_WAITING] = pm->waiting;
 
     cls = proj_apply_exec(t, PROJ_SQL_DEAD, PROJ_DEAD_NPARAMS, p, &res, err,
                           errlen);

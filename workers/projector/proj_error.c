@@ -9,6 +9,41 @@
 #include "proj.h"
 
 
+const char *const  proj_reasons[PROJ_REASON_N + 1] = {
+    /* validation */
+    "invalid_json", "invalid_command", "missing_source", "unknown_source",
+    "empty_message", "unknown_command", "missing_field", "invalid_type",
+    "invalid_id", "too_long", "invalid_amount", "invalid_currency",
+    "invalid_timestamp", "invalid_quantity", "out_of_range",
+    "negative_stock", "invalid_reason", "unsupported_unit", "invalid_range",
+    "duplicate_sku",
+    /* Shopify */
+    "missing_topic", "unsupported_topic",
+    /* refused while applied, or parked */
+    "unmapped_reference", "unknown_sku", "stock_underflow",
+    "rejected_by_store",
+    "internal",
+    /* what a reason not in this list is counted as */
+    "other",
+    NULL
+};
+
+
+int
+proj_reason_index(const char *reason)
+{
+    int  i;
+
+    for (i = 0; reason != NULL && proj_reasons[i] != NULL; i++) {
+        if (strcmp(proj_reasons[i], reason) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
 void
 proj_error_set(proj_error_t *e, const char *reason, const char *fmt, ...)
 {

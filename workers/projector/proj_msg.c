@@ -196,6 +196,7 @@ proj_msg_free(proj_msg_t *pm)
     free(pm->key);
     free(pm->headers_text);
     free(pm->meta);
+    free(pm->waiting);
     json_decref(pm->cmds);
 }
 

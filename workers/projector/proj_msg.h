@@ -43,6 +43,8 @@ typedef struct {
     char                *meta;         /* metadata of its events */
     json_t              *cmds;         /* NULL when invalid */
     proj_error_t         err;          /* why, when invalid */
+    char                *waiting;      /* parked: the sku it waits for
+                                          (proj_known.h) */
     char                 dedup[PROJ_MSG_DEDUP_MAX];
 
     /* Per attempt of its batch. */

@@ -34,6 +34,7 @@
 
 #include "cw_metrics.h"
 #include "cw_pg.h"
+#include "proj.h"
 
 
 typedef struct {
@@ -42,6 +43,10 @@ typedef struct {
     cw_metric_t  *rm_kept;         /* values not written: Redis newer */
     cw_metric_t  *failures;        /* drain attempts that failed */
     cw_metric_t  *pending;         /* gauge: rows seen in the last page */
+    cw_metric_t  *refused_too_large;  /* published reduced, or left out */
+    cw_metric_t  *refused_invalid;
+    cw_metric_t  *dlq[PROJ_REASON_N]; /* dead letters published, by
+                                         reason (proj_reasons) */
 } proj_outbox_metrics_t;
 
 /* An outbox row (sql/004_pipeline.sql, 006_outbox_batches.sql). */

@@ -75,8 +75,9 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
     /* The original bytes and headers, plus the reason. */
     [PROJ_SQL_DEAD] = { "dead", PROJ_DEAD_NPARAMS, PROJ_SQL_PREPARED,
       "WITH d AS (INSERT INTO dead_letters (topic, partition, \"offset\","
-      " msg_key, headers, body, source, delivery_id, reason, detail)"
-      " VALUES ($1, $2, $3, $4::bytea, $5::jsonb, $6::bytea, $7, $8, $9, $10)"
+      " msg_key, headers, body, source, delivery_id, reason, detail,"
+      " waiting_for) VALUES ($1, $2, $3, $4::bytea, $5::jsonb, $6::bytea,"
+      " $7, $8, $9, $10, $12)"
       " ON CONFLICT (topic, partition, \"offset\") DO NOTHING RETURNING id)"
       " INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
       " SELECT 'kafka', $11, $4::bytea, $5::jsonb || jsonb_build_array("
@@ -89,6 +90,27 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " jsonb_build_object('name', '" COMMERCE_H_DLQ_ORIGIN "', 'value',"
       " $1::text || '/' || $2::integer::text || '/' || $3::bigint::text)),"
       " $6::bytea FROM d" },
+
+    /* One probe by key each (see STOCK_STATE). */
+    [PROJ_SQL_KNOWN] = { "known", PROJ_KNOWN_NPARAMS, PROJ_SQL_PREPARED,
+      "SELECT v.sku FROM unnest($1::text[]) AS u(sku)"
+      " JOIN LATERAL (SELECT sku FROM variants v WHERE v.sku = u.sku"
+      " OFFSET 0) v ON true" },
+
+    /* As commerce-replay publishes them: key, body and original headers,
+     * plus replay_of. */
+    [PROJ_SQL_RELEASE] = { "release", PROJ_RELEASE_NPARAMS,
+      PROJ_SQL_PREPARED,
+      "WITH r AS (UPDATE dead_letters d SET replayed_at = now(),"
+      " replay_count = d.replay_count + 1"
+      " WHERE d.waiting_for = ANY($1::text[]) AND d.waiting_for IS NOT NULL"
+      " AND d.replayed_at IS NULL"
+      " AND EXISTS (SELECT 1 FROM variants v WHERE v.sku = d.waiting_for)"
+      " RETURNING d.id, d.topic, d.msg_key, d.headers, d.body)"
+      " INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
+      " SELECT 'kafka', r.topic, r.msg_key, r.headers || jsonb_build_array("
+      " jsonb_build_object('name', '" COMMERCE_H_REPLAY_OF "',"
+      " 'value', 'dlq:' || r.id)), r.body FROM r ORDER BY r.id" },
 
     [PROJ_SQL_MAP_GET] = { "map_get", PROJ_MAP_GET_NPARAMS,
       PROJ_SQL_PREPARED,

@@ -33,6 +33,8 @@ typedef enum {
     PROJ_SQL_CLAIM,
     PROJ_SQL_CLAIM_ALL,
     PROJ_SQL_DEAD,
+    PROJ_SQL_KNOWN,
+    PROJ_SQL_RELEASE,
     PROJ_SQL_MAP_GET,
     PROJ_SQL_MAP_PUT,
     PROJ_SQL_STORE_PUT,
@@ -117,8 +119,18 @@ enum {
     PROJ_DEAD_REASON,
     PROJ_DEAD_DETAIL,
     PROJ_DEAD_DLQ_TOPIC,
+    PROJ_DEAD_WAITING,                      /* NULL, or the sku */
     PROJ_DEAD_NPARAMS
 };
+
+/* KNOWN: which of the skus (an array) are some item's variant. */
+enum { PROJ_KNOWN_SKUS = 0, PROJ_KNOWN_NPARAMS };
+enum { PROJ_KNOWN_SKU = 0 };
+
+/* RELEASE: the dead letters waiting for one of the skus (an array) that
+ * now exist, put back on their topic (outbox rows 'kafka') and marked
+ * replayed. */
+enum { PROJ_RELEASE_SKUS = 0, PROJ_RELEASE_NPARAMS };
 
 /* MAP_GET, MAP_PUT: a source's reference to a canonical id. */
 enum {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proj_batch.h"
+#include "proj_known.h"
 
 
 cw_pg_class_t
@@ -42,8 +43,13 @@ proj_txn_begin(proj_txn_t *t, proj_batch_t *b, cw_pg_t *pg, char *err,
         return cls;
     }
 
-    return proj_offsets_lock(&b->off, pg, st->group_id, b->msgs, b->n, err,
-                             errlen);
+    cls = proj_offsets_lock(&b->off, pg, st->group_id, b->msgs, b->n, err,
+                            errlen);
+    if (cls != CW_PG_OK) {
+        return cls;
+    }
+
+    return proj_known_check(t, err, errlen);
 }
 
 
