@@ -112,7 +112,7 @@ proj_check(const cw_config_t *cfg, char *err, size_t errlen)
 
     if (!proj_valid_currency(v)) {
         snprintf(err, errlen, "option \"shopify_currency\" from %s: \"%s\" "
-                 "is not a currency code (three capital letters)",
+                 "is not an active ISO 4217 currency code",
                  cw_config_origin(cfg, "shopify_currency"), v);
         return -1;
     }
