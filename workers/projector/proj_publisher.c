@@ -262,6 +262,9 @@ proj_publisher_reduced(proj_publisher_t *pub, const char *topic,
     int                  bad;
     char                 n[24];
     rd_kafka_headers_t  *h;
+    static const char    left_out[] = "outbox: message refused by Kafka for "
+                                      "good, and so is its reduced form: "
+                                      "left out (kept in PostgreSQL)";
 
     h = proj_publisher_headers(src, PROJ_PUB_HDR_KEEP, &bad);
     if (h == NULL) {
@@ -278,9 +281,7 @@ proj_publisher_reduced(proj_publisher_t *pub, const char *topic,
 
     if (proj_publisher_size(klen, 0, h) > pub->limit) {
         rd_kafka_headers_destroy(h);
-        proj_publisher_alert(pub, topic, why, bytes, "outbox: message "
-                             "refused by Kafka for good, and so is its "
-                             "reduced form: left out (kept in PostgreSQL)");
+        proj_publisher_alert(pub, topic, why, bytes, left_out);
         return 0;
     }
 
@@ -290,9 +291,7 @@ proj_publisher_reduced(proj_publisher_t *pub, const char *topic,
         if (proj_publisher_refused(err) == NULL) {
             return -1;
         }
-        proj_publisher_alert(pub, topic, why, bytes, "outbox: message "
-                             "refused by Kafka for good, and so is its "
-                             "reduced form: left out (kept in PostgreSQL)");
+        proj_publisher_alert(pub, topic, why, bytes, left_out);
         return 0;
     }
 

@@ -158,10 +158,13 @@ fill_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
  * 15% price sets (half of them store overrides), 35% absolute counts, 45%
  * movements; movements are sales only where the tracked count allows, so
  * that none is dead-lettered. Keys keep each store's stock on one
- * partition (and so in order), items and base prices on the merchant's. */
+ * partition (and so in order), items and base prices on the merchant's.
+ * An item's first message is its upsert (the projector parks prices and
+ * stock of skus no item has: about 10k more upserts, early in the run). */
 typedef struct {
     long    i, items, stores;
     long   *on_hand;
+    char   *upserted;
     char    body[2048], key[32], delivery[64];
     int     len;
 } gen_t;
@@ -175,7 +178,8 @@ gen_init(gen_t *g, long items, long stores, uint64_t seed)
     g->stores = stores;
     rng_state ^= seed;
     g->on_hand = calloc((size_t) (items * 2 * stores), sizeof(long));
-    if (g->on_hand == NULL) {
+    g->upserted = calloc((size_t) items, 1);
+    if (g->on_hand == NULL || g->upserted == NULL) {
         die("%s", "out of memory");
     }
 }
@@ -195,6 +199,11 @@ gen_next(gen_t *g)
     sidx = (long) (rng() % (uint64_t) g->stores);
     snprintf(store, sizeof(store), "store-%ld", 1 + sidx);
     snprintf(g->delivery, sizeof(g->delivery), "bench-%ld", i);
+
+    if (!g->upserted[item]) {
+        g->upserted[item] = 1;
+        r = 0;
+    }
 
     if (r < 5) {
         snprintf(g->key, sizeof(g->key), "m-1");
@@ -446,6 +455,7 @@ cmd_feed(int argc, char **argv)
     PQfinish(pg);
     rd_kafka_destroy(rk);
     free(g.on_hand);
+    free(g.upserted);
 
     return fill_failed ? 1 : 0;
 }
