@@ -47,10 +47,10 @@ proj_publisher_t *
 proj_publisher_new(cw_kafka_producer_t *producer,
     const proj_outbox_metrics_t *metrics)
 {
-    char               v[32];
-    size_t             vlen = sizeof(v);
-    long               max = 1000000;
-    proj_publisher_t  *pub;
+    char                    v[32];
+    long                    max = 1000000;
+    size_t                  vlen = sizeof(v);
+    proj_publisher_t       *pub;
     const rd_kafka_conf_t  *conf;
 
     pub = calloc(1, sizeof(*pub));
@@ -381,15 +381,15 @@ proj_publisher_tally(proj_publisher_t *pub, const char *text)
     int          i;
     json_t      *a;
     size_t       n;
-    const char  *reason;
+    const char  *last, *reason;
 
     a = json_loads(text, 0, NULL);
     n = json_array_size(a);
+    last = n >= 4 ? json_string_value(json_object_get(json_array_get(a, n - 1),
+                                                      "name"))
+                  : NULL;
 
-    if (n >= 4
-        && strcmp(json_string_value(json_object_get(json_array_get(a, n - 1),
-                  "name")) ?: "", COMMERCE_H_DLQ_ORIGIN) == 0)
-    {
+    if (last != NULL && strcmp(last, COMMERCE_H_DLQ_ORIGIN) == 0) {
         reason = json_string_value(json_object_get(json_array_get(a, n - 4),
                                                    "value"));
         i = proj_reason_index(reason);
