@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ngx_http_commerce_util.h"
 #include "proj.h"
@@ -117,11 +118,45 @@ fuzz_ids_amount(const char *s, int64_t *minor)
 }
 
 
-/* RFC 3339 date-time as the projector documents it */
+/* The date and time at s exist: timegm() normalises those that do not
+ * (2026-02-30 becomes 2026-03-02), so the round trip through gmtime()
+ * gives other fields; a leap second (:60) is checked as :59. */
+static int
+fuzz_ids_real(const char *s)
+{
+    int        y, mo, d, h, mi, sec;
+    time_t     t;
+    struct tm  tm, back;
+
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6
+        || y < 1 || sec > 60)
+    {
+        return 0;
+    }
+
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec == 60 ? 59 : sec;
+
+    t = timegm(&tm);
+
+    return gmtime_r(&t, &back) != NULL && back.tm_year == y - 1900
+           && back.tm_mon == mo - 1 && back.tm_mday == d
+           && back.tm_hour == h && back.tm_min == mi
+           && back.tm_sec == (sec == 60 ? 59 : sec);
+}
+
+
+/* RFC 3339 date-time as the projector documents it: a real instant, an
+ * offset of at most 23:59 */
 static int
 fuzz_ids_timestamp(const char *s)
 {
-    int     n;
+    int     n, oh, om;
     size_t  i;
 
     n = -1;
@@ -138,6 +173,10 @@ fuzz_ids_timestamp(const char *s)
         {
             return 0;
         }
+    }
+
+    if (!fuzz_ids_real(s)) {
+        return 0;
     }
 
     s += 19;
@@ -158,7 +197,8 @@ fuzz_ids_timestamp(const char *s)
 
     if ((s[0] == '+' || s[0] == '-') && strlen(s) == 6) {
         (void) sscanf(s + 1, "%*2[0-9]:%*2[0-9]%n", &n);
-        return n == 5;
+        return n == 5 && sscanf(s + 1, "%2d:%2d", &oh, &om) == 2
+               && oh <= 23 && om <= 59;
     }
 
     return 0;
@@ -220,7 +260,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* projector: amounts, currencies, timestamps of messages */
     minor = -1;
     rminor = -2;
-    ok = proj_parse_amount(s, &minor);
+    ok = proj_parse_amount(s, 2, &minor);
     ref = fuzz_ids_amount(s, &rminor);
     fuzz_check(ok == ref);
     fuzz_check(ok != 0 || minor == rminor);
@@ -228,6 +268,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ok = proj_valid_currency(s);
     fuzz_check(!ok || (strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
                                          == 3));
+    fuzz_check(ok == (proj_currency_exponent(s) >= 0));
 
     fuzz_check(proj_valid_timestamp(s) == fuzz_ids_timestamp(s));
 
