@@ -6,12 +6,20 @@
 #   make fuzz        libFuzzer targets of every parser, FUZZ_RUNS each
 #   make bench       wrk benchmarks against the module and its peers
 #   make bench-ab OLD=<rev>   the projector bench of OLD and HEAD, A/B
+#   make soak        the stack under load and faults, then its promises
+#                    checked (SOAK_SECONDS=300; SAN=1 or SOAK_SAN=1: under
+#                    ASan/UBSan); docs/soak.md
 #   make deb         Debian packages of the build in build/deb/
 #   make workers-doc regenerate docs/workers.md from the workers' --help
 #   make down        stop the stack
 
 SHELL := /bin/bash
 ROOT := $(CURDIR)
+
+# SOAK_SAN=1 is SAN=1 for make soak.
+ifeq ($(SOAK_SAN),1)
+SAN := 1
+endif
 
 # SAN=1 builds everything with AddressSanitizer + UBSan into build/asan.
 ifeq ($(SAN),1)
@@ -85,7 +93,7 @@ DEBIAN_PKGS := $(FUZZ_PKGS) nginx nginx-dev libhiredis-dev librdkafka-dev libjan
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
         test-unit test-t bench bench-ab deb clean workers-doc fuzz \
-        fuzz-build fuzz-smoke
+        fuzz-build fuzz-smoke soak
 
 all: build
 
@@ -227,6 +235,15 @@ test-asan: deps
 	@if ls $(BUILD)/asan/asan* $(BUILD)/asan/ubsan* >/dev/null 2>&1; then \
 	    cat $(BUILD)/asan/asan* $(BUILD)/asan/ubsan* 2>/dev/null; \
 	    echo "sanitizer reports found"; exit 1; fi
+
+# The fault soak (scripts/soak/, docs/soak.md): SOAK_SECONDS (300) of
+# mixed load on the whole stack while faults are injected, then the checks;
+# SAN=1 runs it on the sanitizer build; each run in $(BUILD)/soak/<time>/.
+soak: deps
+	$(MAKE) build
+	COMMERCE_BUILD=$(BUILD) SOAK_SAN=$(if $(filter 1,$(SAN)),1,0) \
+	$(if $(filter 1,$(SAN)),COMMERCE_LD_PRELOAD="$(ASAN_PRELOAD)") \
+	    perl scripts/soak/soak.pl
 
 up: deps
 	$(MAKE) build
