@@ -12,7 +12,7 @@
 #   prometheus          with COMMERCE_PROMETHEUS=1:     prometheus/,
 #                       scrapes nginx and the projector logs/prometheus.log
 #
-#   scripts/stack.sh up | down | reload | status
+#   scripts/stack.sh up | down | reload | status | secrets
 #
 # up is idempotent: what runs is left alone (nginx is reloaded only when its
 # generated configuration changed, e.g. a new broker address). The first up
@@ -20,6 +20,8 @@
 # down stops everything in reverse order, each with a bounded wait. reload
 # regenerates the nginx configuration and reloads nginx, which re-reads the
 # secret files.
+# The webhook secrets are printed once, by the up that creates them;
+# secrets prints them again.
 #
 # Environment (defaults):
 #   COMMERCE_RUN_DIR=.run          state, logs, generated configuration
@@ -29,6 +31,8 @@
 #   COMMERCE_PG_PORT=5433          PostgreSQL (5433: a distro cluster may own 5432)
 #   COMMERCE_METRICS_PORT=9464     projector's Prometheus /metrics (127.0.0.1)
 #   COMMERCE_NGINX_WORKERS=2       nginx worker_processes
+#   COMMERCE_NGINX_LOG_LEVEL=notice  nginx error_log level (info: also every
+#                                  closed keepalive connection)
 #   COMMERCE_DEMO_ITEMS=200        demo catalog size (0: no demo data)
 #   COMMERCE_BUILD=build           where `make` put the module and workers
 #   COMMERCE_NGINX=/usr/sbin/nginx the nginx binary
@@ -52,6 +56,7 @@ METRICS_PORT=${COMMERCE_METRICS_PORT:-9464}
 PROMETHEUS=${COMMERCE_PROMETHEUS:-0}
 PROMETHEUS_PORT=${COMMERCE_PROMETHEUS_PORT:-9091}
 WORKERS=${COMMERCE_NGINX_WORKERS:-2}
+NGINX_LOG_LEVEL=${COMMERCE_NGINX_LOG_LEVEL:-notice}
 DEMO_ITEMS=${COMMERCE_DEMO_ITEMS:-200}
 BUILD=${COMMERCE_BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
@@ -65,6 +70,7 @@ SOURCES="canonical standard stripe shopify github slack hmac"
 TOPICS=commerce.inbound,commerce.events,commerce.dlq,commerce.commands
 TOPICS=$TOPICS,commerce.webhooks
 
+SECRETS_NEW=""
 REDIS_FRESH=0
 BROKER_FRESH=0
 
@@ -131,6 +137,7 @@ render() {
     sed -e "s|@MODULE@|$BUILD/ngx_http_commerce_module.so|" \
         -e "s|@USER@|$user|" \
         -e "s|@WORKERS@|$WORKERS|" \
+        -e "s|@LOG_LEVEL@|$NGINX_LOG_LEVEL|" \
         -e "s|@RUN@|$RUN|g" \
         -e "s|@SECRETS@|$RUN/secrets|g" \
         -e "s|@REDIS@|$HOST:$REDIS_PORT|" \
@@ -180,6 +187,15 @@ secrets_init() {
             esac >"$f.tmp"
         )
         mv "$f.tmp" "$f"
+        SECRETS_NEW="$SECRETS_NEW $s"
+    done
+}
+
+# secrets_show <source...>: each with its current secret.
+secrets_show() {
+    local s
+    for s in "$@"; do
+        printf '  %-10s %s\n' "$s" "$(secret_of "$s")"
     done
 }
 
@@ -446,11 +462,13 @@ report() {
     local s url=http://$HOST:$HTTP_PORT
     say "commerce-edge is up (state and logs in $RUN):"
     services
-    say "webhook sources (POST $url/v1/webhooks/{source}, secrets in"
-    say "$RUN/secrets/{source}; edit one and run make reload to rotate):"
-    for s in $SOURCES; do
-        printf '  %-10s %s\n' "$s" "$(secret_of "$s")"
-    done
+    say "webhook sources: POST $url/v1/webhooks/{source}, secrets in"
+    say "$RUN/secrets/{source} (edit one and run make reload to rotate;"
+    say "scripts/stack.sh secrets shows them)"
+    if [ -n "$SECRETS_NEW" ]; then
+        say "secrets created now (shown this once):"
+        secrets_show $SECRETS_NEW
+    fi
     say "read the catalog the projector built from the demo webhooks:"
     say "  curl -i $url/v1/catalog/item-00001"
     say "  curl -i '$url/v1/catalog?limit=3'"
@@ -530,7 +548,13 @@ status)
     services
     all_running
     ;;
+secrets)
+    [ -d "$RUN/secrets" ] || die "no secrets in $RUN/secrets: make up"
+    say "webhook secrets ($RUN/secrets/{source}, the first line of each;"
+    say "other lines: older secrets still accepted during a rotation):"
+    secrets_show $SOURCES
+    ;;
 *)
-    die "usage: $0 up|down|reload|status"
+    die "usage: $0 up|down|reload|status|secrets"
     ;;
 esac

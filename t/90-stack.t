@@ -190,7 +190,8 @@ for my $s (qw(canonical standard stripe shopify github slack hmac)) {
     } else {
         like($v, qr/^[0-9a-f]{64}$/, "$s: 32 random bytes in hex");
     }
-    like($out, qr/^\s+\Q$s\E\s+\Q$v\E$/m, "up prints the $s secret");
+    like($out, qr/^\s+\Q$s\E\s+\Q$v\E$/m,
+         "the first up prints the $s secret it created");
 }
 isnt(secret('standard'), secret('stripe'), 'every source has its own secret');
 
@@ -301,6 +302,28 @@ is($rc, 0, 'a second up succeeds') or diag($out);
 is_deeply(pids(), $before, 'a second up leaves every running service alone');
 unlike($out, qr/loading .* demo items/, 'and does not load the demo again');
 unlike($out, qr/nginx reloaded/, 'and does not reload nginx');
+for my $s (qw(canonical standard stripe shopify github slack hmac)) {
+    my $v = secret($s);
+    unlike($out, qr/\Q$v\E/, "a second up does not print the $s secret");
+}
+like($out, qr/scripts\/stack\.sh secrets/, 'it says where to see them');
+($rc, my $shown) = stack('secrets');
+is($rc, 0, 'stack.sh secrets succeeds');
+for my $s (qw(canonical standard stripe shopify github slack hmac)) {
+    my $v = secret($s);
+    like($shown, qr/^\s*\Q$s\E\s+\Q$v\E$/m, "stack.sh secrets shows $s");
+}
+
+# The shipped configurations start quietly: the projector warns about
+# nothing in its own configuration, nginx logs from notice up (at info,
+# every closed keepalive connection is a line).
+my $plog = CommerceTest->slurp("$run/logs/projector.log");
+unlike($plog, qr/"level":"warn"[^\n]*CONFWARN/,
+       'conf/worker.conf: no configuration warning at start');
+like(CommerceTest->slurp("$run/nginx/nginx.conf"),
+     qr/^error_log \S+ notice;$/m, 'nginx logs at notice by default');
+unlike(CommerceTest->slurp("$run/logs/nginx-error.log"), qr/\[info\]/,
+       'no info lines in the nginx error log (keepalive closes)');
 ($rc) = stack('status');
 is($rc, 0, 'status: everything runs');
 

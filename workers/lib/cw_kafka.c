@@ -108,12 +108,22 @@ cw_kafka_brokers(const cw_config_t *cfg, char *buf, size_t size, char *err,
 }
 
 
+/* The kafka.* properties go to the producer and the consumer alike, and
+ * each says it ignores the other's ("fetch.wait.max.ms is a consumer
+ * property and will be ignored by this producer instance"): that is
+ * expected, so it is debug, not a warning at every start. */
 static void
 cw_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
     const char *buf)
 {
     cw_field_t  f[] = { CW_FSTR("facility", fac),
                         CW_FSTR("client", rd_kafka_name(rk)) };
+
+    if (strcmp(fac, "CONFWARN") == 0
+        && strstr(buf, " will be ignored by this ") != NULL)
+    {
+        level = 7;
+    }
 
     cw_log_kv(level <= 3 ? CW_LOG_ERROR : level <= 4 ? CW_LOG_WARN
               : level <= 6 ? CW_LOG_INFO : CW_LOG_DEBUG, f, 2, "rdkafka: %s",
