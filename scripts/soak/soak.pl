@@ -116,7 +116,7 @@ kill 'TERM', @kids;
 waitpid($_, 0) for @kids;
 @kids = ();
 
-my (%d, %req, %reasons, %max_ms, @acks, %in_fault);
+my (%d, %req, %reasons, %max_ms, @acks, %in_fault, @answers);
 my @windows = @{ $faults->{windows} // [] };
 for my $f (glob "$dir/clients/*.log") {
     open my $fh, '<', $f or die "$f: $!\n";
@@ -127,6 +127,8 @@ for my $f (glob "$dir/clients/*.log") {
         $req{$gen}{$status}++;
         $max_ms{$gen} = $ms if $ms > ($max_ms{$gen} // 0);
         push @acks, [$t, $t + $ms / 1000] if $status == 202;
+        push @answers, [$t, $gen, $status, $ms]
+            if $id ne '-' && $status != 200 && $status != 202;
         # during which fault (until its heal finished) it was sent
         for my $w (@windows) {
             $in_fault{$gen}{$status}{ $w->{name} }++
@@ -194,7 +196,7 @@ sub rebuild_compare {
 # ------------------------------------------------------------ checks ---
 
 my %cctx = (st => $st, d => \%d, req => \%req, reasons => \%reasons,
-            in_fault => \%in_fault,
+            in_fault => \%in_fault, answers => \@answers, windows => \@windows,
             base_stock => \%base, prefix => $prefix, san => $o{san},
             san_dir => "$dir/san", rebuild => \&rebuild_compare);
 my @checks;
@@ -202,7 +204,8 @@ for my $c (@Soak::Checks::TABLE) {
     my ($ok, $detail) = eval { $c->{run}->(\%cctx) };
     ($ok, $detail) = (0, "check died: $@") if $@;
     $detail =~ s/\s+\z//;
-    push @checks, [$ok ? 'PASS' : 'FAIL', $c->{name}, $detail];
+    push @checks, [!defined $ok ? 'INFO' : $ok ? 'PASS' : 'FAIL', $c->{name},
+                    $detail];
 }
 
 # ------------------------------------------------------------ report ---

@@ -225,6 +225,37 @@ our @TABLE = (
           $out =~ s/\s+/ /g;
           return ($rc == 0, $rc == 0 ? 'all running' : $out);
       } },
+    # For information (no pass or fail: timings on a shared machine): how
+    # the ingress answers while things are broken.
+    { name => 'webhook_503_time',
+      what => 'how long the webhook 503s took (commerce_kafka_delivery_timeout'
+              . ' is 5s in conf/nginx.conf)',
+      run => sub {
+          my @ms = sort { $a <=> $b } map { $_->[3] }
+                   grep { $_->[2] == 503 } @{ $_[0]{answers} };
+          return (undef, 'none') unless @ms;
+          my $slow = grep { $_ > 5000 } @ms;
+          return (undef, sprintf('%d answers, median %d ms, max %d ms, %d over'
+                                 . ' 5 s', scalar @ms, $ms[$#ms / 2], $ms[-1],
+                                 $slow));
+      } },
+    { name => 'webhook_409_after_fault',
+      what => '409 delivery_in_progress answers, and the longest time after'
+              . ' the end of a fault that one came',
+      run => sub {
+          my ($ctx) = @_;
+          my ($n, $lag, $after) = (0, 0, '-');
+          for my $x (grep { $_->[2] == 409 } @{ $ctx->{answers} }) {
+              $n++;
+              my ($w) = sort { $b->{from} <=> $a->{from} }
+                        grep { $_->{from} <= $x->[0] } @{ $ctx->{windows} };
+              next unless $w;
+              my $l = $x->[0] - ($w->{to} // $w->{from});
+              ($lag, $after) = ($l, $w->{name}) if $l > $lag;
+          }
+          return (undef, $n ? sprintf('%d answers; the last %.1f s after %s'
+                                      . ' ended', $n, $lag, $after) : 'none');
+      } },
 );
 
 1;
