@@ -5,6 +5,9 @@
 #include "commerce_breaker.h"
 
 
+static void commerce_breaker_open(commerce_breaker_t *b, int64_t now);
+
+
 void
 commerce_breaker_init(commerce_breaker_t *b, unsigned threshold,
     int64_t open_ms, unsigned probes)
@@ -90,11 +93,30 @@ commerce_breaker_failure(commerce_breaker_t *b, int64_t now)
     if (b->state == COMMERCE_BREAKER_HALF_OPEN
         || b->failures >= b->threshold)
     {
-        b->state = COMMERCE_BREAKER_OPEN;
-        b->open_until = now + b->open_ms;
-        b->probing = 0;
-        b->opens++;
+        commerce_breaker_open(b, now);
     }
+}
+
+
+void
+commerce_breaker_trip(commerce_breaker_t *b, int64_t now)
+{
+    if (commerce_breaker_state(b, now) == COMMERCE_BREAKER_OPEN) {
+        return;
+    }
+
+    b->failures = b->threshold;
+    commerce_breaker_open(b, now);
+}
+
+
+static void
+commerce_breaker_open(commerce_breaker_t *b, int64_t now)
+{
+    b->state = COMMERCE_BREAKER_OPEN;
+    b->open_until = now + b->open_ms;
+    b->probing = 0;
+    b->opens++;
 }
 
 

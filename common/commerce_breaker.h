@@ -65,6 +65,12 @@ int commerce_breaker_allow(commerce_breaker_t *b, int64_t now);
 void commerce_breaker_success(commerce_breaker_t *b);
 void commerce_breaker_failure(commerce_breaker_t *b, int64_t now);
 
+/*
+ * Opens it now whatever the count, when the client knows the server is
+ * down (librdkafka's "all brokers down"); already open: unchanged.
+ */
+void commerce_breaker_trip(commerce_breaker_t *b, int64_t now);
+
 /* milliseconds until calls go through again, 0 unless open */
 int64_t commerce_breaker_retry_after(const commerce_breaker_t *b,
     int64_t now);

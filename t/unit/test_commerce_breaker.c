@@ -189,6 +189,40 @@ test_one_probe(void **state)
 }
 
 
+/* the Kafka producer's use: "all brokers down" opens it at once */
+static void
+test_trip(void **state)
+{
+    commerce_breaker_t  b;
+
+    (void) state;
+
+    commerce_breaker_init(&b, 3, 1000, 1);
+
+    commerce_breaker_trip(&b, 100);
+    assert_int_equal(commerce_breaker_state(&b, 100), COMMERCE_BREAKER_OPEN);
+    assert_int_equal(commerce_breaker_allow(&b, 500), 0);
+    assert_int_equal(commerce_breaker_retry_after(&b, 600), 500);
+    assert_int_equal(b.opens, 1);
+
+    /* tripped again while open: the period is not extended */
+    commerce_breaker_trip(&b, 900);
+    assert_int_equal(commerce_breaker_retry_after(&b, 900), 200);
+    assert_int_equal(b.opens, 1);
+
+    /* half-open: one probe, whose success closes it */
+    assert_int_equal(commerce_breaker_allow(&b, 1100), 1);
+    assert_int_equal(commerce_breaker_allow(&b, 1101), 0);
+    commerce_breaker_success(&b);
+    assert_int_equal(commerce_breaker_state(&b, 1102),
+                     COMMERCE_BREAKER_CLOSED);
+
+    /* and a closed breaker needs the full count again */
+    commerce_breaker_failure(&b, 1200);
+    assert_int_equal(commerce_breaker_allow(&b, 1201), 1);
+}
+
+
 static void
 test_state_names(void **state)
 {
@@ -212,6 +246,7 @@ main(void)
         cmocka_unit_test(test_half_open),
         cmocka_unit_test(test_consecutive),
         cmocka_unit_test(test_one_probe),
+        cmocka_unit_test(test_trip),
         cmocka_unit_test(test_state_names),
     };
 
