@@ -62,6 +62,10 @@ static void ngx_http_commerce_webhook_run(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
 static ngx_int_t ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
+static size_t ngx_http_commerce_webhook_max_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_commerce_webhook_message(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
+static void ngx_http_commerce_webhook_headers_cleanup(void *data);
 static ngx_int_t ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
 static void ngx_http_commerce_webhook_claimed(ngx_http_request_t *r,
@@ -74,6 +78,9 @@ static ngx_int_t ngx_http_commerce_webhook_mark_done(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
 static void ngx_http_commerce_webhook_marked(ngx_http_request_t *r,
     void *data, ngx_int_t rc, redisReply *reply);
+static ngx_int_t ngx_http_commerce_webhook_abandon(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
+    const char *msg);
 static void ngx_http_commerce_webhook_released(ngx_http_request_t *r,
     void *data, ngx_int_t rc, redisReply *reply);
 static ngx_int_t ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
@@ -88,9 +95,15 @@ static char *ngx_http_commerce_webhook_header(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_commerce_webhook_check_max_body(ngx_conf_t *cf,
+    void *post, void *data);
 static void *ngx_http_commerce_webhook_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_commerce_webhook_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+
+
+static ngx_conf_post_handler_pt  ngx_http_commerce_webhook_max_body_post =
+    ngx_http_commerce_webhook_check_max_body;
 
 
 static ngx_conf_enum_t  ngx_http_commerce_webhook_dedup_unavailable[] = {
@@ -98,6 +111,23 @@ static ngx_conf_enum_t  ngx_http_commerce_webhook_dedup_unavailable[] = {
     { ngx_string("accept"), NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_ACCEPT },
     { ngx_null_string, 0 }
 };
+
+
+/*
+ * The claim: the mark there (a duplicate), or nil once ours is set.  It
+ * carries the moment its request stops waiting (ARGV[3], ms since the
+ * epoch): executed later (Redis was frozen, or the connection dropped
+ * with the command in its buffer), it sets nothing and returns Redis's
+ * time, so that no mark is left that nobody is publishing.
+ */
+static const char  ngx_http_commerce_webhook_claim_lua[] =
+    "local t = redis.call('TIME') "
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "if now > tonumber(ARGV[3]) then return now end "
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then return v end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return false";
 
 
 /* deletes the in-flight mark only if it is still ours */
@@ -148,7 +178,7 @@ static ngx_command_t  ngx_http_commerce_webhook_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_commerce_webhook_loc_conf_t, max_body),
-      NULL },
+      &ngx_http_commerce_webhook_max_body_post },
 
     { ngx_string("commerce_webhook_dedup"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -255,7 +285,9 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
                                             "Content-Length", 0);
     }
 
-    if (r->headers_in.content_length_n > (off_t) wlcf->max_body) {
+    if (r->headers_in.content_length_n
+        > (off_t) ngx_http_commerce_webhook_max_body(r))
+    {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
@@ -517,14 +549,11 @@ static ngx_int_t
 ngx_http_commerce_webhook_body(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
-    u_char                                *p;
-    off_t                                  size;
-    ssize_t                                n;
-    ngx_buf_t                             *b;
-    ngx_chain_t                           *cl;
-    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+    u_char       *p;
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
     cl = r->request_body ? r->request_body->bufs : NULL;
     size = 0;
@@ -537,7 +566,7 @@ ngx_http_commerce_webhook_body(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (size > (off_t) wlcf->max_body) {
+    if (size > (off_t) ngx_http_commerce_webhook_max_body(r)) {
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
@@ -619,6 +648,10 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
             rc = ngx_http_commerce_webhook_verify(r, ctx);
             break;
 
+        case NGX_HTTP_COMMERCE_WEBHOOK_MESSAGE:
+            rc = ngx_http_commerce_webhook_message(r, ctx);
+            break;
+
         case NGX_HTTP_COMMERCE_WEBHOOK_CLAIM:
             rc = ngx_http_commerce_webhook_claim(r, ctx);
             break;
@@ -633,6 +666,13 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
 
         case NGX_HTTP_COMMERCE_WEBHOOK_ACCEPT:
             ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+
+            if (ctx->answered) {
+                /* published after its 503: recorded, not answered */
+                ngx_http_finalize_request(r, NGX_DONE);
+                return;
+            }
+
             ngx_http_finalize_request(r,
                 ngx_http_commerce_webhook_answer(r, ctx, NGX_HTTP_ACCEPTED,
                                                  "accepted"));
@@ -692,9 +732,9 @@ ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
 
 
 /*
- * Claims the delivery in one atomic round trip: SET NX of an in-flight mark
- * that returns what was there.  Nothing: ours to publish.  An in-flight or
- * done mark: a duplicate.
+ * Claims the delivery in one atomic round trip: the claim script sets an
+ * in-flight mark unless there is one, and returns what was there.
+ * Nothing: ours to publish.  An in-flight or done mark: a duplicate.
  */
 static ngx_int_t
 ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
@@ -703,6 +743,8 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
     u_char                                *p;
     time_t                                 retry_after;
     ngx_int_t                              rc;
+    ngx_msec_t                             timeout;
+    ngx_time_t                            *tp;
     ngx_http_commerce_redis_cmd_t          cmd;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
@@ -710,6 +752,13 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
 
     if (!wlcf->dedup || ctx->delivery_id.len == 0) {
         return NGX_OK;
+    }
+
+    timeout = ngx_http_commerce_redis_timeout(r);
+
+    if (ctx->dedup_key.len) {
+        /* a second try, as a plain SET (the clocks disagree) */
+        goto send;
     }
 
     ctx->dedup_key.len = sizeof(COMMERCE_RK_WEBHOOK_DEDUP ":") - 1
@@ -739,16 +788,35 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
                                        r->connection->requests)
                            - ctx->dedup_token.data;
 
-    ngx_http_commerce_redis_cmd_init(&cmd);
-    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
-    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
-    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
-    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "NX");
-    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
-    ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
-    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "GET");
+send:
 
-    rc = ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+    ngx_http_commerce_redis_cmd_init(&cmd);
+
+    if (ctx->plain_claim) {
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "NX");
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
+        ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "GET");
+
+    } else {
+        tp = ngx_timeofday();
+
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd,
+                                       ngx_http_commerce_webhook_claim_lua);
+        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
+        ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
+        ngx_http_commerce_redis_cmd_arg_uint(&cmd,
+                                             (uint64_t) tp->sec * 1000
+                                             + tp->msec + timeout);
+    }
+
+    rc = ngx_http_commerce_redis_send(r, timeout,
                                       ngx_http_commerce_webhook_claimed, ctx,
                                       &cmd, &retry_after);
 
@@ -784,6 +852,23 @@ ngx_http_commerce_webhook_claimed(ngx_http_request_t *r, void *data,
     } else if (reply->type == REDIS_REPLY_NIL) {
         ctx->claimed = 1;
         rc = NGX_OK;
+
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+
+        /* in time for us, late by Redis's clock: the clocks disagree */
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce webhook: Redis's clock is ahead of this "
+                      "host's by more than commerce_redis_timeout (Redis: "
+                      "%L ms since the epoch), claiming without a deadline",
+                      (int64_t) reply->integer);
+
+        ctx->plain_claim = 1;
+        rc = ngx_http_commerce_webhook_claim(r, ctx);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
 
     } else {
         rc = ngx_http_commerce_webhook_duplicate(r, ctx, reply);
@@ -954,28 +1039,48 @@ ngx_http_commerce_webhook_marked(ngx_http_request_t *r, void *data,
 
 
 /*
- * Queues the body for Kafka.  The request then waits for the delivery
- * report (ngx_http_commerce_webhook_published), also when the client goes
- * away meanwhile: the outcome must still be recorded (done mark, or the
- * in-flight mark released), or the sender's retry would be published a
- * second time.  The wait is bounded by commerce_kafka_delivery_timeout.
+ * The largest body this request may have: commerce_webhook_max_body, and
+ * what a Kafka message can carry (the key and headers lower it further:
+ * ngx_http_commerce_webhook_message() checks the exact size).
+ */
+static size_t
+ngx_http_commerce_webhook_max_body(ngx_http_request_t *r)
+{
+    size_t                                 kafka;
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    kafka = ngx_http_commerce_kafka_body_max(r, 0, NULL);
+
+    return ngx_min(wlcf->max_body, kafka);
+}
+
+
+/*
+ * The Kafka headers of the message, built before the delivery is claimed:
+ * a body that cannot fit in a message with them gets 413 body_too_large,
+ * a permanent answer, and leaves no mark.
  */
 static ngx_int_t
-ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
+ngx_http_commerce_webhook_message(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
     u_char                                 at[NGX_INT64_LEN];
     size_t                                 atlen;
-    ngx_int_t                              rc;
     ngx_str_t                              ct, value;
     ngx_uint_t                             i;
-    ngx_http_commerce_webhook_header_t    *eh;
-    ngx_buf_t                              b;
-    ngx_chain_t                            cl;
+    ngx_pool_cleanup_t                    *cln;
     rd_kafka_headers_t                    *hdrs;
+    ngx_http_commerce_webhook_header_t    *eh;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     atlen = ngx_sprintf(at, "%L", ctx->received_at) - at;
 
@@ -992,12 +1097,16 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* until produced, the request owns them */
+    ctx->hdrs = hdrs;
+    cln->handler = ngx_http_commerce_webhook_headers_cleanup;
+    cln->data = ctx;
+
     if (wlcf->headers) {
         eh = wlcf->headers->elts;
 
         for (i = 0; i < wlcf->headers->nelts; i++) {
             if (ngx_http_complex_value(r, &eh[i].value, &value) != NGX_OK) {
-                rd_kafka_headers_destroy(hdrs);
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
@@ -1025,6 +1134,52 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
     (void) rd_kafka_header_add(hdrs, COMMERCE_H_TRACEPARENT, -1,
                                ctx->traceparent.data, ctx->traceparent.len);
 
+    if (ctx->body.len
+        > ngx_http_commerce_kafka_body_max(r, ctx->key.len, hdrs))
+    {
+        return ngx_http_commerce_webhook_fail(r, ctx,
+                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                        "body_too_large",
+                                        "the webhook body with its "
+                                        "headers exceeds the size limit", 0);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_commerce_webhook_headers_cleanup(void *data)
+{
+    ngx_http_commerce_webhook_ctx_t  *ctx = data;
+
+    if (ctx->hdrs) {
+        rd_kafka_headers_destroy(ctx->hdrs);
+        ctx->hdrs = NULL;
+    }
+}
+
+
+/*
+ * Queues the body for Kafka.  The request then waits for the delivery
+ * report (ngx_http_commerce_webhook_published), also when the client goes
+ * away meanwhile: the outcome must still be recorded (done mark, or the
+ * in-flight mark released), or the sender's retry would be published a
+ * second time.  The wait is bounded by commerce_kafka_delivery_timeout.
+ * A message that cannot be queued releases its mark like a failed one.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    ngx_int_t                              rc;
+    ngx_buf_t                              b;
+    ngx_chain_t                            cl;
+    rd_kafka_headers_t                    *hdrs;
+    ngx_http_commerce_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+
     ngx_memzero(&b, sizeof(ngx_buf_t));
     b.pos = ctx->body.data;
     b.last = ctx->body.data + ctx->body.len;
@@ -1033,53 +1188,106 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
     cl.buf = &b;
     cl.next = NULL;
 
+    /* the headers are the producer's now */
+    hdrs = ctx->hdrs;
+    ctx->hdrs = NULL;
+
     /* the body is copied before this returns */
     rc = ngx_http_commerce_kafka_produce(r, &wlcf->topic, &ctx->key, &cl,
                                          hdrs,
                                          ngx_http_commerce_webhook_published,
-                                         ctx);
+                                         ctx, &ctx->retry_after);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_http_commerce_webhook_fail(r, ctx,
-                                   NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "broker_unavailable",
-                                   "the event broker cannot take the "
-                                   "webhook now",
-                                   NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_AGAIN;
+
+    case NGX_DECLINED:
+        return ngx_http_commerce_webhook_abandon(r, ctx,
+                                           NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "the event broker cannot take "
+                                           "the webhook now");
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        return ngx_http_commerce_webhook_abandon(r, ctx, rc, NULL);
+
+    default:
+        return ngx_http_commerce_webhook_abandon(r, ctx,
+                                           NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           NULL);
     }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return NGX_AGAIN;
 }
 
 
-/* The delivery report, with the request alive: answer 202 or 503. */
+/*
+ * The delivery report, with the request alive: 202 (after the done mark)
+ * or, with the in-flight mark released, 503 or 413.  An overdue report
+ * (NGX_AGAIN) gets its 503 now, and the request stays until the outcome
+ * is recorded: marked done if the message arrives after all.
+ */
 static void
 ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
     ngx_int_t rc, int32_t partition, int64_t offset, const char *errstr)
 {
-    time_t                            retry_after;
-    ngx_http_commerce_redis_cmd_t     cmd;
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
 
-    if (rc == NGX_OK) {
+    switch (rc) {
+
+    case NGX_OK:
         ctx->partition = partition;
         ctx->offset = offset;
         ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_MARK_DONE;
 
         ngx_http_commerce_webhook_run(r, ctx);
         return;
+
+    case NGX_AGAIN:
+        ctx->answered = 1;
+        r->main->count++;
+
+        rc = ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "broker_unavailable",
+                                          "the event broker did not confirm "
+                                          "the write in time",
+                                          NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+
+        ngx_http_finalize_request(r, rc);
+        return;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        (void) ngx_http_commerce_webhook_abandon(r, ctx, rc, NULL);
+        return;
+
+    default:
+        ctx->retry_after = NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER;
+
+        (void) ngx_http_commerce_webhook_abandon(r, ctx,
+                                           NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "the event broker did not "
+                                           "confirm the write");
     }
+}
+
+
+/*
+ * The message is not in Kafka: the in-flight mark is released first, so
+ * that the sender's retry does not find it, then the request gets its
+ * failure.  NGX_AGAIN while the release is on its way, else NGX_DONE.
+ */
+static ngx_int_t
+ngx_http_commerce_webhook_abandon(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
+    const char *msg)
+{
+    time_t                          retry_after;
+    ngx_http_commerce_redis_cmd_t   cmd;
 
     ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+    ctx->failure = status;
+    ctx->failure_msg = msg;
 
     if (ctx->claimed) {
-
-        /* the sender's retry must not find our in-flight mark */
-
         ngx_http_commerce_redis_cmd_init(&cmd);
         ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
         ngx_http_commerce_redis_cmd_arg_literal(&cmd,
@@ -1093,7 +1301,7 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
                                          ctx, &cmd, &retry_after)
             == NGX_OK)
         {
-            return;
+            return NGX_AGAIN;
         }
     }
 
@@ -1102,10 +1310,12 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
                                        ? NGX_HTTP_COMMERCE_REDIS_DOWN
                                        : NGX_HTTP_COMMERCE_REDIS_OK,
                                        NULL);
+
+    return NGX_DONE;
 }
 
 
-/* After a failed publish (and the in-flight mark released): 503. */
+/* After a failed publish (and the in-flight mark released): the answer. */
 static void
 ngx_http_commerce_webhook_released(ngx_http_request_t *r, void *data,
     ngx_int_t rc, redisReply *reply)
@@ -1120,12 +1330,31 @@ ngx_http_commerce_webhook_released(ngx_http_request_t *r, void *data,
                       "released, it expires by itself", &ctx->dedup_key);
     }
 
-    (void) ngx_http_commerce_webhook_fail(r, ctx,
-                                   NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "broker_unavailable",
-                                   "the event broker did not confirm the "
-                                   "write",
-                                   NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+    if (ctx->answered) {
+        /* its 503 is out already */
+        ngx_http_finalize_request(r, NGX_DONE);
+        return;
+    }
+
+    switch (ctx->failure) {
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        (void) ngx_http_commerce_webhook_fail(r, ctx, ctx->failure,
+                                              "broker_unavailable",
+                                              ctx->failure_msg,
+                                              ctx->retry_after);
+        return;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        (void) ngx_http_commerce_webhook_fail(r, ctx, ctx->failure,
+                                              "body_too_large",
+                                              "the event broker refuses a "
+                                              "message of this size", 0);
+        return;
+
+    default:
+        ngx_http_finalize_request(r, ctx->failure);
+    }
 }
 
 
@@ -1280,6 +1509,33 @@ ngx_http_commerce_webhook_header(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A limit above what a Kafka message can carry (message.max.bytes as set
+ * so far by commerce_kafka_property, less the record overhead) is not an
+ * error, the smaller one applies, but it is said where it is set.
+ */
+static char *
+ngx_http_commerce_webhook_check_max_body(ngx_conf_t *cf, void *post,
+    void *data)
+{
+    size_t  *max = data;
+
+    size_t  kafka;
+
+    kafka = ngx_http_commerce_kafka_conf_body_max(cf);
+
+    if (*max > kafka) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"commerce_webhook_max_body\" %uz is above what "
+                           "a Kafka message can carry (%uz bytes and less "
+                           "its headers, from message.max.bytes): larger "
+                           "bodies get 413", *max, kafka);
     }
 
     return NGX_CONF_OK;

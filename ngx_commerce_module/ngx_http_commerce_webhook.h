@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_verify.h"
 
 
@@ -31,6 +32,7 @@
 typedef enum {
     NGX_HTTP_COMMERCE_WEBHOOK_READ_BODY = 0,
     NGX_HTTP_COMMERCE_WEBHOOK_VERIFY,         /* MAC over the body, JSON */
+    NGX_HTTP_COMMERCE_WEBHOOK_MESSAGE,        /* headers; fits Kafka: 413 */
     NGX_HTTP_COMMERCE_WEBHOOK_CLAIM,          /* dedup: in-flight mark */
     NGX_HTTP_COMMERCE_WEBHOOK_PUBLISH,
     NGX_HTTP_COMMERCE_WEBHOOK_MARK_DONE,      /* dedup: done mark */
@@ -70,9 +72,15 @@ typedef struct {
     ngx_http_commerce_verify_t  verify;    /* the verify module's outcome */
     ngx_str_t                   dedup_key;
     ngx_str_t                   dedup_token;       /* our in-flight mark */
+    rd_kafka_headers_t         *hdrs;      /* until produced */
     int32_t                     partition;
     int64_t                     offset;
+    ngx_uint_t                  failure;   /* the status of a failed publish */
+    const char                 *failure_msg;
+    time_t                      retry_after;
     unsigned                    claimed:1;         /* in-flight mark ours */
+    unsigned                    plain_claim:1;     /* Redis clock ahead */
+    unsigned                    answered:1;        /* 503 sent, report due */
 } ngx_http_commerce_webhook_ctx_t;
 
 

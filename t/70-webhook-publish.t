@@ -76,6 +76,7 @@ $t->write_nginx_conf(<<"EOF");
     commerce_kafka_property compression.type lz4;
     commerce_kafka_property reconnect.backoff.max.ms 200;
     commerce_kafka_delivery_timeout 1s;
+    commerce_kafka_breaker_threshold 0;   # deliveries wait (t/75: breaker)
 
     server {
         listen 127.0.0.1:%%PORT_HTTP%%;
@@ -96,6 +97,10 @@ $t->write_nginx_conf(<<"EOF");
         location = /spill {
             client_body_in_file_only clean;
             commerce_webhook spill;
+        }
+
+        location = /big {
+            commerce_webhook big;
         }
     }
 EOF
@@ -229,6 +234,45 @@ $r = $t->http(POST => '/webhooks/shopify', -body => '');
 is($r->{status}, 400, 'empty body: 400');
 is(decode($r->{body})->{error}, 'empty_body', 'empty_body error');
 
+# ------------------------------------------- Kafka's message size limit ---
+
+# librdkafka's message.max.bytes (1,000,000 by default) counts the record
+# overhead (36 bytes at most), the key and the headers: a body within the
+# webhook limit (1m) may not fit in a message.  Above what fits: a JSON
+# 413, permanent, not a 503 the provider would retry forever.
+my $fit = 1_000_000 - 36 - headers_size(source => 'big', delivery_id => '',
+                                        signature_scheme => '',
+                                        received_at => '1' x 13,
+                                        content_type => 'text/plain',
+                                        traceparent => 'x' x 55);
+
+my $at_limit = 'f' x $fit;
+$r = $t->http(POST => '/big', 'Content-Type' => 'text/plain',
+              -body => $at_limit, -timeout => 30);
+is($r->{status}, 202, "a body that just fits a Kafka message ($fit): 202");
+$ack = decode($r->{body});
+$m = find_at('commerce.inbound', $ack->{partition}, $ack->{offset});
+ok($m && length($m->{value}) == $fit && $m->{value} eq $at_limit,
+   '... published byte for byte');
+
+$r = $t->http(POST => '/big', 'Content-Type' => 'text/plain',
+              -body => $at_limit . 'f', -timeout => 30);
+is($r->{status}, 413, 'one byte more: 413, not 503');
+is(decode($r->{body})->{error}, 'body_too_large', '... body_too_large');
+ok(!$r->{headers}{'retry-after'}, '... without Retry-After (permanent)');
+
+$r = $t->http(POST => '/big', -body => 'g' x 1_000_000, -timeout => 30);
+is($r->{status}, 413, 'a body of message.max.bytes: 413');
+
+# Above what any message can carry, the Content-Length is enough: the
+# answer comes without the body being sent.
+my ($early) = $t->http_raw("POST /big HTTP/1.1\r\nHost: x\r\n"
+                           . "Connection: close\r\n"
+                           . "Content-Length: 999965\r\n\r\n",
+                           timeout => 10);
+like($early, qr{^HTTP/1\.1 413 .*"error":"body_too_large"}s,
+     'Content-Length above message.max.bytes: 413 before the body is read');
+
 # --------------------------------------------------------- broker down ---
 
 $broker->control('down all');
@@ -287,6 +331,42 @@ for (1 .. 40) {
 }
 is($status, 202, 'the worker serves on after the abort');
 
+# ----------------------------- a smaller message.max.bytes, at nginx -t ---
+
+$t->write_nginx_conf(<<"EOF", name => 'small');
+    commerce_kafka_brokers $bs;
+    commerce_kafka_property message.max.bytes 2000;
+    commerce_kafka_breaker_threshold 0;
+
+    server {
+        listen 127.0.0.1:%%PORT_HTTP3%%;
+        location /wh {
+            commerce_webhook small;
+            commerce_webhook_max_body 4k;
+        }
+    }
+EOF
+
+my ($small_ok, $small_out) = $t->nginx_test_ok('small');
+ok($small_ok, 'a body limit above message.max.bytes is not an error');
+like($small_out, qr/\[warn\].*"commerce_webhook_max_body"\ 4096\ is\ above
+                    \ what\ a\ Kafka\ message\ can\ carry\ \(1964\ bytes.*
+                    \ in\ \S+small\S*:\d+/x,
+     '... but a warning at nginx -t, with file:line');
+
+$t->start_nginx(name => 'small', port => $t->port('HTTP3'));
+
+$r = $t->http(POST => '/wh', -port => $t->port('HTTP3'),
+              -body => 'h' x 1000);
+is($r->{status}, 202, 'message.max.bytes 2000: a body of 1000 fits');
+
+$r = $t->http(POST => '/wh', -port => $t->port('HTTP3'),
+              -body => 'h' x 1900);
+is($r->{status}, 413, '... one of 1900 with the headers does not: 413');
+is(decode($r->{body})->{error}, 'body_too_large', '... body_too_large');
+
+$t->stop_nginx(name => 'small');
+
 # ----------------------------------------- brokers at a closed port ---
 
 $t->write_nginx_conf(<<'EOF', name => 'closed');
@@ -315,6 +395,20 @@ $t->done;
 
 
 # ---------------------------------------------------------------- util ---
+
+# What librdkafka counts of record headers: each name and value with their
+# lengths as zigzag varints.
+sub headers_size {
+    my (%h) = @_;
+    my $size = 0;
+    for my $v (keys(%h), values(%h)) {
+        my $z = 2 * length $v;
+        my $n = 1;
+        while ($z >= 0x80) { $z >>= 7; $n++ }
+        $size += length($v) + $n;
+    }
+    return $size;
+}
 
 sub decode {
     my ($s) = @_;

@@ -27,6 +27,7 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
     commerce_kafka_brokers $bs;
     commerce_kafka_property reconnect.backoff.max.ms 200;
     commerce_kafka_delivery_timeout 5s;
+    commerce_kafka_breaker_threshold 0;   # deliveries wait (t/75: breaker)
     commerce_kafka_flush_timeout 300ms;
 
     server {

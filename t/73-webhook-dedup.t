@@ -116,6 +116,7 @@ EOF
 $t->write_nginx_conf(<<"EOF", workers => 2);
 $common
     commerce_kafka_delivery_timeout 20s;
+    commerce_kafka_breaker_threshold 0;   # deliveries wait (t/75: breaker)
 
     server {
         listen 127.0.0.1:%%PORT_HTTP%%;
@@ -178,6 +179,7 @@ EOF
 $t->write_nginx_conf(<<"EOF", name => 'fast');
 $common
     commerce_kafka_delivery_timeout 2s;
+    commerce_kafka_breaker_threshold 0;   # deliveries wait (t/75: breaker)
 
     server {
         listen 127.0.0.1:%%PORT_FAST%%;

@@ -36,6 +36,7 @@ $t->write_nginx_conf(<<"EOF");
     commerce_kafka_brokers $bs;
     commerce_kafka_property reconnect.backoff.max.ms 200;
     commerce_kafka_delivery_timeout 20s;
+    commerce_kafka_breaker_threshold 0;   # deliveries wait (t/75: breaker)
 
     server {
         listen 127.0.0.1:%%PORT_HTTP%%;
