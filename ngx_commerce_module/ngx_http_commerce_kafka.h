@@ -94,8 +94,8 @@ size_t ngx_http_commerce_kafka_body_max(ngx_http_request_t *r, size_t keylen,
 size_t ngx_http_commerce_kafka_conf_body_max(ngx_conf_t *cf);
 
 /*
- * Publishes a copy of the body (memory or temp file buffers) with the key
- * (none when NULL or empty) and the headers to the topic.  The headers
+ * Publishes a copy of the value with the key (none when NULL or empty) and
+ * the headers to the topic.  The headers
  * are owned by this function from the call on, whatever it returns.
  *
  * Returns NGX_OK (the handler will be called, see above, unless the
@@ -103,16 +103,16 @@ size_t ngx_http_commerce_kafka_conf_body_max(ngx_conf_t *cf);
  * now (no producer, the broker known to be down, queue full: answer 503,
  * *retry_after holds the seconds to wait),
  * NGX_HTTP_REQUEST_ENTITY_TOO_LARGE when it can never be (413),
- * NGX_ERROR on allocation or file read failure.  The caller keeps the
+ * NGX_ERROR on allocation failure.  The caller keeps the
  * request open (r->main->count) until the handler has run.
  *
  * Use:
  *
- *     rc = ngx_http_commerce_kafka_produce(r, &topic, &key, body, hdrs,
+ *     rc = ngx_http_commerce_kafka_produce(r, &topic, &key, &body, hdrs,
  *                                          published, ctx, &retry_after);
  */
 ngx_int_t ngx_http_commerce_kafka_produce(ngx_http_request_t *r,
-    ngx_str_t *topic, ngx_str_t *key, ngx_chain_t *body,
+    ngx_str_t *topic, ngx_str_t *key, ngx_str_t *value,
     rd_kafka_headers_t *hdrs, ngx_http_commerce_kafka_handler_pt handler,
     void *data, time_t *retry_after);
 

@@ -110,8 +110,6 @@ static void ngx_http_commerce_kafka_msg_cleanup(void *data);
 static void ngx_http_commerce_kafka_msg_free(
     ngx_http_commerce_kafka_msg_t *msg);
 static rd_kafka_topic_t *ngx_http_commerce_kafka_topic(ngx_str_t *topic);
-static u_char *ngx_http_commerce_kafka_payload(ngx_http_request_t *r,
-    ngx_chain_t *body, size_t *len);
 
 
 /* one producer per worker process; wfd is set in init_process */
@@ -873,14 +871,13 @@ ngx_http_commerce_kafka_topic(ngx_str_t *topic)
 
 ngx_int_t
 ngx_http_commerce_kafka_produce(ngx_http_request_t *r, ngx_str_t *topic,
-    ngx_str_t *key, ngx_chain_t *body, rd_kafka_headers_t *hdrs,
+    ngx_str_t *key, ngx_str_t *value, rd_kafka_headers_t *hdrs,
     ngx_http_commerce_kafka_handler_pt handler, void *data,
     time_t *retry_after)
 {
     u_char                            *payload, *name;
     size_t                             len;
     ngx_int_t                          rc;
-    ngx_chain_t                       *cl;
     rd_kafka_topic_t                  *rkt, *own;
     rd_kafka_resp_err_t                err;
     ngx_pool_cleanup_t                *cln;
@@ -897,11 +894,7 @@ ngx_http_commerce_kafka_produce(ngx_http_request_t *r, ngx_str_t *topic,
         return NGX_DECLINED;
     }
 
-    len = 0;
-
-    for (cl = body; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
+    len = value->len;
 
     if (len > ngx_http_commerce_kafka_body_max(r, key ? key->len : 0, hdrs)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -927,12 +920,14 @@ ngx_http_commerce_kafka_produce(ngx_http_request_t *r, ngx_str_t *topic,
 
     /* the request pool may be gone before the report: librdkafka frees it */
     payload = (name && cln && msg)
-              ? ngx_http_commerce_kafka_payload(r, body, &len) : NULL;
+              ? ngx_alloc(len ? len : 1, r->connection->log) : NULL;
 
     if (payload == NULL) {
         rc = NGX_ERROR;
         goto failed;
     }
+
+    ngx_memcpy(payload, value->data, len);
 
     ngx_cpystrn(name, topic->data, topic->len + 1);
 
@@ -1016,61 +1011,4 @@ failed:
     rd_kafka_headers_destroy(hdrs);
 
     return rc;
-}
-
-
-/*
- * A malloc()ed copy of the body, read from memory or from the request
- * body's temp file.  Never returns NULL for an empty body.
- */
-static u_char *
-ngx_http_commerce_kafka_payload(ngx_http_request_t *r, ngx_chain_t *body,
-    size_t *len)
-{
-    u_char       *payload, *p;
-    off_t         size;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    size = 0;
-
-    for (cl = body; cl; cl = cl->next) {
-        size += ngx_buf_size(cl->buf);
-    }
-
-    payload = ngx_alloc(size ? (size_t) size : 1, r->connection->log);
-    if (payload == NULL) {
-        return NULL;
-    }
-
-    p = payload;
-
-    for (cl = body; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (ngx_buf_in_memory(b)) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        if (b->in_file && b->file_last > b->file_pos) {
-            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
-                              b->file_pos);
-
-            if (n != b->file_last - b->file_pos) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "commerce kafka: short read of the request "
-                              "body file \"%V\"", &b->file->name);
-                ngx_free(payload);
-                return NULL;
-            }
-
-            p += n;
-        }
-    }
-
-    *len = p - payload;
-
-    return payload;
 }

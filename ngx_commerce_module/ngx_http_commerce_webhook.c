@@ -118,9 +118,12 @@ static ngx_conf_enum_t  ngx_http_commerce_webhook_dedup_unavailable[] = {
  * carries the moment its request stops waiting (ARGV[3], ms since the
  * epoch): executed later (Redis was frozen, or the connection dropped
  * with the command in its buffer), it sets nothing and returns Redis's
- * time, so that no mark is left that nobody is publishing.
+ * time, so that no mark is left that nobody is publishing.  (A write after
+ * TIME needs effects replication: the default since Redis 5, asked for
+ * before.)
  */
 static const char  ngx_http_commerce_webhook_claim_lua[] =
+    "redis.replicate_commands() "
     "local t = redis.call('TIME') "
     "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
     "if now > tonumber(ARGV[3]) then return now end "
@@ -1173,28 +1176,18 @@ ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
     ngx_int_t                              rc;
-    ngx_buf_t                              b;
-    ngx_chain_t                            cl;
     rd_kafka_headers_t                    *hdrs;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
-
-    ngx_memzero(&b, sizeof(ngx_buf_t));
-    b.pos = ctx->body.data;
-    b.last = ctx->body.data + ctx->body.len;
-    b.memory = 1;
-
-    cl.buf = &b;
-    cl.next = NULL;
 
     /* the headers are the producer's now */
     hdrs = ctx->hdrs;
     ctx->hdrs = NULL;
 
     /* the body is copied before this returns */
-    rc = ngx_http_commerce_kafka_produce(r, &wlcf->topic, &ctx->key, &cl,
-                                         hdrs,
+    rc = ngx_http_commerce_kafka_produce(r, &wlcf->topic, &ctx->key,
+                                         &ctx->body, hdrs,
                                          ngx_http_commerce_webhook_published,
                                          ctx, &ctx->retry_after);
 
@@ -1244,13 +1237,14 @@ ngx_http_commerce_webhook_published(ngx_http_request_t *r, void *data,
 
     case NGX_AGAIN:
         ctx->answered = 1;
+        ctx->retry_after = NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER;
         r->main->count++;
 
         rc = ngx_http_commerce_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                           "broker_unavailable",
                                           "the event broker did not confirm "
                                           "the write in time",
-                                          NGX_HTTP_COMMERCE_WEBHOOK_RETRY_AFTER);
+                                          ctx->retry_after);
 
         ngx_http_finalize_request(r, rc);
         return;
