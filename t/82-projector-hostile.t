@@ -124,6 +124,36 @@ like(metrics(), qr/^projector_outbox_refused_total\{reason="too_large"\} 1$/m,
 like(metrics(), qr/^projector_dlq_total\{reason="invalid_json"\} 1$/m,
      'projector_dlq_total{reason="invalid_json"}');
 
+# An event too large for Kafka (an item whose attributes fill the inbound
+# message) is published reduced too; the event store has it whole.
+{
+    my $body = encode_json({ type => 'item.upsert', item => {
+        id => 'item-big', name => 'Big', attributes => { blob => 'y' x 999_000 },
+        variants => [ { sku => 'SKU-BIG' } ] } });
+    open my $fh, '|-', 'kcat', '-P', '-b', $p->brokers, '-t', 'commerce.inbound',
+        '-k', 'm-1', '-H', 'source=canonical', '-H', 'delivery_id=big-item',
+        '-X', 'message.max.bytes=2000000' or die "kcat: $!";
+    print $fh $body;
+    close $fh or die "kcat failed: $?";
+}
+send_canonical('after-big-item', { type => 'stock.set', store_id => 'store-h',
+                                   sku => 'SKU-BIG', on_hand => 5 });
+ok($p->wait_for(sub { my $s = stock('store-h', 'SKU-BIG'); $s && $s->{on_hand} == 5 }),
+   'the item with a large event and the stock after it applied');
+ok($p->wait_for(\&outbox_empty, 'outbox drained', 90),
+   'the outbox drains past the event Kafka refuses');
+my ($bigev) = grep { /event_type=catalog\.item\.updated/ && /reduced=too_large/ }
+              consume('commerce.events', '%h|%S\\n');
+like($bigev // '', qr/event_id=[0-9a-f-]{36}.*\|(?:0|-1)$/,
+     'on commerce.events reduced: its event_id, no value');
+is($p->sql("SELECT octet_length(data->'attributes'->>'blob') FROM event_store"
+           . " WHERE aggregate_id = 'item-big'"), 999_000, 'the event store has it whole');
+ok($p->wait_for(sub { grep { /"delivery_id":"after-big-item"/ }
+                      consume('commerce.events', '%s\\n') }),
+   'the events after it are published');
+like(metrics(), qr/^projector_outbox_refused_total\{reason="too_large"\} 2$/m,
+     'counted');
+
 # --- bug 4: unknown skus are parked until their item comes ------------------
 
 send_canonical('early-stock', { type => 'stock.set', store_id => 'store-h',
