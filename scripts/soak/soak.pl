@@ -49,7 +49,8 @@ sub say { print "soak: @_\n" }
 
 # The sanitizers' reports go to files, found by no_sanitizer_report.
 if ($o{san}) {
-    $ENV{ASAN_OPTIONS} = "detect_leaks=0:abort_on_error=0:log_path=$dir/san/asan";
+    $ENV{ASAN_OPTIONS} = 'detect_leaks=0:abort_on_error=0:'
+                        . "log_path=$dir/san/asan";
     $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/san/ubsan";
 }
 
@@ -104,7 +105,8 @@ $faults->supervise;
 
 # ------------------------------------------------- answers and catch-up ---
 
-say(sprintf 'load and faults done after %.0fs; draining the retries', time - $t0);
+say(sprintf 'load and faults done after %.0fs; draining the retries',
+    time - $t0);
 kill 'USR1', @kids;
 my $deadline = time + $o{drain};
 while (@kids && time < $deadline) {
@@ -246,8 +248,10 @@ push @reqrows, ['all', map({ $col{$_} } @codes), $all, ''];
 
 my $report = sprintf("soak %s: %ds of load (%d req/s asked, %.0f done) and "
                      . "faults, %s build\n\n", $prefix, $o{seconds}, $o{rate},
-                     $all / ($o{seconds} || 1), $o{san} ? 'sanitizer' : 'normal')
-    . "faults injected\n" . table($faults->report([sort { $a->[0] <=> $b->[0] } @acks])) . "\n"
+                     $all / ($o{seconds} || 1),
+                     $o{san} ? 'sanitizer' : 'normal')
+    . "faults injected\n"
+    . table($faults->report([sort { $a->[0] <=> $b->[0] } @acks])) . "\n"
     . "requests by status (every attempt; 599: client-side timeout or "
     . "connection error)\n" . table(@reqrows) . "\n"
     . "checks\n" . table(['result', 'check', 'detail'], @checks);

@@ -19,9 +19,6 @@ sub verify_of { $Soak::Traffic::BY_NAME{ $_[0]{gen} }{verify} // '' }
 sub acked { my ($ctx, $v) = @_;
             grep { $_->{acked} && verify_of($_) eq $v } values %{ $ctx->{d} } }
 
-sub unacked { my ($ctx, $v) = @_;
-              grep { !$_->{acked} && verify_of($_) eq $v } values %{ $ctx->{d} } }
-
 sub sample { my @l = sort @_; return join(' ', @l[0 .. ($#l < 4 ? $#l : 4)])
              . (@l > 5 ? ' ...' : '') }
 
@@ -64,12 +61,13 @@ our @TABLE = (
           return (!@open, @open ? scalar(@open) . ' never acknowledged, '
                   . 'last answers: ' . join(', ', map { "$_ x$last{$_}" }
                   sort keys %last) . '; e.g. ' . sample(map { $_->{id} } @open)
-                  : scalar(keys %{ $ctx->{d} }) . ' deliveries, all acknowledged');
+                  : scalar(keys %{ $ctx->{d} })
+                    . ' deliveries, all acknowledged');
       } },
     { name => 'no_unexpected_status',
       what => 'webhooks: only 200/202 and retryable answers (409, 429, 503, '
-              . 'client timeouts); reads: 200, 503, 504 (404 only while a killed '
-              . 'Redis is rebuilt)',
+              . 'client timeouts); reads: 200, 503, 504 (404 only while'
+              . ' a killed Redis is rebuilt)',
       run => sub {
           my ($ctx) = @_;
           my %ok_read = map { $_ => 1 } (200, 503, 504);
@@ -240,21 +238,24 @@ our @TABLE = (
                                  $slow));
       } },
     { name => 'webhook_409_after_fault',
-      what => '409 delivery_in_progress answers, and the longest time after'
-              . ' the end of a fault that one came',
+      what => '409 delivery_in_progress answers, and how long after the end'
+              . ' of the Redis freeze before it the last one came',
       run => sub {
           my ($ctx) = @_;
           my ($n, $lag, $after) = (0, 0, '-');
+          my @freezes = grep { $_->{name} eq 'redis_freeze' }
+                        @{ $ctx->{windows} };
           for my $x (grep { $_->[2] == 409 } @{ $ctx->{answers} }) {
               $n++;
               my ($w) = sort { $b->{from} <=> $a->{from} }
-                        grep { $_->{from} <= $x->[0] } @{ $ctx->{windows} };
+                        grep { $_->{from} <= $x->[0] } @freezes;
               next unless $w;
               my $l = $x->[0] - ($w->{to} // $w->{from});
               ($lag, $after) = ($l, $w->{name}) if $l > $lag;
           }
-          return (undef, $n ? sprintf('%d answers; the last %.1f s after %s'
-                                      . ' ended', $n, $lag, $after) : 'none');
+          return (undef, 'none') unless $n;
+          return (undef, sprintf('%d answers; the last %.1f s after the end'
+                                 . ' of a %s', $n, $lag, $after));
       } },
 );
 

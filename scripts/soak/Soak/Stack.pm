@@ -143,7 +143,9 @@ sub bootstrap {
 sub topic_headers {
     my ($self, $topic) = @_;
     my $boot = $self->bootstrap or die "no bootstrap file\n";
-    my @lines = `timeout 120 kcat -C -b '$boot' -t $topic -o beginning -e -q -f '%h\\n' 2>/dev/null`;
+    my $cmd = "timeout 120 kcat -C -b '$boot' -t $topic -o beginning -e -q"
+              . " -f '%h\\n' 2>/dev/null";
+    my @lines = `$cmd`;
     return map {
         chomp;
         my %h = map { split /=/, $_, 2 } split /,(?=[a-z_]+=)/, $_;
