@@ -69,6 +69,10 @@
 /* of an inbound message, set by the module */
 #define COMMERCE_H_SOURCE             "source"
 #define COMMERCE_H_DELIVERY_ID        "delivery_id"
+/* the longest delivery id, in bytes: the module refuses a longer one (400
+ * delivery_id_too_long), so no message carries one (common/
+ * commerce_inbound.h has the whole rule) */
+#define COMMERCE_DELIVERY_ID_MAX      400
 #define COMMERCE_H_SIGNATURE_SCHEME   "signature_scheme"
 #define COMMERCE_H_RECEIVED_AT        "received_at"
 #define COMMERCE_H_CONTENT_TYPE       "content_type"
