@@ -57,26 +57,32 @@ struct ngx_http_commerce_sig_s {
 
 
 static const ngx_http_commerce_sig_preset_t  ngx_http_commerce_sig_presets[] = {
+    /* Svix-powered senders use the brand's names, as Svix's libraries
+     * (which wrap the Standard Webhooks ones) accept */
     { "standard", NGX_HTTP_COMMERCE_SIG_STANDARD, NGX_HTTP_COMMERCE_SIG_SHA256,
       NGX_HTTP_COMMERCE_SIG_BASE64, "", "webhook-signature",
-      "webhook-timestamp", "webhook-id" },
+      "webhook-timestamp", "webhook-id",
+      "svix-signature", "svix-timestamp", "svix-id" },
     { "stripe", NGX_HTTP_COMMERCE_SIG_STRIPE, NGX_HTTP_COMMERCE_SIG_SHA256,
-      NGX_HTTP_COMMERCE_SIG_HEX, "", "Stripe-Signature", NULL, NULL },
+      NGX_HTTP_COMMERCE_SIG_HEX, "", "Stripe-Signature", NULL, NULL,
+      NULL, NULL, NULL },
     { "shopify", NGX_HTTP_COMMERCE_SIG_SHOPIFY, NGX_HTTP_COMMERCE_SIG_SHA256,
-      NGX_HTTP_COMMERCE_SIG_BASE64, "", "X-Shopify-Hmac-Sha256", NULL, NULL },
+      NGX_HTTP_COMMERCE_SIG_BASE64, "", "X-Shopify-Hmac-Sha256", NULL, NULL,
+      NULL, NULL, NULL },
     { "github", NGX_HTTP_COMMERCE_SIG_GITHUB, NGX_HTTP_COMMERCE_SIG_SHA256,
       NGX_HTTP_COMMERCE_SIG_HEX, "sha256=", "X-Hub-Signature-256", NULL,
-      NULL },
+      NULL, NULL, NULL, NULL },
     { "slack", NGX_HTTP_COMMERCE_SIG_SLACK, NGX_HTTP_COMMERCE_SIG_SHA256,
       NGX_HTTP_COMMERCE_SIG_HEX, "v0=", "X-Slack-Signature",
-      "X-Slack-Request-Timestamp", NULL },
+      "X-Slack-Request-Timestamp", NULL, NULL, NULL, NULL },
     { "woocommerce", NGX_HTTP_COMMERCE_SIG_HMAC, NGX_HTTP_COMMERCE_SIG_SHA256,
       NGX_HTTP_COMMERCE_SIG_BASE64, "", "X-WC-Webhook-Signature", NULL,
-      NULL },
+      NULL, NULL, NULL, NULL },
     { "razorpay", NGX_HTTP_COMMERCE_SIG_HMAC, NGX_HTTP_COMMERCE_SIG_SHA256,
-      NGX_HTTP_COMMERCE_SIG_HEX, "", "X-Razorpay-Signature", NULL, NULL },
+      NGX_HTTP_COMMERCE_SIG_HEX, "", "X-Razorpay-Signature", NULL, NULL,
+      NULL, NULL, NULL },
     { "hmac", NGX_HTTP_COMMERCE_SIG_HMAC, NGX_HTTP_COMMERCE_SIG_SHA256,
-      NGX_HTTP_COMMERCE_SIG_HEX, "", NULL, NULL, NULL }
+      NGX_HTTP_COMMERCE_SIG_HEX, "", NULL, NULL, NULL, NULL, NULL, NULL }
 };
 
 
@@ -93,6 +99,7 @@ static const char  *ngx_http_commerce_sig_reasons[] = {
     "malformed_signature",
     "malformed_timestamp",
     "unsupported_signature",
+    "conflicting_headers",
     "timestamp_too_old",
     "timestamp_too_new",
     "signature_mismatch",
@@ -760,6 +767,53 @@ ngx_http_commerce_sig_check_time(const ngx_http_commerce_sig_t *sig,
 
 
 /*
+ * One header that may come under two names: the value of the one sent, or
+ * the same value sent under both.  Two different values are refused.
+ */
+static int
+ngx_http_commerce_sig_merge_one(ngx_http_commerce_sig_str_t *v,
+    const ngx_http_commerce_sig_str_t *alias)
+{
+    if (alias->data == NULL || alias->len == 0) {
+        return 0;
+    }
+
+    if (v->data == NULL || v->len == 0) {
+        *v = *alias;
+        return 0;
+    }
+
+    return (v->len == alias->len && memcmp(v->data, alias->data, v->len) == 0)
+           ? 0 : -1;
+}
+
+
+/*
+ * The headers as sent under the preset's other names (svix-* for
+ * Standard Webhooks) into h, header by header, as Svix's libraries take
+ * them.  Where both names carry different values those libraries silently
+ * prefer svix-*; no sender sends that, and an edge that picked one would
+ * vouch for a request that something behind it may read the other way,
+ * so it is refused.
+ */
+ngx_http_commerce_sig_rc_e
+ngx_http_commerce_sig_merge(ngx_http_commerce_sig_headers_t *h,
+    const ngx_http_commerce_sig_headers_t *alias)
+{
+    if (ngx_http_commerce_sig_merge_one(&h->signature, &alias->signature)
+           != 0
+        || ngx_http_commerce_sig_merge_one(&h->timestamp, &alias->timestamp)
+           != 0
+        || ngx_http_commerce_sig_merge_one(&h->id, &alias->id) != 0)
+    {
+        return NGX_HTTP_COMMERCE_SIG_CONFLICT;
+    }
+
+    return NGX_HTTP_COMMERCE_SIG_OK;
+}
+
+
+/*
  * Everything that needs no body: presence and syntax of the headers (400),
  * then the timestamp window (401).  Fills p for verify_body.
  */
@@ -972,6 +1026,7 @@ ngx_http_commerce_sig_http_status(ngx_http_commerce_sig_rc_e rc)
     case NGX_HTTP_COMMERCE_SIG_MALFORMED_SIGNATURE:
     case NGX_HTTP_COMMERCE_SIG_MALFORMED_TIMESTAMP:
     case NGX_HTTP_COMMERCE_SIG_UNSUPPORTED:
+    case NGX_HTTP_COMMERCE_SIG_CONFLICT:
         return 400;
 
     case NGX_HTTP_COMMERCE_SIG_TOO_OLD:

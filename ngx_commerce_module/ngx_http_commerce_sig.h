@@ -11,6 +11,10 @@
  *                                                configuration; one keyed
  *                                                HMAC context per secret
  *   per request, once the headers are in
+ *     ngx_http_commerce_sig_merge(&hdrs, &alias)  the svix-* spellings of
+ *                                                the same headers, if any:
+ *                                                conflicting_headers (400)
+ *                                                when both differ
  *     ngx_http_commerce_sig_parse(sig, hdrs, now, &p)
  *                                                400-class codes for absent
  *                                                or garbled headers, then
@@ -38,7 +42,7 @@
 /* replay window of the timestamped schemes, as the providers' libraries */
 #define NGX_HTTP_COMMERCE_SIG_TOLERANCE   300
 
-/* signatures of the supported version kept from one header */
+/* entries of the supported version in one header: more is malformed */
 #define NGX_HTTP_COMMERCE_SIG_MAX_MACS    8
 
 /* SHA-512 */
@@ -72,8 +76,8 @@ typedef enum {
 
 /*
  * Results.  ngx_http_commerce_sig_http_status() maps them: the MISSING_,
- * MALFORMED_ and UNSUPPORTED_ codes to 400, TIMESTAMP_ and MISMATCH to 401,
- * ERROR to 500.  ngx_http_commerce_sig_reason() gives a stable short name.
+ * MALFORMED_, UNSUPPORTED and CONFLICT codes to 400, TOO_ and MISMATCH to
+ * 401, ERROR to 500.  ngx_http_commerce_sig_reason() gives a stable short name.
  */
 typedef enum {
     NGX_HTTP_COMMERCE_SIG_OK = 0,             /* ok */
@@ -84,6 +88,9 @@ typedef enum {
     NGX_HTTP_COMMERCE_SIG_MALFORMED_TIMESTAMP,
     NGX_HTTP_COMMERCE_SIG_UNSUPPORTED,        /* unsupported_signature: no
                                                  entry of the known version */
+    NGX_HTTP_COMMERCE_SIG_CONFLICT,           /* conflicting_headers: one
+                                                 header under both its names,
+                                                 with two values */
     NGX_HTTP_COMMERCE_SIG_TOO_OLD,            /* timestamp_too_old */
     NGX_HTTP_COMMERCE_SIG_TOO_NEW,            /* timestamp_too_new */
     NGX_HTTP_COMMERCE_SIG_MISMATCH,           /* signature_mismatch */
@@ -120,7 +127,9 @@ typedef struct {
  * Header values as received, already extracted by the caller.  signature is
  * the scheme's signature header (webhook-signature, Stripe-Signature, ...),
  * timestamp is webhook-timestamp or X-Slack-Request-Timestamp, id is
- * webhook-id; the fields a scheme does not use are ignored.
+ * webhook-id; the fields a scheme does not use are ignored.  The same
+ * headers under the preset's other names (svix-*) are merged in first with
+ * ngx_http_commerce_sig_merge().
  */
 typedef struct {
     ngx_http_commerce_sig_str_t     signature;
@@ -155,6 +164,9 @@ typedef struct {
     const char                         *signature_header; /* NULL: caller's */
     const char                         *timestamp_header; /* NULL: none */
     const char                         *id_header;        /* NULL: none */
+    const char                         *alias_signature;  /* NULL: none */
+    const char                         *alias_timestamp;
+    const char                         *alias_id;
 } ngx_http_commerce_sig_preset_t;
 
 
@@ -172,6 +184,9 @@ ngx_http_commerce_sig_t *ngx_http_commerce_sig_create(
     const ngx_http_commerce_sig_conf_t *conf, const char **err);
 void ngx_http_commerce_sig_free(ngx_http_commerce_sig_t *sig);
 
+ngx_http_commerce_sig_rc_e ngx_http_commerce_sig_merge(
+    ngx_http_commerce_sig_headers_t *h,
+    const ngx_http_commerce_sig_headers_t *alias);
 ngx_http_commerce_sig_rc_e ngx_http_commerce_sig_parse(
     const ngx_http_commerce_sig_t *sig,
     const ngx_http_commerce_sig_headers_t *h, time_t now,

@@ -654,6 +654,92 @@ test_body_in_pieces(void **state)
 }
 
 
+/* The published vector, with its headers under either name. */
+static void
+sw_merged_verifies(ngx_http_commerce_sig_t *sig,
+    ngx_http_commerce_sig_headers_t *h,
+    const ngx_http_commerce_sig_headers_t *alias)
+{
+    ngx_http_commerce_sig_str_t      body = STR(SW_PAYLOAD);
+    ngx_http_commerce_sig_parsed_t   p;
+
+    assert_int_equal(ngx_http_commerce_sig_merge(h, alias),
+                     NGX_HTTP_COMMERCE_SIG_OK);
+    assert_int_equal(ngx_http_commerce_sig_verify(sig, h, &body, 1, SW_TS,
+                                                  &p),
+                     NGX_HTTP_COMMERCE_SIG_OK);
+    assert_int_equal(p.id.len, sizeof(SW_ID) - 1);
+    assert_memory_equal(p.id.data, SW_ID, p.id.len);
+}
+
+
+/*
+ * Svix's names for the Standard Webhooks headers, merged header by header
+ * as Svix's libraries do; both names with different values: a conflict.
+ */
+static void
+test_standard_svix_names(void **state)
+{
+    ngx_http_commerce_sig_t          *sig;
+    ngx_http_commerce_sig_headers_t   h, alias;
+
+    sig = make(NGX_HTTP_COMMERCE_SIG_STANDARD, SW_SECRET, NULL, NULL);
+
+    /* svix-* only: the published vector verifies under those names */
+    memset(&h, 0, sizeof(h));
+    alias = (ngx_http_commerce_sig_headers_t) {
+        STR(SW_SIG), STR(SW_TS_TEXT), STR(SW_ID)
+    };
+    sw_merged_verifies(sig, &h, &alias);
+
+    /* one of each: svix-id with webhook-timestamp, webhook-signature */
+    h = (ngx_http_commerce_sig_headers_t) {
+        STR(SW_SIG), STR(SW_TS_TEXT), NONE
+    };
+    alias = (ngx_http_commerce_sig_headers_t) { NONE, NONE, STR(SW_ID) };
+    sw_merged_verifies(sig, &h, &alias);
+
+    /* both names, same values */
+    h = (ngx_http_commerce_sig_headers_t) {
+        STR(SW_SIG), STR(SW_TS_TEXT), STR(SW_ID)
+    };
+    alias = h;
+    sw_merged_verifies(sig, &h, &alias);
+
+    /* an empty alias is no alias */
+    alias = (ngx_http_commerce_sig_headers_t) {
+        STR(""), STR(""), STR("")
+    };
+    assert_int_equal(ngx_http_commerce_sig_merge(&h, &alias),
+                     NGX_HTTP_COMMERCE_SIG_OK);
+    assert_int_equal(h.id.len, sizeof(SW_ID) - 1);
+
+    /* different values under the two names, in each header */
+    alias = (ngx_http_commerce_sig_headers_t) { NONE, NONE, STR("msg_x") };
+    assert_int_equal(ngx_http_commerce_sig_merge(&h, &alias),
+                     NGX_HTTP_COMMERCE_SIG_CONFLICT);
+
+    alias = (ngx_http_commerce_sig_headers_t) {
+        NONE, STR("1614265331"), NONE
+    };
+    assert_int_equal(ngx_http_commerce_sig_merge(&h, &alias),
+                     NGX_HTTP_COMMERCE_SIG_CONFLICT);
+
+    alias = (ngx_http_commerce_sig_headers_t) { STR(SW_BAD_GO), NONE, NONE };
+    assert_int_equal(ngx_http_commerce_sig_merge(&h, &alias),
+                     NGX_HTTP_COMMERCE_SIG_CONFLICT);
+
+    /* a prefix of the other is a different value */
+    alias = (ngx_http_commerce_sig_headers_t) {
+        NONE, NONE, STR("msg_p5jXN8AQM9LWM0D4loKWxJe")
+    };
+    assert_int_equal(ngx_http_commerce_sig_merge(&h, &alias),
+                     NGX_HTTP_COMMERCE_SIG_CONFLICT);
+
+    ngx_http_commerce_sig_free(sig);
+}
+
+
 static void
 test_stripe_published_vector(void **state)
 {
@@ -1124,6 +1210,7 @@ test_reasons_and_status(void **state)
         { NGX_HTTP_COMMERCE_SIG_MALFORMED_TIMESTAMP, "malformed_timestamp",
           400 },
         { NGX_HTTP_COMMERCE_SIG_UNSUPPORTED, "unsupported_signature", 400 },
+        { NGX_HTTP_COMMERCE_SIG_CONFLICT, "conflicting_headers", 400 },
         { NGX_HTTP_COMMERCE_SIG_TOO_OLD, "timestamp_too_old", 401 },
         { NGX_HTTP_COMMERCE_SIG_TOO_NEW, "timestamp_too_new", 401 },
         { NGX_HTTP_COMMERCE_SIG_MISMATCH, "signature_mismatch", 401 },
@@ -1156,6 +1243,9 @@ test_presets(void **state)
     assert_string_equal(ps->signature_header, "webhook-signature");
     assert_string_equal(ps->timestamp_header, "webhook-timestamp");
     assert_string_equal(ps->id_header, "webhook-id");
+    assert_string_equal(ps->alias_signature, "svix-signature");
+    assert_string_equal(ps->alias_timestamp, "svix-timestamp");
+    assert_string_equal(ps->alias_id, "svix-id");
 
     ps = ngx_http_commerce_sig_preset((const u_char *) "woocommerce", 11);
     assert_non_null(ps);
@@ -1175,6 +1265,8 @@ test_presets(void **state)
     ps = ngx_http_commerce_sig_preset((const u_char *) "hmac", 4);
     assert_non_null(ps);
     assert_null(ps->signature_header);
+    assert_null(ps->alias_signature);
+    assert_null(ps->alias_id);
 
     assert_null(ngx_http_commerce_sig_preset((const u_char *) "stripes", 7));
     assert_null(ngx_http_commerce_sig_preset((const u_char *) "strip", 5));
@@ -1193,6 +1285,7 @@ main(void)
         cmocka_unit_test(test_standard_timestamp_window),
         cmocka_unit_test(test_standard_rotation),
         cmocka_unit_test(test_body_in_pieces),
+        cmocka_unit_test(test_standard_svix_names),
         cmocka_unit_test(test_stripe_published_vector),
         cmocka_unit_test(test_stripe_header_forms),
         cmocka_unit_test(test_stripe_rotation),
