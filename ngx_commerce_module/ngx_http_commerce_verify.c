@@ -9,9 +9,12 @@
  * docs/directives.md.
  *
  * The delivery id used for deduplication, unless commerce_webhook_delivery_id
- * gives one: webhook-id (standard), X-GitHub-Delivery, X-Shopify-Webhook-Id,
- * X-WC-Webhook-Delivery-ID, X-Razorpay-Event-Id, the body's "id" (stripe)
- * or "event_id" (slack).
+ * gives one: webhook-id or svix-id (standard), X-GitHub-Delivery,
+ * X-Shopify-Webhook-Id, X-WC-Webhook-Delivery-ID, X-Razorpay-Event-Id, the
+ * body's "id" (stripe) or "event_id" (slack).  Whichever it is, it must
+ * pass commerce_inbound_check_id() (common/commerce_inbound.h), and so must
+ * a JSON body commerce_inbound_parse_json(): the projector reads both by
+ * the same rules.
  */
 
 #include <ngx_config.h>
@@ -20,11 +23,25 @@
 
 #include <jansson.h>
 
+#include "commerce_contract.h"
+#include "commerce_inbound.h"
 #include "commerce_json.h"
 
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_sig.h"
 #include "ngx_http_commerce_verify.h"
+
+
+/* the request headers a location's scheme reads; empty: none */
+typedef struct {
+    ngx_str_t                              signature;
+    ngx_str_t                              timestamp;
+    ngx_str_t                              id;
+    ngx_str_t                              alias_signature;   /* svix-* */
+    ngx_str_t                              alias_timestamp;
+    ngx_str_t                              alias_id;
+    ngx_str_t                              delivery;  /* provider's id */
+} ngx_http_commerce_verify_names_t;
 
 
 typedef struct {
@@ -39,16 +56,16 @@ typedef struct {
     ngx_flag_t                             json;
 
     ngx_http_commerce_sig_t               *sig;
-    ngx_str_t                              sig_header;
-    ngx_str_t                              ts_header;
-    ngx_str_t                              id_header;
-    ngx_str_t                              delivery_header;
+    ngx_http_commerce_verify_names_t       names;
     char                                  *delivery_field;  /* in body */
 } ngx_http_commerce_verify_loc_conf_t;
 
 
 static ngx_int_t ngx_http_commerce_verify_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
+static void ngx_http_commerce_verify_get(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_http_commerce_sig_str_t *value);
+static void ngx_http_commerce_verify_name(ngx_str_t *name, const char *s);
 static ngx_int_t ngx_http_commerce_verify_json(ngx_http_request_t *r,
     ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field);
 static char *ngx_http_commerce_verify_scheme(ngx_conf_t *cf,
@@ -206,7 +223,8 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
     ngx_str_t                             value;
     ngx_http_commerce_sig_rc_e            rc;
     ngx_http_commerce_sig_parsed_t       *p;
-    ngx_http_commerce_sig_headers_t       h;
+    ngx_http_commerce_sig_headers_t       h, alias;
+    ngx_http_commerce_verify_names_t     *n;
     ngx_http_commerce_verify_loc_conf_t  *vlcf;
 
     ngx_memzero(v, sizeof(ngx_http_commerce_verify_t));
@@ -218,29 +236,16 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
     }
 
     ngx_memzero(&h, sizeof(ngx_http_commerce_sig_headers_t));
+    ngx_memzero(&alias, sizeof(ngx_http_commerce_sig_headers_t));
 
-    if (ngx_http_commerce_verify_header(r, &vlcf->sig_header, &value)
-        == NGX_OK)
-    {
-        h.signature.data = value.data;
-        h.signature.len = value.len;
-    }
+    n = &vlcf->names;
 
-    if (vlcf->ts_header.len
-        && ngx_http_commerce_verify_header(r, &vlcf->ts_header, &value)
-           == NGX_OK)
-    {
-        h.timestamp.data = value.data;
-        h.timestamp.len = value.len;
-    }
-
-    if (vlcf->id_header.len
-        && ngx_http_commerce_verify_header(r, &vlcf->id_header, &value)
-           == NGX_OK)
-    {
-        h.id.data = value.data;
-        h.id.len = value.len;
-    }
+    ngx_http_commerce_verify_get(r, &n->signature, &h.signature);
+    ngx_http_commerce_verify_get(r, &n->timestamp, &h.timestamp);
+    ngx_http_commerce_verify_get(r, &n->id, &h.id);
+    ngx_http_commerce_verify_get(r, &n->alias_signature, &alias.signature);
+    ngx_http_commerce_verify_get(r, &n->alias_timestamp, &alias.timestamp);
+    ngx_http_commerce_verify_get(r, &n->alias_id, &alias.id);
 
     p = ngx_palloc(r->pool, sizeof(ngx_http_commerce_sig_parsed_t));
     if (p == NULL) {
@@ -253,11 +258,18 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
     v->scheme.data = (u_char *) vlcf->preset->name;
     v->scheme.len = ngx_strlen(vlcf->preset->name);
 
-    rc = ngx_http_commerce_sig_parse(vlcf->sig, &h, ngx_time(), p);
+    rc = ngx_http_commerce_sig_merge(&h, &alias);
+
+    if (rc == NGX_HTTP_COMMERCE_SIG_OK) {
+        rc = ngx_http_commerce_sig_parse(vlcf->sig, &h, ngx_time(), p);
+    }
 
     if (rc != NGX_HTTP_COMMERCE_SIG_OK) {
         v->code = ngx_http_commerce_sig_reason(rc);
-        v->msg = "the webhook signature headers were not accepted";
+        v->msg = (rc == NGX_HTTP_COMMERCE_SIG_CONFLICT)
+                 ? "a signature header was sent under two names with "
+                   "different values"
+                 : "the webhook signature headers were not accepted";
 
         /* an absent signature is an authentication failure, not syntax */
         return rc == NGX_HTTP_COMMERCE_SIG_MISSING_SIGNATURE
@@ -269,15 +281,44 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
         v->delivery_id.data = (u_char *) p->id.data;
         v->delivery_id.len = p->id.len;
 
-    } else if (vlcf->delivery_header.len
-               && ngx_http_commerce_verify_header(r, &vlcf->delivery_header,
-                                                  &value)
+    } else if (n->delivery.len
+               && ngx_http_commerce_verify_header(r, &n->delivery, &value)
                   == NGX_OK)
     {
         v->delivery_id = value;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The delivery id that will be used, wherever it came from, by the rule
+ * the projector reads it with.  Absent ids pass: such a webhook is not
+ * deduplicated.
+ */
+ngx_int_t
+ngx_http_commerce_verify_id(ngx_http_commerce_verify_t *v, ngx_str_t *id)
+{
+    const char  *reason;
+
+    if (id->len == 0) {
+        return NGX_OK;
+    }
+
+    reason = commerce_inbound_check_id(id->data, id->len);
+
+    if (reason == NULL) {
+        return NGX_OK;
+    }
+
+    v->code = reason;
+    v->msg = (id->len > COMMERCE_DELIVERY_ID_MAX)
+             ? "the delivery id is longer than "
+               ngx_value(COMMERCE_DELIVERY_ID_MAX) " bytes"
+             : "a delivery id is visible ASCII characters only";
+
+    return NGX_HTTP_BAD_REQUEST;
 }
 
 
@@ -313,7 +354,6 @@ ngx_http_commerce_verify_body(ngx_http_request_t *r,
     }
 
     if (ngx_http_commerce_verify_json(r, v, body, field) != NGX_OK) {
-        v->code = "invalid_json";
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -322,8 +362,10 @@ ngx_http_commerce_verify_body(ngx_http_request_t *r,
 
 
 /*
- * A JSON body must parse.  The delivery id of schemes that carry it in the
- * body is taken on the way.  Other content types are not checked.
+ * A body sent as JSON must be what the projector reads: one object, by
+ * commerce_inbound_parse_json() (reason in v->code).  The delivery id of
+ * schemes that carry it in the body is taken on the way.  Other content
+ * types are not checked.
  */
 static ngx_int_t
 ngx_http_commerce_verify_json(ngx_http_request_t *r,
@@ -348,11 +390,11 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    root = json_loadb((const char *) body->data, body->len, JSON_DECODE_ANY,
-                      &err);
+    v->code = commerce_inbound_parse_json((const char *) body->data,
+                                          body->len, &root, &err);
 
-    if (root == NULL) {
-        len = sizeof("body is not valid JSON at line , column : ")
+    if (v->code != NULL) {
+        len = sizeof("body is not a JSON object at line , column : ")
               + 2 * NGX_INT_T_LEN
               + commerce_json_escape_len((u_char *) err.text,
                                          ngx_strlen(err.text),
@@ -360,12 +402,14 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
 
         text = ngx_pnalloc(r->pool, len);
         if (text == NULL) {
-            v->msg = "body is not valid JSON";
+            v->msg = "body is not a JSON object";
             return NGX_ERROR;
         }
 
-        p = ngx_sprintf(text, "body is not valid JSON at line %d, "
-                        "column %d: ", err.line, err.column);
+        p = ngx_sprintf(text, "body is not %s at line %d, column %d: ",
+                        ngx_strcmp(v->code, COMMERCE_INBOUND_NOT_OBJECT) == 0
+                        ? "a JSON object" : "valid JSON",
+                        err.line, err.column);
         p = commerce_json_escape(p, (u_char *) err.text,
                                  ngx_strlen(err.text), COMMERCE_JSON_BYTES);
         *p = '\0';
@@ -375,7 +419,7 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
     }
 
     if (field) {
-        id = json_is_object(root) ? json_object_get(root, field) : NULL;
+        id = json_object_get(root, field);
 
         if (json_is_string(id) && json_string_length(id) > 0) {
             len = json_string_length(id);
@@ -391,6 +435,22 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
     json_decref(root);
 
     return NGX_OK;
+}
+
+
+/* The value of a header the scheme reads, if it was sent. */
+static void
+ngx_http_commerce_verify_get(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_http_commerce_sig_str_t *value)
+{
+    ngx_str_t  v;
+
+    if (name->len
+        && ngx_http_commerce_verify_header(r, name, &v) == NGX_OK)
+    {
+        value->data = v.data;
+        value->len = v.len;
+    }
 }
 
 
@@ -635,8 +695,8 @@ ngx_http_commerce_verify_headers_of(ngx_conf_t *cf,
     const ngx_http_commerce_sig_preset_t   *pr = conf->preset;
 
     if (pr->signature_header) {
-        conf->sig_header.data = (u_char *) pr->signature_header;
-        conf->sig_header.len = ngx_strlen(pr->signature_header);
+        ngx_http_commerce_verify_name(&conf->names.signature,
+                                      pr->signature_header);
 
     } else {
         if (conf->hmac_header.len == 0) {
@@ -646,22 +706,21 @@ ngx_http_commerce_verify_headers_of(ngx_conf_t *cf,
             return NGX_ERROR;
         }
 
-        conf->sig_header = conf->hmac_header;
+        conf->names.signature = conf->hmac_header;
         sc->digest = conf->hmac_algorithm;
         sc->encoding = conf->hmac_encoding;
         sc->prefix.data = conf->hmac_prefix.data;
         sc->prefix.len = conf->hmac_prefix.len;
     }
 
-    if (pr->timestamp_header) {
-        conf->ts_header.data = (u_char *) pr->timestamp_header;
-        conf->ts_header.len = ngx_strlen(pr->timestamp_header);
-    }
-
-    if (pr->id_header) {
-        conf->id_header.data = (u_char *) pr->id_header;
-        conf->id_header.len = ngx_strlen(pr->id_header);
-    }
+    ngx_http_commerce_verify_name(&conf->names.timestamp,
+                                  pr->timestamp_header);
+    ngx_http_commerce_verify_name(&conf->names.id, pr->id_header);
+    ngx_http_commerce_verify_name(&conf->names.alias_signature,
+                                  pr->alias_signature);
+    ngx_http_commerce_verify_name(&conf->names.alias_timestamp,
+                                  pr->alias_timestamp);
+    ngx_http_commerce_verify_name(&conf->names.alias_id, pr->alias_id);
 
     for (i = 0; ngx_http_commerce_verify_delivery[i].scheme; i++) {
         if (ngx_strcmp(ngx_http_commerce_verify_delivery[i].scheme, pr->name)
@@ -670,18 +729,25 @@ ngx_http_commerce_verify_headers_of(ngx_conf_t *cf,
             continue;
         }
 
-        if (ngx_http_commerce_verify_delivery[i].header) {
-            conf->delivery_header.data =
-                      (u_char *) ngx_http_commerce_verify_delivery[i].header;
-            conf->delivery_header.len = ngx_strlen(
-                                   ngx_http_commerce_verify_delivery[i].header);
-        }
+        ngx_http_commerce_verify_name(&conf->names.delivery,
+                                  ngx_http_commerce_verify_delivery[i].header);
 
         conf->delivery_field =
                            (char *) ngx_http_commerce_verify_delivery[i].field;
     }
 
     return NGX_OK;
+}
+
+
+/* A header name of a preset, if it has one. */
+static void
+ngx_http_commerce_verify_name(ngx_str_t *name, const char *s)
+{
+    if (s != NULL) {
+        name->data = (u_char *) s;
+        name->len = ngx_strlen(s);
+    }
 }
 
 
@@ -754,7 +820,7 @@ ngx_http_commerce_verify_create_loc_conf(ngx_conf_t *cf)
      *     conf->hmac_header = { 0, NULL };
      *     conf->hmac_prefix = { 0, NULL };
      *     conf->sig = NULL;
-     *     conf->sig_header = { 0, NULL }; (and the other header names)
+     *     conf->names = { { 0, NULL }, ... };
      *     conf->delivery_field = NULL;
      */
 
@@ -811,10 +877,7 @@ ngx_http_commerce_verify_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     if (!set && prev->sig) {
         conf->sig = prev->sig;
-        conf->sig_header = prev->sig_header;
-        conf->ts_header = prev->ts_header;
-        conf->id_header = prev->id_header;
-        conf->delivery_header = prev->delivery_header;
+        conf->names = prev->names;
         conf->delivery_field = prev->delivery_field;
         return NGX_CONF_OK;
     }

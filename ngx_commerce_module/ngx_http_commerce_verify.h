@@ -1,16 +1,20 @@
 /*
  * ngx_http_commerce_verify_module: webhook signature verification and the
- * JSON check of webhook bodies, as two steps of the webhook handler.
+ * JSON check of webhook bodies, as steps of the webhook handler, and the
+ * delivery id rule.
  *
  * The caller keeps one ngx_http_commerce_verify_t per request and passes it
- * to both steps: verification writes its outcome there and nowhere else.
- * Both return NGX_OK to go on, or the HTTP status of the rejection with
+ * to each step: verification writes its outcome there and nowhere else.
+ * Each returns NGX_OK to go on, or the HTTP status of the rejection with
  * v->code set to its reason (a stable short name) and v->msg to a message.
  *
  * Use:
  *
  *     rc = ngx_http_commerce_verify_headers(r, &v);
  *     ... a rejection: answer rc with v.code and v.msg ...
+ *
+ *     rc = ngx_http_commerce_verify_id(&v, &id);     the id to be used
+ *     ... a rejection: the same ...
  *
  *     ... read the body ...
  *
@@ -19,6 +23,7 @@
  *
  *     if (id.len == 0) {
  *         id = v.delivery_id;
+ *         rc = ngx_http_commerce_verify_id(&v, &id);   one from the body
  *     }
  */
 
@@ -48,6 +53,13 @@ typedef struct {
  */
 ngx_int_t ngx_http_commerce_verify_headers(ngx_http_request_t *r,
     ngx_http_commerce_verify_t *v);
+
+/*
+ * The delivery id the webhook will be deduplicated and published with
+ * (commerce_inbound_check_id()): NGX_OK, also for none, or 400.
+ */
+ngx_int_t ngx_http_commerce_verify_id(ngx_http_commerce_verify_t *v,
+    ngx_str_t *id);
 
 /*
  * With the whole body: the MAC, the JSON check, and with need_id the

@@ -338,6 +338,14 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
 
     rc = ngx_http_commerce_verify_headers(r, &ctx->verify);
 
+    if (rc == NGX_OK) {
+        if (ctx->delivery_id.len == 0) {
+            ctx->delivery_id = ctx->verify.delivery_id;
+        }
+
+        rc = ngx_http_commerce_verify_id(&ctx->verify, &ctx->delivery_id);
+    }
+
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "commerce webhook: source \"%V\" rejected: %s",
@@ -352,10 +360,6 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
 
         return ngx_http_commerce_send_error(r, status, ctx->verify.code,
                                             ctx->verify.msg, 0);
-    }
-
-    if (ctx->delivery_id.len == 0) {
-        ctx->delivery_id = ctx->verify.delivery_id;
     }
 
     r->request_body_in_single_buf = 1;
@@ -706,7 +710,8 @@ ngx_http_commerce_webhook_run(ngx_http_request_t *r,
 
 /*
  * The MAC over the raw body, then the JSON check (verify module), which
- * also finds the delivery id of schemes that carry it in the body.
+ * also finds the delivery id of schemes that carry it in the body, then
+ * that id's check.
  */
 static ngx_int_t
 ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
@@ -717,11 +722,12 @@ ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
     rc = ngx_http_commerce_verify_body(r, &ctx->verify, &ctx->body,
                                        ctx->delivery_id.len == 0);
 
-    if (rc == NGX_OK) {
-        if (ctx->delivery_id.len == 0) {
-            ctx->delivery_id = ctx->verify.delivery_id;
-        }
+    if (rc == NGX_OK && ctx->delivery_id.len == 0) {
+        ctx->delivery_id = ctx->verify.delivery_id;
+        rc = ngx_http_commerce_verify_id(&ctx->verify, &ctx->delivery_id);
+    }
 
+    if (rc == NGX_OK) {
         return NGX_OK;
     }
 

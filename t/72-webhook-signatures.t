@@ -366,6 +366,14 @@ $locations
             commerce_webhook_json off;
         }
 
+        location = /id/hmac {
+            commerce_webhook hmacid;
+            commerce_webhook_topic wh.id;
+            commerce_webhook_delivery_id \$http_x_delivery_id;
+            commerce_webhook_signature github;
+            commerce_webhook_secret $secret{github};
+        }
+
         location = /tight {
             commerce_webhook tight;
             commerce_webhook_topic wh.tight;
@@ -809,10 +817,232 @@ EOF
     push @accepted, ['wh.json', $ack->{partition}, $ack->{offset}, $text,
                      'github', 'no content type'];
 
+    # what the projector refuses, refused here the same way
+    for my $case (['a key twice', qq({"tag":"$tag","a":1,"a":2}),
+                   'duplicate_key'],
+                  ['a key twice in a nested object',
+                   qq({"tag":"$tag","o":{"k":1,"k":1}}), 'duplicate_key'],
+                  ['a top-level string', qq("$tag"), 'not_an_object'],
+                  ['a top-level array', qq(["$tag"]), 'not_an_object'],
+                  ['a top-level number', '42', 'not_an_object'],
+                  ['a top-level null', 'null', 'not_an_object'],
+                  ['\u0000 in a string', qq({"tag":"$tag","z":"a\\u0000"}),
+                   'invalid_json'],
+                  ['a byte that is not UTF-8', qq({"tag":"$tag\xff"}),
+                   'invalid_json'])
+    {
+        my ($what, $body, $code) = @$case;
+        $r = refused("JSON with $what: 400", 400, $code, '/json', 'wh.json',
+                     $body, sign('github', $secret{github}, $body));
+        like(decode($r->{body})->{message}, qr/line \d+, column \d+/,
+             "... $code says where");
+    }
+
+    $good = qq({"tag":"$tag","a":{"k":1},"b":{"k":2},"l":[{"k":1},{"k":2}]});
+    accepted('the same key in different objects passes', '/json', 'wh.json',
+             'github', $good, sign('github', $secret{github}, $good));
+
+    $bad = qq({"json":"off","tag":"$tag","dup":1,"dup":2});
+    accepted('commerce_webhook_json off: a duplicate key passes',
+             '/json-off', 'wh.json', 'github', $bad,
+             sign('github', $secret{github}, $bad));
+
     $bad = qq({"json":"off", "tag":"$tag",);
     accepted('commerce_webhook_json off: invalid JSON passes', '/json-off',
              'wh.json', 'github', $bad,
              sign('github', $secret{github}, $bad));
+}
+
+# ------------------------------------------ Svix-branded header names ---
+
+# Svix-powered senders spell the Standard Webhooks headers svix-id,
+# svix-timestamp, svix-signature; Svix's libraries take either spelling,
+# header by header.  Both spellings with different values: refused.
+{
+    my $svix = sub {
+        my (%h) = @_;
+        my %out;
+        for my $k (keys %h) {
+            (my $n = $k) =~ s/^webhook-/svix-/;
+            $out{$n} = $h{$k};
+        }
+        return %out;
+    };
+
+    my $b = qq({"svix":"only","tag":"$tag"});
+    my %h = sign('standard', $secret{standard}, $b, id => "msg_svix_$tag");
+    my $r = accepted('svix-id, svix-timestamp, svix-signature: 202',
+                     '/wh/standard', 'wh.standard', 'standard', $b,
+                     $svix->(%h));
+    is(decode($r->{body})->{delivery_id}, "msg_svix_$tag",
+       'svix-* names: the delivery id is svix-id');
+
+    $b = qq({"svix":"mixed","tag":"$tag"});
+    %h = sign('standard', $secret{standard}, $b);
+    my %s = $svix->(%h);
+    accepted('svix-id with webhook-timestamp and webhook-signature: 202',
+             '/wh/standard', 'wh.standard', 'standard', $b,
+             'svix-id' => $s{'svix-id'},
+             'webhook-timestamp' => $h{'webhook-timestamp'},
+             'webhook-signature' => $h{'webhook-signature'});
+
+    $b = qq({"svix":"both-same","tag":"$tag"});
+    %h = sign('standard', $secret{standard}, $b);
+    accepted('both spellings with the same values: 202', '/wh/standard',
+             'wh.standard', 'standard', $b, %h, $svix->(%h));
+
+    $b = qq({"svix":"both-ids","tag":"$tag"});
+    %h = sign('standard', $secret{standard}, $b, id => "msg_a_$tag");
+    %s = $svix->(sign('standard', $secret{standard}, $b,
+                      id => "msg_b_$tag", ts => $h{'webhook-timestamp'}));
+    $r = refused('webhook-id and svix-id differ (each signed): 400', 400,
+                 'conflicting_headers', '/wh/standard', 'wh.standard', $b,
+                 %h, %s);
+
+    $b = qq({"svix":"both-sigs","tag":"$tag"});
+    %h = sign('standard', $secret{standard}, $b);
+    my %bad = sign('standard', $wrong{standard}, $b,
+                   id => $h{'webhook-id'}, ts => $h{'webhook-timestamp'});
+    refused('webhook-signature and svix-signature differ: 400', 400,
+            'conflicting_headers', '/wh/standard', 'wh.standard', $b, %h,
+            'svix-signature' => $bad{'webhook-signature'});
+
+    $b = qq({"svix":"wrong","tag":"$tag"});
+    refused('svix-* signed with another secret: 401', 401,
+            'signature_mismatch', '/wh/standard', 'wh.standard', $b,
+            $svix->(sign('standard', $wrong{standard}, $b)));
+
+    $b = qq({"svix":"no-id","tag":"$tag"});
+    %s = $svix->(sign('standard', $secret{standard}, $b));
+    delete $s{'svix-id'};
+    refused('svix-* without svix-id: 400 missing_id', 400, 'missing_id',
+            '/wh/standard', 'wh.standard', $b, %s);
+}
+
+# --------------------------------------------- the delivery id's rule ---
+
+# 1 to 400 bytes of visible ASCII, wherever the id comes from: a signed
+# header (standard), the provider's header (shopify), the body (stripe),
+# commerce_webhook_delivery_id.  Refused with 400 before anything is
+# published; ids from headers before the body is read.
+{
+    my $id400 = 'm' x 390 . sprintf('%010d', 400);
+    my $b = qq({"id":"400 bytes","tag":"$tag"});
+    my $r = accepted('standard: a 400-byte webhook-id: 202', '/wh/standard',
+                     'wh.standard', 'standard', $b,
+                     sign('standard', $secret{standard}, $b, id => $id400));
+    is(decode($r->{body})->{delivery_id}, $id400,
+       '... answered with the whole id');
+
+    for my $case ([401, 'x' x 401], [6144, 'y' x 6144]) {
+        my ($len, $id) = @$case;
+        $b = qq({"id":"$len bytes","tag":"$tag"});
+        $r = refused("standard: a $len-byte webhook-id: 400", 400,
+                     'delivery_id_too_long', '/wh/standard', 'wh.standard',
+                     $b, sign('standard', $secret{standard}, $b, id => $id));
+        like(decode($r->{body})->{message}, qr/400 bytes/,
+             "... the message names the limit");
+    }
+
+    $b = qq({"id":"svix 401","tag":"$tag"});
+    my %h = sign('standard', $secret{standard}, $b, id => 'z' x 401);
+    refused('standard: a 401-byte svix-id: 400', 400,
+            'delivery_id_too_long', '/wh/standard', 'wh.standard', $b,
+            'svix-id' => delete $h{'webhook-id'}, %h);
+
+    my @bad = (['a space', "msg 1"], ['a tab', "msg\t1"],
+               ['a control character', "msg\x011"], ['DEL', "msg\x7f1"],
+               ['UTF-8', "caf\xc3\xa9"], ['a lone byte', "msg\xff"]);
+    for my $case (@bad) {
+        my ($what, $id) = @$case;
+        $b = qq({"id":"$what","tag":"$tag"});
+        refused("standard: a webhook-id with $what: 400", 400,
+                'invalid_delivery_id', '/wh/standard', 'wh.standard', $b,
+                sign('standard', $secret{standard}, $b, id => $id));
+    }
+
+    $b = qq({"id":"punctuation","tag":"$tag"});
+    my $punct = q(!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~) . $tag;
+    $r = accepted('standard: a webhook-id of ASCII punctuation: 202',
+                  '/wh/standard', 'wh.standard', 'standard', $b,
+                  sign('standard', $secret{standard}, $b, id => $punct));
+    is(decode($r->{body})->{delivery_id}, $punct,
+       '... answered as sent (JSON-escaped)');
+
+    # a provider's header, and commerce_webhook_delivery_id
+    for my $c (['shopify: X-Shopify-Webhook-Id', '/wh/shopify', 'wh.shopify',
+                'shopify', 'X-Shopify-Webhook-Id'],
+               ['commerce_webhook_delivery_id', '/id/hmac', 'wh.id',
+                'github', 'X-Delivery-Id'])
+    {
+        my ($what, $path, $topic, $s, $header) = @$c;
+        $b = qq({"id":"$what 400","tag":"$tag"});
+        $r = accepted("$what of 400 bytes: 202", $path, $topic, $s, $b,
+                      sign($s, $secret{$s}, $b), $header => $id400);
+        is(decode($r->{body})->{delivery_id}, $id400, "... $header is the id");
+        $b = qq({"id":"$what 401","tag":"$tag"});
+        refused("$what of 401 bytes: 400", 400, 'delivery_id_too_long', $path,
+                $topic, $b, sign($s, $secret{$s}, $b), $header => 'i' x 401);
+    }
+
+    $b = qq({"id":"evt_) . ('e' x 397) . qq(","tag":"$tag"});
+    refused('stripe: a 401-byte body "id": 400', 400,
+            'delivery_id_too_long', '/wh/stripe', 'wh.stripe', $b,
+            sign('stripe', $secret{stripe}, $b));
+    $b = qq({"id":"evt_\\u0001x","tag":"$tag"});
+    refused('stripe: a body "id" with a control character: 400', 400,
+            'invalid_delivery_id', '/wh/stripe', 'wh.stripe', $b,
+            sign('stripe', $secret{stripe}, $b));
+
+    # refused before the body is read: the connection stays usable and a
+    # large body is discarded, not parsed
+    my $big = '{"pad":"' . ('p' x 100_000) . qq(","tag":"$tag"});
+    my $c = $t->conn(timeout => 30);
+    $r = $c->request(POST => '/wh/standard', 'Content-Type' =>
+                     'application/json',
+                     sign('standard', $secret{standard}, $big,
+                          id => 'w' x 401),
+                     -body => $big);
+    is($r->{status}, 400, 'keepalive: a long id with a large body: 400');
+    $b = qq({"id":"after the long one","tag":"$tag"});
+    $r = $c->request(POST => '/wh/standard', 'Content-Type' =>
+                     'application/json',
+                     sign('standard', $secret{standard}, $b), -body => $b);
+    is($r->{status}, 202, 'keepalive: the next webhook on it: 202');
+    my $ack = decode($r->{body});
+    push @accepted, ['wh.standard', $ack->{partition}, $ack->{offset}, $b,
+                     'standard', 'after a long id'];
+    push @refused, ['wh.standard', $big, 'long id, large body'];
+    $c->close;
+}
+
+# ------------------------------------------ signatures in one header ---
+
+# At most 8 entries of the supported version in one header (a sender
+# rotating keys sends 2 or 3): the 9th makes the header malformed.
+{
+    for my $s (qw(standard stripe)) {
+        for my $n (8, 9) {
+            my $b = qq({"entries":$n,"scheme":"$s","tag":"$tag"});
+            my %h = sign($s, $secret{$s}, $b);
+            my %w = sign($s, $wrong{$s}, $b, id => $h{'webhook-id'});
+            if ($s eq 'standard') {
+                $h{'webhook-signature'} = join ' ',
+                    ($w{'webhook-signature'}) x ($n - 1),
+                    $h{'webhook-signature'};
+            } else {
+                my ($bad) = $w{'Stripe-Signature'} =~ /(v1=\w+)/;
+                $h{'Stripe-Signature'} .= ",$bad" x ($n - 1);
+            }
+            if ($n == 8) {
+                accepted("$s: 8 signatures, the last one right: 202",
+                         "/wh/$s", "wh.$s", $s, $b, %h);
+            } else {
+                refused("$s: 9 signatures: 400", 400, 'malformed_signature',
+                        "/wh/$s", "wh.$s", $b, %h);
+            }
+        }
+    }
 }
 
 # ------------------------------------------ keepalive after refusals ---
