@@ -32,6 +32,12 @@
 #include "ngx_http_commerce_verify.h"
 
 
+/* commerce_webhook_json: which bodies must be a JSON object */
+#define NGX_HTTP_COMMERCE_VERIFY_JSON_OFF     0
+#define NGX_HTTP_COMMERCE_VERIFY_JSON_ON      1   /* sent as JSON */
+#define NGX_HTTP_COMMERCE_VERIFY_JSON_ALWAYS  2   /* whatever the type */
+
+
 /* the request headers a location's scheme reads; empty: none */
 typedef struct {
     ngx_str_t                              signature;
@@ -53,7 +59,7 @@ typedef struct {
     ngx_uint_t                             hmac_algorithm;
     ngx_uint_t                             hmac_encoding;
     ngx_str_t                              hmac_prefix;
-    ngx_flag_t                             json;
+    ngx_uint_t                             json;
 
     ngx_http_commerce_sig_t               *sig;
     ngx_http_commerce_verify_names_t       names;
@@ -67,7 +73,8 @@ static void ngx_http_commerce_verify_get(ngx_http_request_t *r,
     ngx_str_t *name, ngx_http_commerce_sig_str_t *value);
 static void ngx_http_commerce_verify_name(ngx_str_t *name, const char *s);
 static ngx_int_t ngx_http_commerce_verify_json(ngx_http_request_t *r,
-    ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field);
+    ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field,
+    ngx_uint_t always);
 static char *ngx_http_commerce_verify_scheme(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_commerce_verify_read_file(ngx_conf_t *cf,
@@ -96,6 +103,14 @@ static ngx_conf_enum_t  ngx_http_commerce_verify_algorithms[] = {
 static ngx_conf_enum_t  ngx_http_commerce_verify_encodings[] = {
     { ngx_string("hex"), NGX_HTTP_COMMERCE_SIG_HEX },
     { ngx_string("base64"), NGX_HTTP_COMMERCE_SIG_BASE64 },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_commerce_verify_json_modes[] = {
+    { ngx_string("off"), NGX_HTTP_COMMERCE_VERIFY_JSON_OFF },
+    { ngx_string("on"), NGX_HTTP_COMMERCE_VERIFY_JSON_ON },
+    { ngx_string("always"), NGX_HTTP_COMMERCE_VERIFY_JSON_ALWAYS },
     { ngx_null_string, 0 }
 };
 
@@ -159,11 +174,11 @@ static ngx_command_t  ngx_http_commerce_verify_commands[] = {
       NULL },
 
     { ngx_string("commerce_webhook_json"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_commerce_verify_loc_conf_t, json),
-      NULL },
+      &ngx_http_commerce_verify_json_modes },
 
       ngx_null_command
 };
@@ -349,11 +364,15 @@ ngx_http_commerce_verify_body(ngx_http_request_t *r,
     field = (need_id && v->delivery_id.len == 0) ? vlcf->delivery_field
                                                   : NULL;
 
-    if (!vlcf->json && field == NULL) {
+    if (vlcf->json == NGX_HTTP_COMMERCE_VERIFY_JSON_OFF && field == NULL) {
         return NGX_OK;
     }
 
-    if (ngx_http_commerce_verify_json(r, v, body, field) != NGX_OK) {
+    if (ngx_http_commerce_verify_json(r, v, body, field,
+                                  vlcf->json
+                                  == NGX_HTTP_COMMERCE_VERIFY_JSON_ALWAYS)
+        != NGX_OK)
+    {
         return NGX_HTTP_BAD_REQUEST;
     }
 
@@ -362,14 +381,15 @@ ngx_http_commerce_verify_body(ngx_http_request_t *r,
 
 
 /*
- * A body sent as JSON must be what the projector reads: one object, by
- * commerce_inbound_parse_json() (reason in v->code).  The delivery id of
- * schemes that carry it in the body is taken on the way.  Other content
- * types are not checked.
+ * A body sent as JSON (with always: any body) must be what the projector
+ * reads: one object, by commerce_inbound_parse_json() (reason in v->code).
+ * The delivery id of schemes that carry it in the body is taken on the
+ * way.
  */
 static ngx_int_t
 ngx_http_commerce_verify_json(ngx_http_request_t *r,
-    ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field)
+    ngx_http_commerce_verify_t *v, ngx_str_t *body, const char *field,
+    ngx_uint_t always)
 {
     u_char        *p, *text;
     size_t         len;
@@ -377,15 +397,14 @@ ngx_http_commerce_verify_json(ngx_http_request_t *r,
     ngx_str_t     *ct;
     json_error_t   err;
 
-    if (r->headers_in.content_type == NULL) {
-        return NGX_OK;
-    }
+    ct = r->headers_in.content_type ? &r->headers_in.content_type->value
+                                    : NULL;
 
-    ct = &r->headers_in.content_type->value;
-
-    if (ngx_strlcasestrn(ct->data, ct->data + ct->len, (u_char *) "json",
-                         4 - 1)
-        == NULL)
+    if (!always
+        && (ct == NULL
+            || ngx_strlcasestrn(ct->data, ct->data + ct->len,
+                                (u_char *) "json", 4 - 1)
+               == NULL))
     {
         return NGX_OK;
     }
@@ -830,7 +849,7 @@ ngx_http_commerce_verify_create_loc_conf(ngx_conf_t *cf)
     conf->tolerance = NGX_CONF_UNSET;
     conf->hmac_algorithm = NGX_CONF_UNSET_UINT;
     conf->hmac_encoding = NGX_CONF_UNSET_UINT;
-    conf->json = NGX_CONF_UNSET;
+    conf->json = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -869,7 +888,8 @@ ngx_http_commerce_verify_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->hmac_encoding, prev->hmac_encoding,
                               NGX_HTTP_COMMERCE_SIG_HEX);
     ngx_conf_merge_str_value(conf->hmac_prefix, prev->hmac_prefix, "");
-    ngx_conf_merge_value(conf->json, prev->json, 1);
+    ngx_conf_merge_uint_value(conf->json, prev->json,
+                              NGX_HTTP_COMMERCE_VERIFY_JSON_ON);
 
     if (conf->preset == NULL) {
         return NGX_CONF_OK;

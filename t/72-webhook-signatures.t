@@ -242,6 +242,13 @@ ok(conf_ok('valid_hmac',
            . "commerce_webhook_json off;"),
    'a complete hmac configuration passes nginx -t');
 
+like(conf_error('bad_json_mode',
+                "commerce_webhook_signature github;\n"
+                . "commerce_webhook_secret x;\n"
+                . "commerce_webhook_json sometimes;"),
+     qr/invalid value "sometimes"/,
+     'commerce_webhook_json takes on, off or always');
+
 ok(conf_ok('off_no_secret', 'commerce_webhook_signature off;'),
    'signature off needs no secret');
 
@@ -372,6 +379,14 @@ $locations
             commerce_webhook_delivery_id \$http_x_delivery_id;
             commerce_webhook_signature github;
             commerce_webhook_secret $secret{github};
+        }
+
+        location = /json-always {
+            commerce_webhook json;
+            commerce_webhook_topic wh.json;
+            commerce_webhook_signature github;
+            commerce_webhook_secret $secret{github};
+            commerce_webhook_json always;
         }
 
         location = /tight {
@@ -846,6 +861,30 @@ EOF
     accepted('commerce_webhook_json off: a duplicate key passes',
              '/json-off', 'wh.json', 'github', $bad,
              sign('github', $secret{github}, $bad));
+
+    # commerce_webhook_json always: every body, whatever its type
+    $bad = qq(not json {"tag":"$tag"});
+    $r = $t->http(POST => '/json-always', 'Content-Type' => 'text/plain',
+                  sign('github', $secret{github}, $bad), -body => $bad);
+    is($r->{status}, 400, 'json always: a text/plain body that is not JSON: '
+                          . '400');
+    is(decode($r->{body})->{error}, 'invalid_json', '... invalid_json');
+    push @refused, ['wh.json', $bad, 'json always, text/plain'];
+
+    $bad = qq(["$tag"]);
+    $r = $t->http(POST => '/json-always', sign('github', $secret{github},
+                  $bad), -body => $bad);
+    is($r->{status}, 400, 'json always: no Content-Type, an array: 400');
+    is(decode($r->{body})->{error}, 'not_an_object', '... not_an_object');
+    push @refused, ['wh.json', $bad, 'json always, no content type'];
+
+    $good = qq({"always":"text/plain","tag":"$tag"});
+    $r = $t->http(POST => '/json-always', 'Content-Type' => 'text/plain',
+                  sign('github', $secret{github}, $good), -body => $good);
+    is($r->{status}, 202, 'json always: a JSON object as text/plain: 202');
+    $ack = decode($r->{body});
+    push @accepted, ['wh.json', $ack->{partition}, $ack->{offset}, $good,
+                     'github', 'json always, object'];
 
     $bad = qq({"json":"off", "tag":"$tag",);
     accepted('commerce_webhook_json off: invalid JSON passes', '/json-off',
