@@ -9,13 +9,16 @@
  *
  * Input: one byte choosing the scheme, one of flags (bit 0: the JSON
  * check on, bit 1: the delivery id is needed, bit 2: no signature, so
- * that the body steps are reached with any body), then header lines
- * "name: value" up to an empty line, then the body.
+ * that the body steps are reached with any body, bit 3 with bit 0: the
+ * check of every body, "always"), then header lines "name: value" up to
+ * an empty line, then the body.
  *
  * Oracles: statuses are 200/400/401 with a code; the delivery id is the
- * scheme's header as found here, or the body's field; a JSON body is
- * refused exactly when jansson cannot read it, with a NUL-terminated
- * message.
+ * scheme's header as found here (webhook-id, else svix-id), or the body's
+ * field, and passes the id rule exactly when it is 1..400 bytes of
+ * visible ASCII; a JSON body is refused exactly when jansson cannot read
+ * it as one object without a key twice, with that reason and a
+ * NUL-terminated message.
  */
 
 #include "ngx_http_commerce_verify.c"
@@ -202,6 +205,32 @@ fuzz_verify_is_json(ngx_http_request_t *r)
 }
 
 
+/* the delivery id rule, on a copy of the outcome */
+static void
+fuzz_verify_id(ngx_http_commerce_verify_t *v)
+{
+    size_t                       i;
+    ngx_int_t                    rc;
+    ngx_uint_t                   valid;
+    ngx_http_commerce_verify_t   copy;
+
+    copy = *v;
+    rc = ngx_http_commerce_verify_id(&copy, &v->delivery_id);
+
+    valid = v->delivery_id.len <= 400;
+
+    for (i = 0; valid && i < v->delivery_id.len; i++) {
+        valid = v->delivery_id.data[i] > 0x20 && v->delivery_id.data[i] < 0x7f;
+    }
+
+    fuzz_check(rc == (valid ? NGX_OK : NGX_HTTP_BAD_REQUEST));
+    fuzz_check(valid
+               || strcmp(copy.code, v->delivery_id.len > 400
+                                    ? "delivery_id_too_long"
+                                    : "invalid_delivery_id") == 0);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -209,7 +238,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t                               *root, *id;
     ngx_int_t                             rc;
     ngx_str_t                             body, before;
-    ngx_uint_t                            need_id;
+    ngx_uint_t                            need_id, always;
+    const char                           *code;
+    json_error_t                          jerr;
     ngx_table_elt_t                      *h;
     ngx_http_request_t                   *r;
     ngx_http_commerce_verify_t            v;
@@ -227,7 +258,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     conf = fuzz_verify_confs[data[0] % 8];
-    conf.json = data[1] & 1;
+    always = (data[1] & 9) == 9;
+    conf.json = always ? NGX_HTTP_COMMERCE_VERIFY_JSON_ALWAYS : data[1] & 1;
     need_id = (data[1] >> 1) & 1;
 
     if (data[1] & 4) {
@@ -254,13 +286,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == NGX_OK && conf.sig != NULL) {
         fuzz_check(v.sig != NULL && v.sig->rc == NGX_HTTP_COMMERCE_SIG_OK);
 
-        if (conf.id_header.len) {
-            h = fuzz_verify_find(r, &conf.id_header);
+        if (conf.names.id.len) {
+            h = fuzz_verify_find(r, &conf.names.id);
+
+            if (h == NULL || h->value.len == 0) {
+                h = fuzz_verify_find(r, &conf.names.alias_id);
+            }
+
             fuzz_check(h != NULL && v.delivery_id.data == h->value.data
                        && v.delivery_id.len == h->value.len);
 
-        } else if (conf.delivery_header.len) {
-            h = fuzz_verify_find(r, &conf.delivery_header);
+        } else if (conf.names.delivery.len) {
+            h = fuzz_verify_find(r, &conf.names.delivery);
             fuzz_check(h == NULL ? v.delivery_id.len == 0
                        : v.delivery_id.data == h->value.data
                          && v.delivery_id.len == h->value.len);
@@ -271,6 +308,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (rc == NGX_OK) {
+        fuzz_verify_id(&v);
+
         before = v.delivery_id;
         rc = ngx_http_commerce_verify_body(r, &v, &body, need_id);
 
@@ -281,15 +320,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (conf.sig == NULL
             && (conf.json || (need_id && before.len == 0
                               && conf.delivery_field))
-            && fuzz_verify_is_json(r))
+            && (always || fuzz_verify_is_json(r)))
         {
             root = json_loadb((const char *) body.data, body.len,
-                              JSON_DECODE_ANY, NULL);
+                              JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                              &jerr);
 
-            fuzz_check((root != NULL) == (rc == NGX_OK));
+            code = (root == NULL)
+                   ? (json_error_code(&jerr) == json_error_duplicate_key
+                      ? "duplicate_key" : "invalid_json")
+                   : json_is_object(root) ? NULL : "not_an_object";
+
+            fuzz_check((code == NULL) == (rc == NGX_OK));
             fuzz_check(rc == NGX_OK
-                       || (strcmp(v.code, "invalid_json") == 0
-                           && strlen(v.msg) > 0));
+                       || (strcmp(v.code, code) == 0 && strlen(v.msg) > 0));
 
             id = (need_id && before.len == 0 && conf.delivery_field
                   && json_is_object(root))
