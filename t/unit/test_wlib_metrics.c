@@ -310,9 +310,11 @@ test_keepalive(void **state)
     r = reply(fd, 0);
     assert_non_null(r);
     assert_null(strstr(r, "Connection: close"));
-    send_all(fd, "HEAD /metrics HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
+    send_all(fd, "HEAD /metrics HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\n\n"
+                 "GET /x HTTP/1.1\r\n\r\n"
                  "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_non_null(strstr(reply(fd, 1), "200 OK"));
+    assert_non_null(strstr(reply(fd, 0), "404 Not Found"));
     assert_non_null(strstr(reply(fd, 0), "404 Not Found"));
     r = reply(fd, 0);
     assert_non_null(strstr(r, "served_total 41\n"));

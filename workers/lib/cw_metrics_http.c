@@ -255,18 +255,20 @@ cw_respond(cw_metrics_http_t *h, cw_conn_t *c, const cw_req_t *r)
 static void
 cw_conn_serve(cw_metrics_http_t *h, cw_conn_t *c)
 {
-    char      *end;
+    char      *end, *lf;
     size_t     used;
     cw_req_t   r;
 
     if (c->out.len > 0 || c->close_after || c->inlen == 0) {
         return;
     }
+    /* the request ends at the first blank line, CRLF or bare LF */
     c->in[c->inlen] = '\0';
     end = strstr(c->in, "\r\n\r\n");
     used = end != NULL ? (size_t) (end - c->in) + 4 : 0;
-    if (end == NULL && (end = strstr(c->in, "\n\n")) != NULL) {
-        used = (size_t) (end - c->in) + 2;
+    lf = strstr(c->in, "\n\n");
+    if (lf != NULL && (end == NULL || lf + 2 < end + 4)) {
+        used = (size_t) (lf - c->in) + 2;
     }
 
     if (used == 0) {
