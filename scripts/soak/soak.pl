@@ -69,7 +69,15 @@ say("$o{seconds}s, $o{rate} req/s, $o{clients} clients, build $build"
     . ($o{san} ? ' (sanitizers)' : '') . ", in $dir");
 my ($rc, $out) = $st->sh('up');
 $up = 1;
-die "soak: stack.sh up failed:\n$out" if $rc != 0;
+if ($rc != 0) {
+    # say why, if a sanitizer or a dying nginx worker is the cause
+    my @why = grep { /runtime error:|AddressSanitizer|exited with code [1-9]/ }
+               split /\n/, Soak::Checks::slurp($st->run . '/logs/nginx-error.log');
+    die "soak: stack.sh up failed:\n$out"
+        . (@why ? "soak: nginx-error.log: " . @why . " such lines, first:\n  "
+                   . join("\n  ", @why[0 .. ($#why < 2 ? $#why : 2)]) . "\n"
+                 : '');
+}
 
 # ------------------------------------------------------------ the load ---
 

@@ -194,10 +194,11 @@ our @TABLE = (
                           : 'none');
       } },
     { name => 'nginx_log_clean',
-      what => 'no [alert], [crit] or [emerg] in the nginx error log',
+      what => 'no [alert], [crit] or [emerg] in the nginx error log, no'
+              . ' worker exit with a non-zero code',
       run => sub {
           my ($ctx) = @_;
-          my @l = grep { /\[(alert|crit|emerg)\]/ }
+          my @l = grep { /\[(alert|crit|emerg)\]|exited with code [1-9]/ }
                   split /\n/, slurp($ctx->{st}->run . '/logs/nginx-error.log');
           return (!@l, @l ? scalar(@l) . " lines, first: $l[0]" : 'none');
       } },
