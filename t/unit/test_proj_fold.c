@@ -323,27 +323,30 @@ test_event_data(void **state)
 
 
 /* The value as rm_stock_values renders it, compacted: the sku and price
- * come as PostgreSQL writes them, with blanks; strings stay as they are.
- * t/80 compares it with the view itself, byte for byte. */
+ * come as PostgreSQL writes them, with blanks; strings stay as they are;
+ * the version is the value's (the level's and its prices' added up),
+ * not the level's. t/80 compares it with the view itself, byte for
+ * byte. */
 static void
 test_stock_value(void **state)
 {
     char                *v;
     proj_stock_level_t   lv = level(7, 2, 9, -1);
 
-    v = proj_stock_value("\"SKU : \\\"x\\\" 1\"", &lv,
+    v = proj_stock_value("\"SKU : \\\"x\\\" 1\"", &lv, 12,
                          "2026-12-03T10:51:01.123Z",
                          "{\"amount\" : \"5.00\", \"currency\" : \"EUR\"}");
     assert_non_null(v);
     assert_string_equal(v, "{\"sku\":\"SKU : \\\"x\\\" 1\",\"on_hand\":7,"
                         "\"reserved\":2,\"available\":5,\"orderable\":true,"
-                        "\"version\":9,\"updated_at\":"
+                        "\"version\":12,\"updated_at\":"
                         "\"2026-12-03T10:51:01.123Z\",\"price\":"
                         "{\"amount\":\"5.00\",\"currency\":\"EUR\"}}");
     free(v);
 
     lv = level(1, 1, 1, -1);
-    v = proj_stock_value("\"S\"", &lv, "2026-12-03T10:51:01.000Z", NULL);
+    v = proj_stock_value("\"S\"", &lv, 1, "2026-12-03T10:51:01.000Z",
+                         NULL);
     assert_non_null(v);
     assert_string_equal(v, "{\"sku\":\"S\",\"on_hand\":1,\"reserved\":1,"
                         "\"available\":0,\"orderable\":false,\"version\":1,"

@@ -142,7 +142,7 @@ proj_price_event_data(cw_buf_t *b, const char *sku, const char *store,
 
 char *
 proj_stock_value(const char *sku_json, const proj_stock_level_t *lv,
-    const char *updated_at, const char *price)
+    long long version, const char *updated_at, const char *price)
 {
     char      *value;
     cw_buf_t   v;
@@ -155,7 +155,7 @@ proj_stock_value(const char *sku_json, const proj_stock_level_t *lv,
                   "\"updated_at\":\"%s\",\"price\":%s}", lv->on_hand,
                   lv->reserved, lv->on_hand - lv->reserved,
                   lv->on_hand - lv->reserved > 0 ? "true" : "false",
-                  lv->version, updated_at, price != NULL ? price : "null");
+                  version, updated_at, price != NULL ? price : "null");
 
     value = v.oom ? NULL : proj_json_compact(v.data, v.len);
     cw_buf_free(&v);

@@ -134,10 +134,11 @@ void proj_price_event_data(cw_buf_t *b, const char *sku, const char *store,
 /* The read-model value of a stock level, byte for byte as the SQL view
  * rm_stock_values renders it and proj_json_compact compacts it: sku_json
  * and price (NULL: none) as PostgreSQL writes them (to_json, and
- * commerce_money), updated_at as commerce_ts does. Returns the value
- * (malloc()ed), or NULL when out of memory. */
+ * commerce_money), updated_at as commerce_ts does; version is the
+ * value's (the level's and its prices' versions added up). Returns the
+ * value (malloc()ed), or NULL when out of memory. */
 char *proj_stock_value(const char *sku_json, const proj_stock_level_t *lv,
-    const char *updated_at, const char *price);
+    long long version, const char *updated_at, const char *price);
 
 
 #endif /* PROJ_FOLD_H */

@@ -211,6 +211,12 @@ proj_price_write(proj_txn_t *t, char *err, size_t errlen)
         goto done;
     }
 
+    cls = proj_locks_cover(&t->b->locks, t->pg, &pc[0].sku, n, sizeof(*pc),
+                           PROJ_LOCK_EXCLUSIVE, err, errlen);
+    if (cls != CW_PG_OK) {
+        goto done;
+    }
+
     cls = proj_price_read(&w, err, errlen);
     if (cls != CW_PG_OK) {
         goto done;

@@ -30,6 +30,19 @@ typedef struct {
 
 static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
 
+    /* In the order of the array (proj_locks.h): unnest reads it in
+     * order, and nothing sorts the rows before the locks are taken. */
+    [PROJ_SQL_LOCK] = { "sku_lock", PROJ_LOCK_NPARAMS, PROJ_SQL_PREPARED,
+      "SELECT CASE WHEN u.x THEN pg_advisory_xact_lock($1, u.b)"
+      " ELSE pg_advisory_xact_lock_shared($1, u.b) END"
+      " FROM unnest($2::integer[], $3::boolean[]) AS u(b, x)" },
+
+    [PROJ_SQL_TRY_LOCK] = { "sku_try_lock", PROJ_LOCK_NPARAMS,
+      PROJ_SQL_PREPARED,
+      "SELECT bool_and(CASE WHEN u.x THEN pg_try_advisory_xact_lock($1, u.b)"
+      " ELSE pg_try_advisory_xact_lock_shared($1, u.b) END)"
+      " FROM unnest($2::integer[], $3::boolean[]) AS u(b, x)" },
+
     [PROJ_SQL_OFF_ENSURE] = { "off_ensure", PROJ_OFF_ENSURE_NPARAMS,
       PROJ_SQL_PREPARED,
       "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
@@ -196,13 +209,16 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
      * OFFSET 0): given the number of keys, the planner would rather hash
      * the whole stock_levels table, which costs twice as much. The price
      * is the one rm_stock_values renders (the batch's prices are written
-     * by then). */
+     * by then), and no other batch changes it before this one commits:
+     * its sku locks (proj_locks.h) are held. */
     [PROJ_SQL_STOCK_STATE] = { "stock_state", PROJ_STOCK_STATE_NPARAMS,
       PROJ_SQL_PREPARED,
       "SELECT s.on_hand, s.reserved, s.version,"
       " (extract(epoch FROM s.source_ts) * 1000000)::bigint,"
       " to_json(k.sku)::text, COALESCE(commerce_money(o.amount_minor,"
       " o.currency), commerce_money(b.amount_minor, b.currency))::text,"
+      " COALESCE(o.version, 0) + COALESCE(b.version, 0),"
+      " commerce_ts(GREATEST(o.updated_at, b.updated_at)),"
       " CASE WHEN k.i = 1 THEN commerce_ts(now()) END"
       " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(store, sku, i)"
       " LEFT JOIN LATERAL (SELECT * FROM stock_levels s"
@@ -264,9 +280,11 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " ORDER BY b.sku, b.store_id FOR UPDATE OF b" },
 
     /* The renderings a price is part of: items with a variant of the sku
-     * for a base price; the sku's stock levels in every store for a base
-     * price, in its store for an override. A stock level both bumps reach
-     * is bumped once or twice. */
+     * for a base price, their versions bumped (the rows locked in id
+     * order: two batches bumping the same items wait, never deadlock);
+     * the sku's stock levels in every store for a base price, in its
+     * store for an override, whose values' versions include the prices'
+     * (rm_stock_values): only read. */
     [PROJ_SQL_PRICE_WRITE] = { "price_write", PROJ_PRICE_WRITE_NPARAMS,
       PROJ_SQL_PREPARED,
       "WITH k AS (INSERT INTO price_book (sku, store_id, amount_minor,"
@@ -286,19 +304,17 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " caus FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[],"
       " $5::text[], $6::text[], $7::text[]) WITH ORDINALITY"
       " AS c(eid, agg, version, data, meta, corr, caus, ord) ORDER BY ord),"
+      " il AS (SELECT p.id FROM products p WHERE p.id IN (SELECT v.item_id"
+      " FROM variants v WHERE v.sku = ANY($14::text[])) ORDER BY p.id"
+      " FOR UPDATE OF p),"
       " bi AS (UPDATE products p SET version = p.version + 1,"
-      " updated_at = now() WHERE p.id IN (SELECT v.item_id FROM variants v"
-      " WHERE v.sku = ANY($14::text[])) RETURNING p.id),"
-      " bs AS (UPDATE stock_levels s SET version = s.version + 1,"
-      " updated_at = now() WHERE s.sku = ANY($14::text[])"
-      " RETURNING s.store_id, s.sku),"
-      " bo AS (UPDATE stock_levels s SET version = s.version + 1,"
-      " updated_at = now() FROM unnest($15::text[], $16::text[]) AS o(sku,"
-      " store) WHERE s.store_id = o.store AND s.sku = o.sku"
-      " RETURNING s.store_id, s.sku)"
+      " updated_at = now() FROM il WHERE p.id = il.id RETURNING p.id)"
       " SELECT 'i', id, NULL FROM bi UNION ALL"
-      " SELECT 's', store_id, sku FROM bs UNION ALL"
-      " SELECT 's', store_id, sku FROM bo" },
+      " SELECT 's', s.store_id, s.sku FROM stock_levels s"
+      " WHERE s.sku = ANY($14::text[]) UNION ALL"
+      " SELECT 's', s.store_id, s.sku FROM stock_levels s"
+      " JOIN unnest($15::text[], $16::text[]) AS o(sku, store)"
+      " ON s.store_id = o.store AND s.sku = o.sku" },
 
     [PROJ_SQL_EVENTS_ROW] = { "events_row", PROJ_EVENTS_ROW_NPARAMS,
       PROJ_SQL_PREPARED,

@@ -27,6 +27,8 @@
 
 typedef enum {
     PROJ_SQL_OFF_ENSURE = 0,
+    PROJ_SQL_LOCK,
+    PROJ_SQL_TRY_LOCK,
     PROJ_SQL_OFF_LOCK,
     PROJ_SQL_OFF_SET,
     PROJ_SQL_OFF_LOAD,
@@ -60,6 +62,17 @@ enum {
     PROJ_OFF_ENSURE_FIRST,
     PROJ_OFF_ENSURE_NPARAMS
 };
+
+/* LOCK, TRY_LOCK: the sku locks of an attempt (proj_locks.h): buckets
+ * in order, each exclusive or shared. LOCK waits for each; TRY_LOCK
+ * waits for none and returns whether it got them all. */
+enum {
+    PROJ_LOCK_P_CLASS = 0,
+    PROJ_LOCK_P_BUCKETS,
+    PROJ_LOCK_P_EXCLUSIVE,
+    PROJ_LOCK_NPARAMS
+};
+enum { PROJ_TRY_LOCK_ALL = 0 };
 
 /* OFF_LOCK: locks them, in key order; returns each row. */
 enum {
@@ -173,8 +186,10 @@ enum { PROJ_ITEM_VERSION = 0, PROJ_ITEM_MOVED_FROM };
 
 /* STOCK_STATE: per key of the batch's stock commands, in order,
  * its level (NULL columns: none), the sku as JSON and the store's
- * effective price as the read model renders them, and in the first row
- * the transaction's now() as commerce_ts writes it. */
+ * effective price as the read model renders them, the versions of its
+ * price rows added up (0: none) and their latest updated_at as
+ * commerce_ts writes it (NULL: none), and in the first row the
+ * transaction's now(). */
 enum { PROJ_STOCK_STATE_STORES = 0, PROJ_STOCK_STATE_SKUS,
        PROJ_STOCK_STATE_NPARAMS };
 enum {
@@ -184,6 +199,8 @@ enum {
     PROJ_STOCK_STATE_TS_US,
     PROJ_STOCK_STATE_SKU_JSON,
     PROJ_STOCK_STATE_PRICE,
+    PROJ_STOCK_STATE_PRICE_VERSION,
+    PROJ_STOCK_STATE_PRICE_AT,
     PROJ_STOCK_STATE_NOW
 };
 
@@ -234,8 +251,10 @@ enum { PROJ_PRICE_STATE_RANK = 0, PROJ_PRICE_STATE_VERSION,
 
 /* PRICE_WRITE: the batch's price commands applied, as folded in C: per
  * applied command its event, per key the final row, and the changed keys
- * again to bump the renderings a price is part of. Returns the bumped
- * renderings: ('i', item id, NULL) and ('s', store, sku). */
+ * again for the renderings a price is part of: items' versions bumped
+ * (locked in id order), stock values versioned by their prices already.
+ * Returns the renderings to make again: ('i', item id, NULL) and ('s',
+ * store, sku). */
 enum {
     PROJ_PRICE_WRITE_EVENT_ID = 0,
     PROJ_PRICE_WRITE_AGGREGATE,

@@ -30,6 +30,8 @@ typedef struct {
     const char          *sku;
     const char          *sku_json;    /* as PostgreSQL's to_json writes it */
     const char          *price;       /* its rendering; NULL: none */
+    const char          *price_at;    /* its rows' latest updated_at */
+    long long            price_version;   /* its rows' versions added */
     long long            version_read;    /* 0: no level */
     int                  changed;
 } proj_stock_key_t;
@@ -104,6 +106,13 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
         k->price = PQgetisnull(w->state, (int) row, PROJ_STOCK_STATE_PRICE)
                    ? NULL
                    : PQgetvalue(w->state, (int) row, PROJ_STOCK_STATE_PRICE);
+        k->price_version = atoll(PQgetvalue(w->state, (int) row,
+                                            PROJ_STOCK_STATE_PRICE_VERSION));
+        k->price_at = PQgetisnull(w->state, (int) row,
+                                  PROJ_STOCK_STATE_PRICE_AT)
+                      ? NULL
+                      : PQgetvalue(w->state, (int) row,
+                                   PROJ_STOCK_STATE_PRICE_AT);
         if (PQgetisnull(w->state, (int) row, PROJ_STOCK_STATE_VERSION)) {
             continue;
         }
@@ -233,14 +242,17 @@ proj_stock_fold_all(proj_stock_w_t *w)
 
 
 /* While the server writes: the events framed for Kafka, and the values
- * of the levels changed rendered for Redis (as of the transaction's
- * now(), which the write gives their updated_at). */
+ * of the levels changed rendered for Redis, as rm_stock_values renders
+ * them: versioned by the level's version and its prices' added up, as
+ * of the latest of the transaction's now() (which the write gives their
+ * updated_at) and their prices' updated_at. */
 static cw_pg_class_t
 proj_stock_effects(proj_stock_w_t *w, char *err, size_t errlen)
 {
     char                 agg[2][2 * PROJ_ID_MAX + 32], *value;
     size_t               i;
-    const char          *now;
+    long long            version;
+    const char          *now, *at;
     proj_event_t         e;
     proj_effects_t      *fx = w->t->fx;
     proj_stock_key_t    *k;
@@ -273,12 +285,16 @@ proj_stock_effects(proj_stock_w_t *w, char *err, size_t errlen)
         if (!k->changed) {
             continue;
         }
-        value = proj_stock_value(k->sku_json, &k->lv, now, k->price);
+        version = k->lv.version + k->price_version;
+        at = k->price_at != NULL && strcmp(k->price_at, now) > 0
+             ? k->price_at : now;           /* same format: text order */
+        value = proj_stock_value(k->sku_json, &k->lv, version, at,
+                                 k->price);
         if (value == NULL) {
             fx->values.oom = 1;
             break;
         }
-        proj_effects_stock_value(fx, k->store, k->sku, k->lv.version, value);
+        proj_effects_stock_value(fx, k->store, k->sku, version, value);
         free(value);
     }
 
@@ -344,9 +360,10 @@ proj_stock_send(proj_stock_w_t *w, char *err, size_t errlen)
 cw_pg_class_t
 proj_stock_write(proj_txn_t *t, char *err, size_t errlen)
 {
-    size_t          n = t->stock.n;
-    proj_stock_w_t  w;
-    cw_pg_class_t   cls = CW_PG_PERMANENT;
+    size_t             n = t->stock.n;
+    proj_stock_w_t     w;
+    cw_pg_class_t      cls = CW_PG_PERMANENT;
+    proj_stock_cmd_t  *sc = t->stock.items;
 
     if (n == 0) {
         return CW_PG_OK;
@@ -362,6 +379,12 @@ proj_stock_write(proj_txn_t *t, char *err, size_t errlen)
 
     if (proj_keys_init(&w.ks) != 0 || w.keys == NULL || w.done == NULL) {
         snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+
+    cls = proj_locks_cover(&t->b->locks, t->pg, &sc[0].sku, n, sizeof(*sc),
+                           PROJ_LOCK_SHARED, err, errlen);
+    if (cls != CW_PG_OK) {
         goto done;
     }
 

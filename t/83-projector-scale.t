@@ -1,0 +1,175 @@
+#!/usr/bin/perl
+
+# commerce-projector scaled out: two projectors share the partitions while
+# base prices (one merchant's partition), store overrides and stock
+# movements (the stores' partitions) hit the same skus. A stock value is
+# versioned by its level's and its prices' versions, so a price change
+# writes no stock row; the sku locks order the writers. Nothing may
+# deadlock (no 40P01, in the projectors' logs or the server's), every
+# message is applied once, and the read model is what PostgreSQL renders,
+# byte for byte.
+
+use strict;
+use warnings;
+
+use JSON::PP;
+use Test::More;
+use IO::Socket::INET;
+
+use lib 't/lib';
+use CommerceProj;
+
+my $p = CommerceProj->new(partitions => 4);
+my $json = JSON::PP->new->canonical;
+my @stores = map { "store-$_" } 1 .. 4;
+my @skus = map { sprintf 'SKU-%02d-%s', int($_ / 2), $_ % 2 ? 'B' : 'A' } 0 .. 19;
+
+sub upsert {
+    my ($n) = @_;
+    return "m-1\t" . encode_json({ type => 'item.upsert', item => {
+        id => sprintf('item-%02d', $n), sku => sprintf('SKU-%02d', $n),
+        name => "Item $n", variants => [
+            map { { sku => sprintf('SKU-%02d-%s', $n, $_), name => $_ } } qw(A B) ] } });
+}
+
+sub price {
+    my ($sku, $amount, $store) = @_;
+    return ($store // 'm-1') . "\t" . encode_json({ type => 'price.set', sku => $sku,
+        price => { amount => $amount, currency => 'EUR' },
+        defined $store ? (store_id => $store) : () });
+}
+
+sub move {
+    my ($store, $sku) = @_;
+    return "$store\t" . encode_json({ type => 'stock.adjust', store_id => $store,
+        sku => $sku, delta => 1, reason => 'receipt' });
+}
+
+sub metric {
+    my ($port, $re) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or return 0;
+    print $s "GET /metrics HTTP/1.0\r\n\r\n";
+    local $/;
+    my $body = <$s> // '';
+    return $body =~ $re ? $1 : 0;
+}
+
+sub drained { $p->sql('SELECT count(*) FROM outbox') == 0 }
+
+# Every stock value and item document in Redis is the one PostgreSQL
+# renders now (compacted: t/80 checks the bytes); returns the number that
+# differ.
+sub same {
+    my ($got, $want) = @_;
+    return $got ne ''
+        && $json->encode(decode_json($got)) eq $json->encode(decode_json($want));
+}
+
+sub read_model_diff {
+    my $diff = 0;
+    for my $row (split /\n/, $p->sql("SELECT store_id || E'\\t' || sku"
+                                     . " || E'\\t' || value FROM rm_stock_values")) {
+        my ($store, $sku, $value) = split /\t/, $row, 3;
+        my $got = $p->redis('HGET', "inv:$store", $sku) // '';
+        $diff++, diag("inv:$store $sku: $got, not $value") unless same($got, $value);
+    }
+    for my $row (split /\n/, $p->sql("SELECT id || E'\\t' || doc FROM rm_item_docs")) {
+        my ($id, $doc) = split /\t/, $row, 2;
+        my $got = $p->redis('GET', "cat:item:$id") // '';
+        $diff++, diag("cat:item:$id: $got, not $doc") unless same($got, $doc);
+    }
+    return $diff;
+}
+
+# --- the catalog, then two projectors --------------------------------------
+
+$p->produce_many({ source => 'canonical' }, map { upsert($_) } 0 .. 9);
+my ($m1, $m2) = ($p->t->port('M1'), $p->t->port('M2'));
+my @pids = ($p->start_projector('--metrics.port', $m1, '--kafka.batch_max', 100),
+            $p->start_projector('--metrics.port', $m2, '--kafka.batch_max', 100));
+ok($p->wait_for(sub { $p->sql('SELECT count(*) FROM variants') == 20 }),
+   'the catalog is in');
+ok($p->wait_for(sub {
+    my $a = () = $p->log_text('projector1') =~ /partition assigned/g;
+    my $b = () = $p->log_text('projector2') =~ /partition assigned/g;
+    $a > 0 && $b > 0 }), 'both projectors got partitions');
+
+# --- prices and stock of the same skus, concurrently -------------------------
+
+# Rounds of: a base price of every sku (the merchant's partition), an
+# override and a movement in every store (the stores' partitions).
+my (@lines, $moves, $prices);
+for my $round (1 .. 25) {
+    for my $sku (@skus) {
+        push @lines, price($sku, "$round.00");
+        $prices++;
+        for my $store (@stores) {
+            push @lines, move($store, $sku);
+            $moves++;
+            if (($round + length $sku) % 5 == 0) {
+                push @lines, price($sku, "$round.50", $store);
+                $prices++;
+            }
+        }
+    }
+}
+$p->produce_many({ source => 'canonical' }, @lines);
+
+ok($p->wait_for(sub { $p->sql('SELECT count(*) FROM stock_ledger') == $moves },
+                "$moves movements", 300), "all $moves movements applied");
+ok($p->wait_for(sub { $p->sql("SELECT count(*) FROM event_store"
+                              . " WHERE event_type = 'pricing.price.updated'")
+                      == $prices }, "$prices prices", 120),
+   "all $prices prices applied");
+ok($p->wait_for(\&drained, 'outbox drained', 120), 'outbox drained');
+is($p->sql('SELECT sum(on_hand) FROM stock_levels'), $moves,
+   'on_hand sums to the movements');
+is($p->sql("SELECT count(*) FROM inbound_processed"), 10 + scalar @lines,
+   'each message processed once');
+
+my $deadlocks = () = join('', map { $p->log_text("projector$_") } 1, 2)
+                     =~ /40P01|deadlock/g;
+is($deadlocks, 0, 'no deadlock in the projectors\' logs');
+my $server = CommerceTest->slurp($p->dir . '/pg/server.log');
+my $server_deadlocks = () = $server =~ /deadlock detected/g;
+is($server_deadlocks, 0, 'no deadlock in the server\'s log');
+ok(metric($m1, qr/projector_messages_total\{result="applied"\} (\d+)/) > 0
+   && metric($m2, qr/projector_messages_total\{result="applied"\} (\d+)/) > 0,
+   'both projectors applied messages');
+
+is(read_model_diff(), 0, 'Redis holds what PostgreSQL renders');
+
+# --- a value's version: its level's and its prices' --------------------------
+
+my $sku = $skus[3];
+my $v = decode_json($p->redis('HGET', 'inv:store-2', $sku));
+is($v->{version}, $p->sql("SELECT s.version + COALESCE(sum(b.version), 0)"
+                          . " FROM stock_levels s LEFT JOIN price_book b"
+                          . " ON b.sku = s.sku AND b.store_id IN ('', s.store_id)"
+                          . " WHERE s.store_id = 'store-2' AND s.sku = '$sku'"
+                          . " GROUP BY s.version"),
+   'a stock value\'s version adds its level\'s and its prices\'');
+is($p->sql("SELECT version FROM stock_levels WHERE store_id = 'store-2'"
+           . " AND sku = '$sku'"), 25, 'the level\'s own version counts its movements');
+
+# A base price alone: every store's value shows it, with a higher version,
+# where the store has no override.
+my $no_override = $p->sql("SELECT string_agg(store_id, ',' ORDER BY store_id)"
+                          . " FROM stock_levels s WHERE sku = '$sku' AND NOT EXISTS"
+                          . " (SELECT 1 FROM price_book o WHERE o.sku = s.sku"
+                          . " AND o.store_id = s.store_id)");
+my %before = map { $_ => decode_json($p->redis('HGET', "inv:$_", $sku))->{version} } @stores;
+$p->produce_many({ source => 'canonical' }, price($sku, '99.99'));
+ok($p->wait_for(sub {
+    !grep { decode_json($p->redis('HGET', "inv:$_", $sku))->{version} <= $before{$_} }
+    @stores }), 'a base price raises every store\'s value');
+ok($p->wait_for(\&drained), 'outbox drained');
+is(join(',', grep { (decode_json($p->redis('HGET', "inv:$_", $sku))->{price}{amount} // '')
+                    eq '99.99' } @stores), $no_override,
+   'the stores without an override show the new base price');
+is(read_model_diff(), 0, 'Redis holds what PostgreSQL renders');
+
+is($p->stop_proc($_, 'TERM'), 0, 'SIGTERM exit 0') for @pids;
+
+$p->stop;
+done_testing();
