@@ -171,5 +171,37 @@ is(read_model_diff(), 0, 'Redis holds what PostgreSQL renders');
 
 is($p->stop_proc($_, 'TERM'), 0, 'SIGTERM exit 0') for @pids;
 
+# --- --rebuild removes what PostgreSQL no longer has ---------------------------
+
+# Values of rows that are not in PostgreSQL (as when the database was
+# recreated beside a Redis that kept its data): a document and its index
+# entry, an index entry alone, a stock value in a known store and a store
+# of its own. Keys that are not the read model's stay.
+my $ghost_doc = '{"id":"item-ghost","version":1}';
+$p->redis('SET', 'cat:item:item-ghost', $ghost_doc);
+$p->redis('ZADD', 'cat:index', 0, 'item-ghost');
+$p->redis('ZADD', 'cat:index', 0, 'item-no-doc');
+$p->redis('HSET', 'inv:store-1', 'SKU-GHOST', '{"sku":"SKU-GHOST","version":1}');
+$p->redis('HSET', 'inv:store-ghost', 'SKU-00-A', '{"sku":"SKU-00-A","version":1}');
+$p->redis('SET', 'wh:dedup:other', 'kept');
+$p->redis('SET', 'inv:not-a-hash', 'kept');
+my $live = $p->redis('HLEN', 'inv:store-1');
+my ($rc, $out) = $p->run($p->projector_args('--rebuild'));
+is($rc, 0, '--rebuild exits 0');
+like($out, qr/"items":1,"index_members":1,"stock_values":2/,
+     "it reports what it removed (the ghost's index entry went with it)");
+ok(!$p->redis('EXISTS', 'cat:item:item-ghost'), 'a document without its item is gone');
+ok(!defined $p->redis('ZSCORE', 'cat:index', 'item-ghost')
+   && !defined $p->redis('ZSCORE', 'cat:index', 'item-no-doc'),
+   'and the index entries without a document');
+ok(!defined $p->redis('HGET', 'inv:store-1', 'SKU-GHOST'),
+   'a stock value without its level is gone');
+is($p->redis('HLEN', 'inv:store-1'), $live - 1, 'the store\'s other values stay');
+ok(!$p->redis('EXISTS', 'inv:store-ghost'), 'a store without levels is gone');
+is($p->redis('GET', 'wh:dedup:other') . $p->redis('GET', 'inv:not-a-hash'),
+   'keptkept', 'keys that are not read-model values stay');
+is($p->redis('ZCARD', 'cat:index'), 10, 'the index has the items');
+is(read_model_diff(), 0, 'Redis holds what PostgreSQL renders');
+
 $p->stop;
 done_testing();

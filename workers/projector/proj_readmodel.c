@@ -487,6 +487,388 @@ proj_rm_rebuild_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 }
 
 
+/*
+ * Stale values: the keys of the read model that PostgreSQL no longer
+ * renders (a database restored or recreated beside a Redis that kept its
+ * data) are removed by --rebuild once every value is written. Each page
+ * of keys is read from Redis first, then looked up in PostgreSQL, then
+ * each stale one deleted by a script only if it still holds the bytes
+ * read: a value written meanwhile is of a row committed before its write,
+ * so either the lookup saw the row or the value is not the one read.
+ */
+#define PROJ_RM_PAGE  "1000"
+
+static const char  proj_rm_del_doc[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  redis.call('ZREM', '" COMMERCE_RK_ITEM_INDEX "', ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static const char  proj_rm_del_field[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
+    "  return redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "end\n"
+    "return 0\n";
+
+/* An index member is written with its document, in one script: one
+ * without its document is stale, whatever PostgreSQL holds. */
+static const char  proj_rm_del_member[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+    "  return redis.call('ZREM', '" COMMERCE_RK_ITEM_INDEX "', ARGV[1])\n"
+    "end\n"
+    "return 0\n";
+
+/* The positions (1-based) of the ids of $1 (of the store $2) that have
+ * no row. */
+static const char  proj_rm_no_item_sql[] =
+    "SELECT u.i FROM unnest($1::text[]) WITH ORDINALITY AS u(id, i)"
+    " WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = u.id)";
+static const char  proj_rm_no_stock_sql[] =
+    "SELECT u.i FROM unnest($1::text[]) WITH ORDINALITY AS u(sku, i)"
+    " WHERE NOT EXISTS (SELECT 1 FROM stock_levels s"
+    " WHERE s.store_id = $2 AND s.sku = u.sku)";
+
+
+/* One page of a SCAN, HSCAN or ZSCAN whose cursor is argv's: its array
+ * of elements, in the reply (the caller frees it), and the next cursor
+ * into cursor. */
+static redisReply *
+proj_rm_page(proj_readmodel_t *rm, int argc, const char **argv,
+    char *cursor, size_t size, char *err, size_t errlen)
+{
+    int                i;
+    size_t             lens[8];
+    redisReply        *r;
+    cw_redis_class_t   cls;
+
+    for (i = 0; i < argc; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+
+    r = cw_redis_commandv(rm->redis, argc, argv, lens, &cls, err, errlen);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+        || r->element[0]->type != REDIS_REPLY_STRING
+        || r->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        snprintf(err, errlen, "redis: %s: unexpected reply", argv[0]);
+        freeReplyObject(r);
+        return NULL;
+    }
+
+    snprintf(cursor, size, "%s", r->element[0]->str);
+
+    return r;
+}
+
+
+/* The names (every step-th element of e from first, after skip bytes)
+ * that sql finds no row for: their positions in *stale (1-based, in
+ * order), or NULL with err. */
+static PGresult *
+proj_rm_stale(proj_readmodel_t *rm, const char *sql, const char *store,
+    redisReply **e, size_t n, size_t step, size_t skip, char *err,
+    size_t errlen)
+{
+    size_t          i;
+    cw_buf_t        a;
+    PGresult       *res = NULL;
+    const char     *p[2];
+    cw_pg_class_t   cls;
+
+    proj_arrs_open(&a, 1);
+    for (i = 0; i < n; i += step) {
+        proj_arr(&a, e[i]->str + skip);
+    }
+
+    p[1] = store;
+    if (proj_arrs_close(&a, 1, p) != 0) {
+        snprintf(err, errlen, "out of memory");
+    } else {
+        res = cw_pg_exec(rm->pg, sql, store != NULL ? 2 : 1, p, &cls, err,
+                         errlen);
+    }
+    proj_arrs_free(&a, 1);
+
+    return res;
+}
+
+
+/* Runs a script on one key, pipelined; counted when it removed one. */
+static int
+proj_rm_del(proj_readmodel_t *rm, const char *script, const char *key,
+    const char *a1, size_t l1, const char *a2, size_t l2)
+{
+    const char  *argv[6] = { "EVAL", script, "1", key, a1, a2 };
+    size_t       lens[6];
+
+    lens[0] = 4;
+    lens[1] = strlen(script);
+    lens[2] = 1;
+    lens[3] = strlen(key);
+    lens[4] = l1;
+    lens[5] = l2;
+
+    rm->queued++;
+
+    return cw_redis_append(rm->redis, a2 != NULL ? 6 : 5, argv, lens);
+}
+
+
+/* The replies of the deletions queued: how many removed a value. */
+static long long
+proj_rm_del_flush(proj_readmodel_t *rm, char *err, size_t errlen)
+{
+    size_t        i, n = rm->queued;
+    long long     removed = 0;
+    redisReply  **replies;
+
+    rm->queued = 0;
+    if (n == 0) {
+        return 0;
+    }
+
+    replies = calloc(n, sizeof(*replies));
+    if (replies == NULL || cw_redis_exec(rm->redis, replies, n, err, errlen)
+                           != 0)
+    {
+        free(replies);
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (replies[i]->type == REDIS_REPLY_INTEGER) {
+            removed += replies[i]->integer;
+        } else if (removed >= 0) {
+            snprintf(err, errlen, "redis: %s", replies[i]->type
+                     == REDIS_REPLY_ERROR ? replies[i]->str : "bad reply");
+            removed = -1;
+        }
+        freeReplyObject(replies[i]);
+    }
+    free(replies);
+
+    return removed;
+}
+
+
+/* A page of item documents: read, looked up, the stale ones removed. */
+static long long
+proj_rm_prune_docs(proj_readmodel_t *rm, redisReply *keys, char *err,
+    size_t errlen)
+{
+    int            row;
+    size_t         i, n = keys->elements;
+    long long      k;
+    PGresult      *res;
+    redisReply   **vals, **e = keys->element;
+    const size_t   skip = COMMERCE_LEN(COMMERCE_RK_ITEM);
+
+    vals = calloc(n + 1, sizeof(*vals));
+    if (vals == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        const char  *argv[2] = { "GET", e[i]->str };
+        size_t       lens[2] = { 3, e[i]->len };
+
+        cw_redis_append(rm->redis, 2, argv, lens);
+    }
+
+    if (cw_redis_exec(rm->redis, vals, n, err, errlen) != 0) {
+        free(vals);
+        return -1;
+    }
+
+    res = proj_rm_stale(rm, proj_rm_no_item_sql, NULL, e, n, 1, skip, err,
+                        errlen);
+
+    for (row = 0; res != NULL && row < PQntuples(res); row++) {
+        k = atoll(PQgetvalue(res, row, 0)) - 1;
+        if (vals[k]->type == REDIS_REPLY_STRING) {
+            proj_rm_del(rm, proj_rm_del_doc, e[k]->str, vals[k]->str,
+                        vals[k]->len, e[k]->str + skip,
+                        e[k]->len - skip);
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        freeReplyObject(vals[i]);
+    }
+    free(vals);
+
+    if (res == NULL) {
+        return -1;
+    }
+    PQclear(res);
+
+    return proj_rm_del_flush(rm, err, errlen);
+}
+
+
+/* A page of a store's stock fields: looked up, the stale ones removed. */
+static long long
+proj_rm_prune_fields(proj_readmodel_t *rm, const char *key,
+    redisReply *pairs, char *err, size_t errlen)
+{
+    int           row;
+    long long     k;
+    PGresult     *res;
+    redisReply  **e = pairs->element;
+
+    res = proj_rm_stale(rm, proj_rm_no_stock_sql,
+                        key + COMMERCE_LEN(COMMERCE_RK_STOCK), e,
+                        pairs->elements, 2, 0, err, errlen);
+    if (res == NULL) {
+        return -1;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        k = 2 * (atoll(PQgetvalue(res, row, 0)) - 1);
+        proj_rm_del(rm, proj_rm_del_field, key, e[k]->str, e[k]->len,
+                    e[k + 1]->str, e[k + 1]->len);
+    }
+    PQclear(res);
+
+    return proj_rm_del_flush(rm, err, errlen);
+}
+
+
+/* The members of the item index without their document, removed. */
+static long long
+proj_rm_prune_index(proj_readmodel_t *rm, redisReply *members, char *err,
+    size_t errlen)
+{
+    int          rc = 0;
+    size_t       i;
+    cw_buf_t     key;
+    long long    n;
+    redisReply  *m;
+
+    cw_buf_init(&key);
+
+    for (i = 0; i < members->elements; i += 2) {      /* member, score */
+        m = members->element[i];
+        key.len = 0;
+        cw_buf_puts(&key, COMMERCE_RK_ITEM);
+        cw_buf_puts(&key, m->str);
+        cw_buf_putc(&key, '\0');
+        if (key.oom) {
+            rc = -1;
+            break;
+        }
+        proj_rm_del(rm, proj_rm_del_member, key.data, m->str, m->len, NULL,
+                    0);
+    }
+
+    cw_buf_free(&key);
+
+    n = proj_rm_del_flush(rm, err, errlen);
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    return n;
+}
+
+
+/* Every page of one scan (argv, its cursor at argv[cur]), each pruned as
+ * what says: 'd' documents, 'i' index members, 'f' a stock hash's
+ * fields, 's' stock hashes (each swept for its fields). The number of
+ * values removed, or -1. */
+static long long
+proj_rm_sweep(proj_readmodel_t *rm, int argc, const char *const *argv,
+    int cur, int what, char *err, size_t errlen)
+{
+    char         cursor[32] = "0";
+    size_t       i;
+    long long    n, total = 0;
+    redisReply  *r, *page;
+    const char  *a[8];
+
+    memcpy(a, argv, (size_t) argc * sizeof(*a));
+    a[cur] = cursor;
+
+    do {
+        r = proj_rm_page(rm, argc, a, cursor, sizeof(cursor), err, errlen);
+        if (r == NULL) {
+            return -1;
+        }
+
+        page = r->element[1];
+        n = 0;
+
+        if (what == 'd') {
+            n = page->elements > 0 ? proj_rm_prune_docs(rm, page, err,
+                                                         errlen) : 0;
+        } else if (what == 'i') {
+            n = proj_rm_prune_index(rm, page, err, errlen);
+        } else if (what == 'f') {
+            n = proj_rm_prune_fields(rm, argv[1], page, err, errlen);
+        } else {
+            for (i = 0; i < page->elements && n >= 0; i++) {
+                const char  *h[5] = { "HSCAN", page->element[i]->str, "0",
+                                      "COUNT", PROJ_RM_PAGE };
+
+                n = proj_rm_sweep(rm, 5, h, 2, 'f', err, errlen);
+                total += n > 0 ? n : 0;
+            }
+            n = n > 0 ? 0 : n;
+        }
+
+        freeReplyObject(r);
+
+        if (n < 0) {
+            return -1;
+        }
+        total += n;
+
+    } while (strcmp(cursor, "0") != 0);
+
+    return total;
+}
+
+
+/* The stale values removed: item documents, index members, stock
+ * fields. */
+static int
+proj_rm_prune(proj_readmodel_t *rm, char *err, size_t errlen)
+{
+    long long     n[3];
+    const char   *docs[8] = { "SCAN", "0", "MATCH", COMMERCE_RK_ITEM "*",
+                              "COUNT", PROJ_RM_PAGE, "TYPE", "string" };
+    const char   *index[5] = { "ZSCAN", COMMERCE_RK_ITEM_INDEX, "0",
+                               "COUNT", PROJ_RM_PAGE };
+    const char   *stock[8] = { "SCAN", "0", "MATCH", COMMERCE_RK_STOCK "*",
+                               "COUNT", PROJ_RM_PAGE, "TYPE", "hash" };
+
+    if ((n[0] = proj_rm_sweep(rm, 8, docs, 1, 'd', err, errlen)) < 0
+        || (n[1] = proj_rm_sweep(rm, 5, index, 2, 'i', err, errlen)) < 0
+        || (n[2] = proj_rm_sweep(rm, 8, stock, 1, 's', err, errlen)) < 0)
+    {
+        return -1;
+    }
+
+    {
+        cw_field_t  f[] = { CW_FINT("items", n[0]),
+                            CW_FINT("index_members", n[1]),
+                            CW_FINT("stock_values", n[2]) };
+
+        cw_log_kv(CW_LOG_INFO, f, 3, "stale read-model values removed");
+    }
+
+    return 0;
+}
+
+
 int
 proj_readmodel_rebuild(proj_readmodel_t *rm, volatile int *stop)
 {
@@ -498,6 +880,12 @@ proj_readmodel_rebuild(proj_readmodel_t *rm, volatile int *stop)
     cls = cw_pg_txn(rm->pg, proj_rm_rebuild_txn, rm, 5, err, sizeof(err));
     if (cls != CW_PG_OK) {
         cw_log(CW_LOG_ERROR, "rebuild failed: %s", err);
+        return -1;
+    }
+
+    if (proj_rm_prune(rm, err, sizeof(err)) != 0) {
+        cw_log(CW_LOG_ERROR, "rebuild: removing stale values failed: %s",
+               err);
         return -1;
     }
 

@@ -37,6 +37,16 @@
 #                                topped up as the projector commits
 #   BENCH_PROJ_PARTITIONS=4      partitions of commerce.inbound
 #   BENCH_PROJ_ARGS=             extra commerce-projector flags
+#   BENCH_PROJECTORS=1           projectors sharing the partitions (one
+#                                consumer group)
+#   BENCH_PROJ_ALTERNATE=        e.g. "1 2 1 2": throughput only, one run
+#                                per number of projectors in turn, each on
+#                                fresh servers (in round-N/), alternated
+#                                so that a shared machine's noise falls on
+#                                both; the summary gives msg/s per run, the
+#                                ratio of 2 to 1 per pair of runs, and the
+#                                deadlocks (40P01) and retried transactions
+#                                of each run's logs
 #   BENCH_PROJ_RATE=1000         latency: messages per second
 #   BENCH_PROJ_LAT_SECONDS=10    latency: duration (first second not counted)
 #   BENCH_PROJ_LATENCY=1         0: skip the latency part
@@ -70,6 +80,10 @@ RSS_AT=${BENCH_PROJ_RSS_AT:-100000}
 BACKLOG=${BENCH_PROJ_BACKLOG:-16000}
 PARTITIONS=${BENCH_PROJ_PARTITIONS:-4}
 PROJ_ARGS=${BENCH_PROJ_ARGS:-}
+PROJECTORS=${BENCH_PROJECTORS:-1}
+ALTERNATE=${BENCH_PROJ_ALTERNATE:-}
+PROJ_PIDS=()
+TOOL=$OUT/projbench
 RATE=${BENCH_PROJ_RATE:-1000}
 LAT_SECONDS=${BENCH_PROJ_LAT_SECONDS:-10}
 SETTLE=${BENCH_PROJ_SETTLE:-180}
@@ -85,7 +99,7 @@ PERF_PID=
 
 build_tool() {
     gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
-        -o "$OUT/projbench" \
+        -o "$TOOL" \
         "$HERE/projbench.c" -lrdkafka -lpq \
         || die "building projbench failed"
 }
@@ -112,9 +126,18 @@ start_pg() {
     bench_migrate "$OUT/migrate.log"
 }
 
+# PROJECTORS of them, in one group; PROJ_PID is the first (its RSS is
+# read), PROJ_PIDS all. Logs: projector.log, projector2.log, ...
 start_projector() {
-    # shellcheck disable=SC2086
-    bench_start_projector "$OUT/projector.log" $PROJ_ARGS
+    local i first=
+    PROJ_PIDS=()
+    for ((i = 1; i <= PROJECTORS; i++)); do
+        # shellcheck disable=SC2086
+        bench_start_projector "$OUT/projector${i#1}.log" $PROJ_ARGS
+        PROJ_PIDS+=("$PROJ_PID")
+        first=${first:-$PROJ_PID}
+    done
+    PROJ_PID=$first
     if [ "$PERF" = 1 ]; then
         bench_spawn PERF_PID "" perf record \
             --call-graph "${BENCH_PROJ_PERF_CG:-fp}" -o "$OUT/perf.data" \
@@ -178,7 +201,7 @@ throughput() {
     local feed
     rm -f "$OUT/ready" "$OUT/projector.pid"
     log "feeding $TOPIC: $MESSAGES messages, $BACKLOG pre-filled"
-    bench_spawn feed "" "$OUT/projbench" feed "$BOOTSTRAP" "$TOPIC" \
+    bench_spawn feed "" "$TOOL" feed "$BOOTSTRAP" "$TOPIC" \
         "$MESSAGES" "$CONNINFO" "$GROUP" "$OUT/ready" "$OUT/projector.pid" \
         "$RSS_AT" "$BACKLOG" > "$OUT/watch.txt"
     while [ ! -e "$OUT/ready" ]; do
@@ -248,7 +271,7 @@ latency() {
     fi
     log "latency: $RATE/s for ${LAT_SECONDS}s via $INGRESS"
     PROJBENCH_SAMPLES="$OUT/latency-samples.txt" \
-        "$OUT/projbench" lat "127.0.0.1:$NGINX_PORT" "$RATE" "$LAT_SECONDS" 3 \
+        "$TOOL" lat "127.0.0.1:$NGINX_PORT" "$RATE" "$LAT_SECONDS" 3 \
         1000 "${cmd[@]}" > "$OUT/latency.txt" \
         || { cat "$OUT/latency.txt" >&2; die "latency run failed"; }
     cat "$OUT/latency.txt" >&2
@@ -320,6 +343,74 @@ summary() {
     printf ' not counted)\n'
 }
 
+stop_projectors() {
+    local proj
+    for proj in "${PROJ_PIDS[@]}"; do
+        bench_stop proj TERM 30
+    done
+    PROJ_PIDS=()
+}
+
+# The deadlocks (40P01) and retried transactions in a run's logs.
+count_in_logs() {   # count_in_logs REGEX FILES...
+    local re=$1
+    shift
+    cat "$@" 2>/dev/null | grep -cE "$re" || true
+}
+
+# BENCH_PROJ_ALTERNATE: one throughput run per entry, each on fresh
+# servers in its own directory; then the table.
+alternate() {
+    local base=$OUT n r=0 rates=()
+    for n in $ALTERNATE; do
+        r=$((r + 1))
+        OUT=$base/round-$r
+        mkdir -p "$OUT"
+        PROJECTORS=$n
+        log "run $r: $n projector(s)"
+        start_pg
+        redis-cli -p "$REDIS_PORT" FLUSHALL > /dev/null
+        bench_stop BROKER_PID
+        bench_start_broker "$OUT" "" --brokers 1 --partitions "$PARTITIONS"
+        throughput
+        stop_projectors
+        "$ROOT/scripts/pg.sh" stop "$PG_DIR" > /dev/null 2>&1 || true
+        printf '%s %s %s %s %s %s\n' "$r" "$n" \
+            "$(bench_field rate_sustained "$(<"$OUT/watch.txt")")" \
+            "$(bench_field rate_drained_sustained "$(<"$OUT/watch.txt")")" \
+            "$(count_in_logs '40P01|deadlock detected' "$OUT"/projector*.log \
+               "$OUT/pg/server.log")" \
+            "$(count_in_logs 'transaction retry' "$OUT"/projector*.log)" \
+            >> "$base/alternate.txt"
+    done
+    OUT=$base
+}
+
+alternate_summary() {
+    printf 'commerce-projector benchmark, %s, %s cores, load at start %s\n' \
+        "$(date -u +%FT%TZ)" "$(nproc)" "$LOAD_AT_START"
+    printf 'runs alternated: %s projector(s); %s messages each, %s' \
+        "$ALTERNATE" "$MESSAGES" "$PARTITIONS"
+    printf ' partitions; projector flags: %s\n\n' "${PROJ_ARGS:-defaults}"
+    awk '
+    BEGIN { printf "%-4s %-10s %14s %18s %10s %8s\n", "run", "projectors",
+            "msg/s", "msg/s until empty", "deadlocks", "retries" }
+    { printf "%-4s %-10s %14s %18s %10s %8s\n", $1, $2, $3, $4, $5, $6
+      sum[$2] += $3; cnt[$2]++; dl += $5
+      if ($2 == 1) last1 = $3
+      if ($2 == 2 && last1 > 0) { pairs = pairs sprintf(" %.2f", $3 / last1);
+                                  last1 = 0 } }
+    END {
+      printf "\n"
+      for (n in sum) printf "mean msg/s with %s projector(s): %.0f (%d runs)\n",
+                            n, sum[n] / cnt[n], cnt[n]
+      if (cnt[1] && cnt[2])
+          printf "ratio 2/1 of the means: %.2f; per pair (1 then 2):%s\n",
+                 (sum[2] / cnt[2]) / (sum[1] / cnt[1]), pairs
+      printf "deadlocks in all runs: %d\n", dl
+    }' "$OUT/alternate.txt"
+}
+
 for b in commerce-projector commerce-migrate commerce-devbroker; do
     [ -x "$BIN/$b" ] || die "$BIN/$b is not built (make workers)"
 done
@@ -327,6 +418,13 @@ done
 LAT_NOTE="skipped (BENCH_PROJ_LATENCY=0)"
 INGRESS=
 build_tool
+if [ -n "$ALTERNATE" ]; then
+    bench_start_redis
+    rm -f "$OUT/alternate.txt"
+    alternate
+    alternate_summary | tee "$RESULT"
+    exit 0
+fi
 start_pg
 bench_start_redis
 bench_start_broker "$OUT" "" --brokers 1 --partitions "$PARTITIONS"
