@@ -203,5 +203,67 @@ is($p->redis('GET', 'wh:dedup:other') . $p->redis('GET', 'inv:not-a-hash'),
 is($p->redis('ZCARD', 'cat:index'), 10, 'the index has the items');
 is(read_model_diff(), 0, 'Redis holds what PostgreSQL renders');
 
+# --- a new Kafka cluster is not the old one ----------------------------------
+
+# Offsets, archive rows, dead letters and position dedup keys are those of
+# one cluster's log. A devbroker restarted is a new cluster whose offsets
+# start at 0 again: its messages are applied and archived, not taken for
+# the old cluster's (consumed already, or skipped as past the log's end).
+sub ledger { $p->sql('SELECT count(*) FROM stock_ledger') }
+sub archived { $p->sql('SELECT count(*) FROM inbound_archive') }
+
+sub traffic {          # n position-keyed movements and one delivery id
+    my ($n, $id) = @_;
+    $p->produce_many({ source => 'canonical' },
+                     map { move($stores[$_ % 4], $skus[$_ % 20]) } 1 .. $n);
+    $p->produce(key => 'store-1', headers => { source => 'canonical', delivery_id => $id },
+                body => encode_json({ type => 'stock.adjust', store_id => 'store-1',
+                                      sku => $skus[0], delta => 1,
+                                      reason => 'receipt' }));
+}
+
+my $pid = $p->start_projector;
+my ($l0, $a0) = (ledger(), archived());
+traffic(40, 'cluster-a-1');
+ok($p->wait_for(sub { ledger() == $l0 + 41 }), 'the first cluster\'s messages applied');
+$p->stop_proc($pid, 'TERM');
+my $first = $p->sql('SELECT DISTINCT cluster_id FROM consumer_offsets');
+like($first, qr/^[\w-]+$/, "offsets name the cluster ($first)");
+
+$p->stop_proc($p->{broker}, 'TERM');
+$p->start_broker(partitions => 4);
+$pid = $p->start_projector;
+traffic(40, 'cluster-b-1');
+ok($p->wait_for(sub { ledger() == $l0 + 82 }, 'second cluster', 90),
+   'the new cluster\'s messages applied, at offsets the old one had too');
+ok($p->wait_for(sub { archived() == $a0 + 82 }), 'and archived beside the old ones');
+is($p->sql('SELECT count(DISTINCT cluster_id) FROM consumer_offsets'), 2,
+   'each cluster has its offsets');
+is($p->sql("SELECT count(*) FROM inbound_archive WHERE cluster_id = '$first'"
+           . ' AND (topic, partition, "offset") IN (SELECT topic, partition, "offset"'
+           . " FROM inbound_archive WHERE cluster_id <> '$first' AND cluster_id <> '')") > 0
+   ? 1 : 0, 1, 'the same positions archived for both clusters');
+like($p->log_text('projector' . $p->{nproj}), qr/"kafka cluster \S+"/, 'the cluster is logged');
+is($p->sql('SELECT sum(on_hand) FROM stock_levels'), $moves + 82,
+   'on_hand sums to the movements');
+
+# Offsets stored before the cluster was kept (migration 011 gives them
+# ''): the first cluster a projector sees takes them, and nothing is read
+# again.
+$p->stop_proc($pid, 'TERM');
+my $second = $p->sql("SELECT DISTINCT cluster_id FROM consumer_offsets WHERE cluster_id <> '$first'");
+$p->sql("UPDATE consumer_offsets SET cluster_id = '' WHERE cluster_id = '$second'");
+my ($l1, $a1) = (ledger(), archived());
+$pid = $p->start_projector;
+traffic(8, 'cluster-b-2');
+ok($p->wait_for(sub { ledger() == $l1 + 9 }), 'applied after the old offsets were taken');
+ok($p->wait_for(sub { archived() == $a1 + 9 }), 'only the new messages archived');
+is(ledger(), $l1 + 9, 'nothing applied twice');
+like($p->log_text('projector' . $p->{nproj}), qr/taken as this cluster's/,
+     'the adoption is logged');
+is($p->sql("SELECT count(*) FROM consumer_offsets WHERE cluster_id = ''"), 0,
+   'no offsets without a cluster left');
+is($p->stop_proc($pid, 'TERM'), 0, 'SIGTERM exit 0');
+
 $p->stop;
 done_testing();

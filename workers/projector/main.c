@@ -40,6 +40,7 @@
 #include "proj.h"
 #include "proj_drainer.h"
 #include "proj_gauges.h"
+#include "proj_offsets.h"
 #include "proj_outbox.h"
 #include "proj_publisher.h"
 #include "proj_readmodel.h"
@@ -167,8 +168,9 @@ proj_check_log(proj_app_t *app, rd_kafka_topic_partition_list_t *parts)
                    "recreated or lost data, and starting here would skip "
                    "its messages. Once checked, delete this group's rows "
                    "in consumer_offsets (and the position dedup keys, "
-                   "topic|partition|offset, in inbound_processed) to read "
-                   "the log from its start", tp->topic, (int) tp->partition,
+                   "topic|partition|offset|cluster, in inbound_processed) "
+                   "to read the log from its start", tp->topic,
+                   (int) tp->partition,
                    (long long) tp->offset, (long long) hi);
             return -1;
         }
@@ -359,6 +361,12 @@ proj_open(proj_app_t *app, const cw_config_t *cfg)
         return -1;
     }
 
+    if (proj_offsets_cluster(cw_kafka_producer_handle(app->producer),
+                             app->stop) != 0)
+    {
+        return -1;
+    }
+
     app->pub_pg = proj_pg(cfg, "commerce-projector-publisher");
     app->rm_pg = proj_pg(cfg, "commerce-projector-readmodel");
     arc_pg = proj_pg(cfg, "commerce-projector-archive");
@@ -387,7 +395,9 @@ proj_open(proj_app_t *app, const cw_config_t *cfg)
     /* arc_pg is the store's now */
 
     if (app->store == NULL || app->pub_out == NULL || app->rm_out == NULL
-        || proj_store_prepare(app->store, err, sizeof(err)) != 0)
+        || proj_store_prepare(app->store, err, sizeof(err)) != 0
+        || proj_offsets_adopt(app->pg, cw_config_str(cfg, "kafka.group_id"),
+                              err, sizeof(err)) != 0)
     {
         cw_log(CW_LOG_ERROR, "setting up statements: %s", err);
         return -1;

@@ -109,6 +109,17 @@ proj_msg_headers(proj_msg_t *pm)
 }
 
 
+/* The Kafka cluster of the positions in dedup keys (proj_sql.h). */
+static char  proj_msg_cluster[PROJ_MSG_CLUSTER_MAX + 1];
+
+
+void
+proj_msg_set_cluster(const char *id)
+{
+    snprintf(proj_msg_cluster, sizeof(proj_msg_cluster), "%s", id);
+}
+
+
 void
 proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m)
 {
@@ -130,8 +141,8 @@ proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m)
         || proj_msg_dedup_key(pm->source, pm->delivery_id, pm->delivery_len,
                               pm->dedup) != 0)
     {
-        snprintf(pm->dedup, sizeof(pm->dedup), "%s|%" PRId32 "|%" PRId64,
-                 pm->topic, m->partition, m->offset);
+        snprintf(pm->dedup, sizeof(pm->dedup), "%s|%" PRId32 "|%" PRId64
+                 "|%s", pm->topic, m->partition, m->offset, proj_msg_cluster);
     }
 
     in.source = pm->source;

@@ -56,6 +56,12 @@ typedef struct {
 } proj_msg_t;
 
 
+/* The Kafka cluster's id, part of a position dedup key
+ * (topic|partition|offset|cluster): a new cluster's offsets start at 0
+ * again. */
+#define PROJ_MSG_CLUSTER_MAX  128
+void proj_msg_set_cluster(const char *id);
+
 void proj_msg_prepare(proj_msg_t *pm, rd_kafka_message_t *m);
 
 /* The one rule of dedup keys by delivery id (see PROJ_MSG_DEDUP_MAX):

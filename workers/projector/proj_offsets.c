@@ -240,3 +240,61 @@ proj_offsets_load(cw_pg_t *pg, const char *group,
 
     return 0;
 }
+
+
+int
+proj_offsets_cluster(rd_kafka_t *rk, volatile int *stop)
+{
+    int            rc;
+    char          *id;
+    cw_backoff_t   bo;
+
+    cw_backoff_init(&bo, 200, 5000, 0.5, 0, 0);
+
+    while ((id = rd_kafka_clusterid(rk, 5000)) == NULL) {
+        if (*stop) {
+            return -1;
+        }
+        cw_log(CW_LOG_WARN, "no Kafka cluster id yet (brokers unreachable, "
+               "or too old to say), will retry");
+        cw_sleep_ms(cw_backoff_next(&bo), stop);
+    }
+
+    rc = proj_sql_set_cluster(id);
+    if (rc == 0) {
+        proj_msg_set_cluster(id);
+        cw_log(CW_LOG_INFO, "kafka cluster %s", id);
+    } else {
+        cw_log(CW_LOG_ERROR, "kafka cluster id \"%.64s\" is not an id", id);
+    }
+
+    rd_kafka_mem_free(rk, id);
+
+    return rc;
+}
+
+
+int
+proj_offsets_adopt(cw_pg_t *pg, const char *group, char *err, size_t errlen)
+{
+    PGresult       *res;
+    const char     *p[PROJ_OFF_ADOPT_NPARAMS];
+    cw_pg_class_t   cls;
+
+    p[PROJ_OFF_ADOPT_GROUP] = group;
+
+    res = cw_pg_execp(pg, proj_sql_name(PROJ_SQL_OFF_ADOPT),
+                      PROJ_OFF_ADOPT_NPARAMS, p, &cls, err, errlen);
+    if (res == NULL) {
+        return -1;
+    }
+
+    if (atoi(PQcmdTuples(res)) > 0) {
+        cw_log(CW_LOG_WARN, "%s partition offsets stored without a Kafka "
+               "cluster (before migration 011) taken as this cluster's",
+               PQcmdTuples(res));
+    }
+    PQclear(res);
+
+    return 0;
+}

@@ -12,7 +12,9 @@
  *   ...apply the messages not fenced...
  *   proj_offsets_store(&off, pg, group, msgs, n, err, errlen);
  *
- * and on partition assignment proj_offsets_load.
+ * and on partition assignment proj_offsets_load. They are the offsets of
+ * one Kafka cluster, whose id the statements name (proj_sql.h): at start
+ * proj_offsets_cluster, then proj_offsets_adopt.
  */
 
 #ifndef PROJ_OFFSETS_H
@@ -57,6 +59,17 @@ void proj_offsets_free(proj_offsets_t *off);
  * until *stop. Returns 0 or -1. */
 int proj_offsets_load(cw_pg_t *pg, const char *group,
     rd_kafka_topic_partition_list_t *parts, volatile int *stop);
+
+/* The id of the Kafka cluster rk talks to, set for the statements
+ * (proj_sql_set_cluster) and the position dedup keys: offsets are those
+ * of one cluster's log (a new cluster's start at 0 again). Waits until
+ * the brokers say, or *stop. Returns 0 or -1. */
+int proj_offsets_cluster(rd_kafka_t *rk, volatile int *stop);
+
+/* The group's offsets stored before they had a cluster taken as the
+ * prepared cluster's, if it has none. Returns 0 or -1 with err. */
+int proj_offsets_adopt(cw_pg_t *pg, const char *group, char *err,
+    size_t errlen);
 
 
 #endif /* PROJ_OFFSETS_H */

@@ -4,13 +4,20 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commerce_contract.h"
+#include "cw_buf.h"
 #include "proj_sql.h"
 
 
 #define PROJ_SQL_PREPARED  0
 #define PROJ_SQL_SIDE      1      /* prepared on the archive's connection */
+
+/* In a text, the Kafka cluster's id (proj_sql_set_cluster), as a
+ * literal. */
+#define PROJ_SQL_CLUSTER   ":cluster"
 
 
 /* The aggregate id of a stock level and of its orderability, in SQL. */
@@ -45,32 +52,46 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
 
     [PROJ_SQL_OFF_ENSURE] = { "off_ensure", PROJ_OFF_ENSURE_NPARAMS,
       PROJ_SQL_PREPARED,
-      "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-      " SELECT $1, t, p, o FROM unnest($2::text[], $3::integer[],"
-      " $4::bigint[]) AS u(t, p, o) ON CONFLICT DO NOTHING" },
+      "INSERT INTO consumer_offsets (group_id, cluster_id, topic, partition,"
+      " next_offset) SELECT $1, " PROJ_SQL_CLUSTER ", t, p, o"
+      " FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, o)"
+      " ON CONFLICT DO NOTHING" },
 
     [PROJ_SQL_OFF_LOCK] = { "off_lock", PROJ_OFF_LOCK_NPARAMS,
       PROJ_SQL_PREPARED,
       "SELECT c.topic, c.partition, c.next_offset FROM consumer_offsets c"
       " JOIN unnest($2::text[], $3::integer[]) AS u(t, p)"
       " ON c.topic = u.t AND c.partition = u.p WHERE c.group_id = $1"
+      " AND c.cluster_id = " PROJ_SQL_CLUSTER
       " ORDER BY c.topic, c.partition FOR UPDATE OF c" },
 
     [PROJ_SQL_OFF_SET] = { "off_set", PROJ_OFF_SET_NPARAMS,
       PROJ_SQL_PREPARED,
       "UPDATE consumer_offsets c SET next_offset = u.o, updated_at = now()"
       " FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, o)"
-      " WHERE c.group_id = $1 AND c.topic = u.t AND c.partition = u.p" },
+      " WHERE c.group_id = $1 AND c.cluster_id = " PROJ_SQL_CLUSTER
+      " AND c.topic = u.t AND c.partition = u.p" },
 
     [PROJ_SQL_OFF_LOAD] = { "off_load", PROJ_OFF_LOAD_NPARAMS,
       PROJ_SQL_PREPARED,
       "SELECT partition, next_offset FROM consumer_offsets"
-      " WHERE group_id = $1 AND topic = $2" },
+      " WHERE group_id = $1 AND cluster_id = " PROJ_SQL_CLUSTER
+      " AND topic = $2" },
+
+    /* Offsets stored before 011 (cluster ''): the cluster the group's
+     * first projector since then sees is taken for theirs (a wrong guess
+     * is caught: proj_check_log in main.c). */
+    [PROJ_SQL_OFF_ADOPT] = { "off_adopt", PROJ_OFF_ADOPT_NPARAMS,
+      PROJ_SQL_PREPARED,
+      "UPDATE consumer_offsets SET cluster_id = " PROJ_SQL_CLUSTER
+      " WHERE group_id = $1 AND cluster_id = '' AND NOT EXISTS"
+      " (SELECT 1 FROM consumer_offsets WHERE group_id = $1"
+      " AND cluster_id = " PROJ_SQL_CLUSTER ")" },
 
     [PROJ_SQL_CLAIM] = { "claim", PROJ_CLAIM_NPARAMS, PROJ_SQL_PREPARED,
-      "INSERT INTO inbound_processed (dedup_key, topic, partition, \"offset\","
-      " commands) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
-      " RETURNING 1" },
+      "INSERT INTO inbound_processed (dedup_key, cluster_id, topic, partition,"
+      " \"offset\", commands) VALUES ($1, " PROJ_SQL_CLUSTER ", $2, $3, $4,"
+      " $5) ON CONFLICT DO NOTHING RETURNING 1" },
 
     /* Keys are looked up first and the rest inserted plainly, which costs
      * less than an insert ON CONFLICT: a key claimed meanwhile by a batch
@@ -80,18 +101,20 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       PROJ_SQL_PREPARED,
       "WITH x AS (SELECT dedup_key FROM inbound_processed"
       " WHERE dedup_key = ANY($1::text[]))"
-      " INSERT INTO inbound_processed (dedup_key, topic, partition, \"offset\","
-      " commands) SELECT * FROM unnest($1::text[], $2::text[],"
-      " $3::integer[], $4::bigint[], $5::integer[]) AS u(k, t, p, o, n)"
+      " INSERT INTO inbound_processed (dedup_key, cluster_id, topic, partition,"
+      " \"offset\", commands) SELECT u.k, " PROJ_SQL_CLUSTER ", u.t, u.p, u.o,"
+      " u.n FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[],"
+      " $5::integer[]) AS u(k, t, p, o, n)"
       " WHERE u.k NOT IN (SELECT dedup_key FROM x) RETURNING dedup_key" },
 
     /* The original bytes and headers, plus the reason. */
     [PROJ_SQL_DEAD] = { "dead", PROJ_DEAD_NPARAMS, PROJ_SQL_PREPARED,
-      "WITH d AS (INSERT INTO dead_letters (topic, partition, \"offset\","
-      " msg_key, headers, body, source, delivery_id, reason, detail,"
-      " waiting_for) VALUES ($1, $2, $3, $4::bytea, $5::jsonb, $6::bytea,"
-      " $7, $8, $9, $10, $12)"
-      " ON CONFLICT (topic, partition, \"offset\") DO NOTHING RETURNING id)"
+      "WITH d AS (INSERT INTO dead_letters (cluster_id, topic, partition,"
+      " \"offset\", msg_key, headers, body, source, delivery_id, reason,"
+      " detail, waiting_for) VALUES (" PROJ_SQL_CLUSTER ", $1, $2, $3,"
+      " $4::bytea, $5::jsonb, $6::bytea, $7, $8, $9, $10, $12)"
+      " ON CONFLICT (cluster_id, topic, partition, \"offset\") DO NOTHING"
+      " RETURNING id)"
       " INSERT INTO outbox (kind, topic, msg_key, headers, payload)"
       " SELECT 'kafka', $11, $4::bytea, $5::jsonb || jsonb_build_array("
       " jsonb_build_object('name', '" COMMERCE_H_DLQ_REASON "',"
@@ -329,17 +352,22 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
     /* A message archived before (the batch is being tried again, or was
      * consumed before a crash) keeps its row. */
     [PROJ_SQL_ARCHIVE] = { "archive", PROJ_ARCHIVE_NPARAMS, PROJ_SQL_SIDE,
-      "INSERT INTO inbound_archive (topic, partition, \"offset\", msg_key,"
-      " headers, body, source, delivery_id, kafka_ts)"
-      " SELECT topic, partition, \"offset\", msg_key, headers, body, source,"
-      " delivery_id, to_timestamp(kafka_ts / 1000)"
+      "INSERT INTO inbound_archive (cluster_id, topic, partition, \"offset\","
+      " msg_key, headers, body, source, delivery_id, kafka_ts)"
+      " SELECT " PROJ_SQL_CLUSTER ", topic, partition, \"offset\", msg_key,"
+      " headers, body, source, delivery_id, to_timestamp(kafka_ts / 1000)"
       " FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (topic text,"
       " partition integer, \"offset\" bigint, headers jsonb, source text,"
       " delivery_id text, kafka_ts double precision), unnest($2::bytea[]),"
       " unnest($3::bytea[])) AS r(topic, partition, \"offset\", headers,"
       " source, delivery_id, kafka_ts, body, msg_key)"
-      " ON CONFLICT (topic, partition, \"offset\") DO NOTHING" },
+      " ON CONFLICT (cluster_id, topic, partition, \"offset\") DO NOTHING" },
 };
+
+
+/* The cluster's id as a literal (ids are letters, digits, '-' and '_':
+ * checked when set). */
+static char  proj_sql_cluster[PROJ_SQL_CLUSTER_MAX + 3];
 
 
 const char *
@@ -357,19 +385,73 @@ proj_sql_text(proj_sql_id_t id)
 
 
 int
+proj_sql_set_cluster(const char *id)
+{
+    size_t  n = strlen(id);
+
+    if (n == 0 || n > PROJ_SQL_CLUSTER_MAX
+        || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789-_") != n)
+    {
+        return -1;
+    }
+
+    snprintf(proj_sql_cluster, sizeof(proj_sql_cluster), "'%s'", id);
+
+    return 0;
+}
+
+
+/* A statement's text with the cluster's id written in, into b. */
+static int
+proj_sql_expand(cw_buf_t *b, const char *text)
+{
+    const char  *p, *at;
+
+    if (strstr(text, PROJ_SQL_CLUSTER) != NULL
+        && proj_sql_cluster[0] == '\0')
+    {
+        return -1;
+    }
+
+    b->len = 0;
+    for (p = text; (at = strstr(p, PROJ_SQL_CLUSTER)) != NULL;
+         p = at + sizeof(PROJ_SQL_CLUSTER) - 1)
+    {
+        cw_buf_printf(b, "%.*s%s", (int) (at - p), p, proj_sql_cluster);
+    }
+    cw_buf_puts(b, p);
+    cw_buf_putc(b, '\0');
+
+    return b->oom ? -1 : 0;
+}
+
+
+int
 proj_sql_prepare(cw_pg_t *pg, int side, char *err, size_t errlen)
 {
-    size_t  i;
-    int     how = side ? PROJ_SQL_SIDE : PROJ_SQL_PREPARED;
+    int       rc = 0;
+    size_t    i;
+    cw_buf_t  b;
+    int       how = side ? PROJ_SQL_SIDE : PROJ_SQL_PREPARED;
 
-    for (i = 0; i < PROJ_SQL_N; i++) {
-        if (proj_sql[i].how == how
-            && cw_pg_prepare(pg, proj_sql[i].name, proj_sql[i].text,
-                             proj_sql[i].nparams, err, errlen) != 0)
-        {
-            return -1;
+    cw_buf_init(&b);
+
+    for (i = 0; i < PROJ_SQL_N && rc == 0; i++) {
+        if (proj_sql[i].how != how) {
+            continue;
+        }
+        if (proj_sql_expand(&b, proj_sql[i].text) != 0) {
+            snprintf(err, errlen, "%s: no Kafka cluster id",
+                     proj_sql[i].name);
+            rc = -1;
+        } else {
+            rc = cw_pg_prepare(pg, proj_sql[i].name, b.data,
+                               proj_sql[i].nparams, err, errlen);
         }
     }
 
-    return 0;
+    cw_buf_free(&b);
+
+    return rc;
 }

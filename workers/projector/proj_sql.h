@@ -8,7 +8,10 @@
  * values written in (cw_pg_exec_inline) when the keys are many, so that
  * each is planned for their real number (proj_keys_state). Array
  * parameters are PostgreSQL array literals (proj_arr) unless said
- * otherwise.
+ * otherwise. The Kafka log's positions (offsets, the archive, dead
+ * letters, position dedup keys) are those of one cluster: statements
+ * about them name it, written in when they are prepared
+ * (proj_sql_set_cluster first).
  *
  * Use:
  *
@@ -32,6 +35,7 @@ typedef enum {
     PROJ_SQL_OFF_LOCK,
     PROJ_SQL_OFF_SET,
     PROJ_SQL_OFF_LOAD,
+    PROJ_SQL_OFF_ADOPT,
     PROJ_SQL_CLAIM,
     PROJ_SQL_CLAIM_ALL,
     PROJ_SQL_DEAD,
@@ -95,6 +99,10 @@ enum {
 /* OFF_LOAD: the stored offsets of a topic's partitions. */
 enum { PROJ_OFF_LOAD_GROUP = 0, PROJ_OFF_LOAD_TOPIC, PROJ_OFF_LOAD_NPARAMS };
 enum { PROJ_OFF_LOAD_PARTITION = 0, PROJ_OFF_LOAD_NEXT };
+
+/* OFF_ADOPT: the group's offsets of no cluster (stored before 011) taken
+ * as this cluster's, unless it has some. */
+enum { PROJ_OFF_ADOPT_GROUP = 0, PROJ_OFF_ADOPT_NPARAMS };
 
 /* CLAIM: one message's dedup key (careful path); a row when claimed now,
  * none when it was claimed before. */
@@ -293,6 +301,12 @@ enum { PROJ_KEYS_ROW_ID = 0 };
 enum { PROJ_ARCHIVE_RECORDS = 0, PROJ_ARCHIVE_BODIES, PROJ_ARCHIVE_KEYS,
        PROJ_ARCHIVE_NPARAMS };
 
+
+#define PROJ_SQL_CLUSTER_MAX  128
+
+/* The id of the Kafka cluster (rd_kafka_clusterid) the statements name.
+ * Returns 0, or -1 if it is not an id (letters, digits, '-', '_'). */
+int proj_sql_set_cluster(const char *id);
 
 const char *proj_sql_name(proj_sql_id_t id);
 const char *proj_sql_text(proj_sql_id_t id);

@@ -44,9 +44,10 @@
 #                                fresh servers (in round-N/), alternated
 #                                so that a shared machine's noise falls on
 #                                both; the summary gives msg/s per run, the
-#                                ratio of 2 to 1 per pair of runs, and the
-#                                deadlocks (40P01) and retried transactions
-#                                of each run's logs
+#                                ratio of 2 to 1 per pair of runs, and per
+#                                run the deadlocks in PostgreSQL's log, the
+#                                40P01 errors and the batches retried in
+#                                the projectors' logs
 #   BENCH_PROJ_RATE=1000         latency: messages per second
 #   BENCH_PROJ_LAT_SECONDS=10    latency: duration (first second not counted)
 #   BENCH_PROJ_LATENCY=1         0: skip the latency part
@@ -375,12 +376,12 @@ alternate() {
         throughput
         stop_projectors
         "$ROOT/scripts/pg.sh" stop "$PG_DIR" > /dev/null 2>&1 || true
-        printf '%s %s %s %s %s %s\n' "$r" "$n" \
+        printf '%s %s %s %s %s %s %s\n' "$r" "$n" \
             "$(bench_field rate_sustained "$(<"$OUT/watch.txt")")" \
             "$(bench_field rate_drained_sustained "$(<"$OUT/watch.txt")")" \
-            "$(count_in_logs '40P01|deadlock detected' "$OUT"/projector*.log \
-               "$OUT/pg/server.log")" \
-            "$(count_in_logs 'transaction retry' "$OUT"/projector*.log)" \
+            "$(count_in_logs 'deadlock detected' "$OUT/pg/server.log")" \
+            "$(count_in_logs '40P01' "$OUT"/projector*.log)" \
+            "$(count_in_logs 'will retry' "$OUT"/projector*.log)" \
             >> "$base/alternate.txt"
     done
     OUT=$base
@@ -393,10 +394,12 @@ alternate_summary() {
         "$ALTERNATE" "$MESSAGES" "$PARTITIONS"
     printf ' partitions; projector flags: %s\n\n' "${PROJ_ARGS:-defaults}"
     awk '
-    BEGIN { printf "%-4s %-10s %14s %18s %10s %8s\n", "run", "projectors",
-            "msg/s", "msg/s until empty", "deadlocks", "retries" }
-    { printf "%-4s %-10s %14s %18s %10s %8s\n", $1, $2, $3, $4, $5, $6
-      sum[$2] += $3; cnt[$2]++; dl += $5
+    BEGIN { printf "%-4s %-10s %8s %17s %9s %10s %8s\n", "run",
+            "projectors", "msg/s", "msg/s until empty", "deadlocks",
+            "40P01 seen", "retries" }
+    { printf "%-4s %-10s %8s %17s %9s %10s %8s\n", $1, $2, $3, $4, $5, $6,
+             $7
+      sum[$2] += $3; cnt[$2]++; dl += $5 + $6
       if ($2 == 1) last1 = $3
       if ($2 == 2 && last1 > 0) { pairs = pairs sprintf(" %.2f", $3 / last1);
                                   last1 = 0 } }
@@ -407,7 +410,8 @@ alternate_summary() {
       if (cnt[1] && cnt[2])
           printf "ratio 2/1 of the means: %.2f; per pair (1 then 2):%s\n",
                  (sum[2] / cnt[2]) / (sum[1] / cnt[1]), pairs
-      printf "deadlocks in all runs: %d\n", dl
+      printf "deadlocks (server log) and 40P01 (projector logs), all"
+      printf " runs: %d\n", dl
     }' "$OUT/alternate.txt"
 }
 
