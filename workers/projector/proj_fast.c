@@ -234,10 +234,7 @@ proj_fast_txn(cw_pg_t *pg, void *batch, char *err, size_t errlen)
         cls = CW_PG_PERMANENT;
     }
 
-    if (cls == CW_PG_OK) {
-        proj_locks_want(&b->locks, b->msgs, b->n);
-        cls = proj_locks_take(&b->locks, pg, &t.pipe, err, errlen);
-    }
+    proj_locks_want(&b->locks, b->msgs, b->n);
 
     if (cls == CW_PG_OK) {
         cls = proj_fast_claim(&t, err, errlen);

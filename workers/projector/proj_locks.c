@@ -50,6 +50,9 @@ proj_locks_want(proj_locks_t *l, const proj_msg_t *msgs, size_t n)
     json_t      *cmd;
     const char  *type;
 
+    memset(l->held, 0, sizeof(l->held));
+    l->taken = 0;
+
     for (i = 0; i < n; i++) {
         if (msgs[i].fenced || msgs[i].cmds == NULL) {
             continue;
@@ -81,7 +84,7 @@ proj_locks_want(proj_locks_t *l, const proj_msg_t *msgs, size_t n)
 /* The statement of the buckets set in set, in bucket order. */
 static cw_pg_class_t
 proj_locks_run(const unsigned char *set, proj_sql_id_t id, cw_pg_t *pg,
-    proj_pipe_t *pipe, PGresult **out, char *err, size_t errlen)
+    PGresult **out, char *err, size_t errlen)
 {
     char            cls_id[16];
     size_t          b, n = 0;
@@ -107,10 +110,6 @@ proj_locks_run(const unsigned char *set, proj_sql_id_t id, cw_pg_t *pg,
         snprintf(err, errlen, "out of memory");
         cls = CW_PG_PERMANENT;
 
-    } else if (n > 0 && pipe != NULL) {
-        cls = proj_pipe_send(pipe, proj_sql_name(id), PROJ_LOCK_NPARAMS, p,
-                             NULL, NULL, err, errlen);
-
     } else if (n > 0) {
         res = cw_pg_execp(pg, proj_sql_name(id), PROJ_LOCK_NPARAMS, p, &cls,
                           err, errlen);
@@ -128,13 +127,12 @@ proj_locks_run(const unsigned char *set, proj_sql_id_t id, cw_pg_t *pg,
 
 
 cw_pg_class_t
-proj_locks_take(proj_locks_t *l, cw_pg_t *pg, proj_pipe_t *pipe, char *err,
-    size_t errlen)
+proj_locks_take(proj_locks_t *l, cw_pg_t *pg, char *err, size_t errlen)
 {
     memcpy(l->held, l->want, sizeof(l->held));
+    l->taken = 1;
 
-    return proj_locks_run(l->want, PROJ_SQL_LOCK, pg, pipe, NULL, err,
-                          errlen);
+    return proj_locks_run(l->want, PROJ_SQL_LOCK, pg, NULL, err, errlen);
 }
 
 
@@ -147,6 +145,13 @@ proj_locks_cover(proj_locks_t *l, cw_pg_t *pg, const char *const *sku,
     PGresult       *res = NULL;
     cw_pg_class_t   cls;
     unsigned char   miss[PROJ_LOCK_BUCKETS];
+
+    if (!l->taken) {
+        cls = proj_locks_take(l, pg, err, errlen);
+        if (cls != CW_PG_OK) {
+            return cls;
+        }
+    }
 
     memset(miss, 0, sizeof(miss));
 
@@ -170,8 +175,7 @@ proj_locks_cover(proj_locks_t *l, cw_pg_t *pg, const char *const *sku,
      * out of order), tried. Held or not, it is taken in order next time;
      * held now, it is not counted as held, because a savepoint rolled
      * back would release it. */
-    cls = proj_locks_run(miss, PROJ_SQL_TRY_LOCK, pg, NULL, &res, err,
-                         errlen);
+    cls = proj_locks_run(miss, PROJ_SQL_TRY_LOCK, pg, &res, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
     }

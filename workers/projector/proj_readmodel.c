@@ -99,6 +99,14 @@ proj_readmodel_new(cw_pg_t *pg, cw_redis_t *redis,
     rm->redis = redis;
     rm->m = *metrics;
 
+    /* Connected now rather than by the first value written (a Redis
+     * that is not there yet is connected to when it is). */
+    {
+        char  ignore[256];
+
+        (void) cw_redis_ensure(redis, ignore, sizeof(ignore));
+    }
+
     if (EVP_Digest(proj_rm_guard, sizeof(proj_rm_guard) - 1, md, &mdlen,
                    EVP_sha1(), NULL) != 1 || mdlen != 20)
     {

@@ -431,9 +431,15 @@ int
 proj_sql_prepare(cw_pg_t *pg, int side, char *err, size_t errlen)
 {
     int       rc = 0;
+    char      ignore[256];
     size_t    i;
     cw_buf_t  b;
     int       how = side ? PROJ_SQL_SIDE : PROJ_SQL_PREPARED;
+
+    /* Connected now, not by the first batch (the archive's connection
+     * would add its connect and its statements' preparation to the
+     * first message's way); one that fails connects when first used. */
+    (void) cw_pg_ensure(pg, ignore, sizeof(ignore));
 
     cw_buf_init(&b);
 
