@@ -295,7 +295,8 @@ summary() {
     printf 'topic %s: %s partitions, %s messages (5%% item upserts, 15%%' \
         "$TOPIC" "$PARTITIONS" "$(bench_field messages "$w")"
     printf ' price sets, 35%% stock counts, 45%% movements; 10k items,'
-    printf ' 3 stores); projector flags: %s\n\n' "${PROJ_ARGS:-defaults}"
+    printf ' 3 stores); %s projector(s), flags: %s\n\n' "$PROJECTORS" \
+        "${PROJ_ARGS:-defaults}"
     printf '%-44s %12s\n' metric value
     printf '%-44s %12s\n' 'throughput, first batch -> last offset (msg/s)' \
         "$rate"
