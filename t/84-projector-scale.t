@@ -229,33 +229,16 @@ ok($p->wait_for(sub { ledger() == $l0 + 41 }), 'the first cluster\'s messages ap
 $p->stop_proc($pid, 'TERM');
 my $first = $p->sql('SELECT DISTINCT cluster_id FROM consumer_offsets');
 like($first, qr/^[\w-]+$/, "offsets name the cluster ($first)");
-
-$p->stop_proc($p->{broker}, 'TERM');
-$p->start_broker(partitions => 4);
-$pid = $p->start_projector;
-traffic(40, 'cluster-b-1');
-ok($p->wait_for(sub { ledger() == $l0 + 82 }, 'second cluster', 90),
-   'the new cluster\'s messages applied, at offsets the old one had too');
-ok($p->wait_for(sub { archived() == $a0 + 82 }), 'and archived beside the old ones');
-is($p->sql('SELECT count(DISTINCT cluster_id) FROM consumer_offsets'), 2,
-   'each cluster has its offsets');
-is($p->sql("SELECT count(*) FROM inbound_archive WHERE cluster_id = '$first'"
-           . ' AND (topic, partition, "offset") IN (SELECT topic, partition, "offset"'
-           . " FROM inbound_archive WHERE cluster_id <> '$first' AND cluster_id <> '')") > 0
-   ? 1 : 0, 1, 'the same positions archived for both clusters');
-like($p->log_text('projector' . $p->{nproj}), qr/"kafka cluster \S+"/, 'the cluster is logged');
-is($p->sql('SELECT sum(on_hand) FROM stock_levels'), $moves + 82,
-   'on_hand sums to the movements');
+like($p->log_text('projector' . $p->{nproj}), qr/"kafka cluster \Q$first\E"/,
+     'the cluster is logged');
 
 # Offsets stored before the cluster was kept (migration 011 gives them
 # ''): the first cluster a projector sees takes them, and nothing is read
 # again.
-$p->stop_proc($pid, 'TERM');
-my $second = $p->sql("SELECT DISTINCT cluster_id FROM consumer_offsets WHERE cluster_id <> '$first'");
-$p->sql("UPDATE consumer_offsets SET cluster_id = '' WHERE cluster_id = '$second'");
+$p->sql("UPDATE consumer_offsets SET cluster_id = '' WHERE cluster_id = '$first'");
 my ($l1, $a1) = (ledger(), archived());
 $pid = $p->start_projector;
-traffic(8, 'cluster-b-2');
+traffic(8, 'cluster-a-2');
 ok($p->wait_for(sub { ledger() == $l1 + 9 }), 'applied after the old offsets were taken');
 ok($p->wait_for(sub { archived() == $a1 + 9 }), 'only the new messages archived');
 is(ledger(), $l1 + 9, 'nothing applied twice');
@@ -263,7 +246,38 @@ like($p->log_text('projector' . $p->{nproj}), qr/taken as this cluster's/,
      'the adoption is logged');
 is($p->sql("SELECT count(*) FROM consumer_offsets WHERE cluster_id = ''"), 0,
    'no offsets without a cluster left');
-is($p->stop_proc($pid, 'TERM'), 0, 'SIGTERM exit 0');
+$p->stop_proc($pid, 'TERM');
+
+# The devbroker restarted: a new cluster, its log empty. (librdkafka's
+# mock cluster makes its id of two heap addresses: under AddressSanitizer,
+# whose allocator puts them at the same place at every start, a restarted
+# devbroker has the old id, and is not a new cluster to anyone.)
+($l1, $a1) = (ledger(), archived());
+$p->stop_proc($p->{broker}, 'TERM');
+$p->start_broker(partitions => 4);
+$pid = $p->start_projector;
+ok($p->wait_for(sub { $p->log_text('projector' . $p->{nproj}) =~ /"kafka cluster (\S+)"/ }),
+   'the projector knows the cluster');
+my ($second) = $p->log_text('projector' . $p->{nproj}) =~ /"kafka cluster (\S+)"/;
+SKIP: {
+    skip "the restarted devbroker has the old cluster id ($second)", 6
+        if $second eq $first;
+
+    traffic(40, 'cluster-b-1');
+    ok($p->wait_for(sub { ledger() == $l1 + 41 }, 'second cluster', 90),
+       'the new cluster\'s messages applied, at offsets the old one had too');
+    ok($p->wait_for(sub { archived() == $a1 + 41 }), 'and archived beside the old ones');
+    is($p->sql('SELECT count(DISTINCT cluster_id) FROM consumer_offsets'), 2,
+       'each cluster has its offsets');
+    ok($p->sql("SELECT count(*) FROM inbound_archive a WHERE cluster_id = '$second'"
+               . " AND EXISTS (SELECT 1 FROM inbound_archive o WHERE o.cluster_id"
+               . " IN ('$first', '') AND (o.topic, o.partition, o.\"offset\")"
+               . ' = (a.topic, a.partition, a."offset"))') > 0,
+       'the same positions archived for both clusters');
+    is($p->sql('SELECT sum(on_hand) FROM stock_levels'), $moves + 91,
+       'on_hand sums to the movements');
+    is($p->stop_proc($pid, 'TERM'), 0, 'SIGTERM exit 0');
+}
 
 $p->stop;
 done_testing();
