@@ -30,6 +30,7 @@
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_gcra.h"
+#include "ngx_http_commerce_metrics.h"
 
 
 #define NGX_HTTP_COMMERCE_LIMIT_LOCAL           0
@@ -342,6 +343,16 @@ static ngx_str_t  ngx_http_commerce_limit_script = ngx_string(
     "return {1, ahead}\n");
 
 
+/* the metrics' decision of each status (FALLBACK: Redis could not say) */
+static ngx_uint_t  ngx_http_commerce_limit_decisions[] = {
+    NGX_HTTP_COMMERCE_LIMIT_UNDECIDED,     /* NONE */
+    NGX_HTTP_COMMERCE_LIMIT_ALLOWED,       /* PASSED */
+    NGX_HTTP_COMMERCE_LIMIT_ERROR,         /* FALLBACK */
+    NGX_HTTP_COMMERCE_LIMIT_ALLOWED,       /* DRY_RUN */
+    NGX_HTTP_COMMERCE_LIMIT_LIMITED        /* REJECTED */
+};
+
+
 /* the script's SHA1 in hex, for EVALSHA */
 static u_char  ngx_http_commerce_limit_sha[40];
 
@@ -527,6 +538,9 @@ ngx_http_commerce_limit_decide(ngx_http_request_t *r,
         if (st->status > ctx->status) {
             ctx->status = st->status;
         }
+
+        ngx_http_commerce_metrics_limit(&limits[i].shm_zone->shm.name,
+                               ngx_http_commerce_limit_decisions[st->status]);
 
         if ((ctx->refused || ctx->deny) && st->taken) {
             ngx_http_commerce_limit_refund(zone, st);

@@ -17,6 +17,7 @@
 #include "commerce_contract.h"
 #include "commerce_json.h"
 
+#include "ngx_http_commerce_metrics.h"
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_redis_cache.h"
@@ -101,6 +102,16 @@ static char *ngx_http_commerce_read_merge_loc_conf(ngx_conf_t *cf,
 
 static ngx_conf_num_bounds_t  ngx_http_commerce_read_limit_bounds = {
     ngx_http_commerce_conf_bounds, 1, 10000
+};
+
+
+/* the api label of each read API's requests */
+static ngx_uint_t  ngx_http_commerce_read_metrics_apis[] = {
+    NGX_HTTP_COMMERCE_API_NONE,
+    NGX_HTTP_COMMERCE_API_CATALOG,
+    NGX_HTTP_COMMERCE_API_CATALOG_INDEX,
+    NGX_HTTP_COMMERCE_API_INVENTORY,
+    NGX_HTTP_COMMERCE_API_INVENTORY
 };
 
 
@@ -1033,6 +1044,8 @@ ngx_http_commerce_read_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     rlcf->api = cmd->offset;
+    ngx_http_commerce_metrics_api(cf, ngx_http_commerce_read_metrics_apis
+                                          [rlcf->api]);
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_commerce_read_handler;

@@ -26,6 +26,7 @@
 
 #include "commerce_breaker.h"
 
+#include "ngx_http_commerce_metrics.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_redis_cache.h"
 #include "ngx_http_commerce_redis_conn.h"
@@ -72,6 +73,7 @@ typedef struct {
     void                              *data;
     ngx_http_commerce_redis_conn_t    *conn;
     ngx_msec_t                         timeout;
+    uint64_t                           sent;      /* metrics_now() */
     ngx_event_t                        timer;
     ngx_http_commerce_redis_cache_entry_t  *fill;
 } ngx_http_commerce_redis_pending_t;
@@ -130,6 +132,10 @@ static void ngx_http_commerce_redis_track_lost(
 static void ngx_http_commerce_redis_track_reset(
     ngx_http_commerce_redis_peer_t *peer);
 static void ngx_http_commerce_redis_keepalive(ngx_socket_t fd);
+static void ngx_http_commerce_redis_failure(
+    ngx_http_commerce_redis_peer_t *peer);
+static void ngx_http_commerce_redis_success(
+    ngx_http_commerce_redis_peer_t *peer);
 
 
 /* one per worker process: connections are never shared across processes */
@@ -176,6 +182,8 @@ ngx_http_commerce_redis_start(ngx_cycle_t *cycle,
         /* half-open, every command goes through: the first reply decides */
         commerce_breaker_init(&peer->breaker, rmcf->breaker_threshold,
                               rmcf->breaker_timeout, 0);
+        ngx_http_commerce_metrics_breaker(NGX_HTTP_COMMERCE_BREAKER_REDIS,
+                                          &peer->server->name, &peer->breaker);
 
         peer->conns = ngx_pcalloc(cycle->pool,
                          peer->nconns * sizeof(ngx_http_commerce_redis_conn_t));
@@ -300,7 +308,7 @@ ngx_http_commerce_redis_connect(ngx_http_commerce_redis_conn_t *conn)
 
 failed:
 
-    commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+    ngx_http_commerce_redis_failure(conn->peer);
     ngx_http_commerce_redis_schedule(conn);
 }
 
@@ -368,7 +376,7 @@ ngx_http_commerce_redis_timer_handler(ngx_event_t *ev)
                       &conn->peer->server->name);
 
         ngx_http_commerce_redis_close(conn);
-        commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+        ngx_http_commerce_redis_failure(conn->peer);
         ngx_http_commerce_redis_schedule(conn);
         return;
     }
@@ -402,7 +410,7 @@ ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac, int status)
                       &conn->peer->server->name, ac->errstr);
 
         conn->ac = NULL;
-        commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+        ngx_http_commerce_redis_failure(conn->peer);
         ngx_http_commerce_redis_schedule(conn);
         return;
     }
@@ -455,7 +463,7 @@ ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
         ngx_http_commerce_redis_track_reset(conn->peer);
     }
 
-    commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+    ngx_http_commerce_redis_failure(conn->peer);
     ngx_http_commerce_redis_schedule(conn);
 }
 
@@ -716,7 +724,7 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     ngx_http_commerce_redis_handler_pt handler, void *data,
     ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after)
 {
-    ngx_uint_t                          i;
+    ngx_uint_t                          i, open;
     ngx_msec_t                          wait, left;
     ngx_pool_cleanup_t                 *cln;
     ngx_http_commerce_redis_conn_t     *conn;
@@ -735,6 +743,7 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     w = &ngx_http_commerce_redis_worker;
     conn = NULL;
     wait = 1000;
+    open = 0;
 
     for (i = 0; i < w->npeers; i++) {
         peer = &w->peers[(w->next + i) % w->npeers];
@@ -743,6 +752,7 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
             left = (ngx_msec_t) commerce_breaker_retry_after(&peer->breaker,
                                                          ngx_current_msec);
             wait = ngx_max(wait, left);
+            open = 1;
             continue;
         }
 
@@ -755,6 +765,9 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     }
 
     if (conn == NULL) {
+        ngx_http_commerce_metrics_redis_error(
+            open ? NGX_HTTP_COMMERCE_REDIS_ERR_BREAKER_OPEN
+                 : NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
         *retry_after = (time_t) ((wait + 999) / 1000);
         return NGX_DECLINED;
     }
@@ -776,6 +789,8 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
         != REDIS_OK)
     {
         ngx_free(pc);
+        ngx_http_commerce_metrics_redis_error(
+            NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
         *retry_after = 1;
         return NGX_DECLINED;
     }
@@ -789,6 +804,7 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     pc->conn = conn;
     pc->timeout = timeout;
     pc->fill = cmd->fill;
+    pc->sent = ngx_http_commerce_metrics_now();
 
     pc->timer.handler = ngx_http_commerce_redis_pending_timeout;
     pc->timer.data = pc;
@@ -819,7 +835,19 @@ ngx_http_commerce_redis_reply(redisAsyncContext *ac, void *reply,
 
     if (reply) {
         pc->conn->last_reply = ngx_current_msec;
-        commerce_breaker_success(&pc->conn->peer->breaker);
+        ngx_http_commerce_redis_success(pc->conn->peer);
+        ngx_http_commerce_metrics_redis_latency(pc->sent);
+
+        if (((redisReply *) reply)->type == REDIS_REPLY_ERROR) {
+            ngx_http_commerce_metrics_redis_error(
+                NGX_HTTP_COMMERCE_REDIS_ERR_REPLY);
+        }
+
+    } else {
+        ngx_http_commerce_metrics_redis_error(
+            ac->err == REDIS_ERR_PROTOCOL
+            ? NGX_HTTP_COMMERCE_REDIS_ERR_PROTOCOL
+            : NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
     }
 
     if (pc->fill) {
@@ -894,7 +922,8 @@ ngx_http_commerce_redis_pending_timeout(ngx_event_t *ev)
     handler = pc->handler;
     data = pc->data;
 
-    commerce_breaker_failure(&conn->peer->breaker, ngx_current_msec);
+    ngx_http_commerce_redis_failure(conn->peer);
+    ngx_http_commerce_metrics_redis_error(NGX_HTTP_COMMERCE_REDIS_ERR_TIMEOUT);
 
     /* a server that does not answer may not tell of its writes either */
     ngx_http_commerce_redis_track_reset(conn->peer);
@@ -1127,4 +1156,32 @@ ngx_http_commerce_redis_keepalive(ngx_socket_t fd)
         (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(int));
     }
 #endif
+}
+
+
+/* The breaker's outcomes, and its state published for the metrics. */
+static void
+ngx_http_commerce_redis_failure(ngx_http_commerce_redis_peer_t *peer)
+{
+    commerce_breaker_failure(&peer->breaker, ngx_current_msec);
+    ngx_http_commerce_metrics_breaker(NGX_HTTP_COMMERCE_BREAKER_REDIS,
+                                      &peer->server->name, &peer->breaker);
+}
+
+
+/* on every reply: published only when the state changed */
+static void
+ngx_http_commerce_redis_success(ngx_http_commerce_redis_peer_t *peer)
+{
+    commerce_breaker_state_e  was;
+
+    was = peer->breaker.state;
+
+    commerce_breaker_success(&peer->breaker);
+
+    if (peer->breaker.state != was) {
+        ngx_http_commerce_metrics_breaker(NGX_HTTP_COMMERCE_BREAKER_REDIS,
+                                          &peer->server->name,
+                                          &peer->breaker);
+    }
 }

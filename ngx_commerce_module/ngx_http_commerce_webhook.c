@@ -32,6 +32,7 @@
 
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
+#include "ngx_http_commerce_metrics.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_verify.h"
 #include "ngx_http_commerce_webhook.h"
@@ -350,6 +351,7 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "commerce webhook: source \"%V\" rejected: %s",
                       &ctx->source, ctx->verify.code);
+        ngx_http_commerce_metrics_sig_failure(&ctx->source, ctx->verify.code);
 
         status = rc;
 
@@ -734,6 +736,7 @@ ngx_http_commerce_webhook_verify(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "commerce webhook: source \"%V\" rejected: %s",
                   &ctx->source, ctx->verify.code);
+    ngx_http_commerce_metrics_sig_failure(&ctx->source, ctx->verify.code);
 
     return ngx_http_commerce_webhook_fail(r, ctx, rc, ctx->verify.code,
                                           ctx->verify.msg, 0);
@@ -859,6 +862,7 @@ ngx_http_commerce_webhook_claimed(ngx_http_request_t *r, void *data,
         rc = ngx_http_commerce_webhook_no_dedup(r, ctx, 1);
 
     } else if (reply->type == REDIS_REPLY_NIL) {
+        ngx_http_commerce_metrics_dedup(NGX_HTTP_COMMERCE_DEDUP_NEW);
         ctx->claimed = 1;
         rc = NGX_OK;
 
@@ -909,6 +913,7 @@ ngx_http_commerce_webhook_no_dedup(ngx_http_request_t *r,
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_webhook_module);
+    ngx_http_commerce_metrics_dedup(NGX_HTTP_COMMERCE_DEDUP_ERROR);
 
     if (wlcf->dedup_unavailable == NGX_HTTP_COMMERCE_WEBHOOK_DEDUP_ACCEPT) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -953,6 +958,8 @@ ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
             if (partition != NGX_ERROR && ctx->offset != NGX_ERROR) {
                 ctx->partition = (int32_t) partition;
                 ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
+                ngx_http_commerce_metrics_dedup(
+                    NGX_HTTP_COMMERCE_DEDUP_DUPLICATE);
 
                 ngx_http_finalize_request(r,
                     ngx_http_commerce_webhook_answer(r, ctx, NGX_HTTP_OK,
@@ -961,6 +968,8 @@ ngx_http_commerce_webhook_duplicate(ngx_http_request_t *r,
             }
         }
     }
+
+    ngx_http_commerce_metrics_dedup(NGX_HTTP_COMMERCE_DEDUP_IN_PROGRESS);
 
     return ngx_http_commerce_webhook_fail(r, ctx, NGX_HTTP_CONFLICT,
                                    "delivery_in_progress",
@@ -1465,6 +1474,7 @@ ngx_http_commerce_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_commerce_webhook_handler;
+    ngx_http_commerce_metrics_api(cf, NGX_HTTP_COMMERCE_API_WEBHOOK);
 
     kmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_commerce_kafka_module);
