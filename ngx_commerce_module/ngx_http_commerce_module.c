@@ -1,9 +1,11 @@
 /*
  * ngx_http_commerce_module: the first module of ngx_http_commerce_module.so,
- * whose name the file and its load_module line carry.  It owns no directive
- * (the Redis ones are ngx_http_commerce_redis_module's): it holds what all
+ * whose name the file and its load_module line carry.  It holds what all
  * commerce modules share, the bounds check of number directives and the
- * JSON error responder.
+ * JSON error responder, and the one directive of that responder:
+ * commerce_error (location), the target of error_page that answers nginx's
+ * own errors (404, 412, 414, ...) in the API's JSON shape; the reference
+ * is docs/directives.md.
  */
 
 #include <ngx_config.h>
@@ -11,6 +13,50 @@
 #include <ngx_http.h>
 
 #include "ngx_http_commerce_module.h"
+
+
+typedef struct {
+    ngx_uint_t                  status;
+    const char                 *code;
+    const char                 *msg;
+} ngx_http_commerce_error_t;
+
+
+static ngx_int_t ngx_http_commerce_error_handler(ngx_http_request_t *r);
+static char *ngx_http_commerce_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_commerce_commands[] = {
+
+    { ngx_string("commerce_error"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_commerce_error,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+/* nginx's own errors as the API names them (a header too large is a 400) */
+static ngx_http_commerce_error_t  ngx_http_commerce_errors[] = {
+    { 400, "bad_request", "the request is malformed" },
+    { 404, "not_found", "no such resource" },
+    { 405, "method_not_allowed", "the method is not allowed here" },
+    { 408, "request_timeout", "the request was not received in time" },
+    { 411, "length_required", "a request body needs a Content-Length" },
+    { 412, "precondition_failed", "a precondition of the request failed" },
+    { 413, "body_too_large", "the request body is too large" },
+    { 414, "uri_too_long", "the request URI is too long" },
+    { 416, "range_not_satisfiable", "the range cannot be satisfied" },
+    { 500, "internal_error", "internal error" },
+    { 502, "bad_gateway", "an upstream failed" },
+    { 503, "unavailable", "the service is unavailable" },
+    { 504, "gateway_timeout", "an upstream timed out" },
+    { 0, "error", "the request failed" }
+};
 
 
 static ngx_http_module_t  ngx_http_commerce_module_ctx = {
@@ -31,7 +77,7 @@ static ngx_http_module_t  ngx_http_commerce_module_ctx = {
 ngx_module_t  ngx_http_commerce_module = {
     NGX_MODULE_V1,
     &ngx_http_commerce_module_ctx,         /* module context */
-    NULL,                                  /* module directives */
+    ngx_http_commerce_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
@@ -170,4 +216,50 @@ ngx_http_commerce_send_error_allow(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The target of error_page: the status being handled (r->err_status) in
+ * the JSON shape; reached directly, a 404.
+ */
+static ngx_int_t
+ngx_http_commerce_error_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t                  status;
+    ngx_http_commerce_error_t  *e;
+
+    status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
+
+    for (e = ngx_http_commerce_errors; e->status; e++) {
+        if (e->status == status) {
+            break;
+        }
+    }
+
+    if (e->status == 0 && status < NGX_HTTP_BAD_REQUEST) {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the API's methods, all locations together */
+    return ngx_http_commerce_send_error_allow(r, status, e->code, e->msg,
+                                              status == 503 ? 1 : 0,
+                                              "GET, HEAD, POST");
+}
+
+
+static char *
+ngx_http_commerce_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate: the location has a handler already";
+    }
+
+    clcf->handler = ngx_http_commerce_error_handler;
+
+    return NGX_CONF_OK;
 }

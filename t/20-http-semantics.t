@@ -16,7 +16,27 @@ my $json = JSON::PP->new->allow_nonref;
 
 $t->start_redis;
 
-$t->write_nginx_conf(<<'EOF');
+
+# A server of the API as conf/nginx.conf has it: the server's error_page
+# line, conf/commerce-locations.conf included.
+sub shipped_server {
+    my $conf = "$CommerceTest::REPO/conf";
+    my $text = $t->slurp("$conf/nginx.conf");
+    my ($error_page) = $text =~ /^\s*(error_page [^;]+;)/m
+        or die "no error_page in conf/nginx.conf";
+
+    return <<"EOF";
+server {
+    listen 127.0.0.1:%%PORT_SHIPPED%%;
+    large_client_header_buffers 2 1k;
+
+    $error_page
+    include $conf/commerce-locations.conf;
+}
+EOF
+}
+
+$t->write_nginx_conf(shipped_server() . <<'EOF');
 commerce_redis_server 127.0.0.1:%%REDIS_PORT%%;
 
 server {
@@ -310,6 +330,47 @@ for my $with_400 (0, 1) {
 
     is($fails, 0, '40 pipelined requests answered in order'
                   . ($with_400 ? ', 400s among them' : ''));
+}
+
+# ---- nginx's own errors in JSON (the shipped configuration) ---------------
+
+{
+    my $port = $t->port('SHIPPED');
+    my %get = (-port => $port);
+
+    my $r = $t->http(GET => '/v1/catalog/a', %get);
+    is($r->{status}, 200, 'shipped conf: catalog item');
+
+    is_error($t->http(GET => '/v1/nope', %get), 404, 'not_found',
+             'shipped conf: a path that is not the API\'s');
+    is_error($t->http(GET => '/v1/stores/s1/inventory/k1/x', %get), 404,
+             'not_found', 'shipped conf: below an endpoint');
+    is_error($t->http(GET => '/v1/catalog/a', 'If-Match' => '"0"', %get),
+             412, 'precondition_failed', 'shipped conf: If-Match fails');
+    is_error($t->http(GET => '/v1/catalog/a', %get,
+                      'If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:00 '
+                                               . 'GMT'),
+             412, 'precondition_failed', 'shipped conf: If-Unmodified-Since');
+    is_error($t->http(GET => '/v1/catalog/' . ('x' x 3000), %get), 414,
+             'uri_too_long', 'shipped conf: URI too long');
+    is_error($t->http(GET => '/v1/catalog/a', 'X-Big' => 'y' x 3000, %get),
+             400, 'bad_request', 'shipped conf: header too large');
+
+    $r = $t->http(TRACE => '/v1/catalog/a', %get);
+    is_error($r, 405, 'method_not_allowed', 'shipped conf: TRACE');
+    like($r->{headers}{allow} // '', qr/GET/, 'TRACE: Allow');
+
+    my ($data) = $t->http_raw("GET /v1/catalog/a HTTP/1.1\r\n\r\n",
+                              port => $port);
+    like($data, qr{^HTTP/1\.1 400 .*\r\n\r\n\{"error":"bad_request",}s,
+         'shipped conf: no Host header, 400 in JSON');
+
+    is_error($t->http(GET => '/_commerce/error', %get), 404, 'not_found',
+             'shipped conf: the error location is internal');
+
+    $r = $t->http(HEAD => '/v1/nope', %get);
+    is($r->{status}, 404, 'shipped conf: HEAD of an unknown path');
+    is($r->{body}, '', 'HEAD: no body');
 }
 
 {
