@@ -46,6 +46,8 @@ typedef struct {
     ngx_str_t                   next;      /* catalog list: last id of page */
     ngx_uint_t                  has_next;
     ngx_uint_t                  limit;
+    ngx_str_t                   cursor;    /* inventory list: HSCAN's, and */
+    uint64_t                    skip;      /* its items already served */
     ngx_msec_t                  timeout;
 } ngx_http_commerce_read_ctx_t;
 
@@ -61,8 +63,10 @@ static ngx_int_t ngx_http_commerce_read_stock(ngx_http_request_t *r,
     ngx_http_commerce_read_loc_conf_t *rlcf,
     ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
 static ngx_int_t ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
-    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_read_loc_conf_t *rlcf, ngx_http_commerce_read_ctx_t *ctx,
     ngx_http_commerce_redis_cmd_t *cmd, const char **msg);
+static ngx_int_t ngx_http_commerce_read_cursor(ngx_str_t *arg,
+    ngx_http_commerce_read_ctx_t *ctx);
 static ngx_int_t ngx_http_commerce_read_id(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *id, const char **msg);
 static ngx_int_t ngx_http_commerce_read_id_key(ngx_http_request_t *r,
@@ -271,7 +275,7 @@ ngx_http_commerce_read_handler(ngx_http_request_t *r)
         break;
 
     default: /* NGX_HTTP_COMMERCE_READ_STOCK_LIST */
-        rc = ngx_http_commerce_read_stock_list(r, rlcf, &cmd, &msg);
+        rc = ngx_http_commerce_read_stock_list(r, rlcf, ctx, &cmd, &msg);
         done = ngx_http_commerce_read_scan_done;
         break;
     }
@@ -420,10 +424,14 @@ ngx_http_commerce_read_stock(ngx_http_request_t *r,
 }
 
 
-/* HSCAN inv:{store} cursor COUNT count */
+/*
+ * HSCAN inv:{store} cursor COUNT count.  COUNT is only a hint (a small
+ * hash comes whole), so a page is capped at count items, and the next one
+ * resumes within the same batch: "<cursor>-<items served>".
+ */
 static ngx_int_t
 ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
-    ngx_http_commerce_read_loc_conf_t *rlcf,
+    ngx_http_commerce_read_loc_conf_t *rlcf, ngx_http_commerce_read_ctx_t *ctx,
     ngx_http_commerce_redis_cmd_t *cmd, const char **msg)
 {
     uint64_t   n;
@@ -437,20 +445,18 @@ ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
         return rc;
     }
 
-    n = 0;
     rc = ngx_http_commerce_read_arg(r, "cursor", 6, &cursor);
 
     if (rc == NGX_ERROR
         || (rc == NGX_OK
-            && ngx_http_commerce_parse_uint(cursor.data, cursor.len,
-                                            UINT64_MAX, &n) != 0))
+            && ngx_http_commerce_read_cursor(&cursor, ctx) != NGX_OK))
     {
         *msg = "cursor must be a cursor returned as next";
         return NGX_HTTP_BAD_REQUEST;
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_str_set(&cursor, "0");
+        ngx_str_set(&ctx->cursor, "0");
     }
 
     if (ngx_http_commerce_read_page_size(r, rlcf, "count", 5, &n) != NGX_OK) {
@@ -458,11 +464,51 @@ ngx_http_commerce_read_stock_list(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
+    ctx->limit = n;
+
     ngx_http_commerce_redis_cmd_arg_literal(cmd, "HSCAN");
     ngx_http_commerce_redis_cmd_arg_str(cmd, &key);
-    ngx_http_commerce_redis_cmd_arg_str(cmd, &cursor);
+    ngx_http_commerce_redis_cmd_arg_str(cmd, &ctx->cursor);
     ngx_http_commerce_redis_cmd_arg_literal(cmd, "COUNT");
     ngx_http_commerce_redis_cmd_arg_uint(cmd, n);
+
+    return NGX_OK;
+}
+
+
+/* "<HSCAN cursor>" or "<HSCAN cursor>-<items of its batch served>" */
+static ngx_int_t
+ngx_http_commerce_read_cursor(ngx_str_t *arg,
+    ngx_http_commerce_read_ctx_t *ctx)
+{
+    u_char    *dash, *last;
+    uint64_t   n;
+
+    last = arg->data + arg->len;
+    dash = ngx_strlchr(arg->data, last, '-');
+
+    ctx->cursor.data = arg->data;
+    ctx->cursor.len = (dash ? dash : last) - arg->data;
+    ctx->skip = 0;
+
+    if (ngx_http_commerce_parse_uint(ctx->cursor.data, ctx->cursor.len,
+                                     UINT64_MAX, &n)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    if (dash == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_commerce_parse_uint(dash + 1, last - dash - 1,
+                                     NGX_MAX_UINT32_VALUE, &ctx->skip)
+        != 0
+        || ctx->skip == 0)
+    {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -821,12 +867,17 @@ ngx_http_commerce_read_docs_done(ngx_http_request_t *r, void *data,
 }
 
 
-/* HSCAN inv:{store} cursor COUNT n: [next cursor, [sku, json, ...]]. */
+/*
+ * HSCAN inv:{store} cursor COUNT n: [next cursor, [sku, json, ...]].  The
+ * page is the batch from the items already served, at most ctx->limit.
+ */
 static void
 ngx_http_commerce_read_scan_done(ngx_http_request_t *r, void *data,
     ngx_int_t rc, redisReply *reply)
 {
-    size_t       i, n;
+    ngx_http_commerce_read_ctx_t *ctx = data;
+
+    size_t       i, n, skip;
     ngx_buf_t   *b;
     ngx_str_t    next;
     redisReply  *cursor, *pairs, **values;
@@ -852,19 +903,29 @@ ngx_http_commerce_read_scan_done(ngx_http_request_t *r, void *data,
     pairs = reply->element[1];
 
     n = pairs->elements / 2;
+    skip = ngx_min(ctx->skip, n);
+    n = ngx_min(n - skip, ctx->limit);
 
     values = ngx_palloc(r->pool, (n + 1) * sizeof(redisReply *));
-    if (values == NULL) {
+    next.data = ngx_pnalloc(r->pool, ctx->cursor.len + 1 + NGX_INT64_LEN);
+
+    if (values == NULL || next.data == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     for (i = 0; i < n; i++) {
-        values[i] = pairs->element[2 * i + 1];
+        values[i] = pairs->element[2 * (skip + i) + 1];
     }
 
-    next.data = (u_char *) cursor->str;
-    next.len = cursor->len;
+    if (skip + n < pairs->elements / 2) {
+        next.len = ngx_sprintf(next.data, "%V-%uz", &ctx->cursor, skip + n)
+                   - next.data;
+
+    } else {
+        next.data = (u_char *) cursor->str;
+        next.len = cursor->len;
+    }
 
     b = ngx_http_commerce_read_page(r, values, n,
                                     (next.len == 1 && next.data[0] == '0')
