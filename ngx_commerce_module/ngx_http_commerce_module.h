@@ -1,8 +1,10 @@
 /*
  * ngx_http_commerce_module: the helpers every commerce module uses, in the
- * first module of ngx_http_commerce_module.so (which names the file).  The
- * directives are owned by the modules of their concern: Redis
- * (ngx_http_commerce_redis.h), Kafka, read, webhook, verify, limit.
+ * first module of ngx_http_commerce_module.so (which names the file), and
+ * commerce_error, the error_page target of the JSON error responder.  The
+ * other directives are owned by the modules of their concern: Redis
+ * (ngx_http_commerce_redis.h), Kafka, read, webhook, verify, limit,
+ * metrics, health.
  */
 
 #ifndef _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_
