@@ -133,7 +133,7 @@ static void ngx_http_commerce_redis_track_reset(
     ngx_http_commerce_redis_peer_t *peer);
 static void ngx_http_commerce_redis_keepalive(ngx_socket_t fd);
 static void ngx_http_commerce_redis_failure(
-    ngx_http_commerce_redis_peer_t *peer);
+    ngx_http_commerce_redis_peer_t *peer, ngx_uint_t reason);
 static void ngx_http_commerce_redis_success(
     ngx_http_commerce_redis_peer_t *peer);
 
@@ -308,7 +308,8 @@ ngx_http_commerce_redis_connect(ngx_http_commerce_redis_conn_t *conn)
 
 failed:
 
-    ngx_http_commerce_redis_failure(conn->peer);
+    ngx_http_commerce_redis_failure(conn->peer,
+                                    NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
     ngx_http_commerce_redis_schedule(conn);
 }
 
@@ -376,7 +377,8 @@ ngx_http_commerce_redis_timer_handler(ngx_event_t *ev)
                       &conn->peer->server->name);
 
         ngx_http_commerce_redis_close(conn);
-        ngx_http_commerce_redis_failure(conn->peer);
+        ngx_http_commerce_redis_failure(conn->peer,
+                                        NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
         ngx_http_commerce_redis_schedule(conn);
         return;
     }
@@ -410,7 +412,8 @@ ngx_http_commerce_redis_on_connect(const redisAsyncContext *ac, int status)
                       &conn->peer->server->name, ac->errstr);
 
         conn->ac = NULL;
-        ngx_http_commerce_redis_failure(conn->peer);
+        ngx_http_commerce_redis_failure(conn->peer,
+                                        NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
         ngx_http_commerce_redis_schedule(conn);
         return;
     }
@@ -463,7 +466,9 @@ ngx_http_commerce_redis_on_disconnect(const redisAsyncContext *ac,
         ngx_http_commerce_redis_track_reset(conn->peer);
     }
 
-    ngx_http_commerce_redis_failure(conn->peer);
+    ngx_http_commerce_redis_failure(conn->peer, ac->err == REDIS_ERR_PROTOCOL
+                                    ? NGX_HTTP_COMMERCE_REDIS_ERR_PROTOCOL
+                                    : NGX_HTTP_COMMERCE_REDIS_ERR_CONNECT);
     ngx_http_commerce_redis_schedule(conn);
 }
 
@@ -922,8 +927,8 @@ ngx_http_commerce_redis_pending_timeout(ngx_event_t *ev)
     handler = pc->handler;
     data = pc->data;
 
-    ngx_http_commerce_redis_failure(conn->peer);
-    ngx_http_commerce_metrics_redis_error(NGX_HTTP_COMMERCE_REDIS_ERR_TIMEOUT);
+    ngx_http_commerce_redis_failure(conn->peer,
+                                    NGX_HTTP_COMMERCE_REDIS_ERR_TIMEOUT);
 
     /* a server that does not answer may not tell of its writes either */
     ngx_http_commerce_redis_track_reset(conn->peer);
@@ -1159,10 +1164,16 @@ ngx_http_commerce_redis_keepalive(ngx_socket_t fd)
 }
 
 
-/* The breaker's outcomes, and its state published for the metrics. */
+/*
+ * The breaker's outcomes, and its state published for the metrics; a
+ * failure is counted by its reason (ngx_http_commerce_redis_err_e).
+ */
 static void
-ngx_http_commerce_redis_failure(ngx_http_commerce_redis_peer_t *peer)
+ngx_http_commerce_redis_failure(ngx_http_commerce_redis_peer_t *peer,
+    ngx_uint_t reason)
 {
+    ngx_http_commerce_metrics_redis_error(reason);
+
     commerce_breaker_failure(&peer->breaker, ngx_current_msec);
     ngx_http_commerce_metrics_breaker(NGX_HTTP_COMMERCE_BREAKER_REDIS,
                                       &peer->server->name, &peer->breaker);
