@@ -158,14 +158,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
 
     default:
-        rc = ngx_http_commerce_read_stock_list(r, &rlcf, &cmd, &msg);
+        rc = ngx_http_commerce_read_stock_list(r, &rlcf, &ctx, &cmd, &msg);
 
         if (rc == NGX_OK) {
             fuzz_check(cmd.argc == 5 && fuzz_read_arg_is(&cmd, 0, "HSCAN"));
             fuzz_check(fuzz_read_key_is(&cmd, 1, COMMERCE_RK_STOCK, &f[1]));
             fuzz_check(fuzz_read_uint_is(&cmd, 2, 0, UINT64_MAX, &n));
+            fuzz_check(ctx.skip <= NGX_MAX_UINT32_VALUE);
             fuzz_check(fuzz_read_arg_is(&cmd, 3, "COUNT"));
             fuzz_check(fuzz_read_uint_is(&cmd, 4, 1, rlcf.max_limit, &n));
+            fuzz_check(ctx.limit == n);
             fuzz_check(!fuzz_read_absent(r, "count")
                        || n == rlcf.default_limit);
             fuzz_check(!fuzz_read_absent(r, "cursor")
