@@ -32,8 +32,10 @@
 
 #include "commerce_breaker.h"
 
+#include "ngx_http_commerce_health.h"
 #include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_kafka_producer.h"
+#include "ngx_http_commerce_metrics.h"
 
 
 /*
@@ -261,6 +263,7 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
     rd_kafka_conf_set_dr_msg_cb(kconf, ngx_http_commerce_kafka_dr);
     rd_kafka_conf_set_log_cb(kconf, ngx_http_commerce_kafka_log);
     rd_kafka_conf_set_error_cb(kconf, ngx_http_commerce_kafka_error);
+    ngx_http_commerce_health_kafka_conf(kconf);
 
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, errstr, sizeof(errstr));
     if (rk == NULL) {
@@ -280,6 +283,8 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
 
     commerce_breaker_init(&w->breaker, kmcf->breaker_threshold,
                           kmcf->breaker_timeout, 1);
+    ngx_http_commerce_metrics_breaker(NGX_HTTP_COMMERCE_BREAKER_KAFKA,
+                                      &kmcf->brokers, &w->breaker);
 
     /* a topic handle makes the producer fetch the topic's metadata now */
 
@@ -603,6 +608,8 @@ ngx_http_commerce_kafka_ended(ngx_msec_t start, ngx_uint_t result,
 
     w = &ngx_http_commerce_kafka_worker;
 
+    ngx_http_commerce_metrics_kafka(result, ngx_current_msec - start);
+
     if (w->kmcf->breaker_threshold == 0
         || err == RD_KAFKA_RESP_ERR__PURGE_QUEUE
         || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
@@ -684,6 +691,9 @@ ngx_http_commerce_kafka_breaker_changed(commerce_breaker_state_e from,
     ngx_log_error(level, w->log, 0, "commerce kafka: breaker %s -> %s for %V",
                   commerce_breaker_state_name(from),
                   commerce_breaker_state_name(to), &w->kmcf->brokers);
+
+    ngx_http_commerce_metrics_breaker(NGX_HTTP_COMMERCE_BREAKER_KAFKA,
+                                      &w->kmcf->brokers, &w->breaker);
 }
 
 
@@ -845,6 +855,7 @@ ngx_http_commerce_kafka_msg_free(ngx_http_commerce_kafka_msg_t *msg)
     ngx_free(msg);
 
     ngx_http_commerce_kafka_worker.in_flight--;
+    ngx_http_commerce_metrics_add(kafka_in_flight, -1);
 }
 
 
@@ -995,6 +1006,7 @@ ngx_http_commerce_kafka_produce(ngx_http_request_t *r, ngx_str_t *topic,
     ngx_add_timer(&msg->timer, w->report_timeout);
     ngx_queue_insert_tail(&w->pending, &msg->queue);
     w->in_flight++;
+    ngx_http_commerce_metrics_inc(kafka_in_flight);
 
     cln->handler = ngx_http_commerce_kafka_msg_cleanup;
     cln->data = msg;

@@ -20,8 +20,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <librdkafka/rdkafka.h>
-
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_metrics.h"
 #include "ngx_http_commerce_sig.h"
@@ -77,7 +75,6 @@ static void ngx_http_commerce_metrics_breakers(
     ngx_http_commerce_metrics_text_t *t, ngx_http_commerce_metrics_shm_t *m);
 static void ngx_http_commerce_metrics_labelled(
     ngx_http_commerce_metrics_text_t *t, ngx_http_commerce_metrics_shm_t *m);
-static ngx_uint_t ngx_http_commerce_metrics_kafka_result(int err);
 static ngx_uint_t ngx_http_commerce_metrics_label(ngx_str_t *name);
 static ngx_int_t ngx_http_commerce_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
@@ -148,14 +145,15 @@ static const char  *ngx_http_commerce_metrics_redis_les[] = {
     "0.025", "0.05", "0.1", "0.25", "0.5", "1"
 };
 
+/* Kafka's latency is measured in milliseconds */
 const uint64_t  ngx_http_commerce_metrics_kafka_bounds[] = {
-    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
+    2500000, 5000000, 10000000
 };
 
 static const char  *ngx_http_commerce_metrics_kafka_les[] = {
-    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-    "0.25", "0.5", "1", "2.5", "5"
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+    "0.5", "1", "2.5", "5", "10"
 };
 
 static const char  *ngx_http_commerce_metrics_apis[] = {
@@ -578,51 +576,23 @@ ngx_http_commerce_metrics_observe(ngx_http_commerce_metrics_hist_t *h,
 }
 
 
-static ngx_uint_t
-ngx_http_commerce_metrics_kafka_result(int err)
-{
-    switch (err) {
-    case RD_KAFKA_RESP_ERR_NO_ERROR:
-        return NGX_HTTP_COMMERCE_KAFKA_OK;
-    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
-    case RD_KAFKA_RESP_ERR__TIMED_OUT:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
-        return NGX_HTTP_COMMERCE_KAFKA_TIMEOUT;
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-        return NGX_HTTP_COMMERCE_KAFKA_TOO_LARGE;
-    default:
-        return NGX_HTTP_COMMERCE_KAFKA_ERROR;
-    }
-}
-
-
+/* the event loop's clock: millisecond resolution */
 void
-ngx_http_commerce_metrics_kafka_report(int err, int64_t latency_us)
+ngx_http_commerce_metrics_kafka(ngx_uint_t result, ngx_msec_t ms)
 {
-    ngx_uint_t  result;
-
-    if (ngx_http_commerce_metrics == NULL) {
+    if (ngx_http_commerce_metrics == NULL
+        || result >= NGX_HTTP_COMMERCE_KAFKA_N)
+    {
         return;
     }
 
-    result = ngx_http_commerce_metrics_kafka_result(err);
-
     ngx_http_commerce_metrics_inc(kafka[result]);
-    ngx_http_commerce_metrics_add(kafka_in_flight, -1);
 
-    if (result == NGX_HTTP_COMMERCE_KAFKA_OK && latency_us >= 0) {
+    if (result == NGX_HTTP_COMMERCE_KAFKA_OK) {
         ngx_http_commerce_metrics_observe(
             &ngx_http_commerce_metrics->kafka_latency,
-            ngx_http_commerce_metrics_kafka_bounds, (uint64_t) latency_us);
+            ngx_http_commerce_metrics_kafka_bounds, (uint64_t) ms * 1000);
     }
-}
-
-
-void
-ngx_http_commerce_metrics_kafka_refused(int err)
-{
-    ngx_http_commerce_metrics_inc(
-        kafka[ngx_http_commerce_metrics_kafka_result(err)]);
 }
 
 

@@ -34,6 +34,8 @@
 
 #include "commerce_breaker.h"
 
+#include "ngx_http_commerce_kafka.h"
+
 
 /* commerce_http_requests_total{api}: a location's kind of handler */
 typedef enum {
@@ -59,14 +61,8 @@ typedef enum {
 } ngx_http_commerce_redis_err_e;
 
 
-/* commerce_kafka_deliveries_total{result} */
-typedef enum {
-    NGX_HTTP_COMMERCE_KAFKA_OK = 0,
-    NGX_HTTP_COMMERCE_KAFKA_ERROR,
-    NGX_HTTP_COMMERCE_KAFKA_TIMEOUT,
-    NGX_HTTP_COMMERCE_KAFKA_TOO_LARGE,
-    NGX_HTTP_COMMERCE_KAFKA_N
-} ngx_http_commerce_kafka_result_e;
+/* commerce_kafka_deliveries_total{result}: ngx_http_commerce_kafka_result_e */
+#define NGX_HTTP_COMMERCE_KAFKA_N  (NGX_HTTP_COMMERCE_KAFKA_TOO_LARGE + 1)
 
 
 /* commerce_webhook_dedup_total{outcome} */
@@ -203,12 +199,10 @@ ngx_http_commerce_metrics_redis_latency(uint64_t start)
 
 
 /*
- * Kafka: a delivery report (err is an rd_kafka_resp_err_t, latency_us
- * rd_kafka_message_latency()) of a message counted in flight when
- * produced, or a message refused at produce time.
+ * How a Kafka message ended (ngx_http_commerce_kafka_result_e), ms after
+ * it was produced: the latency of delivered messages is observed.
  */
-void ngx_http_commerce_metrics_kafka_report(int err, int64_t latency_us);
-void ngx_http_commerce_metrics_kafka_refused(int err);
+void ngx_http_commerce_metrics_kafka(ngx_uint_t result, ngx_msec_t ms);
 
 /* a rate-limit zone's decision for one request */
 void ngx_http_commerce_metrics_limit(ngx_str_t *zone, ngx_uint_t decision);

@@ -191,6 +191,10 @@ my $server = "127.0.0.1:$port";
                                  . "server=\"$server\"}"}) }, 5),
        'the Redis server has a breaker gauge');
 
+    is((scrape())[0]->{"commerce_breaker_state{kind=\"kafka\","
+                       . "server=\"$bs\"}"}, 0,
+       'the producer\'s breaker: closed');
+
     is($t->http(POST => '/metrics', -body => 'x')->{status}, 405,
        'POST /metrics: 405');
     is($t->http(HEAD => '/metrics')->{status}, 200, 'HEAD /metrics');
