@@ -255,10 +255,7 @@ static ngx_int_t
 ngx_http_commerce_health_send(ngx_http_request_t *r, ngx_uint_t status,
     u_char *json, size_t len)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_buf_t  *b;
 
     b = ngx_create_temp_buf(r->pool, len + 1);
     if (b == NULL) {
@@ -267,33 +264,8 @@ ngx_http_commerce_health_send(ngx_http_request_t *r, ngx_uint_t status,
 
     b->last = ngx_cpymem(b->last, json, len);
     *b->last++ = '\n';
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_commerce_send_json(r, status, b);
 }
 
 

@@ -32,6 +32,13 @@ ngx_int_t ngx_http_commerce_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *msg,
     time_t retry_after);
 
+/*
+ * Sends b, a whole JSON body, with the status, Cache-Control: no-store and
+ * the headers already pushed; returns like ngx_http_commerce_send_error().
+ */
+ngx_int_t ngx_http_commerce_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_buf_t *b);
+
 /* the same, with the Allow value of a 405 given by the caller */
 ngx_int_t ngx_http_commerce_send_error_allow(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *msg,
