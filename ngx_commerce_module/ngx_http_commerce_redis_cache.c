@@ -170,7 +170,8 @@ ngx_http_commerce_redis_cache_cmd(ngx_http_commerce_redis_cmd_t *cmd,
     if (cmd->argc == 2 && cmd->argvlen[0] == 3
         && ngx_strncmp(cmd->argv[0], "GET", 3) == 0)
     {
-        ngx_str_null(field);
+        /* empty, but never NULL: it is copied and compared */
+        ngx_str_set(field, "");
 
     } else if (cmd->argc == 3 && cmd->argvlen[0] == 4
                && ngx_strncmp(cmd->argv[0], "HGET", 4) == 0)
