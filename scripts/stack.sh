@@ -212,7 +212,8 @@ redis_up() {
     mkdir -p "$RUN/redis"
     redis-server --bind "$HOST" --port "$REDIS_PORT" --dir "$RUN/redis" \
         --daemonize yes --pidfile "$RUN/redis/redis.pid" \
-        --logfile "$LOGS/redis.log" --save '' --appendonly no \
+        --logfile "$LOGS/redis.log" --save '' \
+        --appendonly yes --appendfsync everysec \
         || fail "redis-server did not start" "$LOGS/redis.log"
     wait_until 10 redis-cli -h "$HOST" -p "$REDIS_PORT" ping \
         || fail "redis-server is not answering on $HOST:$REDIS_PORT" \
