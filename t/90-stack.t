@@ -237,8 +237,10 @@ sub targets {
 }
 
 # The first scrape of a target comes within one scrape_interval (15 s).
-ok(wait_for(sub { (targets()->{projector} // '') eq 'up' }, 60),
-   'Prometheus scrapes the projector') or diag(explain(targets()));
+ok(wait_for(sub { my $t = targets();
+                  ($t->{projector} // '') eq 'up' && ($t->{nginx} // '') eq 'up'
+                }, 60),
+   'Prometheus scrapes nginx and the projector') or diag(explain(targets()));
 my $rules = $ua->get("http://127.0.0.1:$port{PROM}/api/v1/rules");
 my @alerts = map { map { $_->{name} } @{ $_->{rules} } }
              @{ (eval { decode_json($rules->{content}) } // {})->{data}{groups}
