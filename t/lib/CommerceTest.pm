@@ -636,14 +636,16 @@ sub reload_nginx {
 }
 
 
-# Lines at [alert], [crit] or [emerg] in an error log.
+# Lines at [alert], [crit] or [emerg] in an error log, or of a sanitizer.
 sub bad_log_lines {
     my ($self, $path) = @_;
 
     $path //= $self->error_log_path;
 
     open my $fh, '<', $path or return ();
-    my @bad = grep { /\[(?:alert|crit|emerg)\]/ } <$fh>;
+    # and sanitizer reports, when a worker's stderr (the log) got them
+    my @bad = grep { /\[(?:alert|crit|emerg)\]|runtime\ error:
+                      |ERROR:\ (?:Address|Undefined)Sanitizer/x } <$fh>;
     close $fh;
 
     return @bad;
