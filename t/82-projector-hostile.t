@@ -4,7 +4,8 @@
 # any length deduplicated exactly, a dead letter too large for Kafka that
 # must not stop the outbox, and validation: unknown skus parked until
 # their item comes, ISO 4217 currencies, real dates, bounded quantities,
-# reasons that are ours. Runs without nginx, like t/80.
+# reasons that are ours, and the edge's JSON rule for every source. Runs
+# without nginx, like t/80.
 
 use strict;
 use warnings;
@@ -226,6 +227,54 @@ is($p->sql("SELECT count(*) FROM dead_letters WHERE reason !~ '^[a-z][a-z_]*\$'"
    'every reason a code of ours, no database text in the details');
 is($p->sql("SELECT count(*) FROM dead_letters WHERE reason = 'rejected_by_store'"), 0,
    'nothing reached PostgreSQL to be refused there');
+ok($p->wait_for(\&outbox_empty), 'outbox drained');
+
+# --- issue 12 item 7: the edge's JSON rule, every source ------------------
+
+# What the module refuses with 400 (commerce_inbound_parse_json) the
+# projector dead-letters with the same reason, for every adapter: a message
+# can reach commerce.inbound without the module (kcat, a replay, a location
+# without commerce_webhook_json). Earlier versions applied a Shopify body
+# with a key twice (the last one won) and called a top-level string
+# invalid_command.
+my @body = (
+    [ 'dup-shopify', 'shopify', 'products/update',
+      '{"id":901,"title":"First","title":"Second","variants":[]}', 'duplicate_key' ],
+    [ 'dup-shopify-deep', 'shopify', 'inventory_levels/update',
+      '{"inventory_item_id":77,"location_id":5,"available":3,'
+      . '"x":{"k":1,"k":2}}', 'duplicate_key' ],
+    [ 'dup-canonical', 'canonical', undef,
+      '{"type":"stock.adjust","store_id":"store-h","sku":"SKU-H",'
+      . '"delta":1000,"delta":1,"reason":"receipt"}', 'duplicate_key' ],
+    [ 'str-canonical', 'canonical', undef, '"stock.adjust"', 'not_an_object' ],
+    [ 'str-shopify', 'shopify', 'products/update', '"product"', 'not_an_object' ],
+    [ 'arr-canonical', 'canonical', undef,
+      '[{"type":"stock.adjust","store_id":"store-h","sku":"SKU-H","delta":1,'
+      . '"reason":"receipt"}]', 'not_an_object' ],
+);
+for my $b (@body) {
+    $p->produce(key => 'm-1', body => $b->[3],
+                headers => [source => $b->[1], delivery_id => $b->[0],
+                            defined $b->[2] ? (topic => $b->[2]) : ()]);
+}
+send_canonical('after-json', { type => 'stock.adjust', store_id => 'store-h',
+                               sku => 'SKU-H', delta => 1, reason => 'receipt' });
+ok($p->wait_for(sub { stock('store-h', 'SKU-H')->{on_hand} >= 117 }),
+   'the valid message after the refused bodies applied');
+is(stock('store-h', 'SKU-H')->{on_hand}, 117, 'no refused body was applied');
+for my $b (@body) {
+    is($p->sql("SELECT reason FROM dead_letters WHERE delivery_id = '$b->[0]'"),
+       $b->[4], "$b->[0]: dead-lettered $b->[4], as the edge answers");
+}
+like($p->sql("SELECT detail FROM dead_letters WHERE delivery_id = 'str-canonical'"),
+     qr/^line 1 column 1: the top level is a string, not an object$/,
+     'the detail says what the top level is');
+ok(!defined $p->redis('GET', 'cat:item:shopify-901'),
+   'the Shopify product with a key twice is not served');
+ok($p->wait_for(sub { metrics() =~ /^projector_dlq_total\{reason="not_an_object"\} 3$/m }),
+   'projector_dlq_total{reason="not_an_object"}');
+like(metrics(), qr/^projector_dlq_total\{reason="duplicate_key"\} 3$/m,
+     'projector_dlq_total{reason="duplicate_key"}');
 ok($p->wait_for(\&outbox_empty), 'outbox drained');
 
 # --- clean shutdown ------------------------------------------------------------

@@ -10,7 +10,9 @@
  * Oracles: a message is either turned into a non-empty array of commands
  * of the four known types, each an object, or refused with a
  * machine-readable reason (snake_case) and a NUL-terminated detail; no
- * leak (jansson references included).
+ * leak (jansson references included).  The body rule is the edge's: a
+ * body commerce_inbound_parse_json refuses is never adapted, and a
+ * refusal for the body names the reason the edge would answer.
  */
 
 #include <stdint.h>
@@ -20,6 +22,7 @@
 #include <jansson.h>
 
 #include "commerce_contract.h"
+#include "commerce_inbound.h"
 #include "proj.h"
 #include "fuzz.h"
 
@@ -46,8 +49,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char          *topic, *key, *text;
     size_t         i, n;
     json_t        *cmds, *cmd;
+    const char    *edge;
     fuzz_field_t   f[3];
     proj_error_t   e;
+    json_error_t   jerr;
     proj_input_t   in;
 
     static int  ready;
@@ -80,8 +85,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&e, 0, sizeof(e));
 
     cmds = proj_adapt(&in, &e);
+    edge = commerce_inbound_parse_json(in.body, in.len, NULL, &jerr);
 
     if (cmds == NULL) {
+        if (strcmp(e.reason, COMMERCE_INBOUND_INVALID_JSON) == 0
+            || strcmp(e.reason, COMMERCE_INBOUND_DUPLICATE_KEY) == 0
+            || strcmp(e.reason, COMMERCE_INBOUND_NOT_OBJECT) == 0)
+        {
+            fuzz_check(edge != NULL && strcmp(e.reason, edge) == 0);
+        }
+
         n = strnlen(e.reason, sizeof(e.reason));
         fuzz_check(n > 0 && n < sizeof(e.reason));
         fuzz_check(strspn(e.reason, "abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -89,6 +102,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check(strnlen(e.detail, sizeof(e.detail)) < sizeof(e.detail));
 
     } else {
+        fuzz_check(edge == NULL);
         fuzz_check(json_is_array(cmds) && json_array_size(cmds) > 0);
 
         json_array_foreach(cmds, i, cmd) {

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "../../common/commerce_inbound.h"
 #include "../../workers/projector/proj.h"
 #include "../../workers/projector/proj_frame.h"
 #include "../../workers/projector/proj_util.h"
@@ -104,7 +105,7 @@ static void
 test_validation_reasons(void **state)
 {
     expect_reason("canonical", NULL, "{\"type\":", "invalid_json");
-    expect_reason("canonical", NULL, "[]", "invalid_command");
+    expect_reason("canonical", NULL, "[]", "not_an_object");
     expect_reason("canonical", NULL, "{\"type\":\"nope\"}", "unknown_command");
     expect_reason("canonical", NULL, "{\"commands\":[]}", "empty_message");
     expect_reason("nowhere", NULL, "{}", "unknown_source");
@@ -168,6 +169,69 @@ test_validation_reasons(void **state)
         "{\"type\":\"item.upsert\",\"item\":{\"id\":\"i\",\"name\":\"n\","
         "\"addon_groups\":[{\"id\":\"g\",\"name\":\"G\",\"min\":2,"
         "\"max\":1}]}}", "invalid_range");
+}
+
+
+/*
+ * The body rule of the edge (commerce_inbound_parse_json) for every source:
+ * what the module refuses with 400 the projector dead-letters for the same
+ * reason (a message can reach Kafka without the module: kcat, a replay, a
+ * location without commerce_webhook_json).
+ */
+static void
+test_body_rule(void **state)
+{
+    size_t         i, k;
+    json_error_t   jerr;
+    proj_error_t   e;
+
+    static const char  *sources[][2] = {
+        { "canonical", NULL },
+        { "shopify", "products/update" },
+        { "shopify", "inventory_levels/update" },
+    };
+
+    static const char  *bodies[][2] = {
+        { "{\"title\":\"a\",\"title\":\"b\"}", "duplicate_key" },
+        { "{\"o\":{\"k\":1,\"k\":1}}", "duplicate_key" },
+        { "{\"v\":[{\"id\":1,\"id\":2}]}", "duplicate_key" },
+        { "\"a string\"", "not_an_object" },
+        { "[{}]", "not_an_object" },
+        { "42", "not_an_object" },
+        { "null", "not_an_object" },
+        { "{\"a\":\"\\u0000\"}", "invalid_json" },
+        { "{\"a\":\"\xff\"}", "invalid_json" },
+        { "{\"a\":1", "invalid_json" },
+        { "", "invalid_json" },
+    };
+
+    for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
+        for (k = 0; k < sizeof(bodies) / sizeof(bodies[0]); k++) {
+            expect_reason(sources[i][0], sources[i][1], bodies[k][0],
+                          bodies[k][1]);
+            assert_string_equal(commerce_inbound_parse_json(bodies[k][0],
+                                    strlen(bodies[k][0]), NULL, &jerr),
+                                bodies[k][1]);
+        }
+    }
+
+    /* the detail says where and why, as the edge's 400 does */
+    (void) adapt("shopify", "products/update",
+                 "{\"id\":1,\"title\":\"a\",\"id\":2}", &e);
+    assert_string_equal(e.reason, "duplicate_key");
+    assert_non_null(strstr(e.detail, "line 1 column "));
+    assert_non_null(strstr(e.detail, "id"));
+
+    (void) adapt("canonical", NULL, "\"stock.set\"", &e);
+    assert_string_equal(e.reason, "not_an_object");
+    assert_string_equal(e.detail,
+                        "line 1 column 1: the top level is a string, "
+                        "not an object");
+
+    /* a reason of the list: counted in projector_dlq_total under its name */
+    assert_true(proj_reason_index(COMMERCE_INBOUND_DUPLICATE_KEY) >= 0);
+    assert_true(proj_reason_index(COMMERCE_INBOUND_NOT_OBJECT) >= 0);
+    assert_true(proj_reason_index(COMMERCE_INBOUND_INVALID_JSON) >= 0);
 }
 
 
@@ -376,6 +440,7 @@ main(void)
         cmocka_unit_test(test_canonical_item),
         cmocka_unit_test(test_canonical_batch_and_stock),
         cmocka_unit_test(test_validation_reasons),
+        cmocka_unit_test(test_body_rule),
         cmocka_unit_test(test_shopify_product),
         cmocka_unit_test(test_shopify_inventory),
         cmocka_unit_test(test_helpers),

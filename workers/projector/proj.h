@@ -72,7 +72,7 @@ int proj_validate_command(json_t *cmd, const char *path, proj_error_t *e);
 /* proj_error.c: every reason a message can be dead-lettered for, one
  * place (docs/contract.md lists them), NULL-terminated; the index of a
  * reason in it, or -1. */
-#define PROJ_REASON_N  28
+#define PROJ_REASON_N  30
 extern const char *const proj_reasons[PROJ_REASON_N + 1];
 int proj_reason_index(const char *reason);
 
@@ -97,9 +97,9 @@ int proj_valid_timestamp(const char *s);
  * currency (EUR 2, JPY 0, KWD 3), or -1 for any other text. */
 int proj_currency_exponent(const char *code);
 
-/* The body as a JSON object (jansson's flags), or NULL with e filled:
- * invalid_json, invalid_command. The caller json_decref()s it. */
-json_t *proj_parse_object(const proj_input_t *in, size_t flags,
-    proj_error_t *e);
+/* The body as a JSON object by the edge's rule (commerce_inbound.h: one
+ * object, no key twice, valid UTF-8), or NULL with e filled: invalid_json,
+ * duplicate_key, not_an_object. The caller json_decref()s it. */
+json_t *proj_parse_object(const proj_input_t *in, proj_error_t *e);
 
 #endif /* PROJ_H */

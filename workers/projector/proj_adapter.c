@@ -1,7 +1,9 @@
 /*
  * Adapter registry: the source header picks the adapter; every command it
  * produces then goes through the same validation. Adding a vendor is one
- * file with a proj_adapter_fn and one line in proj_adapters[].
+ * file with a proj_adapter_fn and one line in proj_adapters[]. Every
+ * adapter reads its body with proj_parse_object: the edge's rule and
+ * reasons (commerce_inbound_parse_json), whatever the source.
  */
 
 #include <stdio.h>

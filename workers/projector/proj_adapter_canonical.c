@@ -55,7 +55,7 @@ proj_adapter_canonical(const proj_input_t *in, json_t *cmds, proj_error_t *e)
     json_t  *root, *list, *cmd;
     size_t   i;
 
-    root = proj_parse_object(in, JSON_REJECT_DUPLICATES, e);
+    root = proj_parse_object(in, e);
     if (root == NULL) {
         return -1;
     }

@@ -313,7 +313,7 @@ proj_adapter_shopify(const proj_input_t *in, json_t *cmds, proj_error_t *e)
         return -1;
     }
 
-    root = proj_parse_object(in, 0, e);
+    root = proj_parse_object(in, e);
     if (root == NULL) {
         return -1;
     }

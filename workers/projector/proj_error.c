@@ -6,12 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commerce_inbound.h"
 #include "proj.h"
 
 
 const char *const  proj_reasons[PROJ_REASON_N + 1] = {
+    /* the body (commerce_inbound.h: the edge's reasons too) */
+    COMMERCE_INBOUND_INVALID_JSON, COMMERCE_INBOUND_DUPLICATE_KEY,
+    COMMERCE_INBOUND_NOT_OBJECT,
     /* validation */
-    "invalid_json", "invalid_command", "missing_source", "unknown_source",
+    "invalid_command", "missing_source", "unknown_source",
     "empty_message", "unknown_command", "missing_field", "invalid_type",
     "invalid_id", "too_long", "invalid_amount", "invalid_currency",
     "invalid_timestamp", "invalid_quantity", "out_of_range",

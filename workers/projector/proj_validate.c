@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commerce_contract.h"
+#include "commerce_inbound.h"
 #include "proj.h"
 
 #define PROJ_AMOUNT_MAX   1000000000000LL    /* 10^10 units, in minor */
@@ -92,22 +93,19 @@ proj_valid_currency(const char *s)
 }
 
 
+/* The edge's rule (commerce_inbound_parse_json), so that the module and
+ * the projector refuse the same bodies for the same reasons. */
 json_t *
-proj_parse_object(const proj_input_t *in, size_t flags, proj_error_t *e)
+proj_parse_object(const proj_input_t *in, proj_error_t *e)
 {
     json_t        *root;
+    const char    *reason;
     json_error_t   jerr;
 
-    root = json_loadb(in->body, in->len, flags, &jerr);
-    if (root == NULL) {
-        proj_error_set(e, "invalid_json", "line %d column %d: %s",
-                       jerr.line, jerr.column, jerr.text);
-        return NULL;
-    }
-
-    if (!json_is_object(root)) {
-        proj_error_set(e, "invalid_command", "body is not a JSON object");
-        json_decref(root);
+    reason = commerce_inbound_parse_json(in->body, in->len, &root, &jerr);
+    if (reason != NULL) {
+        proj_error_set(e, reason, "line %d column %d: %s", jerr.line,
+                       jerr.column, jerr.text);
         return NULL;
     }
 
