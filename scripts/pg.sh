@@ -44,6 +44,11 @@ do_init() {
         id postgres >/dev/null 2>&1 || die "user postgres does not exist"
         chown postgres: "$dir"
         chmod 700 "$dir"
+        # e.g. a checkout under /root (mode 700): say so, not initdb's EACCES
+        runuser -u postgres -- test -x "$dir" \
+            || die "user postgres cannot reach $dir: a directory above it" \
+                   "is not searchable by others (chmod o+x it, or put the" \
+                   "checkout elsewhere)"
     fi
     if [ ! -f "$dir/PG_VERSION" ]; then
         as_owner "$PGBIN/initdb" -D "$dir" -U "$DB" --auth=trust \
