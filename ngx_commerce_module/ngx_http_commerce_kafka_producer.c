@@ -462,7 +462,13 @@ ngx_http_commerce_kafka_close_pipe(void)
 }
 
 
-/* librdkafka signalled a non-empty main queue: empty the pipe, serve it */
+/*
+ * librdkafka signalled a non-empty main queue: empty the pipe, serve it.
+ * librdkafka writes one byte per wakeup and none until the queue is
+ * served, so one read() nearly always empties the pipe: a short read ends
+ * the loop without a second read() for EAGAIN (the event is level
+ * triggered, so a byte left behind is reported again).
+ */
 static void
 ngx_http_commerce_kafka_read_handler(ngx_event_t *rev)
 {
@@ -475,7 +481,7 @@ ngx_http_commerce_kafka_read_handler(ngx_event_t *rev)
     for ( ;; ) {
         n = read(c->fd, buf, sizeof(buf));
 
-        if (n > 0) {
+        if (n == (ssize_t) sizeof(buf)) {
             continue;
         }
 
