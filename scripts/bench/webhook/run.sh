@@ -35,9 +35,10 @@
 #                         default)
 #   BENCH_REDIS_CPU=  BENCH_BROKER_CPU=   their cores (default LOAD_CPU)
 #   BENCH_PIN=1           0: no taskset, the scheduler places everything
-#   BENCH_KAFKA_PROPERTIES="linger.ms 1"  extra commerce_kafka_property
-#                         lines for the module, ";"-separated (default
-#                         none: librdkafka's defaults)
+#   BENCH_KAFKA_PROPERTIES="linger.ms 1;max.in.flight 5"  extra
+#                         commerce_kafka_property lines for the module,
+#                         ";"-separated (default none: the module's
+#                         producer defaults, docs/directives.md)
 #   BENCH_MODULE_JSON=0   1: keep the module's JSON body check
 #                         (commerce_webhook_json, on by default); off by
 #                         default because the peer parses no JSON (Debian's
@@ -404,7 +405,7 @@ summary() {
     printf ' GCRA zone, %sr/s burst %s);\n          librdkafka idempotent' \
         "$LIMIT_RATE" "$LIMIT_BURST"
     printf ' producer, acks=all, properties: %s; JSON body check %s\n' \
-        "${KAFKA_PROPERTIES:-librdkafka defaults}" \
+        "${KAFKA_PROPERTIES:-the module defaults}" \
         "$([ "$MODULE_JSON" = 1 ] && echo on || echo off)"
     printf '  lua     content_by_lua: leaky bucket in lua_shared_dict (as'
     printf ' lua-resty-limit-req), HMAC-SHA256 + CRYPTO_memcmp via FFI,\n'
