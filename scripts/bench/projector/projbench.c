@@ -159,12 +159,13 @@ fill_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
  * movements; movements are sales only where the tracked count allows, so
  * that none is dead-lettered. Keys keep each store's stock on one
  * partition (and so in order), items and base prices on the merchant's.
- * An item's first message is its upsert (the projector parks prices and
- * stock of skus no item has: about 10k more upserts, early in the run). */
+ * The catalog comes first: the first `items` messages upsert every item
+ * once, a steady state where stock moves for skus that exist (the
+ * projector parks prices and stock of skus no item has; fed on other
+ * partitions than the items, those would overtake their upserts). */
 typedef struct {
     long    i, items, stores;
     long   *on_hand;
-    char   *upserted;
     char    body[2048], key[32], delivery[64];
     int     len;
 } gen_t;
@@ -178,8 +179,7 @@ gen_init(gen_t *g, long items, long stores, uint64_t seed)
     g->stores = stores;
     rng_state ^= seed;
     g->on_hand = calloc((size_t) (items * 2 * stores), sizeof(long));
-    g->upserted = calloc((size_t) items, 1);
-    if (g->on_hand == NULL || g->upserted == NULL) {
+    if (g->on_hand == NULL) {
         die("%s", "out of memory");
     }
 }
@@ -200,8 +200,8 @@ gen_next(gen_t *g)
     snprintf(store, sizeof(store), "store-%ld", 1 + sidx);
     snprintf(g->delivery, sizeof(g->delivery), "bench-%ld", i);
 
-    if (!g->upserted[item]) {
-        g->upserted[item] = 1;
+    if (i < g->items) {
+        item = i;
         r = 0;
     }
 
@@ -366,7 +366,12 @@ cmd_feed(int argc, char **argv)
     gen_init(&g, 10000, 3, 1);
     rk = producer(argv[0], fill_dr, 5);
 
-    while (g.i < n && g.i < backlog) {
+    /*
+     * The catalog alone until the projector has it all, fed 3000 at a
+     * time: all on the merchant's partition, and the dev broker drops a
+     * partition's oldest messages past a few MB, consumed or not.
+     */
+    while (g.i < n && g.i < backlog && g.i < 3000) {
         gen_next(&g);
         produce(rk, topic, g.key, g.body, (size_t) g.len, g.delivery, NULL);
     }
@@ -410,7 +415,14 @@ cmd_feed(int argc, char **argv)
             die("%s", "the projector exited");
         }
 
-        if (g.i - done < backlog / 2) {
+        if (done < g.items && g.i < g.items && g.i - done < 1500) {
+            while (g.i < n && g.i < g.items && g.i - done < 3000) {
+                gen_next(&g);
+                produce(rk, topic, g.key, g.body, (size_t) g.len,
+                        g.delivery, NULL);
+            }
+
+        } else if (done >= g.items && g.i - done < backlog / 2) {
             while (g.i < n && g.i - done < backlog) {
                 gen_next(&g);
                 produce(rk, topic, g.key, g.body, (size_t) g.len,
@@ -455,7 +467,6 @@ cmd_feed(int argc, char **argv)
     PQfinish(pg);
     rd_kafka_destroy(rk);
     free(g.on_hand);
-    free(g.upserted);
 
     return fill_failed ? 1 : 0;
 }
