@@ -28,6 +28,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <pthread.h>
+
 #include <librdkafka/rdkafka.h>
 
 #include "commerce_breaker.h"
@@ -92,6 +94,8 @@ static ngx_int_t ngx_http_commerce_kafka_open_pipe(ngx_cycle_t *cycle);
 static void ngx_http_commerce_kafka_create_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_commerce_kafka_create(ngx_cycle_t *cycle);
 static void ngx_http_commerce_kafka_discard(ngx_msec_t flush);
+static void ngx_http_commerce_kafka_destroy(rd_kafka_t *rk);
+static void *ngx_http_commerce_kafka_destroy_thread(void *data);
 static void ngx_http_commerce_kafka_close_pipe(void);
 static void ngx_http_commerce_kafka_read_handler(ngx_event_t *rev);
 static void ngx_http_commerce_kafka_serve(void);
@@ -376,7 +380,13 @@ ngx_http_commerce_kafka_discard(ngx_msec_t flush)
     w->ntopics = 0;
 
     rd_kafka_queue_destroy(w->mainq);
-    rd_kafka_destroy(w->rk);
+
+    if (w->exiting) {
+        rd_kafka_destroy(w->rk);
+
+    } else {
+        ngx_http_commerce_kafka_destroy(w->rk);
+    }
 
     w->mainq = NULL;
     w->rk = NULL;
@@ -1029,4 +1039,44 @@ failed:
     rd_kafka_headers_destroy(hdrs);
 
     return rc;
+}
+
+
+/*
+ * A producer given up while the worker serves requests: rd_kafka_destroy()
+ * joins librdkafka's threads, which may wait on its brokers' sockets, so
+ * it runs on a thread of its own.  Nothing of it calls back into nginx:
+ * its reports, logs and errors come only through rd_kafka_poll() here,
+ * and its queues and topics are gone already.
+ */
+static void
+ngx_http_commerce_kafka_destroy(rd_kafka_t *rk)
+{
+    pthread_t       tid;
+    pthread_attr_t  attr;
+
+    if (pthread_attr_init(&attr) == 0) {
+        if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0
+            && pthread_create(&tid, &attr,
+                              ngx_http_commerce_kafka_destroy_thread, rk)
+               == 0)
+        {
+            (void) pthread_attr_destroy(&attr);
+            return;
+        }
+
+        (void) pthread_attr_destroy(&attr);
+    }
+
+    /* no thread to be had: destroyed here, as before */
+    rd_kafka_destroy(rk);
+}
+
+
+static void *
+ngx_http_commerce_kafka_destroy_thread(void *data)
+{
+    rd_kafka_destroy(data);
+
+    return NULL;
 }
