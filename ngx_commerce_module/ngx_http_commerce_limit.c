@@ -23,7 +23,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <ngx_md5.h>
-#include <ngx_sha1.h>
 
 #include "commerce_contract.h"
 
@@ -327,7 +326,8 @@ static char *ngx_http_commerce_limit_fallbacks[] = {
  * T and tau.  Returns {allowed, ahead}, ahead being how far the TAT is
  * past now after the decision; the key lives until the quota is full.
  */
-static ngx_str_t  ngx_http_commerce_limit_script = ngx_string(
+static ngx_http_commerce_redis_script_t  ngx_http_commerce_limit_script =
+    ngx_http_commerce_redis_script(
     "if redis.replicate_commands then redis.replicate_commands() end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
@@ -351,10 +351,6 @@ static ngx_uint_t  ngx_http_commerce_limit_decisions[] = {
     NGX_HTTP_COMMERCE_LIMIT_ALLOWED,       /* DRY_RUN */
     NGX_HTTP_COMMERCE_LIMIT_LIMITED        /* REJECTED */
 };
-
-
-/* the script's SHA1 in hex, for EVALSHA */
-static u_char  ngx_http_commerce_limit_sha[40];
 
 
 /*
@@ -918,17 +914,9 @@ ngx_http_commerce_limit_global(ngx_http_request_t *r,
 
     ngx_http_commerce_redis_cmd_init(&cmd);
 
-    if (st->eval) {
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
-        ngx_http_commerce_redis_cmd_arg_str(&cmd,
-                                            &ngx_http_commerce_limit_script);
-
-    } else {
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVALSHA");
-        ngx_http_commerce_redis_cmd_arg(&cmd, ngx_http_commerce_limit_sha,
-                                        sizeof(ngx_http_commerce_limit_sha));
-    }
-
+    ngx_http_commerce_redis_cmd_arg_script(&cmd,
+                                           &ngx_http_commerce_limit_script,
+                                           st->eval);
     ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
     ngx_http_commerce_redis_cmd_arg_str(&cmd, &st->rkey);
     ngx_http_commerce_redis_cmd_arg_str(&cmd, &zone->interval);
@@ -985,9 +973,7 @@ ngx_http_commerce_limit_reply(ngx_http_request_t *r, void *data,
 
     } else if (reply->type == REDIS_REPLY_ERROR) {
 
-        if (!st->eval && reply->len >= 8
-            && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-        {
+        if (!st->eval && ngx_http_commerce_redis_noscript(reply)) {
             st->eval = 1;
 
             if (ngx_http_commerce_limit_global(r, ctx, limit, st)
@@ -1827,13 +1813,11 @@ ngx_http_commerce_limit_add_variables(ngx_conf_t *cf)
 
 /*
  * Registers the preaccess handler and the header filter, opens Redis in
- * the workers when a global zone exists, and hashes the script once.
+ * the workers when a global zone exists.
  */
 static ngx_int_t
 ngx_http_commerce_limit_init(ngx_conf_t *cf)
 {
-    u_char                                digest[20];
-    ngx_sha1_t                            sha1;
     ngx_http_handler_pt                  *h;
     ngx_http_core_main_conf_t            *cmcf;
     ngx_http_commerce_limit_main_conf_t  *lmcf;
@@ -1856,13 +1840,6 @@ ngx_http_commerce_limit_init(ngx_conf_t *cf)
     if (lmcf->global) {
         ngx_http_commerce_redis_use(cf);
     }
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, ngx_http_commerce_limit_script.data,
-                    ngx_http_commerce_limit_script.len);
-    ngx_sha1_final(digest, &sha1);
-
-    ngx_hex_dump(ngx_http_commerce_limit_sha, digest, sizeof(digest));
 
     return NGX_OK;
 }

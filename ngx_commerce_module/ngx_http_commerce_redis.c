@@ -15,6 +15,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_sha1.h>
 
 #include "commerce_redis_addr.h"
 
@@ -506,6 +507,44 @@ ngx_http_commerce_redis_cmd_arg(ngx_http_commerce_redis_cmd_t *cmd,
     cmd->argv[cmd->argc] = (const char *) data;
     cmd->argvlen[cmd->argc] = len;
     cmd->argc++;
+}
+
+
+/* The script by its hash (hashed on first use, per process), or whole. */
+void
+ngx_http_commerce_redis_cmd_arg_script(ngx_http_commerce_redis_cmd_t *cmd,
+    ngx_http_commerce_redis_script_t *script, ngx_uint_t whole)
+{
+    u_char      digest[20];
+    ngx_sha1_t  sha1;
+
+    if (whole) {
+        ngx_http_commerce_redis_cmd_arg_literal(cmd, "EVAL");
+        ngx_http_commerce_redis_cmd_arg_str(cmd, &script->text);
+        return;
+    }
+
+    if (!script->hashed) {
+        ngx_sha1_init(&sha1);
+        ngx_sha1_update(&sha1, script->text.data, script->text.len);
+        ngx_sha1_final(digest, &sha1);
+
+        ngx_hex_dump(script->sha1, digest, sizeof(digest));
+        script->hashed = 1;
+    }
+
+    ngx_http_commerce_redis_cmd_arg_literal(cmd, "EVALSHA");
+    ngx_http_commerce_redis_cmd_arg(cmd, script->sha1, sizeof(script->sha1));
+}
+
+
+ngx_uint_t
+ngx_http_commerce_redis_noscript(redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR
+           && reply->len >= sizeof("NOSCRIPT") - 1
+           && ngx_strncmp(reply->str, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
+              == 0;
 }
 
 

@@ -92,6 +92,40 @@ void ngx_http_commerce_redis_cmd_arg_uint(ngx_http_commerce_redis_cmd_t *cmd,
 
 
 /*
+ * A Lua script, sent by its SHA1 (EVALSHA: Redis neither receives nor
+ * hashes the text again) and whole (EVAL, which loads it) only after
+ * Redis answered NOSCRIPT: it restarted or its scripts were flushed.
+ *
+ *     static ngx_http_commerce_redis_script_t  claim =
+ *         ngx_http_commerce_redis_script("return redis.call('GET', ...)");
+ *
+ *     ngx_http_commerce_redis_cmd_arg_script(&cmd, &claim, ctx->eval);
+ *     ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");  (numkeys) ...
+ *
+ * and in the reply handler, once:
+ *
+ *     if (!ctx->eval && ngx_http_commerce_redis_noscript(reply)) {
+ *         ctx->eval = 1;  ... send again ...
+ *     }
+ */
+typedef struct {
+    ngx_str_t                   text;
+    u_char                      sha1[40];   /* hex, once first sent */
+    ngx_uint_t                  hashed;
+} ngx_http_commerce_redis_script_t;
+
+#define ngx_http_commerce_redis_script(lua)  { ngx_string(lua), { 0 }, 0 }
+
+/* EVALSHA sha1, or EVAL text when whole: the first two arguments */
+void ngx_http_commerce_redis_cmd_arg_script(
+    ngx_http_commerce_redis_cmd_t *cmd,
+    ngx_http_commerce_redis_script_t *script, ngx_uint_t whole);
+
+/* the reply says the script is not loaded: send it whole */
+ngx_uint_t ngx_http_commerce_redis_noscript(redisReply *reply);
+
+
+/*
  * Called once per command, from the event loop, with the request still
  * alive.  The reply is freed by hiredis when the handler returns: copy what
  * must outlive it.  The handler finalizes the request (or sends another

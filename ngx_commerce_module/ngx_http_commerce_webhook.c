@@ -82,6 +82,8 @@ static void ngx_http_commerce_webhook_marked(ngx_http_request_t *r,
 static ngx_int_t ngx_http_commerce_webhook_abandon(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
     const char *msg);
+static ngx_int_t ngx_http_commerce_webhook_release(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx);
 static void ngx_http_commerce_webhook_released(ngx_http_request_t *r,
     void *data, ngx_int_t rc, redisReply *reply);
 static ngx_int_t ngx_http_commerce_webhook_publish(ngx_http_request_t *r,
@@ -123,7 +125,8 @@ static ngx_conf_enum_t  ngx_http_commerce_webhook_dedup_unavailable[] = {
  * TIME needs effects replication: the default since Redis 5, asked for
  * before.)
  */
-static const char  ngx_http_commerce_webhook_claim_lua[] =
+static ngx_http_commerce_redis_script_t  ngx_http_commerce_webhook_claim_lua =
+    ngx_http_commerce_redis_script(
     "redis.replicate_commands() "
     "local t = redis.call('TIME') "
     "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
@@ -131,13 +134,14 @@ static const char  ngx_http_commerce_webhook_claim_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v then return v end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return false";
+    "return false");
 
 
 /* deletes the in-flight mark only if it is still ours */
-static const char  ngx_http_commerce_webhook_release_lua[] =
+static ngx_http_commerce_redis_script_t
+    ngx_http_commerce_webhook_release_lua = ngx_http_commerce_redis_script(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('DEL', KEYS[1]) end return 0";
+    "return redis.call('DEL', KEYS[1]) end return 0");
 
 
 static ngx_command_t  ngx_http_commerce_webhook_commands[] = {
@@ -769,7 +773,7 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
     timeout = ngx_http_commerce_redis_timeout(r);
 
     if (ctx->dedup_key.len) {
-        /* a second try, as a plain SET (the clocks disagree) */
+        /* a second try: the script whole, or a plain SET (clocks disagree) */
         goto send;
     }
 
@@ -816,9 +820,9 @@ send:
     } else {
         tp = ngx_timeofday();
 
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd,
-                                       ngx_http_commerce_webhook_claim_lua);
+        ngx_http_commerce_redis_cmd_arg_script(&cmd,
+                                        &ngx_http_commerce_webhook_claim_lua,
+                                        ctx->eval);
         ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
         ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
         ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
@@ -850,8 +854,20 @@ ngx_http_commerce_webhook_claimed(ngx_http_request_t *r, void *data,
 {
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
 
-    if (rc != NGX_HTTP_COMMERCE_REDIS_OK
-        || reply->type == REDIS_REPLY_ERROR)
+    if (rc == NGX_HTTP_COMMERCE_REDIS_OK && !ctx->eval
+        && ngx_http_commerce_redis_noscript(reply))
+    {
+        /* Redis restarted or flushed its scripts: the script whole */
+
+        ctx->eval = 1;
+        rc = ngx_http_commerce_webhook_claim(r, ctx);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+    } else if (rc != NGX_HTTP_COMMERCE_REDIS_OK
+               || reply->type == REDIS_REPLY_ERROR)
     {
         if (reply) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -1289,29 +1305,12 @@ ngx_http_commerce_webhook_abandon(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx, ngx_uint_t status,
     const char *msg)
 {
-    time_t                          retry_after;
-    ngx_http_commerce_redis_cmd_t   cmd;
-
     ctx->state = NGX_HTTP_COMMERCE_WEBHOOK_DONE;
     ctx->failure = status;
     ctx->failure_msg = msg;
 
-    if (ctx->claimed) {
-        ngx_http_commerce_redis_cmd_init(&cmd);
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "EVAL");
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd,
-                                       ngx_http_commerce_webhook_release_lua);
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
-        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
-        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
-
-        if (ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
-                                         ngx_http_commerce_webhook_released,
-                                         ctx, &cmd, &retry_after)
-            == NGX_OK)
-        {
-            return NGX_AGAIN;
-        }
+    if (ctx->claimed && ngx_http_commerce_webhook_release(r, ctx) == NGX_OK) {
+        return NGX_AGAIN;
     }
 
     ngx_http_commerce_webhook_released(r, ctx,
@@ -1324,12 +1323,46 @@ ngx_http_commerce_webhook_abandon(ngx_http_request_t *r,
 }
 
 
+/* Sends the release of the in-flight mark: NGX_OK when it is on its way. */
+static ngx_int_t
+ngx_http_commerce_webhook_release(ngx_http_request_t *r,
+    ngx_http_commerce_webhook_ctx_t *ctx)
+{
+    time_t                          retry_after;
+    ngx_http_commerce_redis_cmd_t   cmd;
+
+    ngx_http_commerce_redis_cmd_init(&cmd);
+    ngx_http_commerce_redis_cmd_arg_script(&cmd,
+                                      &ngx_http_commerce_webhook_release_lua,
+                                      ctx->eval);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
+
+    return ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+                                        ngx_http_commerce_webhook_released,
+                                        ctx, &cmd, &retry_after);
+}
+
+
 /* After a failed publish (and the in-flight mark released): the answer. */
 static void
 ngx_http_commerce_webhook_released(ngx_http_request_t *r, void *data,
     ngx_int_t rc, redisReply *reply)
 {
     ngx_http_commerce_webhook_ctx_t  *ctx = data;
+
+    if (rc == NGX_HTTP_COMMERCE_REDIS_OK && !ctx->eval
+        && ngx_http_commerce_redis_noscript(reply))
+    {
+        ctx->eval = 1;
+
+        if (ngx_http_commerce_webhook_release(r, ctx) == NGX_OK) {
+            return;
+        }
+
+        rc = NGX_HTTP_COMMERCE_REDIS_DOWN;
+    }
 
     if (rc != NGX_HTTP_COMMERCE_REDIS_OK
         || (reply && reply->type == REDIS_REPLY_ERROR))

@@ -80,6 +80,7 @@ typedef struct {
     time_t                      retry_after;
     unsigned                    claimed:1;         /* in-flight mark ours */
     unsigned                    plain_claim:1;     /* Redis clock ahead */
+    unsigned                    eval:1;            /* EVAL after NOSCRIPT */
     unsigned                    answered:1;        /* 503 sent, report due */
 } ngx_http_commerce_webhook_ctx_t;
 

@@ -591,6 +591,67 @@ sub sign {
     $broker->control('up all');
 }
 
+# ------------------------------------------------ script cache lost ---
+
+# The claim and release scripts go by their SHA1 (EVALSHA); Redis that
+# restarted or flushed its scripts answers NOSCRIPT, and the script is
+# sent whole once (EVAL), which loads it again.
+{
+    my $calls = sub {
+        my ($stats) = $t->redis_cmd('INFO', 'commandstats');
+        return map { $stats =~ /^cmdstat_$_:calls=(\d+)/m ? $1 : 0 }
+               qw(eval evalsha);
+    };
+
+    my $until_202 = sub {
+        my ($id, $body) = @_;
+        my $r;
+        for (1 .. 40) {
+            $r = post('/fail', $body, 'X-Delivery' => $id, -port => $FAST);
+            last unless $r->{status} == 503;
+            sleep 0.25;
+        }
+        return $r->{status};
+    };
+
+    # the producer reconnected after the outages above
+    is($until_202->("noscript-warm-$tag", qq({"warm":"$tag"})), 202,
+       'publishing again');
+
+    $t->redis_cmd('SCRIPT', 'FLUSH');
+
+    my ($eval0, $sha0) = $calls->();
+    my $r = post('/fail', qq({"noscript":0,"tag":"$tag"}),
+                 'X-Delivery' => "noscript-a-$tag", -port => $FAST);
+    is($r->{status}, 202, 'scripts flushed: 202');
+    my ($eval1, $sha1) = $calls->();
+    is_deeply([$eval1 - $eval0, $sha1 - $sha0], [1, 1],
+              '... the claim by EVALSHA, NOSCRIPT, then EVAL once');
+
+    $broker->control('down all');
+
+    my $id = "noscript-b-$tag";
+    my $k = key('fail', $id);
+    my $body = qq({"noscript":1,"tag":"$tag"});
+
+    $r = post('/fail', $body, 'X-Delivery' => $id, -port => $FAST);
+    is($r->{status}, 503, 'brokers down: 503');
+    ok(!defined rget($k), '... and the in-flight mark was released');
+    my ($eval2, $sha2) = $calls->();
+    is_deeply([$eval2 - $eval1, $sha2 - $sha1], [1, 2],
+              '... the claim by EVALSHA, the release too, NOSCRIPT, then '
+              . 'EVAL once');
+
+    $broker->control('up all');
+
+    is($until_202->($id, $body), 202, 'the retry: 202');
+    my ($eval3) = $calls->();
+    is($eval3, $eval2, 'both scripts loaded: EVALSHA alone');
+    is(post('/fail', $body, 'X-Delivery' => $id, -port => $FAST)->{status},
+       200, 'its redelivery: 200 duplicate');
+    is(count_in('d.fail', $body), 1, 'published exactly once');
+}
+
 # ------------------------------------------------------ concurrency ---
 
 # Wait until the main nginx publishes again after the broker outages.

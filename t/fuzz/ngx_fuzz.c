@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <ngx_md5.h>
+#include <ngx_sha1.h>
 
 #include "ngx_fuzz.h"
 
@@ -444,27 +445,45 @@ ngx_list_push(ngx_list_t *l)
 }
 
 
-/* MD5 by OpenSSL: the context's buffer holds the EVP context's pointer */
-void
-ngx_md5_init(ngx_md5_t *ctx)
+/* lowercase hex, as nginx's */
+u_char *
+ngx_hex_dump(u_char *dst, u_char *src, size_t len)
+{
+    static const u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        *dst++ = hex[*src >> 4];
+        *dst++ = hex[*src++ & 0xf];
+    }
+
+    return dst;
+}
+
+
+/*
+ * MD5 and SHA1 by OpenSSL: the nginx context's buffer holds the EVP
+ * context's pointer.
+ */
+static void
+ngx_fuzz_digest_init(u_char *buffer, const EVP_MD *type)
 {
     EVP_MD_CTX  *md;
 
     md = EVP_MD_CTX_new();
-    if (md == NULL || !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
+    if (md == NULL || !EVP_DigestInit_ex(md, type, NULL)) {
         abort();
     }
 
-    memcpy(ctx->buffer, &md, sizeof(md));
+    memcpy(buffer, &md, sizeof(md));
 }
 
 
-void
-ngx_md5_update(ngx_md5_t *ctx, const void *data, size_t size)
+static void
+ngx_fuzz_digest_update(u_char *buffer, const void *data, size_t size)
 {
     EVP_MD_CTX  *md;
 
-    memcpy(&md, ctx->buffer, sizeof(md));
+    memcpy(&md, buffer, sizeof(md));
 
     if (!EVP_DigestUpdate(md, data, size)) {
         abort();
@@ -472,18 +491,60 @@ ngx_md5_update(ngx_md5_t *ctx, const void *data, size_t size)
 }
 
 
-void
-ngx_md5_final(u_char result[16], ngx_md5_t *ctx)
+static void
+ngx_fuzz_digest_final(u_char *buffer, u_char *result)
 {
     EVP_MD_CTX  *md;
 
-    memcpy(&md, ctx->buffer, sizeof(md));
+    memcpy(&md, buffer, sizeof(md));
 
     if (!EVP_DigestFinal_ex(md, result, NULL)) {
         abort();
     }
 
     EVP_MD_CTX_free(md);
+}
+
+
+void
+ngx_md5_init(ngx_md5_t *ctx)
+{
+    ngx_fuzz_digest_init(ctx->buffer, EVP_md5());
+}
+
+
+void
+ngx_md5_update(ngx_md5_t *ctx, const void *data, size_t size)
+{
+    ngx_fuzz_digest_update(ctx->buffer, data, size);
+}
+
+
+void
+ngx_md5_final(u_char result[16], ngx_md5_t *ctx)
+{
+    ngx_fuzz_digest_final(ctx->buffer, result);
+}
+
+
+void
+ngx_sha1_init(ngx_sha1_t *ctx)
+{
+    ngx_fuzz_digest_init(ctx->buffer, EVP_sha1());
+}
+
+
+void
+ngx_sha1_update(ngx_sha1_t *ctx, const void *data, size_t size)
+{
+    ngx_fuzz_digest_update(ctx->buffer, data, size);
+}
+
+
+void
+ngx_sha1_final(u_char result[20], ngx_sha1_t *ctx)
+{
+    ngx_fuzz_digest_final(ctx->buffer, result);
 }
 
 
