@@ -207,6 +207,78 @@ $t->redis_cmd('CONFIG', 'RESETSTAT');
 $t->http_get('/v1/catalog/b') for 1 .. 5;
 is(calls('get'), 0, 'served from the cache again once tracking is back');
 
+# --- many keys in a small cache --------------------------------------------
+# A second nginx whose 512k cache starts with 512 buckets and doubles them
+# past 1,024 keys: every value read back after the growth, invalidated
+# ones anew, then evictions take keys out of the chains.
+
+$t->write_nginx_conf(<<'EOF', name => 'small');
+commerce_redis_server 127.0.0.1:%%REDIS_PORT%%;
+commerce_redis_cache_size 512k;
+commerce_redis_cache_valid 1h;
+
+server {
+    listen 127.0.0.1:%%PORT_SMALL%%;
+
+    location ~ ^/v1/catalog/(?<item_id>[^/]+)$ {
+        commerce_catalog_item $item_id;
+    }
+}
+EOF
+$t->start_nginx(name => 'small', port => $t->port('SMALL'));
+
+{
+    my $n = 1500;
+    my @ids = map { sprintf 'many-%05d', $_ } 1 .. 3 * $n;
+    $t->redis_pipeline(map { ['SET', "cat:item:$_", qq({"id":"$_"})] } @ids);
+
+    # a connection per 500 requests (keepalive_requests is 1,000)
+    my ($c, $served);
+    my $read_all = sub {
+        my ($want, @which) = @_;
+        my $bad = 0;
+        for my $id (@which) {
+            if (!$c || ++$served % 500 == 0) {
+                $c->close if $c;
+                $c = $t->conn(port => $t->port('SMALL'));
+            }
+            my $r = $c->request(GET => "/v1/catalog/$id");
+            $bad++ unless $r->{status} == 200 && $r->{body} eq $want->($id);
+        }
+        return $bad;
+    };
+    my $plain = sub { qq({"id":"$_[0]"}) };
+    my @first = @ids[0 .. $n - 1];
+
+    ok(wait_tracking(2), 'the small cache is tracking');
+    is($read_all->($plain, @first), 0, "$n keys read");
+    $t->redis_cmd('CONFIG', 'RESETSTAT');
+    is($read_all->($plain, @first), 0, '... and read again');
+    is(calls('get'), 0, '... all from the cache, past its first growth');
+
+    my @changed = grep { /[05]$/ } @first;
+    $t->redis_pipeline(map { ['SET', "cat:item:$_", qq({"id":"$_","v":2})] }
+                       @changed);
+    my %changed = map { $_ => 1 } @changed;
+    my $now = sub {
+        $changed{$_[0]} ? qq({"id":"$_[0]","v":2}) : $plain->($_[0])
+    };
+    ok(body_becomes("/v1/catalog/$changed[-1]", $now->($changed[-1])),
+       'invalidations arrived');
+    $t->redis_cmd('CONFIG', 'RESETSTAT');
+    is($read_all->($now, @first), 0,
+       scalar(@changed) . ' invalidated keys read anew, the others kept');
+    is(calls('get'), scalar @changed, '... one GET per invalidated key');
+
+    is($read_all->($plain, @ids[$n .. $#ids]), 0,
+       2 * $n . ' more keys: the oldest evicted');
+    $t->redis_cmd('CONFIG', 'RESETSTAT');
+    is($read_all->($now, @first), 0,
+       'the first keys read back after their eviction');
+    ok(calls('get') > 0, '... from Redis');
+    $c->close;
+}
+
 # --- Redis not answering: what was cached goes -----------------------------
 # (invalidations may be lost with the replies)
 
