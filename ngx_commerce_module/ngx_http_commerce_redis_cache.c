@@ -6,8 +6,11 @@
  * two cache lines per lookup where a tree of 10,000 keys took 14); each
  * holds a tree of its cached fields (the one entry of a GET, the fields
  * of a hash read with HGET), so that an invalidation, which names a key,
- * drops all of them.  Every entry is also on an LRU queue that bounds the
- * memory.
+ * drops all of them.  Every entry is also on a queue that bounds the
+ * memory: a hit only marks its entry (moving it to the head would touch
+ * two more entries' cache lines on every read), and eviction gives a
+ * marked entry at the tail a second chance at the head (the CLOCK
+ * approximation of LRU).
  *
  * Coherence: an entry is created empty, as a placeholder, when a miss
  * sends its command, and only that reply fills it.  The invalidation of a
@@ -52,6 +55,7 @@ struct ngx_http_commerce_redis_cache_entry_s {
     size_t                                  size;     /* what it counts */
     ngx_msec_t                              expires;
     unsigned                                hget:1;
+    unsigned                                used:1;   /* hit since queued */
     unsigned                                filled:1;
     unsigned                                pending:1;
 };
@@ -173,8 +177,7 @@ ngx_http_commerce_redis_cache_get(ngx_http_commerce_redis_cmd_t *cmd,
         }
 
         if ((ngx_msec_int_t) (e->expires - ngx_current_msec) > 0) {
-            ngx_queue_remove(&e->lru);
-            ngx_queue_insert_head(&c->lru, &e->lru);
+            e->used = 1;
 
             value->data = e->value;
             value->len = e->len;
@@ -462,23 +465,41 @@ ngx_http_commerce_redis_cache_drop(ngx_http_commerce_redis_cache_entry_t *e)
 }
 
 
-/* The least recently used entries go until the cache fits its size. */
+/*
+ * Entries from the tail go until the cache fits its size; one hit since
+ * it was queued sends an entry back to the head, once.  Each entry is
+ * looked at twice at most: the ones sent back are behind the others.
+ */
 static void
 ngx_http_commerce_redis_cache_evict(void)
 {
-    ngx_queue_t                            *q, *prev;
+    ngx_uint_t                              wrapped;
+    ngx_queue_t                            *q, *prev, *sentinel;
     ngx_http_commerce_redis_cache_t        *c;
     ngx_http_commerce_redis_cache_entry_t  *e;
 
     c = &ngx_http_commerce_redis_cache;
+    sentinel = ngx_queue_sentinel(&c->lru);
     q = ngx_queue_last(&c->lru);
+    wrapped = 0;
 
-    while (c->used > c->max && q != ngx_queue_sentinel(&c->lru)) {
+    while (c->used > c->max && q != sentinel) {
         prev = ngx_queue_prev(q);
         e = ngx_queue_data(q, ngx_http_commerce_redis_cache_entry_t, lru);
 
-        if (!e->pending) {
+        if (e->used) {
+            e->used = 0;
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&c->lru, q);
+
+        } else if (!e->pending) {
             ngx_http_commerce_redis_cache_drop(e);
+        }
+
+        if (prev == sentinel && !wrapped) {
+            /* the second pass finds no mark: nothing was read meanwhile */
+            wrapped = 1;
+            prev = ngx_queue_last(&c->lru);
         }
 
         q = prev;
