@@ -84,12 +84,14 @@ UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 # clang builds the fuzz targets (the smoke run of `make test` too)
 FUZZ_PKGS := clang libfuzzer-14-dev
 
+# jose (the JOSE CLI) checks commerce-jwt's tokens in t/63-jwt-tool.t and
+# made the JWT vectors (t/fixtures/jwt/make-vectors.sh)
 DEBIAN_PKGS := $(FUZZ_PKGS) nginx nginx-dev libhiredis-dev librdkafka-dev libjansson-dev \
     libpq-dev libssl-dev redis-server redis-tools postgresql wrk \
     libcmocka-dev kcat perl gcc make libnginx-mod-http-lua \
     libnginx-mod-http-ndk lua-nginx-redis lua-nginx-kafka lua-resty-core \
     procps curl openssl dpkg-dev binutils help2man lintian systemd \
-    prometheus
+    prometheus jose
 
 .PHONY: all build module workers unit deps up down reload test test-asan \
         test-unit test-t bench bench-ab deb clean workers-doc fuzz \

@@ -35,8 +35,8 @@ NGX_ABI=/usr/share/nginx/src/debian/libnginx-mod.abisubstvars
 SO=ngx_http_commerce_module.so
 MOD=libnginx-mod-http-commerce
 WRK=commerce-workers
-# the one worker that is a user's tool, not an administrator's
-USER_BIN=commerce-devbroker
+# the workers that are a user's tools, not an administrator's
+USER_BINS="commerce-devbroker commerce-jwt"
 
 die() { printf 'deb: %s\n' "$*" >&2; exit 1; }
 
@@ -51,7 +51,7 @@ workers() {
 
 # bindir <worker>: where it goes, /usr/sbin (man section 8) or /usr/bin (1).
 bindir() {
-    if [ "$1" = "$USER_BIN" ]; then echo usr/bin; else echo usr/sbin; fi
+    case " $USER_BINS " in *" $1 "*) echo usr/bin ;; *) echo usr/sbin ;; esac
 }
 
 preflight() {
