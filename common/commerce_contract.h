@@ -45,6 +45,45 @@
 #define COMMERCE_WEBHOOK_DONE         "done:"
 /* string "rl:{zone}:{key}": a global rate limit's GCRA state */
 #define COMMERCE_RK_RATE_LIMIT        "rl:"
+/* hash "idem:{hex}": an Idempotency-Key's record, {hex} the SHA-256 of
+ * the owner, the request's path and the key (each NUL-terminated) */
+#define COMMERCE_RK_IDEMPOTENCY       "idem:"
+#define COMMERCE_IDEM_INFLIGHT        "inflight"
+#define COMMERCE_IDEM_DONE            "done"
+
+
+/*
+ * Redis read model of orders, written by the saga worker (issue 14), read
+ * by the module.  Order ids are UUIDv7, so their byte order is their time
+ * order: the indexes are sorted sets of ids, all with score 0, listed
+ * newest first with ZREVRANGEBYLEX.
+ */
+
+/* string "ord:order:{orderId}": the order document (JSON) */
+#define COMMERCE_RK_ORDER             "ord:order:"
+/* sorted set "ord:user:{sub}": the user's order ids */
+#define COMMERCE_RK_ORDER_USER        "ord:user:"
+/* sorted set "ord:ustatus:{status}:{sub}": the user's orders in a status */
+#define COMMERCE_RK_ORDER_USER_STATUS "ord:ustatus:"
+/* list "ord:events:{orderId}": the order's history, oldest first (JSON) */
+#define COMMERCE_RK_ORDER_EVENTS      "ord:events:"
+/* string "ord:saga:{orderId}": the saga's state (JSON) */
+#define COMMERCE_RK_SAGA              "ord:saga:"
+/* sorted set "ord:sagas:{status}": the order ids of sagas in a status */
+#define COMMERCE_RK_SAGA_INDEX        "ord:sagas:"
+
+/* an order's status */
+#define COMMERCE_ORDER_PENDING        "pending"
+#define COMMERCE_ORDER_CONFIRMED      "confirmed"
+#define COMMERCE_ORDER_CANCELLED      "cancelled"
+#define COMMERCE_ORDER_FAILED         "failed"
+
+/* a saga's status */
+#define COMMERCE_SAGA_RUNNING         "running"
+#define COMMERCE_SAGA_COMPENSATING    "compensating"
+#define COMMERCE_SAGA_COMPLETED       "completed"
+#define COMMERCE_SAGA_COMPENSATED     "compensated"
+#define COMMERCE_SAGA_FAILED          "failed"
 
 
 /*
@@ -58,7 +97,8 @@
 #define COMMERCE_TOPIC_EVENTS         "commerce.events"
 /* dead letters: the inbound message as received, with dlq_* headers */
 #define COMMERCE_TOPIC_DLQ            "commerce.dlq"
-/* commands to workers (orders), reserved */
+/* commands to the saga worker, key: the order id (none for
+ * projections.rebuild), value: the command JSON */
 #define COMMERCE_TOPIC_COMMANDS       "commerce.commands"
 
 
@@ -79,6 +119,13 @@
 #define COMMERCE_H_TRACEPARENT        "traceparent"
 /* the provider's event topic (X-Shopify-Topic), by commerce_webhook_header */
 #define COMMERCE_H_TOPIC              "topic"
+
+/* of a command on commerce.commands, set by the module (and
+ * received_at, content_type, traceparent as for a webhook) */
+#define COMMERCE_H_COMMAND_TYPE       "command_type"
+#define COMMERCE_H_COMMAND_ID         "command_id"
+#define COMMERCE_H_SUB                "sub"
+#define COMMERCE_H_IDEMPOTENCY_KEY    "idempotency_key"
 
 /* of a canonical event, set by the projector (and traceparent) */
 #define COMMERCE_H_EVENT_TYPE         "event_type"
@@ -127,6 +174,18 @@
 #define COMMERCE_CMD_PRICE_SET        "price.set"
 #define COMMERCE_CMD_STOCK_SET        "stock.set"
 #define COMMERCE_CMD_STOCK_ADJUST     "stock.adjust"
+
+
+/*
+ * Commands on commerce.commands (docs/contract.md has their JSON): from
+ * the order API, and the admin API's.
+ */
+
+#define COMMERCE_CMD_ORDER_PLACE      "order.place"
+#define COMMERCE_CMD_ORDER_CANCEL     "order.cancel"
+#define COMMERCE_CMD_SAGA_RETRY       "saga.retry"
+#define COMMERCE_CMD_SAGA_COMPENSATE  "saga.compensate"
+#define COMMERCE_CMD_PROJECTIONS_REBUILD  "projections.rebuild"
 
 
 #endif /* COMMERCE_CONTRACT_H */
