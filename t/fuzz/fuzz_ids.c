@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "commerce_currency.h"
 #include "ngx_http_commerce_util.h"
 #include "proj.h"
 #include "fuzz.h"
@@ -268,7 +269,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ok = proj_valid_currency(s);
     fuzz_check(!ok || (strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
                                          == 3));
-    fuzz_check(ok == (proj_currency_exponent(s) >= 0));
+    fuzz_check(ok == (commerce_currency_exponent(s) >= 0));
 
     fuzz_check(proj_valid_timestamp(s) == fuzz_ids_timestamp(s));
 

@@ -358,19 +358,6 @@ test_helpers(void **state)
     assert_false(proj_valid_timestamp("2026-01-01T00:00:00+24:00"));
     assert_false(proj_valid_timestamp("2026-01-01T00:00:00+01:60"));
 
-    assert_int_equal(proj_currency_exponent("EUR"), 2);
-    assert_int_equal(proj_currency_exponent("JPY"), 0);
-    assert_int_equal(proj_currency_exponent("KWD"), 3);
-    assert_int_equal(proj_currency_exponent("AED"), 2);
-    assert_int_equal(proj_currency_exponent("ZWG"), 2);
-    assert_int_equal(proj_currency_exponent("ZZZ"), -1);
-    assert_int_equal(proj_currency_exponent("XXX"), -1);
-    assert_int_equal(proj_currency_exponent("XAU"), -1);
-    assert_int_equal(proj_currency_exponent("HRK"), -1);
-    assert_int_equal(proj_currency_exponent("eur"), -1);
-    assert_int_equal(proj_currency_exponent("EURO"), -1);
-    assert_int_equal(proj_currency_exponent(NULL), -1);
-
     hex = proj_bytea_hex("\0\xff", 2);
     assert_string_equal(hex, "\\x00ff");
     free(hex);

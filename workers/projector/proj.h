@@ -93,10 +93,6 @@ int proj_parse_amount(const char *s, int decimals, int64_t *minor);
 int proj_valid_currency(const char *s);
 int proj_valid_timestamp(const char *s);
 
-/* proj_currency.c: the minor-unit exponent of an active ISO 4217
- * currency (EUR 2, JPY 0, KWD 3), or -1 for any other text. */
-int proj_currency_exponent(const char *code);
-
 /* The body as a JSON object by the edge's rule (commerce_inbound.h: one
  * object, no key twice, valid UTF-8), or NULL with e filled: invalid_json,
  * duplicate_key, not_an_object. The caller json_decref()s it. */

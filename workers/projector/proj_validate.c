@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commerce_contract.h"
+#include "commerce_currency.h"
 #include "commerce_inbound.h"
 #include "proj.h"
 
@@ -89,7 +90,7 @@ proj_parse_amount(const char *s, int decimals, int64_t *minor)
 int
 proj_valid_currency(const char *s)
 {
-    return proj_currency_exponent(s) >= 0;
+    return commerce_currency_exponent(s) >= 0;
 }
 
 
@@ -313,7 +314,7 @@ proj_check_price(json_t *price, const char *path, proj_error_t *e)
         return -1;
     }
 
-    exp = json_is_string(cur) ? proj_currency_exponent(json_string_value(cur))
+    exp = json_is_string(cur) ? commerce_currency_exponent(json_string_value(cur))
                               : -1;
     if (exp < 0) {
         proj_error_set(e, "invalid_currency", "%s.currency: an active ISO "

@@ -1,25 +1,22 @@
 /*
- * proj_currency: the currencies prices may be in: the active codes of
- * ISO 4217 (list one, as amended to 2025: XCG for ANG, ZWG for ZWL, SLE
- * for SLL), with their minor-unit exponents; codes without a minor unit
- * (gold, special drawing rights, XTS, XXX) are not currencies of a price.
- * This table is the one place they are listed (see proj.h).
+ * commerce_currency: the ISO 4217 table and exact money arithmetic
+ * (commerce_currency.h says what each function promises).
  */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "proj.h"
+#include "commerce_currency.h"
 
 
 typedef struct {
     char  code[4];
     int   exponent;
-} proj_currency_t;
+} commerce_currency_t;
 
 
 /* Sorted by code (bsearch). */
-static const proj_currency_t  proj_currencies[] = {
+static const commerce_currency_t  commerce_currencies[] = {
     { "AED", 2 }, { "AFN", 2 }, { "ALL", 2 }, { "AMD", 2 }, { "AOA", 2 },
     { "ARS", 2 }, { "AUD", 2 }, { "AWG", 2 }, { "AZN", 2 }, { "BAM", 2 },
     { "BBD", 2 }, { "BDT", 2 }, { "BGN", 2 }, { "BHD", 3 }, { "BIF", 0 },
@@ -57,26 +54,107 @@ static const proj_currency_t  proj_currencies[] = {
 
 
 static int
-proj_currency_cmp(const void *key, const void *elem)
+commerce_currency_cmp(const void *key, const void *elem)
 {
-    const proj_currency_t  *c = elem;
+    const commerce_currency_t  *c = elem;
 
     return strcmp(key, c->code);
 }
 
 
 int
-proj_currency_exponent(const char *code)
+commerce_currency_exponent(const char *code)
 {
-    const proj_currency_t  *c;
+    const commerce_currency_t  *c;
 
     if (code == NULL || strlen(code) != 3) {
         return -1;
     }
 
-    c = bsearch(code, proj_currencies,
-                sizeof(proj_currencies) / sizeof(proj_currencies[0]),
-                sizeof(proj_currencies[0]), proj_currency_cmp);
+    c = bsearch(code, commerce_currencies,
+                sizeof(commerce_currencies) / sizeof(commerce_currencies[0]),
+                sizeof(commerce_currencies[0]), commerce_currency_cmp);
 
     return c != NULL ? c->exponent : -1;
+}
+
+
+int
+commerce_money_parse(const char *s, size_t len, int exp, int64_t *minor)
+{
+    size_t   i;
+    int64_t  v;
+    int      d, point;
+
+    if (len == 0 || exp < 0 || s[0] < '0' || s[0] > '9') {
+        return -1;
+    }
+
+    v = 0;
+    d = 0;
+    point = 0;
+
+    for (i = 0; i < len; i++) {
+
+        if (s[i] == '.' && !point && i + 1 < len) {
+            point = 1;
+            continue;
+        }
+
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+
+        if (point && d == exp) {
+            if (s[i] != '0') {
+                return -1;      /* a fraction of the minor unit */
+            }
+
+            continue;
+        }
+
+        d += point;
+        v = v * 10 + (s[i] - '0');
+
+        if (v > COMMERCE_MONEY_MAX) {
+            return -1;
+        }
+    }
+
+    for ( /* void */ ; d < exp; d++) {
+        v *= 10;
+
+        if (v > COMMERCE_MONEY_MAX) {
+            return -1;
+        }
+    }
+
+    *minor = v;
+
+    return 0;
+}
+
+
+char *
+commerce_money_format(char *dst, int64_t minor, int exp)
+{
+    int   n, i;
+    char  digits[20];
+
+    n = 0;
+
+    do {
+        digits[n++] = (char) ('0' + minor % 10);
+        minor /= 10;
+    } while (minor > 0 || n <= exp);
+
+    for (i = n - 1; i >= 0; i--) {
+        *dst++ = digits[i];
+
+        if (i == exp && exp > 0) {
+            *dst++ = '.';
+        }
+    }
+
+    return dst;
 }
