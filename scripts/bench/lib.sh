@@ -349,15 +349,21 @@ bench_start_projector() {
 
 # -------------------------------------------------------------- nginx ---
 
-# bench_access_log DIR: the access_log directive of every variant. As the
-# shipped conf/nginx.conf has it (a file, nginx's default format, no
-# buffer) unless BENCH_ACCESS_LOG=0 turns logging off for all of them.
+# bench_access_log DIR: the access_log directive of every variant: a file
+# in DIR with the format and parameters of the http{} access_log of the
+# shipped conf/nginx.conf (read from it), unless BENCH_ACCESS_LOG=0 turns
+# logging off for all of them.
 bench_access_log() {
+    local params
+
     if [ "${BENCH_ACCESS_LOG:-1}" = 0 ]; then
         echo "access_log off;"
-    else
-        echo "access_log $1/logs/access.log;"
+        return
     fi
+
+    params=$(sed -n 's/^    access_log @RUN@[^ ;]*\(.*\);$/\1/p' \
+             "$ROOT/conf/nginx.conf")
+    echo "access_log $1/logs/access.log$params;"
 }
 
 
