@@ -45,6 +45,9 @@
 #define COMMERCE_WEBHOOK_DONE         "done:"
 /* string "rl:{zone}:{key}": a global rate limit's GCRA state */
 #define COMMERCE_RK_RATE_LIMIT        "rl:"
+/* hash "cart:{cartId}": a cart, "_owner", "_store", "_version" and
+ * "i:{sku}" -> quantity for each line */
+#define COMMERCE_RK_CART              "cart:"
 /* hash "idem:{hex}": an Idempotency-Key's record, {hex} the SHA-256 of
  * the owner, the request's path and the key (each NUL-terminated) */
 #define COMMERCE_RK_IDEMPOTENCY       "idem:"

@@ -158,7 +158,7 @@ static const char  *ngx_http_commerce_metrics_kafka_les[] = {
 
 static const char  *ngx_http_commerce_metrics_apis[] = {
     "", "catalog", "inventory", "catalog_index", "webhook", "metrics",
-    "health"
+    "health", "cart"
 };
 
 static const char  *ngx_http_commerce_metrics_redis_reasons[] = {
