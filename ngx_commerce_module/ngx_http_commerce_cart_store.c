@@ -17,7 +17,7 @@
 #include "commerce_contract.h"
 #include "commerce_currency.h"
 
-#include "ngx_http_commerce_cart_store.h"
+#include "ngx_http_commerce_cart_private.h"
 #include "ngx_http_commerce_redis.h"
 #include "ngx_http_commerce_util.h"
 

@@ -1,7 +1,9 @@
 /*
- * The cart store, private to the cart module's files: one operation of
- * the cart script (ngx_http_commerce_cart_store.c), sent for a request.
- * ngx_http_commerce_cart.h is the interface of other modules.
+ * Private to the cart module's files (ngx_http_commerce_cart.h is the
+ * interface of other modules): the store's operations
+ * (ngx_http_commerce_cart_store.c) and the answers
+ * (ngx_http_commerce_cart_answer.c) of a request of the API
+ * (ngx_http_commerce_cart.c).
  *
  * Use:
  *
@@ -12,8 +14,8 @@
  * returns: it copies what a second try (NOSCRIPT) needs.
  */
 
-#ifndef _NGX_HTTP_COMMERCE_CART_STORE_H_INCLUDED_
-#define _NGX_HTTP_COMMERCE_CART_STORE_H_INCLUDED_
+#ifndef _NGX_HTTP_COMMERCE_CART_PRIVATE_H_INCLUDED_
+#define _NGX_HTTP_COMMERCE_CART_PRIVATE_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -21,6 +23,13 @@
 #include <ngx_http.h>
 
 #include "ngx_http_commerce_cart.h"
+
+
+/* a cart id: 128 random bits in lowercase hex */
+#define NGX_HTTP_COMMERCE_CART_ID_LEN         32
+
+/* a valid request that the cart's rules refuse (nginx has no name) */
+#define NGX_HTTP_COMMERCE_CART_UNPROCESSABLE  422
 
 
 /* the script's operations: ARGV[1], by name */
@@ -54,4 +63,20 @@ ngx_int_t ngx_http_commerce_cart_run(ngx_http_request_t *r,
     time_t *retry_after);
 
 
-#endif /* _NGX_HTTP_COMMERCE_CART_STORE_H_INCLUDED_ */
+/* a request of the API: its operation, and the id of a new cart */
+typedef struct {
+    ngx_http_commerce_cart_op_t  op;
+    u_char                       id[NGX_HTTP_COMMERCE_CART_ID_LEN];
+} ngx_http_commerce_cart_ctx_t;
+
+
+/* the handler of ngx_http_commerce_cart_run() of a request: its answer */
+void ngx_http_commerce_cart_answer(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, ngx_http_commerce_cart_t *cart);
+
+/* the error responder's answer, with a reason phrase for a 422 */
+ngx_int_t ngx_http_commerce_cart_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *msg);
+
+
+#endif /* _NGX_HTTP_COMMERCE_CART_PRIVATE_H_INCLUDED_ */
