@@ -28,6 +28,11 @@
 #   BENCH_LUA_ETAG=0      1: the Lua peer also computes an ETag (MD5)
 #   BENCH_MODULE_HTTP=    extra http{} directives for the module variant,
 #                         e.g. "commerce_redis_pool_size 4;"
+#   BENCH_RATES=40000     latency at these offered rates (req/s, space-
+#                         separated; empty: skip), each for BENCH_RATE_SECONDS
+#                         (5), by openloop.c: an open loop over the same
+#                         connections, latency from when each request was
+#                         due (no coordinated omission), after the rounds
 #   BENCH_PERF=0          1: perf profile of each worker after its run
 #   BENCH_ACCESS_LOG=1    0: access_log off for every variant (default:
 #                         as shipped, a file in nginx's default format)
@@ -46,6 +51,8 @@ RSS_REQUESTS=${BENCH_RSS_REQUESTS:-1000000}
 VARIANTS=${BENCH_VARIANTS:-module uncached lua static}
 CACHE=${BENCH_CACHE:-32m}
 LUA_ETAG=${BENCH_LUA_ETAG:-0}
+RATES=${BENCH_RATES-40000}
+RATE_SECONDS=${BENCH_RATE_SECONDS:-5}
 MODULE_HTTP=${BENCH_MODULE_HTTP:-}
 
 CACHE_CONTROL="public, max-age=5, stale-while-revalidate=30"
@@ -148,6 +155,37 @@ run_wrk() {
         bench_wrk "$1" "$HERE/wrk-random.lua" "$2"
 }
 
+# openloop, compiled when missing or older than its source.
+build_openloop() {
+    local bin=$OUT/openloop
+    if [ ! -x "$bin" ] || [ "$HERE/openloop.c" -nt "$bin" ]; then
+        cc -std=gnu11 -O2 -Wall -Wextra -Werror "$HERE/openloop.c" \
+            -o "$bin.tmp" && mv "$bin.tmp" "$bin" \
+            || die "cannot build openloop"
+    fi
+}
+
+# Latency of variant $1 at each offered rate: R[variant.at.RATE] holds
+# "p50_ms p99_ms max_ms client_lag_p99_ms errors".
+at_rates() {
+    local v=$1 rate line pin e
+    read -ra pin <<< "$(bench_pin "$LOAD_CPU")"
+    for rate in $RATES; do
+        line=$("${pin[@]}" "$OUT/openloop" "$NGINX_PORT" "$CONNS" "$rate" \
+               "$RATE_SECONDS" "$ITEMS" "$ID_WIDTH" "$RANDOM") \
+            || die "openloop failed"
+        e=0
+        for f in err_connect err_read err_write err_status err_timeout; do
+            e=$((e + $(bench_field "$f" "$line")))
+        done
+        R[$v.at.$rate]="$(bench_ms "$(bench_field p50_us "$line")") \
+$(bench_ms "$(bench_field p99_us "$line")") \
+$(bench_ms "$(bench_field max_us "$line")") \
+$(bench_ms "$(bench_field lag_p99_us "$line")") $e"
+        log "$v at $rate req/s: p50 p99 max lag errors: ${R[$v.at.$rate]}"
+    done
+}
+
 # Profile the worker under a short extra load (BENCH_PERF=1): syscalls
 # per request (perf stat on syscall tracepoints during one wrk run), then
 # a perf record with call graphs; summaries in <variant>/perf.txt.
@@ -216,6 +254,7 @@ bench_variant() {
     run_wrk "$WARMUP" "$dir/wrk-warmup.txt" > /dev/null
 
     bench_rounds "$v" "$w" measure
+    at_rates "$v"
 
     [ "$PERF" = 1 ] && profile "$v" "$w"
     if [ "$v" = module ] && [ "$RSS_REQUESTS" -gt 0 ]; then
@@ -245,7 +284,7 @@ rss_check() {
 }
 
 summary() {
-    local v r_lua r_static
+    local v r_lua r_static rate p99
     printf 'commerce-edge catalog read benchmark, %s\n' "$(date -u +%FT%TZ)"
     printf 'GET /v1/catalog/{random of %d items, %d..%d bytes}, wrk -t1 -c%d' \
         "$ITEMS" "$(stat -c %s "$OUT"/docs/v1/catalog/* | sort -n | head -1)" \
@@ -272,6 +311,22 @@ summary() {
     for v in $VARIANTS; do
         bench_warn_contention "$v"
     done
+    if [ -n "$RATES" ]; then
+        printf '\nat an offered rate (open loop, %s connections, %ss each;' \
+            "$CONNS" "$RATE_SECONDS"
+        printf ' latency from when each request was due):\n'
+        printf '%-8s %9s %7s %7s %7s %7s %6s\n' variant req/s p50_ms p99_ms \
+            max_ms lag_ms errors
+        for v in $VARIANTS; do
+            for rate in $RATES; do
+                printf '%-8s %9s %7s %7s %7s %7s %6s\n' "$v" "$rate" \
+                    ${R[$v.at.$rate]}
+            done
+        done
+        printf '(lag: p99 of how late the client sent on an idle'
+        printf ' connection; a large one means the client, not the'
+        printf ' server, fell behind)\n'
+    fi
     printf '\nvariants:\n'
     printf '  module  commerce_catalog_item $item_id; commerce_cache_control;'
     printf ' commerce_redis_cache_size %s; [%s] strong ETag, JSON 404\n' \
@@ -299,8 +354,13 @@ summary() {
             "$(bench_verdict "$r_static" '>=' 1.0)"
     fi
     if [ -n "${R[module.rps]:-}" ]; then
-        printf '  module p99    %6s ms (target <= 1 ms)  %s\n' \
+        printf '  module p99    %6s ms (target <= 1 ms)  %s   at saturation\n' \
             "${R[module.p99]}" "$(bench_verdict "${R[module.p99]}" '<=' 1)"
+        for rate in $RATES; do
+            read -r _ p99 _ <<< "${R[module.at.$rate]}"
+            printf '  module p99    %6s ms (target <= 1 ms)  %s   at %s req/s\n' \
+                "$p99" "$(bench_verdict "$p99" '<=' 1)" "$rate"
+        done
     fi
     if [ -n "${R[module.rps]:-}" ]; then
         printf '  worker CPU per request (independent of contention):'
@@ -331,6 +391,7 @@ main() {
         esac
     done
 
+    [ -z "$RATES" ] || build_openloop
     bench_start_redis "$REDIS_CPU"
     log "redis-server on 127.0.0.1:$REDIS_PORT, loading $ITEMS items"
     load_data
