@@ -22,6 +22,8 @@ typedef struct {
 } ngx_http_commerce_error_t;
 
 
+static ngx_buf_t *ngx_http_commerce_error_body(ngx_http_request_t *r,
+    const char *code, const char *msg);
 static ngx_int_t ngx_http_commerce_error_handler(ngx_http_request_t *r);
 static char *ngx_http_commerce_error(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -137,26 +139,13 @@ ngx_int_t
 ngx_http_commerce_send_error_allow(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *msg, time_t retry_after, const char *allow)
 {
-    size_t            len;
     ngx_buf_t        *b;
     ngx_table_elt_t  *h;
 
-    if (r->header_sent) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_clean_header(r);
-
-    len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
-          + ngx_strlen(code) + ngx_strlen(msg);
-
-    b = ngx_create_temp_buf(r->pool, len);
+    b = ngx_http_commerce_error_body(r, code, msg);
     if (b == NULL) {
         return NGX_ERROR;
     }
-
-    b->last = ngx_sprintf(b->last, "{\"error\":\"%s\",\"message\":\"%s\"}",
-                          code, msg);
 
     if (status == NGX_HTTP_NOT_ALLOWED) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -188,6 +177,69 @@ ngx_http_commerce_send_error_allow(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_http_commerce_send_json(r, status, b);
+}
+
+
+/*
+ * RFC 6750's answers: the challenge is the WWW-Authenticate value
+ * (Bearer realm="...", error=...), which nginx's satisfy and auth_basic
+ * also find in headers_out.www_authenticate.
+ */
+ngx_int_t
+ngx_http_commerce_send_error_auth(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *msg, ngx_str_t *challenge)
+{
+    ngx_buf_t        *b;
+    ngx_table_elt_t  *h;
+
+    b = ngx_http_commerce_error_body(r, code, msg);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value = *challenge;
+    r->headers_out.www_authenticate = h;
+
+    return ngx_http_commerce_send_json(r, status, b);
+}
+
+
+/*
+ * The headers of a response not sent yet cleared, and the error's body:
+ * NULL when the headers are gone already or memory is.
+ */
+static ngx_buf_t *
+ngx_http_commerce_error_body(ngx_http_request_t *r, const char *code,
+    const char *msg)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    if (r->header_sent) {
+        return NULL;
+    }
+
+    ngx_http_clean_header(r);
+
+    len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
+          + ngx_strlen(code) + ngx_strlen(msg);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"error\":\"%s\",\"message\":\"%s\"}",
+                          code, msg);
+
+    return b;
 }
 
 

@@ -3,7 +3,7 @@
  * first module of ngx_http_commerce_module.so (which names the file), and
  * commerce_error, the error_page target of the JSON error responder.  The
  * other directives are owned by the modules of their concern: Redis
- * (ngx_http_commerce_redis.h), Kafka, read, webhook, verify, limit,
+ * (ngx_http_commerce_redis.h), Kafka, read, webhook, verify, limit, jwt,
  * metrics, health.
  */
 
@@ -38,6 +38,14 @@ ngx_int_t ngx_http_commerce_send_error(ngx_http_request_t *r,
  */
 ngx_int_t ngx_http_commerce_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
+
+/*
+ * The same for a refused authentication (401, 403), with the challenge
+ * as WWW-Authenticate (RFC 6750 section 3).
+ */
+ngx_int_t ngx_http_commerce_send_error_auth(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *msg,
+    ngx_str_t *challenge);
 
 /* the same, with the Allow value of a 405 given by the caller */
 ngx_int_t ngx_http_commerce_send_error_allow(ngx_http_request_t *r,

@@ -3,7 +3,8 @@
 # The reference documents against the code, in both directions:
 #
 #   docs/directives.md documents exactly the directives of the module's
-#   command tables (ngx_commerce_module/*.c) and the variables it adds, each
+#   command tables (ngx_commerce_module/*.c) and the variables it adds (a
+#   prefix variable as $<prefix>name), each
 #   directive with a Syntax, a Default and a Context line, the context being
 #   the one its command table allows;
 #   README.md's directive index lists the same directives and variables,
@@ -111,8 +112,13 @@ for my $file (sort glob("$ROOT/ngx_commerce_module/*.c")) {
                     \bngx_http_null_variable\b/gsx)
     {
         my $table = $1;
-        $variable{$1} = $name
-            while $table =~ /\{\s*ngx_string\(\s*"([^"]+)"\s*\)/g;
+
+        # a prefix variable is documented as $<prefix>name
+        while ($table =~ /\{\s*ngx_string\(\s*"([^"]+)"\s*\)([^}]*)\}/g) {
+            my ($var, $rest) = ($1, $2);
+            $var .= 'name' if $rest =~ /\bNGX_HTTP_VAR_PREFIX\b/;
+            $variable{$var} = $name;
+        }
     }
 
     # a single ngx_http_add_variable(cf, &name, ...) of an ngx_str_t name
