@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include <librdkafka/rdkafka.h>
+#include <openssl/rand.h>
 
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
@@ -35,6 +36,7 @@ static char *ngx_http_commerce_kafka_conf_set(ngx_conf_t *cf,
 static void ngx_http_commerce_kafka_conf_cleanup(void *data);
 static size_t ngx_http_commerce_kafka_message_max(rd_kafka_conf_t *kconf);
 static size_t ngx_http_commerce_kafka_varint_len(size_t n);
+static ngx_int_t ngx_http_commerce_kafka_valid_trace(u_char *p, size_t len);
 
 
 static ngx_command_t  ngx_http_commerce_kafka_commands[] = {
@@ -510,4 +512,128 @@ ngx_http_commerce_kafka_varint_len(size_t n)
     }
 
     return len;
+}
+
+
+/*
+ * W3C trace context: a valid incoming traceparent is propagated as is;
+ * otherwise a new trace starts here, with ids from OpenSSL's CSPRNG.
+ */
+ngx_int_t
+ngx_http_commerce_kafka_traceparent(ngx_http_request_t *r, ngx_str_t *tp)
+{
+    u_char           *p, id[24];
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("traceparent") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
+                               sizeof("traceparent") - 1) == 0)
+        {
+            if (ngx_http_commerce_kafka_valid_trace(h[i].value.data,
+                                                    h[i].value.len))
+            {
+                *tp = h[i].value;
+                return NGX_OK;
+            }
+
+            break;
+        }
+    }
+
+    if (RAND_bytes(id, sizeof(id)) != 1) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "commerce kafka: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    /* all-zero ids are invalid; one bit is a negligible bias */
+    id[15] |= 1;
+    id[23] |= 1;
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_COMMERCE_TRACEPARENT_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    tp->data = p;
+
+    p = ngx_cpymem(p, "00-", 3);
+    p = ngx_hex_dump(p, id, 16);
+    *p++ = '-';
+    p = ngx_hex_dump(p, id + 16, 8);
+    p = ngx_cpymem(p, "-01", 3);
+
+    tp->len = p - tp->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * version "-" trace-id "-" parent-id "-" flags, lowercase hex, ids not all
+ * zero, version ff forbidden; a version above 00 may carry more fields.
+ */
+static ngx_int_t
+ngx_http_commerce_kafka_valid_trace(u_char *p, size_t len)
+{
+    size_t      i, j;
+    ngx_uint_t  nonzero;
+
+    /* start, length and "must not be all zero" of each field */
+    static const size_t  fields[][3] = {
+        { 0, 2, 0 }, { 3, 32, 1 }, { 36, 16, 1 }, { 53, 2, 0 }
+    };
+
+    if (len < NGX_HTTP_COMMERCE_TRACEPARENT_LEN
+        || p[2] != '-' || p[35] != '-' || p[52] != '-')
+    {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        nonzero = 0;
+
+        for (j = fields[i][0]; j < fields[i][0] + fields[i][1]; j++) {
+            if (!((p[j] >= '0' && p[j] <= '9') || (p[j] >= 'a' && p[j] <= 'f')))
+            {
+                return 0;
+            }
+
+            if (p[j] != '0') {
+                nonzero = 1;
+            }
+        }
+
+        if (fields[i][2] && !nonzero) {
+            return 0;
+        }
+    }
+
+    if (p[0] == 'f' && p[1] == 'f') {
+        return 0;
+    }
+
+    if (p[0] == '0' && p[1] == '0') {
+        return len == NGX_HTTP_COMMERCE_TRACEPARENT_LEN;
+    }
+
+    return len == NGX_HTTP_COMMERCE_TRACEPARENT_LEN
+           || p[NGX_HTTP_COMMERCE_TRACEPARENT_LEN] == '-';
 }

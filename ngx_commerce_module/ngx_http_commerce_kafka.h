@@ -31,6 +31,9 @@
  */
 #define NGX_HTTP_COMMERCE_KAFKA_RECORD_OVERHEAD  36
 
+/* "00-" 32 hex "-" 16 hex "-" 2 hex */
+#define NGX_HTTP_COMMERCE_TRACEPARENT_LEN  55
+
 
 /* how a message's delivery ended (metrics: kafka deliveries by result) */
 typedef enum {
@@ -115,6 +118,15 @@ ngx_int_t ngx_http_commerce_kafka_produce(ngx_http_request_t *r,
     ngx_str_t *topic, ngx_str_t *key, ngx_str_t *value,
     rd_kafka_headers_t *hdrs, ngx_http_commerce_kafka_handler_pt handler,
     void *data, time_t *retry_after);
+
+
+/*
+ * The traceparent header of a message published for r (W3C trace
+ * context): the request's own when valid, else a new trace's, in r's
+ * pool.  NGX_OK or NGX_ERROR.
+ */
+ngx_int_t ngx_http_commerce_kafka_traceparent(ngx_http_request_t *r,
+    ngx_str_t *tp);
 
 
 #endif /* _NGX_HTTP_COMMERCE_KAFKA_H_INCLUDED_ */

@@ -158,7 +158,7 @@ static const char  *ngx_http_commerce_metrics_kafka_les[] = {
 
 static const char  *ngx_http_commerce_metrics_apis[] = {
     "", "catalog", "inventory", "catalog_index", "webhook", "metrics",
-    "health", "cart"
+    "health", "cart", "orders"
 };
 
 static const char  *ngx_http_commerce_metrics_redis_reasons[] = {

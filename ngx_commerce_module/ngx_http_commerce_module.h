@@ -47,10 +47,22 @@ ngx_int_t ngx_http_commerce_send_error_auth(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *msg,
     ngx_str_t *challenge);
 
+/* the same with another Content-Type (application/problem+json) */
+ngx_int_t ngx_http_commerce_send_typed(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_buf_t *b, ngx_str_t *type);
+
 /* the same, with the Allow value of a 405 given by the caller */
 ngx_int_t ngx_http_commerce_send_error_allow(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *msg,
     time_t retry_after, const char *allow);
+
+
+/*
+ * The request body read (ngx_http_read_client_request_body) as one run of
+ * bytes, in memory: NGX_OK (empty without a body) or NGX_ERROR.
+ */
+ngx_int_t ngx_http_commerce_request_body(ngx_http_request_t *r,
+    ngx_str_t *body);
 
 
 #endif /* _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_ */

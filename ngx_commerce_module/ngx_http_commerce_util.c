@@ -151,3 +151,60 @@ ngx_http_commerce_valid_id(const u_char *p, size_t len)
 
     return 1;
 }
+
+
+u_char *
+ngx_http_commerce_uuid7(u_char *dst, uint64_t ms, const u_char rnd[10])
+{
+    int                  i;
+    u_char               b[16];
+    static const u_char  hex[] = "0123456789abcdef";
+
+    for (i = 0; i < 6; i++) {
+        b[i] = (u_char) (ms >> (40 - 8 * i));
+    }
+
+    memcpy(b + 6, rnd, 10);
+
+    b[6] = (b[6] & 0x0f) | 0x70;        /* version 7 */
+    b[8] = (b[8] & 0x3f) | 0x80;        /* RFC 9562 variant */
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *dst++ = '-';
+        }
+
+        *dst++ = hex[b[i] >> 4];
+        *dst++ = hex[b[i] & 0xf];
+    }
+
+    return dst;
+}
+
+
+/* any UUID in the lowercase 8-4-4-4-12 form: order ids in URIs */
+int
+ngx_http_commerce_valid_uuid(const u_char *p, size_t len)
+{
+    size_t  i;
+
+    if (len != NGX_HTTP_COMMERCE_UUID_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (p[i] != '-') {
+                return 0;
+            }
+
+            continue;
+        }
+
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+            return 0;
+        }
+    }
+
+    return 1;
+}

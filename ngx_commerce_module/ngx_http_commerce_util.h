@@ -20,12 +20,25 @@
 #define NGX_HTTP_COMMERCE_ID_MAX    256
 
 
+/* "xxxxxxxx-xxxx-7xxx-yxxx-xxxxxxxxxxxx" */
+#define NGX_HTTP_COMMERCE_UUID_LEN  36
+
+
 uint64_t ngx_http_commerce_hash64(const u_char *p, size_t len);
 u_char *ngx_http_commerce_etag(u_char *dst, const u_char *p, size_t len);
 
 int ngx_http_commerce_parse_uint(const u_char *p, size_t len, uint64_t max,
     uint64_t *out);
 int ngx_http_commerce_valid_id(const u_char *p, size_t len);
+
+/*
+ * A UUIDv7 (RFC 9562) from the time in ms since the epoch and 10 random
+ * bytes, lowercase, NGX_HTTP_COMMERCE_UUID_LEN bytes (no NUL); returns the
+ * end.  Their bytes sort in time order (to the millisecond).
+ */
+u_char *ngx_http_commerce_uuid7(u_char *dst, uint64_t ms,
+    const u_char rnd[10]);
+int ngx_http_commerce_valid_uuid(const u_char *p, size_t len);
 
 
 #endif /* _NGX_HTTP_COMMERCE_UTIL_H_INCLUDED_ */

@@ -25,8 +25,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/rand.h>
-
 #include "commerce_contract.h"
 #include "commerce_json.h"
 
@@ -49,10 +47,6 @@
 static ngx_int_t ngx_http_commerce_webhook_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_commerce_webhook_value(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *value);
-static ngx_int_t ngx_http_commerce_webhook_trace(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx);
-static ngx_int_t ngx_http_commerce_webhook_valid_trace(u_char *p,
-    size_t len);
 static void ngx_http_commerce_webhook_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_commerce_webhook_body(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx);
@@ -324,7 +318,8 @@ ngx_http_commerce_webhook_handler(ngx_http_request_t *r)
         || ngx_http_commerce_webhook_value(r, wlcf->delivery_id,
                                            &ctx->delivery_id)
            != NGX_OK
-        || ngx_http_commerce_webhook_trace(r, ctx) != NGX_OK)
+        || ngx_http_commerce_kafka_traceparent(r, &ctx->traceparent)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -394,131 +389,6 @@ ngx_http_commerce_webhook_value(ngx_http_request_t *r,
 }
 
 
-/*
- * W3C trace context: a valid incoming traceparent is propagated as is;
- * otherwise a new trace starts here, with ids from OpenSSL's CSPRNG.
- */
-static ngx_int_t
-ngx_http_commerce_webhook_trace(ngx_http_request_t *r,
-    ngx_http_commerce_webhook_ctx_t *ctx)
-{
-    u_char           *p, id[24];
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("traceparent") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
-                               sizeof("traceparent") - 1) == 0)
-        {
-            if (ngx_http_commerce_webhook_valid_trace(h[i].value.data,
-                                                      h[i].value.len))
-            {
-                ctx->traceparent = h[i].value;
-                return NGX_OK;
-            }
-
-            break;
-        }
-    }
-
-    if (RAND_bytes(id, sizeof(id)) != 1) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "commerce webhook: RAND_bytes() failed");
-        return NGX_ERROR;
-    }
-
-    /* all-zero ids are invalid; one bit is a negligible bias */
-    id[15] |= 1;
-    id[23] |= 1;
-
-    p = ngx_pnalloc(r->pool, NGX_HTTP_COMMERCE_TRACEPARENT_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->traceparent.data = p;
-
-    p = ngx_cpymem(p, "00-", 3);
-    p = ngx_hex_dump(p, id, 16);
-    *p++ = '-';
-    p = ngx_hex_dump(p, id + 16, 8);
-    p = ngx_cpymem(p, "-01", 3);
-
-    ctx->traceparent.len = p - ctx->traceparent.data;
-
-    return NGX_OK;
-}
-
-
-/*
- * version "-" trace-id "-" parent-id "-" flags, lowercase hex, ids not all
- * zero, version ff forbidden; a version above 00 may carry more fields.
- */
-static ngx_int_t
-ngx_http_commerce_webhook_valid_trace(u_char *p, size_t len)
-{
-    size_t      i, j;
-    ngx_uint_t  nonzero;
-
-    /* start, length and "must not be all zero" of each field */
-    static const size_t  fields[][3] = {
-        { 0, 2, 0 }, { 3, 32, 1 }, { 36, 16, 1 }, { 53, 2, 0 }
-    };
-
-    if (len < NGX_HTTP_COMMERCE_TRACEPARENT_LEN
-        || p[2] != '-' || p[35] != '-' || p[52] != '-')
-    {
-        return 0;
-    }
-
-    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        nonzero = 0;
-
-        for (j = fields[i][0]; j < fields[i][0] + fields[i][1]; j++) {
-            if (!((p[j] >= '0' && p[j] <= '9') || (p[j] >= 'a' && p[j] <= 'f')))
-            {
-                return 0;
-            }
-
-            if (p[j] != '0') {
-                nonzero = 1;
-            }
-        }
-
-        if (fields[i][2] && !nonzero) {
-            return 0;
-        }
-    }
-
-    if (p[0] == 'f' && p[1] == 'f') {
-        return 0;
-    }
-
-    if (p[0] == '0' && p[1] == '0') {
-        return len == NGX_HTTP_COMMERCE_TRACEPARENT_LEN;
-    }
-
-    return len == NGX_HTTP_COMMERCE_TRACEPARENT_LEN
-           || p[NGX_HTTP_COMMERCE_TRACEPARENT_LEN] == '-';
-}
-
-
 static void
 ngx_http_commerce_webhook_body_handler(ngx_http_request_t *r)
 {
@@ -554,18 +424,14 @@ ngx_http_commerce_webhook_body_handler(ngx_http_request_t *r)
 
 
 /*
- * The whole body as one run of bytes: the single in-memory buffer as is,
- * else a copy of the buffers, read from the temp file where they spilled.
- * NGX_OK, or the status of the answer.
+ * The whole body as one run of bytes, within the limits.  NGX_OK, or the
+ * status of the answer.
  */
 static ngx_int_t
 ngx_http_commerce_webhook_body(ngx_http_request_t *r,
     ngx_http_commerce_webhook_ctx_t *ctx)
 {
-    u_char       *p;
     off_t         size;
-    ssize_t       n;
-    ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
     cl = r->request_body ? r->request_body->bufs : NULL;
@@ -583,45 +449,9 @@ ngx_http_commerce_webhook_body(ngx_http_request_t *r,
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL && ngx_buf_in_memory(cl->buf)) {
-        ctx->body.data = cl->buf->pos;
-        ctx->body.len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, (size_t) size);
-    if (p == NULL) {
+    if (ngx_http_commerce_request_body(r, &ctx->body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->body.data = p;
-
-    for ( /* void */ ; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (ngx_buf_in_memory(b)) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        if (b->in_file && b->file_last > b->file_pos) {
-            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
-                              b->file_pos);
-
-            if (n != b->file_last - b->file_pos) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "commerce webhook: short read of the body "
-                              "file \"%V\"", &b->file->name);
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            p += n;
-        }
-    }
-
-    ctx->body.len = p - ctx->body.data;
 
     return NGX_OK;
 }

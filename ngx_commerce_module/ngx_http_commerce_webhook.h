@@ -16,10 +16,6 @@
 #include "ngx_http_commerce_verify.h"
 
 
-/* "00-" 32 hex "-" 16 hex "-" 2 hex */
-#define NGX_HTTP_COMMERCE_TRACEPARENT_LEN  55
-
-
 /*
  * The steps of a webhook request, run in this order by
  * ngx_http_commerce_webhook_run().  A step returns NGX_OK to go on to the

@@ -152,7 +152,8 @@ sub consume {
 
     my @msgs;
     my $names = qr/source|delivery_id|signature_scheme|received_at|
-                   content_type|traceparent/x;
+                   content_type|traceparent|command_type|command_id|sub|
+                   idempotency_key/x;
 
     while ($out =~ /\GMSG (\d+) (\d+) (-?\d+) (-?\d+)\n/gc) {
         my ($p, $o, $klen, $vlen) = ($1, $2, $3, $4);

@@ -286,6 +286,54 @@ test_valid_id(void **state)
 }
 
 
+/* RFC 9562 appendix A.6's example: 2022-02-22 19:22:22 UTC (017F22E279B0) */
+static void
+test_uuid7(void **state)
+{
+    u_char        out[NGX_HTTP_COMMERCE_UUID_LEN + 1], *end;
+    const u_char  rnd[10] = { 0x0c, 0xc3, 0x18, 0xc4, 0xdc, 0x0c, 0x0c,
+                              0x07, 0x39, 0x8f };
+
+    (void) state;
+
+    end = ngx_http_commerce_uuid7(out, 0x017F22E279B0ULL, rnd);
+    assert_int_equal(end - out, NGX_HTTP_COMMERCE_UUID_LEN);
+    *end = '\0';
+    assert_string_equal((char *) out, "017f22e2-79b0-7cc3-98c4-dc0c0c07398f");
+    assert_int_equal(ngx_http_commerce_valid_uuid(out, end - out), 1);
+
+    /* version and variant bits forced whatever the random bytes */
+    {
+        const u_char  ones[10] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff };
+
+        (void) ngx_http_commerce_uuid7(out, 1, ones);
+        assert_memory_equal(out, "00000000-0001-7fff-bfff-ffffffffffff", 36);
+    }
+
+    /* a later millisecond sorts after, whatever the random bytes */
+    {
+        u_char        a[36], b[36];
+        const u_char  lo[10] = { 0 };
+        const u_char  hi[10] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0xff, 0xff };
+
+        (void) ngx_http_commerce_uuid7(a, 1700000000000ULL, hi);
+        (void) ngx_http_commerce_uuid7(b, 1700000000001ULL, lo);
+        assert_true(memcmp(a, b, 36) < 0);
+    }
+
+    assert_int_equal(ngx_http_commerce_valid_uuid(
+                         S("017F22E2-79B0-7CC3-98C4-DC0C0C07398F")), 0);
+    assert_int_equal(ngx_http_commerce_valid_uuid(
+                         S("017f22e2-79b0-7cc3-98c4-dc0c0c07398")), 0);
+    assert_int_equal(ngx_http_commerce_valid_uuid(
+                         S("017f22e2x79b0-7cc3-98c4-dc0c0c07398f")), 0);
+    assert_int_equal(ngx_http_commerce_valid_uuid(
+                         S("017f22e2-79b0-7cc3-98c4-dc0c0c07398g")), 0);
+}
+
+
 int
 main(void)
 {
@@ -296,6 +344,7 @@ main(void)
         cmocka_unit_test(test_etag_format),
         cmocka_unit_test(test_parse_uint),
         cmocka_unit_test(test_valid_id),
+        cmocka_unit_test(test_uuid7),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
