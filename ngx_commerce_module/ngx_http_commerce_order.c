@@ -23,6 +23,7 @@
 #include "commerce_contract.h"
 #include "commerce_json.h"
 
+#include "ngx_http_commerce_jwt.h"
 #include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_metrics.h"
 #include "ngx_http_commerce_module.h"
@@ -307,25 +308,37 @@ ngx_http_commerce_order_method(ngx_http_request_t *r, ngx_uint_t api)
 
 
 /*
- * The caller: commerce_order_owner (the token's sub), and whether it is
- * an admin (commerce_order_is_admin: not empty and not "0").  NGX_OK,
+ * The caller: commerce_order_owner, else the token's sub (the JWT
+ * module's), and whether it is an admin: commerce_order_is_admin (not
+ * empty and not "0"), else the token's role "admin".  NGX_OK,
  * NGX_HTTP_UNAUTHORIZED, NGX_HTTP_FORBIDDEN (an admin API), NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_commerce_order_caller(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx)
 {
+    ngx_int_t                            rc;
     ngx_str_t                            admin;
     ngx_http_commerce_order_api_t       *a;
     ngx_http_commerce_order_loc_conf_t  *olcf;
 
+    static ngx_str_t  role = ngx_string(NGX_HTTP_COMMERCE_ORDER_ADMIN_ROLE);
+
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_commerce_order_module);
 
-    if (olcf->owner == NULL) {
-        return NGX_HTTP_UNAUTHORIZED;
+    if (olcf->owner) {
+        rc = ngx_http_complex_value(r, olcf->owner, &ctx->owner);
+
+    } else {
+        rc = ngx_http_commerce_jwt_sub(r, &ctx->owner);
+
+        if (rc == NGX_DECLINED) {
+            ngx_str_null(&ctx->owner);
+            rc = NGX_OK;
+        }
     }
 
-    if (ngx_http_complex_value(r, olcf->owner, &ctx->owner) != NGX_OK) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -339,6 +352,9 @@ ngx_http_commerce_order_caller(ngx_http_request_t *r,
         }
 
         ctx->admin = admin.len && !(admin.len == 1 && admin.data[0] == '0');
+
+    } else {
+        ctx->admin = ngx_http_commerce_jwt_has_role(r, &role);
     }
 
     for (a = ngx_http_commerce_order_apis; a->name.len; a++) {

@@ -26,6 +26,9 @@
 #include "ngx_http_commerce_util.h"
 
 
+/* the JWT role of the admin API (commerce_jwt_roles_claim) */
+#define NGX_HTTP_COMMERCE_ORDER_ADMIN_ROLE  "admin"
+
 /* where an order is read: the Location of a 202 */
 #define NGX_HTTP_COMMERCE_ORDER_PATH      "/v1/orders/"
 
@@ -59,8 +62,8 @@ typedef struct {
     ngx_uint_t                  api;
     ngx_http_complex_value_t   *id;        /* the order id, from the URI */
     ngx_str_t                   topic;
-    ngx_http_complex_value_t   *owner;     /* NULL: nobody */
-    ngx_http_complex_value_t   *admin;     /* NULL: nobody */
+    ngx_http_complex_value_t   *owner;     /* NULL: the token's sub */
+    ngx_http_complex_value_t   *admin;     /* NULL: the token's roles */
     ngx_msec_t                  idem_ttl;
     ngx_msec_t                  idem_inflight_ttl;
     ngx_uint_t                  default_limit;

@@ -8,9 +8,10 @@
 # broker's ack (broker down: 503 and the record released, so the retry is
 # published once), cancel and the admin commands likewise, and the reads
 # of the orders read model, written here by the test as the saga worker
-# will (docs/contract.md).  The caller comes from commerce_order_owner and
-# commerce_order_is_admin (headers here; the JWT module's values in the
-# shipped config).
+# will (docs/contract.md).  The caller is the token's sub (commerce_jwt,
+# tokens signed by commerce-jwt with a key of the JWT vectors), an admin
+# with the role admin; commerce_order_owner and commerce_order_is_admin
+# (from headers) in one location.
 #
 # Real nginx, redis-server and commerce-devbroker; Kafka read with kcat.
 
@@ -20,6 +21,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use IPC::Open3 qw(open3);
 use JSON::PP;
 use Test::More;
 use Time::HiRes qw(sleep time);
@@ -33,6 +35,32 @@ my $t = CommerceTest->new;
 my $tag = sprintf '%08x', int rand 0xffffffff;
 my $TOPIC = "o.$tag";
 my $JSON = JSON::PP->new->canonical;
+my $repo = $CommerceTest::REPO;
+my $fix = "$repo/t/fixtures/jwt";
+my $tool = ($ENV{COMMERCE_BUILD} // "$repo/build") . '/bin/commerce-jwt';
+
+BAIL_OUT("$tool is missing: make workers") unless -x $tool;
+
+# a token of the user (roles admin when asked), signed once
+my %tokens;
+sub token {
+    my ($sub, $admin) = @_;
+    return $tokens{"$sub/$admin"} //= do {
+        my $claims = $JSON->encode({ iss => 'https://issuer.test',
+                                     sub => $sub, exp => time + 3600,
+                                     roles => $admin ? ['shopper', 'admin']
+                                                     : ['shopper'] });
+        my $pid = open3(my $in, my $out, undef, $tool, 'sign', '--key',
+                        "$fix/keys/rsa.jwk", '--alg', 'RS256',
+                        '--claims', $claims);
+        close $in;
+        my $tok = do { local $/; <$out> } // '';
+        waitpid($pid, 0);
+        die "sign failed: $?" if $?;
+        chomp $tok;
+        $tok;
+    };
+}
 
 # ---------------------------------------------------- nginx -t errors ---
 
@@ -102,16 +130,18 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
     commerce_kafka_delivery_timeout 2s;
     commerce_kafka_breaker_threshold 0;
 
-    commerce_limit_zone \$http_x_test_sub zone=orders:1m rate=1r/m burst=1;
+    commerce_limit_zone \$commerce_jwt_sub zone=orders:1m rate=1r/m burst=1;
+
+    commerce_jwt_keys_file $fix/jwks.json;
+    commerce_jwt_issuer https://issuer.test;
 
     commerce_order_topic $TOPIC;
-    commerce_order_owner \$http_x_test_sub;
-    commerce_order_is_admin \$http_x_test_admin;
     commerce_idempotency_ttl 1h;
     commerce_idempotency_inflight_ttl 30s;
 
     server {
         listen 127.0.0.1:%%PORT_HTTP%%;
+        commerce_jwt on;
 
         location = /v1/orders { commerce_orders orders; }
         location ~ ^/v1/orders/([^/]+)\$ { commerce_orders order \$1; }
@@ -138,9 +168,23 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
             commerce_limit zone=orders;
             commerce_orders orders;
         }
-        location = /anonymous {
-            commerce_order_owner "";
+        location = /hdr/orders {
+            commerce_jwt off;
+            commerce_order_owner \$http_x_test_sub;
+            commerce_order_is_admin \$http_x_test_admin;
             commerce_orders orders;
+        }
+        location ~ ^/hdr/orders/([^/]+)\$ {
+            commerce_jwt off;
+            commerce_order_owner \$http_x_test_sub;
+            commerce_order_is_admin \$http_x_test_admin;
+            commerce_orders order \$1;
+        }
+        location = /hdr/sagas {
+            commerce_jwt off;
+            commerce_order_owner \$http_x_test_sub;
+            commerce_order_is_admin \$http_x_test_admin;
+            commerce_order_admin sagas;
         }
     }
 EOF2
@@ -156,8 +200,12 @@ sub decode {
 sub req {
     my ($method, $path, %o) = @_;
     my @h;
-    push @h, 'X-Test-Sub' => $o{sub} if defined $o{sub};
-    push @h, 'X-Test-Admin' => 1 if $o{admin};
+    if ($path =~ m{^/hdr/}) {
+        push @h, 'X-Test-Sub' => $o{sub} if defined $o{sub};
+        push @h, 'X-Test-Admin' => 1 if $o{admin};
+    } elsif (defined $o{sub}) {
+        push @h, Authorization => 'Bearer ' . token($o{sub}, $o{admin} // 0);
+    }
     push @h, 'Idempotency-Key' => $o{key} if defined $o{key};
     push @h, 'Content-Type' => 'application/json' if defined $o{body};
     push @h, @{ $o{h} // [] };
@@ -238,10 +286,32 @@ seed();
     is(scalar(with_key('with "quote" and \\')), 1,
        '... and the decoded key is the header of the command');
 
-    $r = req(POST => '/anonymous', key => '"k"', body => $body);
-    is($r->{status}, 401, 'no owner: 401');
+    $r = req(POST => '/v1/orders', key => '"k"', body => $body);
+    is($r->{status}, 401, 'no token: 401 (commerce_jwt)');
     like($r->{headers}{'www-authenticate'} // '', qr/^Bearer/,
          '... with WWW-Authenticate: Bearer');
+
+    $r = req(POST => '/hdr/orders', key => '"k"', body => $body);
+    is($r->{status}, 401, 'commerce_order_owner empty: 401');
+    is(decode($r->{body})->{error}, 'unauthenticated', '... unauthenticated');
+    like($r->{headers}{'www-authenticate'} // '', qr/^Bearer/,
+         '... with WWW-Authenticate: Bearer');
+
+    $r = req(POST => '/hdr/orders', sub => 'hdr-user', key => "\"hdr-$tag\"",
+             body => $body);
+    is($r->{status}, 202, 'commerce_order_owner from a header: 202');
+    my ($m) = with_key("hdr-$tag");
+    is($m && $m->{h}{sub}, 'hdr-user', '... its value is the sub');
+    my $id = decode($r->{body})->{order_id} // '';
+    $t->redis_cmd('SET', "ord:order:$id", qq({"order_id":"$id","sub":"x"}));
+    is(req(GET => "/hdr/orders/$id", sub => 'hdr-user')->{status}, 404,
+       '... someone else\'s order is not his');
+    is(req(GET => "/hdr/orders/$id", sub => 'hdr-user', admin => 1)->{status},
+       200, '... commerce_order_is_admin makes him an admin');
+    is(req(GET => '/hdr/sagas?status=failed', sub => 'hdr-user')->{status},
+       403, '... and without it the admin API is 403');
+    is(req(GET => '/v1/orders/' . $id, sub => 'x')->{status}, 200,
+       'the token\'s sub owns its orders');
 }
 
 # ------------------------------------------------------- validation ---
@@ -429,7 +499,8 @@ my $first_id;
     $broker->control('down all');
 
     my $c = $t->conn(timeout => 40);
-    $c->send_request(POST => '/v1/orders', 'X-Test-Sub' => 'user-1',
+    $c->send_request(POST => '/v1/orders',
+                     Authorization => 'Bearer ' . token('user-1', 0),
                      'Idempotency-Key' => "\"$key\"",
                      'Content-Type' => 'application/json', -body => $body);
 
