@@ -186,12 +186,12 @@ ngx_http_commerce_cart_handler(ngx_http_request_t *r)
 
     rc = ngx_http_commerce_cart_method(r, clcf, ctx);
 
-    if (rc == NGX_OK) {
+    if (rc == NGX_DECLINED) {
         rc = ngx_http_commerce_cart_args(r, clcf, ctx);
     }
 
-    if (rc != NGX_OK) {
-        return rc;
+    if (rc != NGX_DECLINED) {
+        return rc;      /* answered */
     }
 
     if (ctx->op.op == NGX_HTTP_COMMERCE_CART_OP_CREATE
@@ -240,8 +240,9 @@ ngx_http_commerce_cart_handler(ngx_http_request_t *r)
 
 
 /*
- * The operation of the method in this kind of location: NGX_OK, or the
- * 405 sent (the body discarded), as a content handler returns it.
+ * The operation of the method in this kind of location: NGX_DECLINED (go
+ * on), or the 405 sent (the body discarded), as a content handler returns
+ * it.
  */
 static ngx_int_t
 ngx_http_commerce_cart_method(ngx_http_request_t *r,
@@ -256,7 +257,7 @@ ngx_http_commerce_cart_method(ngx_http_request_t *r,
     case NGX_HTTP_COMMERCE_CART_API_CARTS:
         if (r->method == NGX_HTTP_POST) {
             ctx->op.op = NGX_HTTP_COMMERCE_CART_OP_CREATE;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         allow = "POST";
@@ -265,12 +266,12 @@ ngx_http_commerce_cart_method(ngx_http_request_t *r,
     case NGX_HTTP_COMMERCE_CART_API_CART:
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
             ctx->op.op = NGX_HTTP_COMMERCE_CART_OP_GET;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         if (r->method == NGX_HTTP_DELETE) {
             ctx->op.op = NGX_HTTP_COMMERCE_CART_OP_DELETE;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         allow = "GET, HEAD, DELETE";
@@ -279,12 +280,12 @@ ngx_http_commerce_cart_method(ngx_http_request_t *r,
     default: /* NGX_HTTP_COMMERCE_CART_API_ITEM */
         if (r->method == NGX_HTTP_PUT) {
             ctx->op.op = NGX_HTTP_COMMERCE_CART_OP_SET;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         if (r->method == NGX_HTTP_DELETE) {
             ctx->op.op = NGX_HTTP_COMMERCE_CART_OP_REMOVE;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         allow = "PUT, DELETE";
@@ -304,8 +305,9 @@ ngx_http_commerce_cart_method(ngx_http_request_t *r,
 
 
 /*
- * The owner, the cart id, the sku and If-Match of the request: NGX_OK, or
- * the answer sent (401, 404, 400), as a content handler returns it.
+ * The owner, the cart id, the sku and If-Match of the request:
+ * NGX_DECLINED (go on), or the answer sent (401, 404, 400), as a content
+ * handler returns it.
  */
 static ngx_int_t
 ngx_http_commerce_cart_args(ngx_http_request_t *r,
@@ -373,7 +375,7 @@ ngx_http_commerce_cart_args(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_OK;
+    return NGX_DECLINED;
 
 refuse:
 
@@ -386,16 +388,10 @@ refuse:
 }
 
 
-/*
- * If-Match as the script takes it: empty without one, "*", or the cart
- * versions its strong entity-tags name ("3" "7" -> "3 7 "); "-" when it
- * names none (a weak or foreign tag never matches: RFC 9110, 13.1.1).
- */
+/* If-Match as the script takes it: empty without one, else its versions */
 static ngx_int_t
 ngx_http_commerce_cart_if_match(ngx_http_request_t *r, ngx_str_t *cond)
 {
-    u_char           *p, *q, *last, *start, *dst;
-    ngx_uint_t        weak;
     ngx_table_elt_t  *h;
 
     h = r->headers_in.if_match;
@@ -405,71 +401,14 @@ ngx_http_commerce_cart_if_match(ngx_http_request_t *r, ngx_str_t *cond)
         return NGX_OK;
     }
 
-    p = h->value.data;
-    last = p + h->value.len;
-
-    while (p < last && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
-
-    if (last - p == 1 && *p == '*') {
-        ngx_str_set(cond, "*");
-        return NGX_OK;
-    }
-
-    dst = ngx_pnalloc(r->pool, h->value.len + 1);
-    if (dst == NULL) {
+    cond->data = ngx_pnalloc(r->pool, h->value.len + 1);
+    if (cond->data == NULL) {
         return NGX_ERROR;
     }
 
-    cond->data = dst;
-
-    while (p < last) {
-
-        if (*p == ' ' || *p == '\t' || *p == ',') {
-            p++;
-            continue;
-        }
-
-        weak = (last - p > 2 && p[0] == 'W' && p[1] == '/');
-
-        if (weak) {
-            p += 2;
-        }
-
-        if (*p != '"') {
-            break;              /* not an entity-tag: nothing more */
-        }
-
-        start = ++p;
-
-        while (p < last && *p != '"') {
-            p++;
-        }
-
-        if (p == last) {
-            break;
-        }
-
-        for (q = start; q < p && *q >= '0' && *q <= '9'; q++) {
-            /* void */
-        }
-
-        if (!weak && q == p && p > start
-            && p - start <= (ssize_t) NGX_INT64_LEN)
-        {
-            dst = ngx_cpymem(dst, start, p - start);
-            *dst++ = ' ';
-        }
-
-        p++;
-    }
-
-    if (dst == cond->data) {
-        *dst++ = '-';
-    }
-
-    cond->len = dst - cond->data;
+    cond->len = ngx_http_commerce_if_match_versions(cond->data, h->value.data,
+                                                    h->value.len)
+                - cond->data;
 
     return NGX_OK;
 }

@@ -208,3 +208,75 @@ ngx_http_commerce_valid_uuid(const u_char *p, size_t len)
 
     return 1;
 }
+
+
+u_char *
+ngx_http_commerce_if_match_versions(u_char *dst, const u_char *p, size_t len)
+{
+    int            weak;
+    u_char        *start;
+    const u_char  *last, *tag, *q;
+
+    last = p + len;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    if (last - p == 1 && *p == '*') {
+        *dst++ = '*';
+        return dst;
+    }
+
+    start = dst;
+
+    while (p < last) {
+
+        if (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+            continue;
+        }
+
+        weak = (last - p > 2 && p[0] == 'W' && p[1] == '/');
+
+        if (weak) {
+            p += 2;
+        }
+
+        if (*p != '"') {
+            break;              /* not an entity-tag: nothing more */
+        }
+
+        tag = ++p;
+
+        while (p < last && *p != '"') {
+            p++;
+        }
+
+        if (p == last) {
+            break;              /* no closing quote */
+        }
+
+        for (q = tag; q < p && *q >= '0' && *q <= '9'; q++) {
+            /* void */
+        }
+
+        if (!weak && q == p && p > tag && p - tag <= 19) {
+            memcpy(dst, tag, p - tag);
+            dst += p - tag;
+            *dst++ = ' ';
+        }
+
+        p++;
+    }
+
+    if (dst == start) {
+        *dst++ = '-';
+    }
+
+    return dst;
+}

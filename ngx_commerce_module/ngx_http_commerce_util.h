@@ -40,5 +40,16 @@ u_char *ngx_http_commerce_uuid7(u_char *dst, uint64_t ms,
     const u_char rnd[10]);
 int ngx_http_commerce_valid_uuid(const u_char *p, size_t len);
 
+/*
+ * The versions an If-Match value names (ETags of decimal versions, as the
+ * cart's): "*" for *, else the digits of each strong entity-tag that is a
+ * number of up to 19 digits, each followed by a space ("\"3\", W/\"4\",
+ * \"7\"" -> "3 7 "), or "-" when it names none: a weak or other tag never
+ * matches (RFC 9110, 13.1.1).  dst has room for len + 1 bytes; returns its
+ * end.
+ */
+u_char *ngx_http_commerce_if_match_versions(u_char *dst, const u_char *p,
+    size_t len);
+
 
 #endif /* _NGX_HTTP_COMMERCE_UTIL_H_INCLUDED_ */

@@ -313,10 +313,23 @@ my ($cart) = create('alice', 'store-1');
 }
 
 
+sub cart_keys { scalar @{ $t->redis_cmd('KEYS', 'cart:*') } }
+
+# the scripts Redis ran so far (a request refused by nginx runs none)
+sub scripts_run {
+    my $info = $t->redis_cmd('INFO', 'commandstats');
+    my $n = 0;
+    $n += $1 while $info =~ /^cmdstat_eval(?:sha)?:calls=(\d+)/mg;
+    return $n;
+}
+
+
 # ---- owners -----------------------------------------------------------------
 
 {
     my $before = $t->redis_cmd('HGET', "cart:$cart", '_version');
+    my $keys = cart_keys();
+    my $runs;
 
     is_error(req(GET => "/v1/carts/$cart", 'bob'), 404, 'cart_not_found',
              "GET another owner's cart");
@@ -326,24 +339,40 @@ my ($cart) = create('alice', 'store-1');
              'cart_not_found', "DELETE a line of another owner's cart");
     is_error(req(DELETE => "/v1/carts/$cart", 'bob'), 404, 'cart_not_found',
              "DELETE another owner's cart");
+    $runs = scripts_run();
     is_error(req(GET => "/v1/carts/$cart", undef), 401, 'unauthenticated',
              'GET without an owner');
 
     is($t->redis_cmd('HGET', "cart:$cart", '_version'), $before,
        "another owner changed nothing");
 
-    is_error(req(GET => '/v1/carts/' . ('0' x 32), 'alice'), 404,
-             'cart_not_found', 'GET a cart that does not exist');
     is_error(req(GET => '/v1/carts/not-a-cart-id', 'alice'), 404,
              'cart_not_found', 'GET a malformed id');
     is_error(req(GET => '/v1/carts/' . uc($cart), 'alice'), 404,
              'cart_not_found', 'GET the id in upper case');
+    is_error(req(POST => '/v1/carts', '', -body => '{"store_id":"store-1"}'),
+             401, 'unauthenticated', 'POST with an empty owner');
+    is_error(req(DELETE => "/v1/carts/$cart", ''), 401, 'unauthenticated',
+             'DELETE with an empty owner');
+    is_error(put_item($cart, 'a%20b', 1), 400, 'invalid_sku',
+             'PUT a sku with a space');
+    is(scripts_run(), $runs, 'what nginx refuses sends nothing to Redis');
+
+    is_error(req(GET => '/v1/carts/' . ('0' x 32), 'alice'), 404,
+             'cart_not_found', 'GET a cart that does not exist');
+    is(scripts_run(), $runs + 1, '... that one asks Redis');
+
+    is(cart_keys(), $keys, 'no request refused here wrote a cart');
 }
 
 
 # ---- methods ----------------------------------------------------------------
 
 {
+    my $keys = cart_keys();
+    my $v = $t->redis_cmd('HGET', "cart:$cart", '_version');
+    my $runs = scripts_run();
+
     my $r = req(GET => '/v1/carts', 'alice');
     is_error($r, 405, 'method_not_allowed', 'GET /v1/carts');
     is($r->{headers}{allow}, 'POST', 'Allow: POST');
@@ -355,6 +384,22 @@ my ($cart) = create('alice', 'store-1');
     $r = req(GET => "/v1/carts/$cart/items/SKU-A", 'alice');
     is_error($r, 405, 'method_not_allowed', 'GET a line');
     is($r->{headers}{allow}, 'PUT, DELETE', 'Allow of a line');
+
+    for my $m (qw(PUT PATCH DELETE)) {
+        is_error(req($m => '/v1/carts', 'alice',
+                     -body => '{"store_id":"store-1"}'),
+                 405, 'method_not_allowed', "$m /v1/carts");
+    }
+    is_error(req(PUT => "/v1/carts/$cart", 'alice', -body => '{}'), 405,
+             'method_not_allowed', 'PUT a cart');
+    is_error(req(POST => "/v1/carts/$cart/items/SKU-A", 'alice',
+                 -body => '{"quantity":1}'),
+             405, 'method_not_allowed', 'POST a line');
+
+    is(scripts_run(), $runs, '405s send nothing to Redis');
+    is(cart_keys(), $keys, '405s wrote no cart');
+    is($t->redis_cmd('HGET', "cart:$cart", '_version'), $v,
+       '405s changed no cart');
 
     $r = req(HEAD => "/v1/carts/$cart", 'alice');
     is($r->{status}, 200, 'HEAD a cart: 200');

@@ -334,6 +334,57 @@ test_uuid7(void **state)
 }
 
 
+/* the If-Match value in, the cart script's condition out */
+static void
+check_if_match(const char *in, const char *want)
+{
+    u_char   out[128], *end;
+    size_t   len = strlen(in);
+
+    memset(out, 'X', sizeof(out));
+    end = ngx_http_commerce_if_match_versions(out, (const u_char *) in, len);
+
+    assert_true((size_t) (end - out) <= len + 1);
+    assert_int_equal((size_t) (end - out), strlen(want));
+    assert_memory_equal(out, want, strlen(want));
+    assert_int_equal(*end, 'X');
+}
+
+
+static void
+test_if_match_versions(void **state)
+{
+    (void) state;
+
+    check_if_match("*", "*");
+    check_if_match("  *\t", "*");
+    check_if_match("\"3\"", "3 ");
+    check_if_match("\"12\", \"7\"", "12 7 ");
+    check_if_match("\"1\",\"2\"  ,  \"3\"", "1 2 3 ");
+
+    /* weak tags never match If-Match; nor do tags that are not versions */
+    check_if_match("W/\"3\"", "-");
+    check_if_match("W/\"3\", \"4\"", "4 ");
+    check_if_match("\"abc\", \"5\"", "5 ");
+    check_if_match("\"3a\"", "-");
+    check_if_match("\"\"", "-");
+    check_if_match("\"-1\"", "-");
+    check_if_match("\"1234567890123456789\"", "1234567890123456789 ");
+    check_if_match("\"12345678901234567890\"", "-");
+
+    /* not a list of entity-tags: what came before it, else nothing */
+    check_if_match("3", "-");
+    check_if_match("", "-");
+    check_if_match("bogus", "-");
+    check_if_match("\"3\", bogus, \"4\"", "3 ");
+    check_if_match("\"3", "-");
+    check_if_match("\"3\", \"4", "3 ");
+    check_if_match("W/", "-");
+    check_if_match("**", "-");
+    check_if_match("*, \"3\"", "-");
+}
+
+
 int
 main(void)
 {
@@ -345,6 +396,7 @@ main(void)
         cmocka_unit_test(test_parse_uint),
         cmocka_unit_test(test_valid_id),
         cmocka_unit_test(test_uuid7),
+        cmocka_unit_test(test_if_match_versions),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
