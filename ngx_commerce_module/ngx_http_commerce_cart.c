@@ -48,8 +48,6 @@ typedef struct {
     ngx_msec_t                  ttl;
     ngx_uint_t                  max_quantity;
     ngx_uint_t                  max_items;
-    u_char                     *file;       /* where commerce_cart is */
-    ngx_uint_t                  line;
 } ngx_http_commerce_cart_loc_conf_t;
 
 
@@ -75,8 +73,6 @@ static char *ngx_http_commerce_cart_owner(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_http_complex_value_t *ngx_http_commerce_cart_value(
     ngx_conf_t *cf, ngx_str_t *value);
 static void *ngx_http_commerce_cart_create_loc_conf(ngx_conf_t *cf);
-static ngx_uint_t ngx_http_commerce_cart_variable(ngx_conf_t *cf,
-    ngx_str_t *name);
 static char *ngx_http_commerce_cart_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 
@@ -162,7 +158,7 @@ ngx_module_t  ngx_http_commerce_cart_module = {
 };
 
 
-/* the owner when commerce_cart_owner is not given: the JWT module's */
+/* the owner when commerce_cart_owner is not given: the verified token's */
 static ngx_str_t  ngx_http_commerce_cart_default_owner =
     ngx_string("$commerce_jwt_sub");
 
@@ -652,8 +648,6 @@ ngx_http_commerce_cart(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->api = NGX_HTTP_COMMERCE_CART_API_CARTS + cf->args->nelts - 1;
-    clcf->file = cf->conf_file->file.name.data;
-    clcf->line = cf->conf_file->line;
 
     ngx_http_commerce_metrics_api(cf, NGX_HTTP_COMMERCE_API_CART);
 
@@ -726,8 +720,6 @@ ngx_http_commerce_cart_create_loc_conf(ngx_conf_t *cf)
      *     conf->api = NGX_HTTP_COMMERCE_CART_API_NONE;
      *     conf->id = NULL;
      *     conf->sku = NULL;
-     *     conf->file = NULL;
-     *     conf->line = 0;
      */
 
     conf->owner = NGX_CONF_UNSET_PTR;
@@ -739,45 +731,12 @@ ngx_http_commerce_cart_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/*
- * Whether a variable of that name is defined: the JWT module's, known
- * once every module's preconfiguration has run (merge time).
- */
-static ngx_uint_t
-ngx_http_commerce_cart_variable(ngx_conf_t *cf, ngx_str_t *name)
-{
-    ngx_uint_t                  i;
-    ngx_hash_key_t             *key;
-    ngx_http_core_main_conf_t  *cmcf;
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    if (cmcf->variables_keys == NULL) {
-        return 0;
-    }
-
-    key = cmcf->variables_keys->keys.elts;
-
-    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
-        if (key[i].key.len == name->len
-            && ngx_strncmp(key[i].key.data, name->data, name->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 static char *
 ngx_http_commerce_cart_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child)
 {
     ngx_http_commerce_cart_loc_conf_t *prev = parent;
     ngx_http_commerce_cart_loc_conf_t *conf = child;
-
-    ngx_str_t  name;
 
     ngx_conf_merge_ptr_value(conf->owner, prev->owner, NGX_CONF_UNSET_PTR);
     ngx_conf_merge_msec_value(conf->ttl, prev->ttl, 7 * 86400 * 1000);
@@ -796,19 +755,7 @@ ngx_http_commerce_cart_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_OK;
     }
 
-    /* the default owner, the token's sub, once the JWT module defines it */
-
-    name.data = ngx_http_commerce_cart_default_owner.data + 1;
-    name.len = ngx_http_commerce_cart_default_owner.len - 1;
-
-    if (!ngx_http_commerce_cart_variable(cf, &name)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"commerce_cart\" in %s:%ui needs "
-                           "\"commerce_cart_owner\": there is no $%V "
-                           "variable to default to", conf->file, conf->line,
-                           &name);
-        return NGX_CONF_ERROR;
-    }
+    /* the token's sub, from the JWT module of this .so */
 
     conf->owner = ngx_http_commerce_cart_value(cf,
                                      &ngx_http_commerce_cart_default_owner);

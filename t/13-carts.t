@@ -2,11 +2,15 @@
 
 # Carts: POST /v1/carts, GET/DELETE /v1/carts/{id}, PUT/DELETE
 # /v1/carts/{id}/items/{sku} against a read model in Redis (inv:{store}
-# stock values with their prices); every change one script, atomic.
+# stock values with their prices); every change one script, atomic.  The
+# owner is the sub of a JWT (commerce_jwt, tokens that commerce-jwt signs
+# with a key of t/fixtures/jwt), or commerce_cart_owner's value.
 
 use strict;
 use warnings;
 
+use File::Copy qw(copy);
+use IPC::Open3 qw(open3);
 use JSON::PP;
 use POSIX ();
 use Test::More;
@@ -17,16 +21,30 @@ use CommerceTest;
 my $t = CommerceTest->new;
 my $json = JSON::PP->new->allow_nonref->canonical;
 
+my $fix = "$CommerceTest::REPO/t/fixtures/jwt";
+my $tool = ($ENV{COMMERCE_BUILD} // "$CommerceTest::REPO/build")
+           . '/bin/commerce-jwt';
+BAIL_OUT("$tool is missing: make workers") unless -x $tool;
+copy("$fix/jwks.json", $t->dir . '/keys.json') or die $!;
+
 $t->start_redis;
 
 my $CONF = <<'EOF';
 commerce_redis_server 127.0.0.1:%%REDIS_PORT%%;
 commerce_redis_timeout 1s;
 
+commerce_jwt_keys_file %%TESTDIR%%/keys.json;
+commerce_jwt_issuer https://issuer.test;
+commerce_jwt_audience commerce;
+
+# per user, as the shipped config: 3 at once, then one a minute
+commerce_limit_zone $commerce_jwt_sub zone=carts:1m rate=1r/m burst=2;
+
 server {
     listen 127.0.0.1:%%PORT_HTTP%%;
 
-    commerce_cart_owner $http_x_test_sub;
+    # the owner: the token's sub (commerce_cart_owner's default)
+    commerce_jwt on;
     commerce_cart_max_quantity 10;
     commerce_cart_max_items 3;
 
@@ -52,6 +70,24 @@ server {
         commerce_cart $cart_id $sku;
         commerce_cart_max_items 1000;
         commerce_cart_max_quantity 10000;
+    }
+
+    # the owner from a header instead
+    location = /hdr/carts {
+        commerce_jwt off;
+        commerce_cart_owner $http_x_test_sub;
+        commerce_cart;
+    }
+
+    location ~ ^/hdr/carts/(?<cart_id>[^/]+)$ {
+        commerce_jwt off;
+        commerce_cart_owner $http_x_test_sub;
+        commerce_cart $cart_id;
+    }
+
+    location ~ ^/limited/carts/(?<cart_id>[^/]+)$ {
+        commerce_limit zone=carts;
+        commerce_cart $cart_id;
     }
 }
 EOF
@@ -97,9 +133,31 @@ $t->redis_pipeline(@seed);
 
 # ---- helpers ----------------------------------------------------------------
 
+# a token of that sub, made once (before a fork)
+my %token;
+
+sub token {
+    my ($sub) = @_;
+
+    return $token{$sub} //= do {
+        my $claims = $json->encode({ iss => 'https://issuer.test',
+                                     aud => 'commerce', sub => $sub,
+                                     exp => time + 3600 });
+        my $pid = open3(my $in, my $out, undef, $tool, 'sign', '--key',
+                        "$fix/keys/ec256.jwk", '--claims', $claims);
+        close $in;
+        my $tok = do { local $/; <$out> } // '';
+        waitpid($pid, 0);
+        die "commerce-jwt sign failed: $?" if $?;
+        chomp $tok;
+        $tok;
+    };
+}
+
+# a request as that user (a token of that sub), or without a token
 sub req {
     my ($method, $path, $sub, %h) = @_;
-    $h{'X-Test-Sub'} = $sub if defined $sub;
+    $h{Authorization} = 'Bearer ' . token($sub) if defined $sub;
     return $t->http($method => $path, %h);
 }
 
@@ -147,7 +205,17 @@ sub lines {
 
 {
     my $r = req(POST => '/v1/carts', undef, -body => '{"store_id":"store-1"}');
-    is_error($r, 401, 'unauthenticated', 'no owner');
+    is_error($r, 401, 'missing_token', 'no token');
+    like($r->{headers}{'www-authenticate'} // '', qr/^Bearer/,
+         'no token: a Bearer challenge');
+
+    $r = req(POST => '/v1/carts', undef, -body => '{"store_id":"store-1"}',
+             Authorization => 'Bearer x.y.z');
+    is_error($r, 401, 'malformed_token', 'a bad token');
+
+    $r = $t->http(POST => '/hdr/carts', -body => '{"store_id":"store-1"}');
+    is_error($r, 401, 'unauthenticated',
+             'commerce_cart_owner empty: unauthenticated');
 
     my %bad = (
         'not JSON'       => ['{"store_id":', 400, 'invalid_json'],
@@ -340,8 +408,8 @@ sub scripts_run {
     is_error(req(DELETE => "/v1/carts/$cart", 'bob'), 404, 'cart_not_found',
              "DELETE another owner's cart");
     $runs = scripts_run();
-    is_error(req(GET => "/v1/carts/$cart", undef), 401, 'unauthenticated',
-             'GET without an owner');
+    is_error(req(GET => "/v1/carts/$cart", undef), 401, 'missing_token',
+             'GET without a token');
 
     is($t->redis_cmd('HGET', "cart:$cart", '_version'), $before,
        "another owner changed nothing");
@@ -350,10 +418,13 @@ sub scripts_run {
              'cart_not_found', 'GET a malformed id');
     is_error(req(GET => '/v1/carts/' . uc($cart), 'alice'), 404,
              'cart_not_found', 'GET the id in upper case');
-    is_error(req(POST => '/v1/carts', '', -body => '{"store_id":"store-1"}'),
+    is_error($t->http(POST => '/hdr/carts', 'X-Test-Sub' => '',
+                      -body => '{"store_id":"store-1"}'),
              401, 'unauthenticated', 'POST with an empty owner');
-    is_error(req(DELETE => "/v1/carts/$cart", ''), 401, 'unauthenticated',
-             'DELETE with an empty owner');
+    is_error($t->http(DELETE => "/hdr/carts/$cart"), 401, 'unauthenticated',
+             'DELETE with no owner');
+    is_error(req(DELETE => "/v1/carts/$cart", undef), 401, 'missing_token',
+             'DELETE without a token');
     is_error(put_item($cart, 'a%20b', 1), 400, 'invalid_sku',
              'PUT a sku with a space');
     is(scripts_run(), $runs, 'what nginx refuses sends nothing to Redis');
@@ -363,6 +434,38 @@ sub scripts_run {
     is(scripts_run(), $runs + 1, '... that one asks Redis');
 
     is(cart_keys(), $keys, 'no request refused here wrote a cart');
+}
+
+
+# ---- the owner: the token's sub, or commerce_cart_owner -----------------------
+
+{
+    my $r = $t->http(POST => '/hdr/carts', 'X-Test-Sub' => 'alice',
+                     -body => '{"store_id":"store-1"}');
+    is($r->{status}, 201, 'commerce_cart_owner $http_x_test_sub: 201');
+    my $id = body_of($r)->{id};
+    is($t->redis_cmd('HGET', "cart:$id", '_owner'), 'alice',
+       'the owner is the header\'s value');
+    is(req(GET => "/v1/carts/$id", 'alice')->{status}, 200,
+       'the token of sub alice sees it');
+    is_error(req(GET => "/v1/carts/$id", 'bob'), 404, 'cart_not_found',
+             'the token of sub bob does not');
+    is_error($t->http(GET => "/hdr/carts/$id", 'X-Test-Sub' => 'bob'), 404,
+             'cart_not_found', 'nor the header bob');
+}
+
+
+# ---- a rate limit per user (commerce_limit keyed by $commerce_jwt_sub) ---------
+
+{
+    my ($id) = create('ivan', 'store-1');
+    my @st = map { req(GET => "/limited/carts/$id", 'ivan')->{status} } 1 .. 4;
+    is_deeply(\@st, [200, 200, 200, 429], 'ivan: burst 2, then 429');
+    my ($other) = create('judy', 'store-1');
+    is(req(GET => "/limited/carts/$other", 'judy')->{status}, 200,
+       'judy, from the same address, still passes');
+    is(req(GET => "/limited/carts/$id", 'ivan')->{status}, 429,
+       'ivan is still limited');
 }
 
 
@@ -683,9 +786,8 @@ sub scripts_run {
     my ($id) = create('hank', 'store-1');
     my $c;
     for my $i (1 .. 10) {
-        $c = body_of($t->http(PUT => "/wide/carts/$id/items/P$i",
-                              'X-Test-Sub' => 'hank',
-                              -body => '{"quantity":10000}'));
+        $c = body_of(req(PUT => "/wide/carts/$id/items/P$i", 'hank',
+                         -body => '{"quantity":10000}'));
     }
     is(scalar @{ $c->{items} }, 10, 'commerce_cart_max_items 1000: 10 lines');
     is_deeply([map { $_->{sku} } @{ $c->{items} }],
