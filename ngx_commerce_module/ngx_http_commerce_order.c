@@ -63,6 +63,7 @@ static ngx_http_commerce_order_api_t  ngx_http_commerce_order_apis[] = {
     { ngx_string("order"), NGX_HTTP_COMMERCE_ORDER_ORDER, 0, 1 },
     { ngx_string("cancel"), NGX_HTTP_COMMERCE_ORDER_CANCEL, 0, 1 },
     { ngx_string("events"), NGX_HTTP_COMMERCE_ORDER_EVENTS, 0, 1 },
+    { ngx_string("checkout"), NGX_HTTP_COMMERCE_ORDER_CHECKOUT, 0, 1 },
     { ngx_string("sagas"), NGX_HTTP_COMMERCE_ORDER_SAGAS, 1, 0 },
     { ngx_string("saga"), NGX_HTTP_COMMERCE_ORDER_SAGA, 1, 1 },
     { ngx_string("retry"), NGX_HTTP_COMMERCE_ORDER_RETRY, 1, 1 },
@@ -195,7 +196,20 @@ ngx_http_commerce_order_handler(ngx_http_request_t *r)
     rc = ngx_http_commerce_order_caller(r, ctx);
     msg = NULL;
 
-    if (rc == NGX_OK && olcf->id) {
+    if (rc == NGX_OK && olcf->api == NGX_HTTP_COMMERCE_ORDER_CHECKOUT) {
+
+        /* a cart id: the cart module knows whether it is one */
+
+        if (ngx_http_complex_value(r, olcf->id, &ctx->cart_id) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (!ngx_http_commerce_valid_id(ctx->cart_id.data, ctx->cart_id.len))
+        {
+            rc = NGX_HTTP_NOT_FOUND;
+        }
+
+    } else if (rc == NGX_OK && olcf->id) {
         if (ngx_http_complex_value(r, olcf->id, &ctx->id) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -205,8 +219,10 @@ ngx_http_commerce_order_handler(ngx_http_request_t *r)
         }
     }
 
-    if (rc == NGX_OK && olcf->api == NGX_HTTP_COMMERCE_ORDER_ORDERS
-        && r->method == NGX_HTTP_POST)
+    if (rc == NGX_OK
+        && ((olcf->api == NGX_HTTP_COMMERCE_ORDER_ORDERS
+             && r->method == NGX_HTTP_POST)
+            || olcf->api == NGX_HTTP_COMMERCE_ORDER_CHECKOUT))
     {
         rc = ngx_http_commerce_idem_key(r, &ctx->idem_key, &msg);
 
@@ -239,7 +255,9 @@ ngx_http_commerce_order_handler(ngx_http_request_t *r)
 
         case NGX_HTTP_NOT_FOUND:
             return ngx_http_commerce_order_problem(r, rc, "not_found",
-                                                   "no such order", NULL, 0);
+                                              ctx->cart_id.len
+                                              ? "no such cart"
+                                              : "no such order", NULL, 0);
 
         default:
             return ngx_http_commerce_order_problem(r, rc,
@@ -394,6 +412,10 @@ ngx_http_commerce_order_body(ngx_http_request_t *r)
         }
 
         break;
+
+    case NGX_HTTP_COMMERCE_ORDER_CHECKOUT:
+        ngx_http_commerce_order_place(r, ctx);
+        return;
 
     case NGX_HTTP_COMMERCE_ORDER_REBUILD:
         ngx_http_commerce_order_rebuild(r, ctx);

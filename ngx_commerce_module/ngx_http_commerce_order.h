@@ -7,8 +7,9 @@
  * read model the saga worker writes (docs/contract.md).
  *
  * Files: ngx_http_commerce_order.c (directives, the handler, caller,
- * command publishing, answers), _order_place.c (POST /v1/orders: the
- * body, Idempotency-Key, order.place), _order_read.c (the reads, and the
+ * command publishing, answers), _order_place.c (POST /v1/orders and
+ * POST /v1/carts/{id}/checkout: the body, Idempotency-Key, the cart,
+ * order.place), _order_read.c (the reads, and the
  * actions that need the document first: cancel, retry, compensate).
  */
 
@@ -22,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "ngx_http_commerce_cart.h"
 #include "ngx_http_commerce_idempotency.h"
 #include "ngx_http_commerce_util.h"
 
@@ -50,6 +52,7 @@ typedef enum {
     NGX_HTTP_COMMERCE_ORDER_ORDER,         /* GET */
     NGX_HTTP_COMMERCE_ORDER_CANCEL,        /* POST */
     NGX_HTTP_COMMERCE_ORDER_EVENTS,        /* GET */
+    NGX_HTTP_COMMERCE_ORDER_CHECKOUT,      /* POST: a cart's order */
     NGX_HTTP_COMMERCE_ORDER_SAGAS,         /* admin: GET */
     NGX_HTTP_COMMERCE_ORDER_SAGA,          /* admin: GET */
     NGX_HTTP_COMMERCE_ORDER_RETRY,         /* admin: POST */
@@ -100,6 +103,9 @@ struct ngx_http_commerce_order_ctx_s {
     /* place: the record, and the skus to check */
     ngx_http_commerce_idem_t    idem;
     ngx_str_t                   store;
+    /* checkout: the cart (its id from the URI), loaded */
+    ngx_str_t                   cart_id;
+    ngx_http_commerce_cart_t   *cart;
     ngx_uint_t                  failure;   /* status to answer once released */
     const char                 *failure_code;
     const char                 *failure_msg;
@@ -158,7 +164,7 @@ ngx_int_t ngx_http_commerce_order_arg(ngx_http_request_t *r, char *name,
     size_t len, ngx_str_t *value);
 
 
-/* ngx_http_commerce_order_place.c: POST /v1/orders */
+/* ngx_http_commerce_order_place.c: POST /v1/orders, and a cart's checkout */
 void ngx_http_commerce_order_place(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx);
 

@@ -8,6 +8,10 @@
  *
  * Body: {"store_id", "items": [{"sku", "quantity"}], "shipping_address":
  * {...}, "payment_method": "<provider token>"} (docs/api.md).
+ *
+ * A checkout (POST /v1/carts/{id}/checkout) takes the store and the lines
+ * from the caller's cart (ngx_http_commerce_cart.h) instead, and deletes
+ * the cart once the broker has the order; a failed publish keeps it.
  */
 
 #include <ngx_config.h>
@@ -43,6 +47,14 @@ static void ngx_http_commerce_order_claimed(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 static void ngx_http_commerce_order_checked(ngx_http_request_t *r,
     void *data, ngx_int_t rc, redisReply *reply);
+static void ngx_http_commerce_order_loaded(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, ngx_http_commerce_cart_t *cart);
+static void ngx_http_commerce_order_publish_place(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx);
+static void ngx_http_commerce_order_emptied(ngx_http_request_t *r,
+    void *data, ngx_int_t rc, ngx_http_commerce_cart_t *cart);
+static void ngx_http_commerce_order_complete(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx);
 static ngx_int_t ngx_http_commerce_order_command(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx);
 static void ngx_http_commerce_order_acked(ngx_http_request_t *r,
@@ -136,16 +148,25 @@ ngx_http_commerce_order_validate(ngx_http_request_t *r,
     }
 
     json_object_foreach(root, key, v) {
-        if (ngx_strcmp(key, "store_id") != 0
-            && ngx_strcmp(key, "items") != 0
+        if ((ctx->cart_id.len
+             || (ngx_strcmp(key, "store_id") != 0
+                 && ngx_strcmp(key, "items") != 0))
             && ngx_strcmp(key, "shipping_address") != 0
             && ngx_strcmp(key, "payment_method") != 0)
         {
             return ngx_http_commerce_order_bad(r, bad, NGX_HTTP_BAD_REQUEST,
                                                "unknown_field",
-                                               "the order has no such field",
-                                               key, -1, NULL);
+                                               ctx->cart_id.len
+                                               ? "a checkout has no such "
+                                                 "field: the cart has the "
+                                                 "store and the items"
+                                               : "the order has no such "
+                                                 "field", key, -1, NULL);
         }
+    }
+
+    if (ctx->cart_id.len) {
+        goto payment;
     }
 
     v = json_object_get(root, "store_id");
@@ -175,6 +196,8 @@ ngx_http_commerce_order_validate(ngx_http_request_t *r,
     {
         return NGX_DECLINED;
     }
+
+payment:
 
     if (!json_is_object(json_object_get(root, "shipping_address"))) {
         return ngx_http_commerce_order_bad(r, bad, NGX_HTTP_BAD_REQUEST,
@@ -418,6 +441,21 @@ ngx_http_commerce_order_claimed(ngx_http_request_t *r, void *data,
         return;
     }
 
+    if (ctx->cart_id.len) {
+        rc = ngx_http_commerce_cart_load(r, &ctx->cart_id, &ctx->owner,
+                                         ngx_http_commerce_order_loaded, ctx,
+                                         &retry_after);
+        if (rc != NGX_OK) {
+            ngx_http_commerce_order_abandon(r, ctx,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "redis_unavailable",
+                                            "orders cannot be taken now",
+                                            NULL);
+        }
+
+        return;
+    }
+
     items = json_object_get(ctx->root, "items");
     n = json_array_size(items);
 
@@ -493,6 +531,73 @@ ngx_http_commerce_order_checked(ngx_http_request_t *r, void *data,
         }
     }
 
+    ngx_http_commerce_order_publish_place(r, ctx);
+}
+
+
+/*
+ * The caller's cart: its store and lines become the order's.  No cart
+ * (or another owner's) 404, an empty one 422, a line no longer in the
+ * store 422.
+ */
+static void
+ngx_http_commerce_order_loaded(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, ngx_http_commerce_cart_t *cart)
+{
+    ngx_http_commerce_order_ctx_t *ctx = data;
+
+    ngx_uint_t                      i;
+    ngx_http_commerce_order_bad_t   bad;
+
+    switch (rc) {
+
+    case NGX_HTTP_COMMERCE_CART_OK:
+        break;
+
+    case NGX_HTTP_COMMERCE_CART_NOT_FOUND:
+        ngx_http_commerce_order_abandon(r, ctx, NGX_HTTP_NOT_FOUND,
+                                        "not_found", "no such cart", NULL);
+        return;
+
+    default:
+        ngx_http_commerce_order_abandon(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "redis_unavailable",
+                                        "orders cannot be taken now", NULL);
+        return;
+    }
+
+    if (cart->nlines == 0) {
+        ngx_http_commerce_order_abandon(r, ctx,
+                                        NGX_HTTP_COMMERCE_UNPROCESSABLE,
+                                        "empty_cart", "the cart has no items",
+                                        NULL);
+        return;
+    }
+
+    for (i = 0; i < cart->nlines; i++) {
+        if (!cart->lines[i].in_store) {
+            (void) ngx_http_commerce_order_bad(r, &bad,
+                                               NGX_HTTP_COMMERCE_UNPROCESSABLE,
+                                               "unknown_sku", "the store has "
+                                               "no such sku any more",
+                                               "items", i, "sku");
+            ngx_http_commerce_order_abandon(r, ctx, bad.status, bad.code,
+                                            bad.msg, (char *) bad.field);
+            return;
+        }
+    }
+
+    ctx->cart = cart;
+    ctx->store = cart->store_id;
+
+    ngx_http_commerce_order_publish_place(r, ctx);
+}
+
+
+static void
+ngx_http_commerce_order_publish_place(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx)
+{
     switch (ngx_http_commerce_order_command(r, ctx)) {
 
     case NGX_OK:
@@ -517,8 +622,9 @@ static ngx_int_t
 ngx_http_commerce_order_command(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx)
 {
-    size_t   i;
-    json_t  *cmd, *items, *line, *lines, *l;
+    size_t                          i;
+    json_t                         *cmd, *items, *line, *lines, *l;
+    ngx_http_commerce_cart_line_t  *c;
 
     if (ngx_http_commerce_order_new_command(r, ctx, COMMERCE_CMD_ORDER_PLACE,
                                             &cmd)
@@ -545,11 +651,25 @@ ngx_http_commerce_order_command(ngx_http_request_t *r,
         }
     }
 
+    for (i = 0; ctx->cart && i < ctx->cart->nlines; i++) {
+        c = &ctx->cart->lines[i];
+        l = json_pack("{ss#sI}", "sku", (char *) c->sku.data,
+                      (int) c->sku.len, "quantity",
+                      (json_int_t) c->quantity);
+
+        if (json_array_append_new(lines, l) != 0) {
+            json_decref(lines);
+            json_decref(cmd);
+            return NGX_ERROR;
+        }
+    }
+
     if (json_object_set_new(cmd, "order_id",
                             json_stringn((char *) ctx->id.data, ctx->id.len))
            != 0
-        || json_object_set(cmd, "store_id",
-                           json_object_get(ctx->root, "store_id")) != 0
+        || json_object_set_new(cmd, "store_id",
+                               json_stringn((char *) ctx->store.data,
+                                            ctx->store.len)) != 0
         || json_object_set_new(cmd, "lines", lines) != 0
         || json_object_set(cmd, "shipping_address",
                            json_object_get(ctx->root, "shipping_address"))
@@ -557,6 +677,15 @@ ngx_http_commerce_order_command(ngx_http_request_t *r,
         || json_object_set(cmd, "payment_method",
                            json_object_get(ctx->root, "payment_method"))
            != 0)
+    {
+        json_decref(cmd);
+        return NGX_ERROR;
+    }
+
+    if (ctx->cart
+        && json_object_set_new(cmd, "cart_id",
+                               json_stringn((char *) ctx->cart_id.data,
+                                            ctx->cart_id.len)) != 0)
     {
         json_decref(cmd);
         return NGX_ERROR;
@@ -610,6 +739,49 @@ ngx_http_commerce_order_acked(ngx_http_request_t *r,
                     COMMERCE_ORDER_PENDING "\"}", &ctx->id);
     ctx->idem.body.len = p - ctx->idem.body.data;
 
+    if (ctx->cart == NULL) {
+        ngx_http_commerce_order_complete(r, ctx);
+        return;
+    }
+
+    /* checked out: the cart goes, if it is still the one ordered */
+
+    if (ngx_http_commerce_cart_delete(r, &ctx->cart_id, &ctx->owner,
+                                      ctx->cart->version,
+                                      ngx_http_commerce_order_emptied, ctx,
+                                      &ctx->retry_after)
+        != NGX_OK)
+    {
+        ngx_http_commerce_order_emptied(r, ctx, NGX_HTTP_COMMERCE_CART_DOWN,
+                                        NULL);
+    }
+}
+
+
+static void
+ngx_http_commerce_order_emptied(ngx_http_request_t *r, void *data,
+    ngx_int_t rc, ngx_http_commerce_cart_t *cart)
+{
+    ngx_http_commerce_order_ctx_t *ctx = data;
+
+    if (rc != NGX_HTTP_COMMERCE_CART_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "commerce order: %V placed from cart \"%V\", the "
+                      "cart %s", &ctx->id, &ctx->cart_id,
+                      rc == NGX_HTTP_COMMERCE_CART_CHANGED
+                      ? "changed meanwhile and is kept"
+                      : "not deleted (Redis)");
+    }
+
+    ngx_http_commerce_order_complete(r, ctx);
+}
+
+
+/* the answer stored for the Idempotency-Key, then sent */
+static void
+ngx_http_commerce_order_complete(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx)
+{
     if (ngx_http_commerce_idem_complete(r, &ctx->idem,
                                         ngx_http_commerce_order_completed,
                                         ctx)

@@ -151,6 +151,14 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
         location ~ ^/v1/orders/([^/]+)/events\$ {
             commerce_orders events \$1;
         }
+        location = /v1/carts { commerce_cart; }
+        location ~ ^/v1/carts/(?<cart_id>[^/]+)\$ { commerce_cart \$cart_id; }
+        location ~ ^/v1/carts/(?<cart_id>[^/]+)/items/(?<sku>[^/]+)\$ {
+            commerce_cart \$cart_id \$sku;
+        }
+        location ~ ^/v1/carts/(?<cart_id>[^/]+)/checkout\$ {
+            commerce_orders checkout \$cart_id;
+        }
         location = /v1/admin/sagas { commerce_order_admin sagas; }
         location ~ ^/v1/admin/sagas/([^/]+)\$ {
             commerce_order_admin saga \$1;
@@ -242,9 +250,12 @@ my $UUID = qr/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{1
 
 # the read model the projector writes
 sub seed {
-    $t->redis_cmd('HSET', 'inv:store-1',
-                  'SKU-A', '{"sku":"SKU-A","on_hand":10,"orderable":true}',
-                  'SKU-B', '{"sku":"SKU-B","on_hand":3,"orderable":true}');
+    for my $sku ('SKU-A', 'SKU-B') {
+        $t->redis_cmd('HSET', 'inv:store-1', $sku,
+                      qq({"sku":"$sku","on_hand":10,"reserved":0,)
+                      . qq("available":10,"orderable":true,"version":1,)
+                      . qq("price":{"amount":"2.50","currency":"EUR"}}));
+    }
 }
 seed();
 
@@ -728,6 +739,97 @@ for my $i (0 .. 2) {
            body => '{"x":1}')->{status}, 400, '... a bad body: 400');
     is(req(POST => '/v1/admin/projections/rebuild',
            sub => 'user-1')->{status}, 403, '... not an admin: 403');
+}
+
+
+# ---------------------------------------------------------- checkout ---
+
+{
+    my $new_cart = sub {
+        my ($sub, @lines) = @_;
+        my $r = req(POST => '/v1/carts', sub => $sub,
+                    body => '{"store_id":"store-1"}');
+        my ($id) = ($r->{headers}{location} // '') =~ m{/v1/carts/(\w+)$};
+        while (my ($sku, $q) = splice @lines, 0, 2) {
+            req(PUT => "/v1/carts/$id/items/$sku", sub => $sub,
+                body => qq({"quantity":$q}));
+        }
+        return $id;
+    };
+
+    my $cart = $new_cart->('user-c', 'SKU-B', 1, 'SKU-A', 2);
+    ok($cart, 'a cart with two lines');
+    my $pay = '{"shipping_address":{"city":"Lyon"},"payment_method":"pm_tok"}';
+    my $path = "/v1/carts/$cart/checkout";
+
+    my $r = req(POST => $path, sub => 'user-c', body => $pay);
+    is($r->{status}, 400, 'checkout without an Idempotency-Key: 400');
+
+    $r = req(POST => $path, sub => 'user-d', key => "\"co-$tag\"",
+             body => $pay);
+    is($r->{status}, 404, "another user's cart: 404");
+
+    $r = req(POST => $path, sub => 'user-c', key => "\"co-$tag\"",
+             body => '{"store_id":"store-1","shipping_address":{},'
+                     . '"payment_method":"pm_tok"}');
+    is($r->{status}, 400, 'a checkout body with a store: 400');
+    is(decode($r->{body})->{field}, 'store_id', '... naming it');
+
+    # a publish that fails keeps the cart
+    $broker->control('down all');
+    $r = req(POST => $path, sub => 'user-c', key => "\"co-$tag\"",
+             body => $pay);
+    is($r->{status}, 503, 'checkout with the broker down: 503');
+    $broker->control('up all');
+
+    ok(wait_for(sub { !@{ $t->redis_cmd('KEYS', 'idem:*') } ||
+                      !grep { my %h = @{ $t->redis_cmd('HGETALL', $_) };
+                              ($h{state} // '') eq 'inflight' }
+                        @{ $t->redis_cmd('KEYS', 'idem:*') } }),
+       '... its record released');
+    $r = req(GET => "/v1/carts/$cart", sub => 'user-c');
+    is($r->{status}, 200, '... and the cart kept');
+    is(scalar @{ decode($r->{body})->{items} // [] }, 2, '... with its lines');
+
+    my $status = 0;
+    for (1 .. 40) {
+        $r = req(POST => $path, sub => 'user-c', key => "\"co-$tag\"",
+                 body => $pay);
+        $status = $r->{status};
+        last unless $status == 503;
+        sleep 0.25;
+    }
+    is($status, 202, 'checkout: 202');
+    my $oid = decode($r->{body})->{order_id} // '';
+    like($oid, $UUID, '... a new order id');
+    is($r->{headers}{location}, "/v1/orders/$oid", '... its Location');
+
+    my @m = with_key("co-$tag");
+    is(scalar(@m), 1, 'one order.place in Kafka');
+    my $v = decode($m[0] ? $m[0]{value} : '');
+    is($v->{cart_id}, $cart, '... with the cart id');
+    is($v->{store_id}, 'store-1', "... the cart's store");
+    is_deeply($v->{lines}, [ { sku => 'SKU-A', quantity => 2 },
+                             { sku => 'SKU-B', quantity => 1 } ],
+              "... the cart's lines");
+    is($v->{payment_method}, 'pm_tok', '... the payment method of the body');
+
+    is(req(GET => "/v1/carts/$cart", sub => 'user-c')->{status}, 404,
+       'the cart is gone once the broker has the order');
+
+    my $r2 = req(POST => $path, sub => 'user-c', key => "\"co-$tag\"",
+                 body => $pay);
+    is($r2->{status}, 202, 'the same checkout again: the answer replayed');
+    is($r2->{body}, $r->{body}, '... byte for byte');
+    is($r2->{headers}{'idempotent-replayed'}, 'true',
+       '... Idempotent-Replayed: true');
+    is(scalar(with_key("co-$tag")), 1, '... and nothing published');
+
+    my $empty = $new_cart->('user-c');
+    $r = req(POST => "/v1/carts/$empty/checkout", sub => 'user-c',
+             key => "\"co-empty-$tag\"", body => $pay);
+    is($r->{status}, 422, 'an empty cart: 422');
+    is(decode($r->{body})->{error}, 'empty_cart', '... empty_cart');
 }
 
 # ------------------------------------------------------- rate limit ---
