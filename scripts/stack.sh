@@ -9,10 +9,12 @@
 #   commerce-projector  commerce.inbound -> PG + Redis  projector/, logs/projector.log
 #   nginx + module      read API and webhook ingress    nginx/, logs/nginx-*.log
 #   webhook secrets     one file per source             secrets/<source>
+#   JWT issuer          an ES256 key pair for bearer    jwt/issuer.jwk (private),
+#                       tokens (commerce_jwt)           jwt/jwks.json (nginx's)
 #   prometheus          with COMMERCE_PROMETHEUS=1:     prometheus/,
 #                       scrapes nginx and the projector logs/prometheus.log
 #
-#   scripts/stack.sh up | down | reload | status | secrets
+#   scripts/stack.sh up | down | reload | status | secrets | tokens
 #
 # up is idempotent: what runs is left alone (nginx is reloaded only when its
 # generated configuration changed, e.g. a new broker address). The first up
@@ -21,7 +23,8 @@
 # regenerates the nginx configuration and reloads nginx, which re-reads the
 # secret files.
 # The webhook secrets are printed once, by the up that creates them;
-# secrets prints them again.
+# secrets prints them again. Every up prints a shopper and an admin token
+# of the stack's issuer (valid 24 hours); tokens prints new ones.
 #
 # Environment (defaults):
 #   COMMERCE_RUN_DIR=.run          state, logs, generated configuration
@@ -69,6 +72,10 @@ LOGS=$RUN/logs
 SOURCES="canonical standard stripe shopify github slack hmac"
 TOPICS=commerce.inbound,commerce.events,commerce.dlq,commerce.commands
 TOPICS=$TOPICS,commerce.webhooks
+
+# The issuer and audience of the stack's tokens (conf/nginx.conf).
+JWT_ISSUER=commerce-stack
+JWT_AUDIENCE=commerce
 
 SECRETS_NEW=""
 REDIS_FRESH=0
@@ -140,6 +147,8 @@ render() {
         -e "s|@LOG_LEVEL@|$NGINX_LOG_LEVEL|" \
         -e "s|@RUN@|$RUN|g" \
         -e "s|@SECRETS@|$RUN/secrets|g" \
+        -e "s|@JWT_ISSUER@|$JWT_ISSUER|" \
+        -e "s|@JWT_AUDIENCE@|$JWT_AUDIENCE|" \
         -e "s|@REDIS@|$HOST:$REDIS_PORT|" \
         -e "s|@KAFKA_BROKERS@|$brokers|" \
         -e "s|@KAFKA_BOOTSTRAP_FILE@|$RUN/kafka/bootstrap|" \
@@ -203,6 +212,39 @@ secrets_show() {
 # accepted during a rotation).
 secret_of() {
     grep -v -e '^#' -e '^[[:space:]]*$' "$RUN/secrets/$1" | head -n 1
+}
+
+# The stack's JWT issuer, made once: the private key jwt/issuer.jwk (mode
+# 600) that signs tokens, the JWK Set jwt/jwks.json that nginx verifies
+# them with (commerce_jwt_keys_file).
+jwt_init() {
+    need_bin "$BIN/commerce-jwt"
+    [ -s "$RUN/jwt/issuer.jwk" ] && [ -s "$RUN/jwt/jwks.json" ] && return 0
+    mkdir -p "$RUN/jwt"
+    chmod 700 "$RUN/jwt"
+    "$BIN/commerce-jwt" keygen --alg ES256 --kid stack-1 \
+        --out-key "$RUN/jwt/issuer.jwk" --out-jwks "$RUN/jwt/jwks.json" \
+        2>>"$LOGS/jwt.log" \
+        || fail "commerce-jwt keygen failed" "$LOGS/jwt.log"
+}
+
+# jwt_token <sub> <roles as a JSON array>: a token of the issuer, 24 hours.
+jwt_token() {
+    "$BIN/commerce-jwt" sign --key "$RUN/jwt/issuer.jwk" --ttl 24h \
+        --claims "{\"iss\":\"$JWT_ISSUER\",\"aud\":\"$JWT_AUDIENCE\",\"sub\":\"$1\",\"roles\":$2}" \
+        2>>"$LOGS/jwt.log" \
+        || fail "commerce-jwt sign failed" "$LOGS/jwt.log"
+}
+
+jwt_show() {
+    say "bearer tokens of the stack's issuer (24 hours; scripts/stack.sh"
+    say "tokens makes new ones):"
+    say "  shopper  $(jwt_token shopper-1 '["shopper"]')"
+    say "  admin    $(jwt_token admin-1 '["shopper","admin"]')"
+    say "  e.g. curl -H \"Authorization: Bearer \$TOKEN\" ...; more, for any"
+    say "  sub and roles:"
+    say "  $BIN/commerce-jwt sign --key $RUN/jwt/issuer.jwk --ttl 1h \\"
+    say "    --claims '{\"iss\":\"$JWT_ISSUER\",\"aud\":\"$JWT_AUDIENCE\",\"sub\":\"u-2\",\"roles\":[\"shopper\"]}'"
 }
 
 # ------------------------------------------------------------------ redis ---
@@ -478,6 +520,7 @@ report() {
     say "send a signed webhook (Standard Webhooks, valid for 5 minutes; a new"
     say "one: scripts/demo-webhooks.sh example):"
     "$ROOT/scripts/demo-webhooks.sh" example | sed 's/^/  /'
+    jwt_show
 }
 
 # ------------------------------------------------------------- preflight ---
@@ -517,6 +560,7 @@ case "${1:-}" in
 up)
     preflight
     secrets_init
+    jwt_init
     redis_up
     pg_up
     migrate
@@ -555,7 +599,11 @@ secrets)
     say "other lines: older secrets still accepted during a rotation):"
     secrets_show $SOURCES
     ;;
+tokens)
+    [ -s "$RUN/jwt/issuer.jwk" ] || die "no issuer key in $RUN/jwt: make up"
+    jwt_show
+    ;;
 *)
-    die "usage: $0 up|down|reload|status|secrets"
+    die "usage: $0 up|down|reload|status|secrets|tokens"
     ;;
 esac

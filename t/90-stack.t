@@ -30,7 +30,8 @@ use CommerceTest;
 my $repo = $CommerceTest::REPO;
 my $build = $ENV{COMMERCE_BUILD} // "$repo/build";
 
-for my $b (qw(commerce-devbroker commerce-migrate commerce-projector)) {
+for my $b (qw(commerce-devbroker commerce-migrate commerce-projector
+               commerce-jwt)) {
     plan skip_all => "$build/bin/$b not built (make workers)"
         unless -x "$build/bin/$b";
 }
@@ -194,6 +195,42 @@ for my $s (qw(canonical standard stripe shopify github slack hmac)) {
          "the first up prints the $s secret it created");
 }
 isnt(secret('standard'), secret('stripe'), 'every source has its own secret');
+
+# ----------------------------------------------------------------- jwt ---
+
+{
+    my $jwt = "$build/bin/commerce-jwt";
+
+    is((stat "$run/jwt/issuer.jwk")[2] & 0777, 0600,
+       'the issuer\'s private key is mode 600');
+    my $set = decode_json(CommerceTest->slurp("$run/jwt/jwks.json"));
+    is(scalar @{ $set->{keys} }, 1, 'jwt/jwks.json holds one key');
+    ok(!exists $set->{keys}[0]{d}, '... a public one');
+
+    for my $who (qw(shopper admin)) {
+        my ($token) = $out =~ /^\s+\Q$who\E\s+(\S+\.\S+\.\S+)$/m;
+        ok($token, "up prints a $who token");
+
+        open my $fh, '>', "$run/$who.token" or die $!;
+        print {$fh} $token // '';
+        close $fh;
+
+        my $claims = `'$jwt' verify --jwks '$run/jwt/jwks.json' --issuer commerce-stack --audience commerce < '$run/$who.token'`;
+        is($? >> 8, 0, "the $who token verifies with jwt/jwks.json");
+        my $c = eval { decode_json((split /\n/, $claims)[1]) } // {};
+        is($c->{sub}, "$who-1", "the $who token's sub");
+        is(!!(grep { $_ eq 'admin' } @{ $c->{roles} // [] }), $who eq 'admin',
+           "the $who token has the admin role only if it is the admin's");
+        ok($c->{exp} > time + 23 * 3600, "the $who token is valid for a day");
+    }
+
+    like($out, qr/commerce-jwt sign --key \Q$run\E\/jwt\/issuer\.jwk/,
+         'up says how to mint more tokens');
+
+    my ($rc, $tokens) = stack('tokens');
+    is($rc, 0, 'stack.sh tokens succeeds');
+    like($tokens, qr/^\s+shopper\s+\S+\.\S+\.\S+$/m, '... and prints tokens');
+}
 
 # The printed example is a working signed request.
 my ($example) = $out =~ /^\s+(curl -i \Q$base\E\/v1\/webhooks\/standard .*?--data-binary '[^']*')$/ms;
