@@ -167,6 +167,8 @@ stage_module() {
         "$d/usr/share/nginx/modules-available/mod-http-commerce.conf"
     install -m 0644 "$ROOT/conf/commerce-locations.conf" \
         "$d/etc/nginx/snippets/commerce-locations.conf"
+    install -m 0644 "$ROOT/conf/commerce-carts.conf" \
+        "$d/etc/nginx/snippets/commerce-carts.conf"
     stage_docs "$MOD"
     stage_scripts "$MOD"
 }

@@ -37,8 +37,10 @@ commerce_jwt_keys_file %%TESTDIR%%/keys.json;
 commerce_jwt_issuer https://issuer.test;
 commerce_jwt_audience commerce;
 
-# per user, as the shipped config: 3 at once, then one a minute
-commerce_limit_zone $commerce_jwt_sub zone=carts:1m rate=1r/m burst=2;
+# per user: 3 at once, then one a minute
+commerce_limit_zone $commerce_jwt_sub zone=carts_strict:1m rate=1r/m burst=2;
+# the shipped locations' zone
+commerce_limit_zone $commerce_jwt_sub zone=carts:1m rate=1000r/s burst=1000;
 
 server {
     listen 127.0.0.1:%%PORT_HTTP%%;
@@ -86,11 +88,21 @@ server {
     }
 
     location ~ ^/limited/carts/(?<cart_id>[^/]+)$ {
-        commerce_limit zone=carts;
+        commerce_limit zone=carts_strict;
         commerce_cart $cart_id;
     }
 }
+
+# the shipped locations, as conf/nginx.conf includes them
+server {
+    listen 127.0.0.1:%%PORT_SHIPPED%%;
+
+    include %%CONF%%/commerce-locations.conf;
+    include %%CONF%%/commerce-carts.conf;
+}
 EOF
+
+$CONF =~ s/%%CONF%%/$CommerceTest::REPO\/conf/g;
 
 $t->write_nginx_conf($CONF);
 $t->start_nginx;
@@ -794,6 +806,42 @@ sub scripts_run {
               [sort map { "P$_" } 1 .. 10], 'lines sorted by sku');
     # sum of (i + 0.01) * 10000 for i = 1..10 = 550000 + 1000
     is($c->{total}{amount}, '551000.00', 'a total of 10000 x each, exact');
+}
+
+
+# ---- the shipped locations (conf/commerce-carts.conf) ---------------------------
+
+{
+    my %p = (-port => $t->port('SHIPPED'));
+
+    my $r = req(POST => '/v1/carts', 'kate', %p,
+                -body => '{"store_id":"store-1"}');
+    is($r->{status}, 201, 'shipped: POST /v1/carts 201');
+    like($r->{headers}{location} // '', qr{^/v1/carts/[0-9a-f]{32}\z},
+         'shipped: Location /v1/carts/{id}');
+    my $id = body_of($r)->{id};
+
+    $r = req(PUT => "/v1/carts/$id/items/SKU-A", 'kate', %p,
+             -body => '{"quantity":2}');
+    is($r->{status}, 200, 'shipped: PUT a line');
+    is(body_of($r)->{total}{amount}, '476.14', 'shipped: the total');
+    ok(defined $r->{headers}{'ratelimit-remaining'},
+       'shipped: a rate limit applies');
+
+    is(req(GET => "/v1/carts/$id", 'kate', %p)->{status}, 200,
+       'shipped: GET the cart');
+    is_error(req(GET => "/v1/carts/$id", 'liam', %p), 404, 'cart_not_found',
+             "shipped: another sub's cart");
+    is_error(req(GET => "/v1/carts/$id", undef, %p), 401, 'missing_token',
+             'shipped: no token');
+    is_error(req(GET => "/v1/carts/$id/items", 'kate', %p), 404, 'not_found',
+             'shipped: another path under /v1/carts');
+    is(req(DELETE => "/v1/carts/$id/items/SKU-A", 'kate', %p)->{status},
+       200, 'shipped: DELETE a line');
+    is(req(DELETE => "/v1/carts/$id", 'kate', %p)->{status}, 204,
+       'shipped: DELETE the cart');
+    is(req(GET => '/v1/catalog/none', undef, %p)->{status}, 404,
+       'shipped: the read API beside it needs no token');
 }
 
 

@@ -176,11 +176,13 @@ ok(-f "$root/usr/lib/nginx/modules/$so_name",
 is($t->slurp("$root$avail"), "load_module modules/$so_name;\n",
    "modules-available/ holds the load_module line");
 is($t->slurp("$ctl{$mod}/conffiles"),
-   "/etc/nginx/snippets/commerce-locations.conf\n",
-   'the locations snippet is a conffile');
-is($t->slurp("$root/etc/nginx/snippets/commerce-locations.conf"),
-   $t->slurp("$repo/conf/commerce-locations.conf"),
-   'the locations snippet is conf/commerce-locations.conf');
+   "/etc/nginx/snippets/commerce-carts.conf\n"
+   . "/etc/nginx/snippets/commerce-locations.conf\n",
+   'the locations snippets are conffiles');
+for my $f ('commerce-locations.conf', 'commerce-carts.conf') {
+    is($t->slurp("$root/etc/nginx/snippets/$f"), $t->slurp("$repo/conf/$f"),
+       "the snippet $f is conf/$f");
+}
 
 
 # ---- the module's maintainer scripts ----------------------------------------
