@@ -32,6 +32,8 @@ $t->start_redis;
 my $CONF = <<'EOF';
 commerce_redis_server 127.0.0.1:%%REDIS_PORT%%;
 commerce_redis_timeout 1s;
+# for the checkout of the shipped locations: no broker there
+commerce_kafka_brokers 127.0.0.1:%%PORT_NOBROKER%%;
 
 commerce_jwt_keys_file %%TESTDIR%%/keys.json;
 commerce_jwt_issuer https://issuer.test;
@@ -836,6 +838,16 @@ sub scripts_run {
              'shipped: no token');
     is_error(req(GET => "/v1/carts/$id/items", 'kate', %p), 404, 'not_found',
              'shipped: another path under /v1/carts');
+    # the checkout is the order module's (t/15 has it): reached, it asks
+    # for its Idempotency-Key first
+    $r = req(POST => "/v1/carts/$id/checkout", 'kate', %p, -body => '{}');
+    is($r->{status}, 400, 'shipped: POST .../checkout reaches the order '
+       . 'module') or diag($r->{body});
+    like($r->{body}, qr/Idempotency-Key/i, '... which wants an '
+         . 'Idempotency-Key');
+    is_error(req(POST => "/v1/carts/$id/checkout", undef, %p, -body => '{}'),
+             401, 'missing_token', 'shipped: checkout without a token');
+
     is(req(DELETE => "/v1/carts/$id/items/SKU-A", 'kate', %p)->{status},
        200, 'shipped: DELETE a line');
     is(req(DELETE => "/v1/carts/$id", 'kate', %p)->{status}, 204,
