@@ -258,6 +258,29 @@ my $stock = json_get('/v1/stores/store-001/inventory/SKU-00001-S');
 ok($stock && defined $stock->{on_hand} && $stock->{price},
    'stock of SKU-00001-S at store-001, with its price');
 
+# a shopper's cart (conf/commerce-carts.conf) with the token up printed
+{
+    my $token = CommerceTest->slurp("$run/shopper.token");
+    my %auth = (headers => { Authorization => "Bearer $token" });
+
+    my $r = $ua->post("$base/v1/carts",
+                      { %auth, content => '{"store_id":"store-001"}' });
+    is($r->{status}, 201, 'the shopper makes a cart');
+    my $cart = eval { decode_json($r->{content}) } // {};
+
+    $r = $ua->put("$base/v1/carts/$cart->{id}/items/SKU-00001-S",
+                  { %auth, content => '{"quantity":2}' });
+    is($r->{status}, 200, 'two of SKU-00001-S in it');
+    my $c = eval { decode_json($r->{content}) } // {};
+    my $unit = $stock ? $stock->{price}{amount} : '';
+    (my $minor = $unit) =~ s/\.//;
+    is($c->{total}{amount_minor}, 2 * $minor,
+       "the total: 2 x $unit, the store's price");
+
+    $r = $ua->get("$base/v1/carts/$cart->{id}");
+    is($r->{status}, 401, 'the cart API wants a token');
+}
+
 my $m = $ua->get("http://127.0.0.1:$port{METRICS}/metrics");
 like($m->{content} // '', qr/^projector_messages_total\{result="applied"\} \d+/m,
      'the projector serves its metrics on COMMERCE_METRICS_PORT');
