@@ -1,16 +1,19 @@
 /*
  * Fuzz target: the id, number, amount, currency and timestamp parsers that
  * read request and message fields: ngx_http_commerce_parse_uint(),
- * ngx_http_commerce_valid_id() and the ETag of the module
- * (ngx_http_commerce_util.c), and the projector's checks
+ * ngx_http_commerce_valid_id(), the ETag and If-Match's versions of the
+ * module (ngx_http_commerce_util.c), money in minor units
+ * (common/commerce_currency.c), and the projector's checks
  * (workers/projector/proj_validate.c).  The webhook timestamp parser is
  * fuzzed through its headers by fuzz_sig.
  *
- * Input: one byte for the maximum given to parse_uint, then the text.
+ * Input: one byte for the maximum given to parse_uint (and, modulo 5, the
+ * currency exponent of the money parser), then the text.
  *
  * Oracles: each parser against a reference written here from its
  * documented rule, and the edge (module) and the projector agree on what
- * an id is, so that nothing the edge accepts is refused later as invalid.
+ * an id is, so that nothing the edge accepts is refused later as invalid,
+ * and on the amount of a price; money written back parses to itself.
  */
 
 #include <ctype.h>
@@ -119,6 +122,105 @@ fuzz_ids_amount(const char *s, int64_t *minor)
 }
 
 
+/*
+ * Money by another road than commerce_money_parse(): split at the point,
+ * drop the fraction's trailing zeros, refuse more digits than exp, pad to
+ * exp, and read the digits whole (strtoll) against 10^15.
+ */
+static int
+fuzz_ids_money(const u_char *p, size_t len, int exp, int64_t *minor)
+{
+    char          digits[64];
+    size_t        i, ilen, flen, n;
+    const u_char *dot;
+
+    dot = memchr(p, '.', len);
+    ilen = dot ? (size_t) (dot - p) : len;
+    flen = dot ? len - ilen - 1 : 0;
+
+    if (ilen == 0 || (dot && flen == 0)) {
+        return -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p + i != dot && !isdigit(p[i])) {
+            return -1;
+        }
+    }
+
+    while (flen && dot[flen] == '0') {
+        flen--;
+    }
+
+    if ((int) flen > exp) {
+        return -1;
+    }
+
+    while (ilen > 1 && *p == '0') {     /* leading zeros */
+        p++;
+        ilen--;
+    }
+
+    if (ilen + exp > 20) {
+        return -1;
+    }
+
+    memcpy(digits, p, ilen);
+    n = ilen;
+
+    for (i = 0; i < (size_t) exp; i++) {
+        digits[n++] = i < flen ? dot[1 + i] : '0';
+    }
+
+    digits[n] = '\0';
+
+    if (n > 16) {
+        return -1;      /* at least 10^16 */
+    }
+
+    *minor = strtoll(digits, NULL, 10);
+
+    return *minor <= COMMERCE_MONEY_MAX ? 0 : -1;
+}
+
+
+/* If-Match's versions: "*", "-", or groups of 1..19 digits, each followed
+ * by a space and quoted in the input */
+static void
+fuzz_ids_if_match(const u_char *p, size_t len)
+{
+    u_char        *out, *end, *q, *g;
+    char           tag[24];
+    size_t         n;
+
+    out = malloc(len + 1);
+    end = ngx_http_commerce_if_match_versions(out, p, len);
+
+    fuzz_check(end > out && (size_t) (end - out) <= len + 1);
+
+    if (end - out == 1 && (*out == '*' || *out == '-')) {
+        free(out);
+        return;
+    }
+
+    for (q = out; q < end; q = g + 1) {
+        for (g = q; g < end && isdigit(*g); g++) {
+            /* void */
+        }
+
+        n = g - q;
+        fuzz_check(n >= 1 && n <= 19 && g < end && *g == ' ');
+
+        tag[0] = '"';
+        memcpy(tag + 1, q, n);
+        tag[n + 1] = '"';
+        fuzz_check(memmem(p, len, tag, n + 2) != NULL);
+    }
+
+    free(out);
+}
+
+
 /* The date and time at s exist: timegm() normalises those that do not
  * (2026-02-30 becomes 2026-03-02), so the round trip through gmtime()
  * gives other fields; a leap second (:60) is checked as :59. */
@@ -209,8 +311,8 @@ fuzz_ids_timestamp(const char *s)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int              ok, ref, edge;
-    char            *s;
+    int              ok, ref, edge, exp;
+    char            *s, money[COMMERCE_MONEY_LEN], *end2;
     u_char          *p, etag[NGX_HTTP_COMMERCE_ETAG_LEN], *end;
     size_t           i, len;
     int64_t          minor, rminor;
@@ -272,6 +374,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check(ok == (commerce_currency_exponent(s) >= 0));
 
     fuzz_check(proj_valid_timestamp(s) == fuzz_ids_timestamp(s));
+
+    /* module: money of the read model in minor units, for cart totals */
+    exp = data[0] % 5;
+    minor = -1;
+    rminor = -2;
+    ok = commerce_money_parse((const char *) p, len, exp, &minor);
+    ref = fuzz_ids_money(p, len, exp, &rminor);
+    fuzz_check(ok == ref);
+    fuzz_check(ok != 0 || minor == rminor);
+
+    if (ok == 0) {
+        end2 = commerce_money_format(money, minor, exp);
+        fuzz_check(commerce_money_parse(money, end2 - money, exp, &rminor)
+                   == 0 && rminor == minor);
+    }
+
+    /* what the projector takes as an amount, the edge reads alike */
+    if (proj_parse_amount(s, 2, &rminor) == 0 && strlen(s) == len) {
+        fuzz_check(commerce_money_parse((const char *) p, len, 2, &minor) == 0
+                   && minor == rminor);
+    }
+
+    fuzz_ids_if_match(p, len);
 
     free(s);
     free(p);
