@@ -257,12 +257,13 @@ down:
 reload:
 	scripts/stack.sh reload
 
-# catalog reads, webhook ingress, projector: each against its peer where
+# catalog reads, webhook ingress, orders, projector: each against its peer where
 # the issue names one, results in build/bench/
 bench: deps
 	$(MAKE) build
 	COMMERCE_BUILD=$(BUILD) scripts/bench/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/webhook/run.sh
+	COMMERCE_BUILD=$(BUILD) scripts/bench/orders/run.sh
 	COMMERCE_BUILD=$(BUILD) scripts/bench/projector/run.sh
 
 # libnginx-mod-http-commerce and commerce-workers in build/deb/

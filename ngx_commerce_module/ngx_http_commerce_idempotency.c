@@ -36,6 +36,14 @@ static ngx_int_t ngx_http_commerce_idem_copy(ngx_http_request_t *r,
     ngx_str_t *dst, redisReply *reply);
 
 
+/*
+ * SHA-256, fetched from the provider once per process: EVP_sha256() is
+ * looked up in OpenSSL 3's tables at every use (a lock and a hash
+ * lookup each time).  Kept until the process exits.
+ */
+static EVP_MD  *ngx_http_commerce_idem_sha256;
+
+
 /* the record there (state, fp, status, location, body), or nil: ours */
 static ngx_http_commerce_redis_script_t  ngx_http_commerce_idem_claim_lua =
     ngx_http_commerce_redis_script(
@@ -180,7 +188,16 @@ ngx_http_commerce_idem_init(ngx_http_request_t *r,
     idem->inflight_ttl = inflight_ttl;
     idem->ttl = ttl;
 
-    if (EVP_Digest(body->data, body->len, md, &mdlen, EVP_sha256(), NULL)
+    if (ngx_http_commerce_idem_sha256 == NULL) {
+        ngx_http_commerce_idem_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+        if (ngx_http_commerce_idem_sha256 == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (EVP_Digest(body->data, body->len, md, &mdlen,
+                   ngx_http_commerce_idem_sha256, NULL)
         != 1)
     {
         return NGX_ERROR;
@@ -194,7 +211,7 @@ ngx_http_commerce_idem_init(ngx_http_request_t *r,
     }
 
     /* each part NUL-terminated: no two triples hash the same bytes */
-    if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1
+    if (EVP_DigestInit_ex(c, ngx_http_commerce_idem_sha256, NULL) != 1
         || EVP_DigestUpdate(c, owner->data, owner->len) != 1
         || EVP_DigestUpdate(c, "", 1) != 1
         || EVP_DigestUpdate(c, r->uri.data, r->uri.len) != 1
