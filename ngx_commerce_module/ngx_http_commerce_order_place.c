@@ -411,9 +411,10 @@ ngx_http_commerce_order_claimed(ngx_http_request_t *r, void *data,
     ngx_http_commerce_redis_cmd_t   cmd;
 
     if (rc != NGX_OK) {
-        ngx_http_commerce_order_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "redis_unavailable",
-                                     "orders cannot be taken now", NULL, 1);
+        /* a claim that timed out may still have been made: released */
+        ngx_http_commerce_order_abandon(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "redis_unavailable",
+                                        "orders cannot be taken now", NULL);
         return;
     }
 

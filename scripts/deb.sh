@@ -169,6 +169,8 @@ stage_module() {
         "$d/etc/nginx/snippets/commerce-locations.conf"
     install -m 0644 "$ROOT/conf/commerce-carts.conf" \
         "$d/etc/nginx/snippets/commerce-carts.conf"
+    install -m 0644 "$ROOT/conf/commerce-orders.conf" \
+        "$d/etc/nginx/snippets/commerce-orders.conf"
     stage_docs "$MOD"
     stage_scripts "$MOD"
 }

@@ -130,7 +130,9 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
     commerce_kafka_delivery_timeout 2s;
     commerce_kafka_breaker_threshold 0;
 
-    commerce_limit_zone \$commerce_jwt_sub zone=orders:1m rate=1r/m burst=1;
+    commerce_limit_zone \$commerce_jwt_sub zone=lim:1m rate=1r/m burst=1;
+    commerce_limit_zone \$commerce_jwt_sub zone=orders:1m rate=1000r/s
+                        burst=1000;
 
     commerce_jwt_keys_file $fix/jwks.json;
     commerce_jwt_issuer https://issuer.test;
@@ -173,7 +175,7 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
             commerce_order_admin rebuild;
         }
         location = /limited/orders {
-            commerce_limit zone=orders;
+            commerce_limit zone=lim;
             commerce_orders orders;
         }
         location = /hdr/orders {
@@ -194,6 +196,14 @@ $t->write_nginx_conf(<<"EOF2", workers => 2);
             commerce_order_is_admin \$http_x_test_admin;
             commerce_order_admin sagas;
         }
+    }
+
+    # the shipped locations, as conf/nginx.conf includes them
+    server {
+        listen 127.0.0.1:%%PORT_SHIPPED%%;
+
+        include $repo/conf/commerce-locations.conf;
+        include $repo/conf/commerce-orders.conf;
     }
 EOF2
 
@@ -830,6 +840,45 @@ for my $i (0 .. 2) {
              key => "\"co-empty-$tag\"", body => $pay);
     is($r->{status}, 422, 'an empty cart: 422');
     is(decode($r->{body})->{error}, 'empty_cart', '... empty_cart');
+}
+
+# --------------------------------------- the shipped commerce-orders.conf ---
+
+{
+    my $port = $t->port('SHIPPED');
+    my $sreq = sub {
+        my ($method, $path, %o) = @_;
+        my @h;
+        push @h, Authorization => 'Bearer ' . token($o{sub}, $o{admin} // 0)
+            if defined $o{sub};
+        push @h, 'Idempotency-Key' => $o{key} if defined $o{key};
+        return $t->http($method => $path, @h, -port => $port, -timeout => 40,
+                        defined $o{body} ? (-body => $o{body}) : ());
+    };
+
+    my $r = $sreq->(POST => '/v1/orders', sub => 'ship-1',
+                    key => "\"ship-$tag\"", body => order_body());
+    is($r->{status}, 202, 'shipped: POST /v1/orders 202');
+    ok(defined $r->{headers}{'ratelimit-remaining'},
+       'shipped: the per-user rate limit applies');
+    my $id = decode($r->{body})->{order_id} // '';
+    is($sreq->(GET => '/v1/orders', sub => 'ship-1')->{status}, 200,
+       'shipped: GET /v1/orders');
+    is($sreq->(GET => "/v1/orders/$id", sub => 'ship-1')->{status}, 404,
+       'shipped: GET an order not in the read model yet: 404');
+    is($sreq->(GET => "/v1/orders/$id/nope", sub => 'ship-1')->{status}, 404,
+       'shipped: another path under /v1/orders: 404');
+    is($sreq->(GET => '/v1/orders')->{status}, 401,
+       'shipped: no token: 401');
+    is($sreq->(GET => '/v1/admin/sagas?status=failed',
+               sub => 'ship-1')->{status}, 403,
+       'shipped: the admin API without the role: 403');
+    is($sreq->(GET => '/v1/admin/sagas?status=failed', sub => 'ship-ops',
+               admin => 1)->{status}, 200,
+       'shipped: ... with it: 200');
+    is($sreq->(POST => '/v1/admin/projections/rebuild', sub => 'ship-ops',
+               admin => 1)->{status}, 202,
+       'shipped: POST /v1/admin/projections/rebuild 202');
 }
 
 # ------------------------------------------------------- rate limit ---

@@ -177,9 +177,11 @@ is($t->slurp("$root$avail"), "load_module modules/$so_name;\n",
    "modules-available/ holds the load_module line");
 is($t->slurp("$ctl{$mod}/conffiles"),
    "/etc/nginx/snippets/commerce-carts.conf\n"
-   . "/etc/nginx/snippets/commerce-locations.conf\n",
+   . "/etc/nginx/snippets/commerce-locations.conf\n"
+   . "/etc/nginx/snippets/commerce-orders.conf\n",
    'the locations snippets are conffiles');
-for my $f ('commerce-locations.conf', 'commerce-carts.conf') {
+for my $f ('commerce-locations.conf', 'commerce-carts.conf',
+           'commerce-orders.conf') {
     is($t->slurp("$root/etc/nginx/snippets/$f"), $t->slurp("$repo/conf/$f"),
        "the snippet $f is conf/$f");
 }
