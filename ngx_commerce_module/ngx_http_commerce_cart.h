@@ -17,8 +17,11 @@
  *     ngx_http_commerce_cart_delete(r, &id, &owner, cart->version,
  *                                   deleted, ctx, &ra);
  *
- *     deleted(r, ctx, rc, NULL): OK, or CHANGED when the cart changed
- *         since it was loaded (it is kept: the order has the old lines).
+ *     deleted(r, ctx, rc, cart): OK (the cart without its lines), or
+ *         CHANGED when it changed since it was loaded (it is kept: the
+ *         order has the old lines), NOT_FOUND when it is gone already.
+ *
+ * A handler's cart is NULL unless rc is NGX_HTTP_COMMERCE_CART_OK.
  *
  * Both return like ngx_http_commerce_redis_send(): NGX_OK (the handler is
  * called once, with the request alive, unless the request is freed
