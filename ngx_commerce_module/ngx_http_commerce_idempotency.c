@@ -17,6 +17,7 @@
 #include "ngx_http_commerce_idempotency.h"
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
+#include "ngx_http_commerce_util.h"
 
 
 typedef enum {
@@ -72,8 +73,8 @@ static ngx_http_commerce_redis_script_t
 
 
 /*
- * RFC 8941 sf-string: DQUOTE *( unescaped / "\" ( DQUOTE / "\" ) ) DQUOTE,
- * unescaped being the visible ASCII and space but '"' and '\'.  nginx has
+ * The header's one value, an RFC 8941 sf-string (ngx_http_commerce_sf_string:
+ * DQUOTE *( unescaped / "\" ( DQUOTE / "\" ) ) DQUOTE).  nginx has
  * trimmed the field value's surrounding spaces; a key sent twice is two
  * members of one field, not a string.
  */
@@ -81,7 +82,6 @@ ngx_int_t
 ngx_http_commerce_idem_key(ngx_http_request_t *r, ngx_str_t *key,
     const char **msg)
 {
-    u_char           *p, *last, *d;
     ngx_uint_t        i, n;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *found;
@@ -122,43 +122,19 @@ ngx_http_commerce_idem_key(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_DECLINED;
     }
 
-    p = found->value.data;
-    last = p + found->value.len;
-
-    if (last - p < 2 || *p != '"' || last[-1] != '"') {
-        *msg = "the Idempotency-Key must be a quoted string (RFC 8941)";
-        return NGX_DECLINED;
-    }
-
-    d = ngx_pnalloc(r->pool, last - p);
-    if (d == NULL) {
+    key->data = ngx_pnalloc(r->pool, found->value.len);
+    if (key->data == NULL) {
         return NGX_ERROR;
     }
 
-    key->data = d;
-
-    for (p++, last--; p < last; p++) {
-
-        if (*p == '\\') {
-            if (p + 1 == last || (p[1] != '"' && p[1] != '\\')) {
-                *msg = "the Idempotency-Key has an invalid escape";
-                return NGX_DECLINED;
-            }
-
-            *d++ = *++p;
-            continue;
-        }
-
-        if (*p < 0x20 || *p > 0x7e || *p == '"') {
-            *msg = "the Idempotency-Key has a character an sf-string "
-                   "cannot hold";
-            return NGX_DECLINED;
-        }
-
-        *d++ = *p;
+    if (ngx_http_commerce_sf_string(found->value.data, found->value.len,
+                                    key->data, &key->len)
+        != NULL)
+    {
+        *msg = "the Idempotency-Key must be an RFC 8941 sf-string: quoted, "
+               "visible ASCII and spaces, only \\\" and \\\\ escaped";
+        return NGX_DECLINED;
     }
-
-    key->len = d - key->data;
 
     if (key->len == 0) {
         *msg = "the Idempotency-Key must not be empty";

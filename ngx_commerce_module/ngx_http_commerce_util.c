@@ -280,3 +280,41 @@ ngx_http_commerce_if_match_versions(u_char *dst, const u_char *p, size_t len)
 
     return dst;
 }
+
+
+const char *
+ngx_http_commerce_sf_string(const u_char *p, size_t len, u_char *out,
+    size_t *outlen)
+{
+    u_char        *d;
+    const u_char  *last;
+
+    if (len < 2 || p[0] != '"' || p[len - 1] != '"') {
+        return "a quoted string (RFC 8941)";
+    }
+
+    d = out;
+    last = p + len - 1;
+
+    for (p++; p < last; p++) {
+
+        if (*p == '\\') {
+            if (p + 1 == last || (p[1] != '"' && p[1] != '\\')) {
+                return "an sf-string escapes only \\\" and \\\\";
+            }
+
+            *d++ = *++p;
+            continue;
+        }
+
+        if (*p < 0x20 || *p > 0x7e || *p == '"') {
+            return "an sf-string holds only visible ASCII and spaces";
+        }
+
+        *d++ = *p;
+    }
+
+    *outlen = d - out;
+
+    return NULL;
+}

@@ -41,6 +41,14 @@ u_char *ngx_http_commerce_uuid7(u_char *dst, uint64_t ms,
 int ngx_http_commerce_valid_uuid(const u_char *p, size_t len);
 
 /*
+ * An RFC 8941 sf-string ("...", visible ASCII and spaces, only \" and \\
+ * escaped) decoded into out (room for len bytes): NULL and *outlen, or
+ * why it is not one.
+ */
+const char *ngx_http_commerce_sf_string(const u_char *p, size_t len,
+    u_char *out, size_t *outlen);
+
+/*
  * The versions an If-Match value names (ETags of decimal versions, as the
  * cart's): "*" for *, else the digits of each strong entity-tag that is a
  * number of up to 19 digits, each followed by a space ("\"3\", W/\"4\",

@@ -385,6 +385,48 @@ test_if_match_versions(void **state)
 }
 
 
+static void
+test_sf_string(void **state)
+{
+    u_char       out[64];
+    size_t       n;
+    const char  *why;
+
+    (void) state;
+
+#define SF_OK(in, want)                                                     \
+    n = 99;                                                                 \
+    why = ngx_http_commerce_sf_string(S(in), out, &n);                      \
+    assert_null(why);                                                       \
+    assert_int_equal(n, sizeof(want) - 1);                                  \
+    assert_memory_equal(out, want, n)
+
+#define SF_BAD(in)                                                          \
+    assert_non_null(ngx_http_commerce_sf_string(S(in), out, &n))
+
+    SF_OK("\"abc\"", "abc");
+    SF_OK("\"\"", "");
+    SF_OK("\"a b ~!#\"", "a b ~!#");
+    SF_OK("\"say \\\"hi\\\"\"", "say \"hi\"");
+    SF_OK("\"back\\\\slash\"", "back\\slash");
+
+    SF_BAD("abc");
+    SF_BAD("\"");
+    SF_BAD("\"abc");
+    SF_BAD("abc\"");
+    SF_BAD("'abc'");
+    SF_BAD("\"a\"b\"");                  /* an inner quote unescaped */
+    SF_BAD("\"a\\nb\"");                /* only \" and \\ escape */
+    SF_BAD("\"a\\\"");                  /* an escape at the end */
+    SF_BAD("\"caf\xc3\xa9\"");          /* not ASCII */
+    SF_BAD("\"a\tb\"");
+    SF_BAD("\"a\x7f\"");
+
+#undef SF_OK
+#undef SF_BAD
+}
+
+
 int
 main(void)
 {
@@ -396,6 +438,7 @@ main(void)
         cmocka_unit_test(test_parse_uint),
         cmocka_unit_test(test_valid_id),
         cmocka_unit_test(test_uuid7),
+        cmocka_unit_test(test_sf_string),
         cmocka_unit_test(test_if_match_versions),
     };
 
