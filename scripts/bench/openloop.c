@@ -8,9 +8,9 @@
  * (keepalive, one request at a time).  Its latency runs from the moment it
  * was due, not from when it could be sent: a connection still waiting for
  * an earlier answer delays the next request, and that wait counts (no
- * coordinated omission).  The client's own lag (how late a request left
- * on an idle connection) is reported apart, so that a run where the
- * client, not the server, fell behind can be told.
+ * coordinated omission).  The client's own lag (how long after a request
+ * was due, and its connection free, it left) is reported apart, so that
+ * a run where the client, not the server, fell behind can be told.
  *
  * Prints one line in the format of wrk_summary.lua:
  *   BENCH requests=N duration_us=N p50_us=N p90_us=N p99_us=N max_us=N
@@ -44,6 +44,7 @@ typedef struct {
     int        fd;
     uint64_t   next;        /* index of its next request: c + j * conns */
     uint64_t   due;         /* ns, of the request out (0: idle) */
+    uint64_t   idle;        /* ns, since when it is idle */
     size_t     len;         /* bytes in buf */
     int        closing;     /* the server said Connection: close */
     char       buf[OL_BUF];
@@ -138,7 +139,9 @@ ol_send(ol_conn_t *c, uint64_t now)
     ssize_t  w;
 
     c->due = ol_start + c->next * ol_step;
-    ol_hist_add(&ol_lag, now > c->due ? now - c->due : 0);
+
+    /* the client's lag: from when it could have sent, due and idle */
+    ol_hist_add(&ol_lag, now - (c->due > c->idle ? c->due : c->idle));
 
     n = snprintf(req, sizeof(req), "GET /v1/catalog/item-%0*u HTTP/1.1\r\n"
                  "Host: bench\r\n\r\n", (int) ol_width, ol_random_item());
@@ -235,6 +238,7 @@ ol_read(ol_conn_t *c, uint64_t now)
     memmove(c->buf, c->buf + used, c->len - used);
     c->len -= used;
     c->due = 0;
+    c->idle = now;
     c->next += ol_conns;
 
     return c->closing ? 1 : 0;

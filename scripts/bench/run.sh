@@ -323,9 +323,9 @@ summary() {
                     ${R[$v.at.$rate]}
             done
         done
-        printf '(lag: p99 of how late the client sent on an idle'
-        printf ' connection; a large one means the client, not the'
-        printf ' server, fell behind)\n'
+        printf '(lag: p99 of how long after a request was due, with its'
+        printf ' connection free, the client sent it; a large one means'
+        printf ' the client, not\n the server, fell behind)\n'
     fi
     printf '\nvariants:\n'
     printf '  module  commerce_catalog_item $item_id; commerce_cache_control;'
