@@ -28,7 +28,7 @@
 #   BENCH_LUA_ETAG=0      1: the Lua peer also computes an ETag (MD5)
 #   BENCH_MODULE_HTTP=    extra http{} directives for the module variant,
 #                         e.g. "commerce_redis_pool_size 4;"
-#   BENCH_RATES=40000     latency at these offered rates (req/s, space-
+#   BENCH_RATES="20000 40000"  latency at these offered rates (req/s, space-
 #                         separated; empty: skip), each for BENCH_RATE_SECONDS
 #                         (5), by openloop.c: an open loop over the same
 #                         connections, latency from when each request was
@@ -51,7 +51,7 @@ RSS_REQUESTS=${BENCH_RSS_REQUESTS:-1000000}
 VARIANTS=${BENCH_VARIANTS:-module uncached lua static}
 CACHE=${BENCH_CACHE:-32m}
 LUA_ETAG=${BENCH_LUA_ETAG:-0}
-RATES=${BENCH_RATES-40000}
+RATES=${BENCH_RATES-20000 40000}
 RATE_SECONDS=${BENCH_RATE_SECONDS:-5}
 MODULE_HTTP=${BENCH_MODULE_HTTP:-}
 
