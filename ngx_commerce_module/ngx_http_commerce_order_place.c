@@ -7,11 +7,13 @@
  * through.
  *
  * Body: {"store_id", "items": [{"sku", "quantity"}], "shipping_address":
- * {...}, "payment_method": "<provider token>"} (docs/api.md).
+ * {...}, "payment_method": "<provider token>"} (docs/api.md), or
+ * {"cart_id"} instead of the store and the items.
  *
- * A checkout (POST /v1/carts/{id}/checkout) takes the store and the lines
- * from the caller's cart (ngx_http_commerce_cart.h) instead, and deletes
- * the cart once the broker has the order; a failed publish keeps it.
+ * A cart's order (a cart_id, or POST /v1/carts/{id}/checkout) takes the
+ * store and the lines from the caller's cart (ngx_http_commerce_cart.h)
+ * instead, and deletes the cart once the broker has the order; a failed
+ * publish keeps it.
  */
 
 #include <ngx_config.h>
@@ -36,6 +38,11 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_commerce_order_validate(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx, ngx_http_commerce_order_bad_t *bad);
+static ngx_int_t ngx_http_commerce_order_cart_id(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx, json_t *v,
+    ngx_http_commerce_order_bad_t *bad);
+static ngx_int_t ngx_http_commerce_order_payment(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx, ngx_http_commerce_order_bad_t *bad);
 static ngx_int_t ngx_http_commerce_order_lines(ngx_http_request_t *r,
     json_t *items, ngx_http_commerce_order_bad_t *bad);
@@ -117,8 +124,8 @@ ngx_http_commerce_order_place(ngx_http_request_t *r,
 
 
 /*
- * The body's JSON and each field: NGX_OK (ctx->root, ctx->store set),
- * NGX_DECLINED with *bad, NGX_ERROR.
+ * The body's JSON and each field: NGX_OK (ctx->root, and ctx->store or
+ * ctx->cart_id set), NGX_DECLINED with *bad, NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_commerce_order_validate(ngx_http_request_t *r,
@@ -150,7 +157,8 @@ ngx_http_commerce_order_validate(ngx_http_request_t *r,
     json_object_foreach(root, key, v) {
         if ((ctx->cart_id.len
              || (ngx_strcmp(key, "store_id") != 0
-                 && ngx_strcmp(key, "items") != 0))
+                 && ngx_strcmp(key, "items") != 0
+                 && ngx_strcmp(key, "cart_id") != 0))
             && ngx_strcmp(key, "shipping_address") != 0
             && ngx_strcmp(key, "payment_method") != 0)
         {
@@ -166,7 +174,13 @@ ngx_http_commerce_order_validate(ngx_http_request_t *r,
     }
 
     if (ctx->cart_id.len) {
-        goto payment;
+        return ngx_http_commerce_order_payment(r, ctx, bad);
+    }
+
+    v = json_object_get(root, "cart_id");
+
+    if (v) {
+        return ngx_http_commerce_order_cart_id(r, ctx, v, bad);
     }
 
     v = json_object_get(root, "store_id");
@@ -197,16 +211,71 @@ ngx_http_commerce_order_validate(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-payment:
+    return ngx_http_commerce_order_payment(r, ctx, bad);
+}
 
-    if (!json_is_object(json_object_get(root, "shipping_address"))) {
+
+/*
+ * {"cart_id"} instead of the store and the items: the caller's cart is
+ * checked out as by POST /v1/carts/{id}/checkout (ctx->cart_id set).
+ */
+static ngx_int_t
+ngx_http_commerce_order_cart_id(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx, json_t *v,
+    ngx_http_commerce_order_bad_t *bad)
+{
+    const char  *other;
+
+    other = json_object_get(ctx->root, "items") ? "items"
+            : json_object_get(ctx->root, "store_id") ? "store_id" : NULL;
+
+    if (other) {
+        return ngx_http_commerce_order_bad(r, bad, NGX_HTTP_BAD_REQUEST,
+                                           "conflicting_field", "an order "
+                                           "has a cart_id or a store_id and "
+                                           "items, not both", other, -1,
+                                           NULL);
+    }
+
+    if (!json_is_string(v)) {
+        return ngx_http_commerce_order_bad(r, bad, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_type", "cart_id must "
+                                           "be a string", "cart_id", -1,
+                                           NULL);
+    }
+
+    if (!ngx_http_commerce_valid_id((u_char *) json_string_value(v),
+                                    json_string_length(v)))
+    {
+        return ngx_http_commerce_order_bad(r, bad,
+                                           NGX_HTTP_COMMERCE_UNPROCESSABLE,
+                                           "invalid_id", "cart_id must be "
+                                           "1 to 256 bytes without spaces",
+                                           "cart_id", -1, NULL);
+    }
+
+    ctx->cart_id.data = (u_char *) json_string_value(v);
+    ctx->cart_id.len = json_string_length(v);
+
+    return ngx_http_commerce_order_payment(r, ctx, bad);
+}
+
+
+/* shipping_address and payment_method, of every order */
+static ngx_int_t
+ngx_http_commerce_order_payment(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx, ngx_http_commerce_order_bad_t *bad)
+{
+    json_t  *v;
+
+    if (!json_is_object(json_object_get(ctx->root, "shipping_address"))) {
         return ngx_http_commerce_order_bad(r, bad, NGX_HTTP_BAD_REQUEST,
                                            "invalid_type", "shipping_address "
                                            "must be an object",
                                            "shipping_address", -1, NULL);
     }
 
-    v = json_object_get(root, "payment_method");
+    v = json_object_get(ctx->root, "payment_method");
 
     if (!json_is_string(v)) {
         return ngx_http_commerce_order_bad(r, bad, NGX_HTTP_BAD_REQUEST,

@@ -840,6 +840,54 @@ for my $i (0 .. 2) {
              key => "\"co-empty-$tag\"", body => $pay);
     is($r->{status}, 422, 'an empty cart: 422');
     is(decode($r->{body})->{error}, 'empty_cart', '... empty_cart');
+
+    # POST /v1/orders with a cart_id: the same checkout
+    my $cart2 = $new_cart->('user-e', 'SKU-A', 3);
+    my $by_id = qq({"cart_id":"$cart2","shipping_address":{"city":"Lyon"},)
+                . '"payment_method":"pm_tok"}';
+
+    $r = place("\"cid-other-$tag\"", $by_id, sub => 'user-d');
+    is($r->{status}, 404, "POST /v1/orders with another user's cart_id: 404");
+    is(decode($r->{body})->{error}, 'not_found', '... not_found');
+
+    for my $both ([ items => [ { sku => 'SKU-A', quantity => 1 } ] ],
+                  [ store_id => 'store-1' ]) {
+        my $b = decode($by_id);
+        $b->{ $both->[0] } = $both->[1];
+        $r = place("\"cid-both-$tag\"", $JSON->encode($b), sub => 'user-e');
+        is($r->{status}, 400, "cart_id and $both->[0]: 400");
+        is(decode($r->{body})->{field}, $both->[0], '... naming it');
+    }
+    $r = place("\"cid-type-$tag\"", '{"cart_id":5,"shipping_address":{},'
+               . '"payment_method":"pm_tok"}', sub => 'user-e');
+    is($r->{status}, 400, 'a cart_id not a string: 400');
+    is(decode($r->{body})->{field}, 'cart_id', '... naming it');
+
+    $broker->control('down all');
+    $r = place("\"cid-$tag\"", $by_id, sub => 'user-e');
+    is($r->{status}, 503, 'cart_id with the broker down: 503');
+    $broker->control('up all');
+    is(scalar @{ decode(req(GET => "/v1/carts/$cart2",
+                            sub => 'user-e')->{body})->{items} // [] }, 1,
+       '... the cart kept');
+
+    for (1 .. 40) {
+        $r = place("\"cid-$tag\"", $by_id, sub => 'user-e');
+        last unless $r->{status} == 503 || $r->{status} == 409;
+        sleep 0.25;
+    }
+    is($r->{status}, 202, 'POST /v1/orders with a cart_id: 202');
+    $oid = decode($r->{body})->{order_id} // '';
+    is($r->{headers}{location}, "/v1/orders/$oid", '... its Location');
+    @m = with_key("cid-$tag");
+    is(scalar(@m), 1, '... one order.place in Kafka');
+    $v = decode($m[0] ? $m[0]{value} : '');
+    is($v->{cart_id}, $cart2, '... with the cart id');
+    is($v->{store_id}, 'store-1', "... the cart's store");
+    is_deeply($v->{lines}, [ { sku => 'SKU-A', quantity => 3 } ],
+              "... the cart's lines");
+    is(req(GET => "/v1/carts/$cart2", sub => 'user-e')->{status}, 404,
+       '... and the cart is gone');
 }
 
 # --------------------------------------- the shipped commerce-orders.conf ---
