@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 #include <openssl/rand.h>
 
+#include "ngx_http_commerce_headers.h"
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_kafka.h"
 #include "ngx_http_commerce_kafka_producer.h"
@@ -523,38 +524,17 @@ ngx_int_t
 ngx_http_commerce_kafka_traceparent(ngx_http_request_t *r, ngx_str_t *tp)
 {
     u_char           *p, id[24];
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    static ngx_str_t  name = ngx_string("traceparent");
 
-    for (i = 0; /* void */; i++) {
+    h = ngx_http_commerce_header_in(r, &name, NULL);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("traceparent") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "traceparent",
-                               sizeof("traceparent") - 1) == 0)
-        {
-            if (ngx_http_commerce_kafka_valid_trace(h[i].value.data,
-                                                    h[i].value.len))
-            {
-                *tp = h[i].value;
-                return NGX_OK;
-            }
-
-            break;
-        }
+    if (h && ngx_http_commerce_kafka_valid_trace(h->value.data,
+                                                 h->value.len))
+    {
+        *tp = h->value;
+        return NGX_OK;
     }
 
     if (RAND_bytes(id, sizeof(id)) != 1) {

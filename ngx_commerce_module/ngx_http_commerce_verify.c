@@ -27,6 +27,7 @@
 #include "commerce_inbound.h"
 #include "commerce_json.h"
 
+#include "ngx_http_commerce_headers.h"
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_sig.h"
 #include "ngx_http_commerce_verify.h"
@@ -67,8 +68,6 @@ typedef struct {
 } ngx_http_commerce_verify_loc_conf_t;
 
 
-static ngx_int_t ngx_http_commerce_verify_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
 static void ngx_http_commerce_verify_get(ngx_http_request_t *r,
     ngx_str_t *name, ngx_http_commerce_sig_str_t *value);
 static void ngx_http_commerce_verify_name(ngx_str_t *name, const char *s);
@@ -235,7 +234,7 @@ ngx_int_t
 ngx_http_commerce_verify_headers(ngx_http_request_t *r,
     ngx_http_commerce_verify_t *v)
 {
-    ngx_str_t                             value;
+    ngx_table_elt_t                      *delivery;
     ngx_http_commerce_sig_rc_e            rc;
     ngx_http_commerce_sig_parsed_t       *p;
     ngx_http_commerce_sig_headers_t       h, alias;
@@ -297,10 +296,10 @@ ngx_http_commerce_verify_headers(ngx_http_request_t *r,
         v->delivery_id.len = p->id.len;
 
     } else if (n->delivery.len
-               && ngx_http_commerce_verify_header(r, &n->delivery, &value)
-                  == NGX_OK)
+               && (delivery = ngx_http_commerce_header_in(r, &n->delivery,
+                                                          NULL)))
     {
-        v->delivery_id = value;
+        v->delivery_id = delivery->value;
     }
 
     return NGX_OK;
@@ -462,50 +461,12 @@ static void
 ngx_http_commerce_verify_get(ngx_http_request_t *r, ngx_str_t *name,
     ngx_http_commerce_sig_str_t *value)
 {
-    ngx_str_t  v;
-
-    if (name->len
-        && ngx_http_commerce_verify_header(r, name, &v) == NGX_OK)
-    {
-        value->data = v.data;
-        value->len = v.len;
-    }
-}
-
-
-/* the first request header of that name, case-insensitively */
-static ngx_int_t
-ngx_http_commerce_verify_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *value)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
-        {
-            *value = h[i].value;
-            return NGX_OK;
-        }
+    if (name->len && (h = ngx_http_commerce_header_in(r, name, NULL))) {
+        value->data = h->value.data;
+        value->len = h->value.len;
     }
-
-    return NGX_DECLINED;
 }
 
 
