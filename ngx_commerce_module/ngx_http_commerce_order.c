@@ -477,21 +477,7 @@ ngx_http_commerce_order_rebuild(ngx_http_request_t *r,
         return;
     }
 
-    switch (ngx_http_commerce_order_publish(r, ctx)) {
-
-    case NGX_OK:
-        return;
-
-    case NGX_DECLINED:
-        ngx_http_commerce_order_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "broker_unavailable",
-                                     "the event broker cannot take the "
-                                     "command now", NULL, ctx->retry_after);
-        return;
-
-    default:
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-    }
+    ngx_http_commerce_order_send_command(r, ctx);
 }
 
 
@@ -757,12 +743,42 @@ ngx_http_commerce_order_publish(ngx_http_request_t *r,
         ctx->retry_after = NGX_HTTP_COMMERCE_ORDER_RETRY_AFTER;
     }
 
-    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        /* a command under the body limit never is: only a tiny limit */
-        return NGX_ERROR;
-    }
-
     return rc;
+}
+
+
+void
+ngx_http_commerce_order_send_command(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx)
+{
+    switch (ngx_http_commerce_order_publish(r, ctx)) {
+
+    case NGX_OK:
+        return;
+
+    case NGX_DECLINED:
+        ngx_http_commerce_order_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "broker_unavailable",
+                                     "the event broker cannot take the "
+                                     "command now", NULL, ctx->retry_after);
+        return;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        ngx_http_commerce_order_too_large(r);
+        return;
+
+    default:
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+void
+ngx_http_commerce_order_too_large(ngx_http_request_t *r)
+{
+    ngx_http_commerce_order_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                 "body_too_large", "the event broker "
+                                 "refuses a message of this size", NULL, 0);
 }
 
 
@@ -794,7 +810,10 @@ ngx_http_commerce_order_published(ngx_http_request_t *r, void *data,
                       "commerce order: %s %*s not published: %s", ctx->type,
                       (size_t) NGX_HTTP_COMMERCE_UUID_LEN, ctx->command_id,
                       errstr ? errstr : "");
-        rc = NGX_ERROR;
+
+        if (rc != NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            rc = NGX_ERROR;
+        }
     }
 
     ctx->acked(r, ctx, rc);
@@ -809,6 +828,11 @@ ngx_http_commerce_order_command_acked(ngx_http_request_t *r,
 
     if (ctx->answered) {
         ngx_http_finalize_request(r, NGX_DONE);
+        return;
+    }
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ngx_http_commerce_order_too_large(r);
         return;
     }
 

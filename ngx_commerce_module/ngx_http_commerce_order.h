@@ -142,14 +142,21 @@ ngx_int_t ngx_http_commerce_order_new_command(ngx_http_request_t *r,
 
 /*
  * Publishes ctx->command (ctx->type, key ctx->key) to the location's
- * topic with the contract's headers; ctx->acked gets the outcome.
- * NGX_OK: on its way; NGX_DECLINED: the broker cannot take it now
- * (ctx->retry_after); NGX_ERROR.  _dump() sets ctx->command from cmd.
+ * topic with the contract's headers; ctx->acked gets the outcome (rc
+ * NGX_OK, NGX_ERROR, or NGX_HTTP_REQUEST_ENTITY_TOO_LARGE when the broker
+ * refuses its size).  NGX_OK: on its way; NGX_DECLINED: the broker cannot
+ * take it now (ctx->retry_after); NGX_HTTP_REQUEST_ENTITY_TOO_LARGE: it
+ * never can; NGX_ERROR.  _dump() sets ctx->command from cmd.
+ * _send_command() publishes and answers what is not on its way: 503,
+ * 413 (_too_large(), problem+json body_too_large) or 500.
  */
 ngx_int_t ngx_http_commerce_order_dump(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx, json_t *cmd);
 ngx_int_t ngx_http_commerce_order_publish(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx);
+void ngx_http_commerce_order_send_command(ngx_http_request_t *r,
+    ngx_http_commerce_order_ctx_t *ctx);
+void ngx_http_commerce_order_too_large(ngx_http_request_t *r);
 
 /* 202 {"order_id","status":"accepted","command_id"} once acknowledged */
 void ngx_http_commerce_order_command_acked(ngx_http_request_t *r,

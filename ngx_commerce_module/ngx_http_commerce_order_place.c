@@ -680,6 +680,12 @@ ngx_http_commerce_order_publish_place(ngx_http_request_t *r,
                                         "order now", NULL);
         return;
 
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        ngx_http_commerce_order_abandon(r, ctx,
+                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                        NULL, NULL, NULL);
+        return;
+
     default:
         ngx_http_commerce_order_abandon(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                         NULL, NULL, NULL);
@@ -780,6 +786,11 @@ ngx_http_commerce_order_acked(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx, ngx_int_t rc)
 {
     u_char  *p;
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ngx_http_commerce_order_abandon(r, ctx, rc, NULL, NULL, NULL);
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_http_commerce_order_abandon(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -887,7 +898,8 @@ ngx_http_commerce_order_completed(ngx_http_request_t *r, void *data,
 
 /*
  * Nothing was published: the record is released, then the failure is
- * answered (status 500 with no code: finalized with it).
+ * answered (status 413: body_too_large; 500 with no code: finalized with
+ * it).
  */
 static void
 ngx_http_commerce_order_abandon(ngx_http_request_t *r,
@@ -922,6 +934,11 @@ ngx_http_commerce_order_released(ngx_http_request_t *r, void *data,
 
     if (ctx->answered) {
         ngx_http_finalize_request(r, NGX_DONE);
+        return;
+    }
+
+    if (ctx->failure == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ngx_http_commerce_order_too_large(r);
         return;
     }
 

@@ -653,21 +653,7 @@ ngx_http_commerce_order_action(ngx_http_request_t *r,
         return;
     }
 
-    switch (ngx_http_commerce_order_publish(r, ctx)) {
-
-    case NGX_OK:
-        return;
-
-    case NGX_DECLINED:
-        ngx_http_commerce_order_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "broker_unavailable",
-                                     "the event broker cannot take the "
-                                     "command now", NULL, ctx->retry_after);
-        return;
-
-    default:
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-    }
+    ngx_http_commerce_order_send_command(r, ctx);
 }
 
 

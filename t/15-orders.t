@@ -403,6 +403,25 @@ seed();
     is($r->{status}, 202, 'the key of a refused order is not held');
 }
 
+# ------------------------------------------------- too big for Kafka ---
+
+# under client_max_body_size (1m), over the producer's message.max.bytes
+# (1,000,000 with the headers): 413 with its reason, and the record
+# released, so that the key takes the order once it fits
+{
+    my $key = "too-big-$tag";
+    my $r = place("\"$key\"", order_body(extra => { shipping_address => {
+        city => 'Lyon', note => 'x' x 1_010_000 } }));
+    is($r->{status}, 413, 'an order too large for Kafka: 413');
+    is($r->{headers}{'content-type'}, 'application/problem+json',
+       '... as problem+json');
+    is(decode($r->{body})->{error}, 'body_too_large', '... body_too_large');
+
+    $r = place("\"$key\"", order_body());
+    is($r->{status}, 202, '... its record released: the key takes an order');
+    is(scalar(with_key($key)), 1, '... which alone is in Kafka');
+}
+
 # ----------------------------------------- happy path, replay, scope ---
 
 my $first_id;
