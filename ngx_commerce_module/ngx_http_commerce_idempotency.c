@@ -1,9 +1,10 @@
 /*
  * Idempotency-Key records in Redis (see the header and docs/contract.md,
  * idem:).  Three scripts, each atomic in Redis, sent by their SHA1:
- * the claim (the record there, or ours created in flight), the
- * completion (the answer stored, only by the request that holds the
- * record) and the release (deleted, only by that request).
+ * the claim (the record there, or ours created in flight, only before
+ * the request's deadline), the completion (the answer stored, only by
+ * the request that holds the record) and the release (deleted, only by
+ * that request).
  */
 
 #include <ngx_config.h>
@@ -45,9 +46,16 @@ static ngx_int_t ngx_http_commerce_idem_copy(ngx_http_request_t *r,
 static EVP_MD  *ngx_http_commerce_idem_sha256;
 
 
-/* the record there (state, fp, status, location, body), or nil: ours */
+/*
+ * The record there (state, fp, status, location, body), or nil: ours.
+ * It carries the moment its request stops waiting (ARGV[4]): executed
+ * later, it creates nothing and returns Redis's time, so that no record
+ * is left in flight that nobody is publishing (and that would answer the
+ * client's retries 409 for commerce_idempotency_inflight_ttl).
+ */
 static ngx_http_commerce_redis_script_t  ngx_http_commerce_idem_claim_lua =
     ngx_http_commerce_redis_script(
+    NGX_HTTP_COMMERCE_REDIS_DEADLINE_LUA("4")
     "local v = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', "
     "'location', 'body') "
     "if v[1] then return v end "
@@ -273,6 +281,7 @@ static ngx_int_t
 ngx_http_commerce_idem_send_op(ngx_http_request_t *r,
     ngx_http_commerce_idem_t *idem, time_t *retry_after)
 {
+    ngx_msec_t                        timeout;
     ngx_http_commerce_redis_cmd_t     cmd;
     ngx_http_commerce_redis_script_t *script;
 
@@ -283,6 +292,7 @@ ngx_http_commerce_idem_send_op(ngx_http_request_t *r,
     };
 
     script = scripts[idem->op];
+    timeout = ngx_http_commerce_redis_timeout(r);
 
     ngx_http_commerce_redis_cmd_init(&cmd);
 
@@ -300,6 +310,8 @@ ngx_http_commerce_idem_send_op(ngx_http_request_t *r,
         ngx_http_commerce_redis_cmd_arg(&cmd, idem->fp, sizeof(idem->fp));
         ngx_http_commerce_redis_cmd_arg_str(&cmd, &idem->token);
         ngx_http_commerce_redis_cmd_arg_uint(&cmd, idem->inflight_ttl);
+        ngx_http_commerce_redis_cmd_arg_deadline(&cmd, idem->no_deadline
+                                                       ? 0 : timeout);
         break;
 
     case NGX_HTTP_COMMERCE_IDEM_OP_COMPLETE:
@@ -315,7 +327,7 @@ ngx_http_commerce_idem_send_op(ngx_http_request_t *r,
         break;
     }
 
-    return ngx_http_commerce_redis_send(r, ngx_http_commerce_redis_timeout(r),
+    return ngx_http_commerce_redis_send(r, timeout,
                                         ngx_http_commerce_idem_reply, idem,
                                         &cmd, retry_after);
 }
@@ -336,6 +348,20 @@ ngx_http_commerce_idem_reply(ngx_http_request_t *r, void *data, ngx_int_t rc,
         /* Redis restarted or flushed its scripts: the script whole */
 
         idem->eval = 1;
+
+        if (ngx_http_commerce_idem_send_op(r, idem, &retry_after) == NGX_OK) {
+            return;
+        }
+
+        idem->handler(r, idem->data, NGX_ERROR);
+        return;
+    }
+
+    if (rc == NGX_HTTP_COMMERCE_REDIS_OK
+        && idem->op == NGX_HTTP_COMMERCE_IDEM_OP_CLAIM && !idem->no_deadline
+        && ngx_http_commerce_redis_late(r, reply, "commerce idempotency"))
+    {
+        idem->no_deadline = 1;
 
         if (ngx_http_commerce_idem_send_op(r, idem, &retry_after) == NGX_OK) {
             return;

@@ -67,6 +67,7 @@ typedef struct {
     ngx_http_commerce_idem_handler_pt  handler;
     void                       *data;
     unsigned                    eval:1;    /* EVAL after NOSCRIPT */
+    unsigned                    no_deadline:1;     /* Redis clock ahead */
     unsigned                    claimed:1; /* the record is ours */
 } ngx_http_commerce_idem_t;
 

@@ -548,6 +548,44 @@ ngx_http_commerce_redis_noscript(redisReply *reply)
 }
 
 
+void
+ngx_http_commerce_redis_cmd_arg_deadline(ngx_http_commerce_redis_cmd_t *cmd,
+    ngx_msec_t timeout)
+{
+    ngx_time_t  *tp;
+
+    if (timeout == 0) {
+        ngx_http_commerce_redis_cmd_arg_literal(cmd, "0");
+        return;
+    }
+
+    tp = ngx_timeofday();
+
+    ngx_http_commerce_redis_cmd_arg_uint(cmd, (uint64_t) tp->sec * 1000
+                                              + tp->msec + timeout);
+}
+
+
+ngx_uint_t
+ngx_http_commerce_redis_late(ngx_http_request_t *r, redisReply *reply,
+    const char *who)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        return 0;
+    }
+
+    /* in time for us, late by Redis's clock: the clocks disagree */
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "%s: Redis's clock is ahead of this host's by more than "
+                  "commerce_redis_timeout (Redis: %L ms since the epoch), "
+                  "claiming without a deadline", who,
+                  (int64_t) reply->integer);
+
+    return 1;
+}
+
+
 /* The decimal digits of n, in the command's own room. */
 void
 ngx_http_commerce_redis_cmd_arg_uint(ngx_http_commerce_redis_cmd_t *cmd,

@@ -126,6 +126,44 @@ ngx_uint_t ngx_http_commerce_redis_noscript(redisReply *reply);
 
 
 /*
+ * A claim with a deadline: a script that must write nothing when Redis
+ * runs it after its request stopped waiting (Redis was frozen, or the
+ * connection dropped with the command in its buffer), or it would leave
+ * a claim that nobody holds.  The script begins with
+ * NGX_HTTP_COMMERCE_REDIS_DEADLINE_LUA("n"), ARGV[n] being the deadline
+ * that _cmd_arg_deadline() sends: the moment the request stops waiting
+ * (now and the command's timeout, ms since the epoch by this host's
+ * clock), or 0 for none.  Past it by Redis's TIME, the script returns
+ * that time, an integer, and writes nothing.  (A write after TIME needs
+ * effects replication: the default since Redis 5, asked for before.)
+ *
+ *     ngx_http_commerce_redis_cmd_arg_deadline(&cmd,
+ *                                         ctx->no_deadline ? 0 : timeout);
+ *
+ * and in the reply handler, when the script's own answers are no integer:
+ *
+ *     if (ngx_http_commerce_redis_late(r, reply, "commerce webhook")) {
+ *         ctx->no_deadline = 1;  ... send again ...
+ *     }
+ *
+ * An integer that reaches its request, still waiting, says that Redis's
+ * clock is ahead of this host's by more than the timeout: _late() logs
+ * it, and the claim is sent again without a deadline.
+ */
+#define NGX_HTTP_COMMERCE_REDIS_DEADLINE_LUA(argn)                            \
+    "redis.replicate_commands() "                                             \
+    "local t = redis.call('TIME') "                                           \
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "                      \
+    "local deadline = tonumber(ARGV[" argn "]) "                              \
+    "if deadline > 0 and now > deadline then return now end "
+
+void ngx_http_commerce_redis_cmd_arg_deadline(
+    ngx_http_commerce_redis_cmd_t *cmd, ngx_msec_t timeout);
+ngx_uint_t ngx_http_commerce_redis_late(ngx_http_request_t *r,
+    redisReply *reply, const char *who);
+
+
+/*
  * Called once per command, from the event loop, with the request still
  * alive.  The reply is freed by hiredis when the handler returns: copy what
  * must outlive it.  The handler finalizes the request (or sends another

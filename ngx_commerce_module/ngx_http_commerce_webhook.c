@@ -112,19 +112,13 @@ static ngx_conf_enum_t  ngx_http_commerce_webhook_dedup_unavailable[] = {
 
 /*
  * The claim: the mark there (a duplicate), or nil once ours is set.  It
- * carries the moment its request stops waiting (ARGV[3], ms since the
- * epoch): executed later (Redis was frozen, or the connection dropped
- * with the command in its buffer), it sets nothing and returns Redis's
- * time, so that no mark is left that nobody is publishing.  (A write after
- * TIME needs effects replication: the default since Redis 5, asked for
- * before.)
+ * carries the moment its request stops waiting (ARGV[3]): executed later,
+ * it sets nothing and returns Redis's time, so that no mark is left that
+ * nobody is publishing (NGX_HTTP_COMMERCE_REDIS_DEADLINE_LUA).
  */
 static ngx_http_commerce_redis_script_t  ngx_http_commerce_webhook_claim_lua =
     ngx_http_commerce_redis_script(
-    "redis.replicate_commands() "
-    "local t = redis.call('TIME') "
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-    "if now > tonumber(ARGV[3]) then return now end "
+    NGX_HTTP_COMMERCE_REDIS_DEADLINE_LUA("3")
     "local v = redis.call('GET', KEYS[1]) "
     "if v then return v end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
@@ -590,7 +584,6 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
     time_t                                 retry_after;
     ngx_int_t                              rc;
     ngx_msec_t                             timeout;
-    ngx_time_t                            *tp;
     ngx_http_commerce_redis_cmd_t          cmd;
     ngx_http_commerce_webhook_loc_conf_t  *wlcf;
 
@@ -603,7 +596,7 @@ ngx_http_commerce_webhook_claim(ngx_http_request_t *r,
     timeout = ngx_http_commerce_redis_timeout(r);
 
     if (ctx->dedup_key.len) {
-        /* a second try: the script whole, or a plain SET (clocks disagree) */
+        /* a second try: the script whole, or without a deadline */
         goto send;
     }
 
@@ -638,29 +631,15 @@ send:
 
     ngx_http_commerce_redis_cmd_init(&cmd);
 
-    if (ctx->plain_claim) {
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "SET");
-        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
-        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "NX");
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "PX");
-        ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "GET");
-
-    } else {
-        tp = ngx_timeofday();
-
-        ngx_http_commerce_redis_cmd_arg_script(&cmd,
-                                        &ngx_http_commerce_webhook_claim_lua,
-                                        ctx->eval);
-        ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
-        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
-        ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
-        ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
-        ngx_http_commerce_redis_cmd_arg_uint(&cmd,
-                                             (uint64_t) tp->sec * 1000
-                                             + tp->msec + timeout);
-    }
+    ngx_http_commerce_redis_cmd_arg_script(&cmd,
+                                           &ngx_http_commerce_webhook_claim_lua,
+                                           ctx->eval);
+    ngx_http_commerce_redis_cmd_arg_literal(&cmd, "1");
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_key);
+    ngx_http_commerce_redis_cmd_arg_str(&cmd, &ctx->dedup_token);
+    ngx_http_commerce_redis_cmd_arg_uint(&cmd, wlcf->inflight_ttl);
+    ngx_http_commerce_redis_cmd_arg_deadline(&cmd,
+                                             ctx->no_deadline ? 0 : timeout);
 
     rc = ngx_http_commerce_redis_send(r, timeout,
                                       ngx_http_commerce_webhook_claimed, ctx,
@@ -712,17 +691,8 @@ ngx_http_commerce_webhook_claimed(ngx_http_request_t *r, void *data,
         ctx->claimed = 1;
         rc = NGX_OK;
 
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
-
-        /* in time for us, late by Redis's clock: the clocks disagree */
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "commerce webhook: Redis's clock is ahead of this "
-                      "host's by more than commerce_redis_timeout (Redis: "
-                      "%L ms since the epoch), claiming without a deadline",
-                      (int64_t) reply->integer);
-
-        ctx->plain_claim = 1;
+    } else if (ngx_http_commerce_redis_late(r, reply, "commerce webhook")) {
+        ctx->no_deadline = 1;
         rc = ngx_http_commerce_webhook_claim(r, ctx);
 
         if (rc == NGX_AGAIN) {

@@ -75,7 +75,7 @@ typedef struct {
     const char                 *failure_msg;
     time_t                      retry_after;
     unsigned                    claimed:1;         /* in-flight mark ours */
-    unsigned                    plain_claim:1;     /* Redis clock ahead */
+    unsigned                    no_deadline:1;     /* Redis clock ahead */
     unsigned                    eval:1;            /* EVAL after NOSCRIPT */
     unsigned                    answered:1;        /* 503 sent, report due */
 } ngx_http_commerce_webhook_ctx_t;

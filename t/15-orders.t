@@ -960,6 +960,37 @@ for my $i (0 .. 2) {
              sub => 'user-other')->{status}, 202, '... another user passes');
 }
 
+# ----------------------------------------------------- Redis frozen ---
+
+# The claims sent while Redis is frozen time out (503); Redis runs them
+# when it thaws.  They must create no record then: nobody is publishing
+# those orders, and the record would answer their retries 409 for
+# commerce_idempotency_inflight_ttl (30 s here).
+{
+    my @keys = map { "frozen-$_-$tag" } 1 .. 4;
+    $t->pause_redis;
+    my @during = map { place("\"$_\"", order_body())->{status} } @keys;
+    sleep 1;
+    $t->resume_redis;
+    ok(!grep({ $_ == 202 } @during),
+       "Redis frozen: no order taken (@during)");
+    ok(wait_for(sub { defined $t->redis_cmd('PING') }, 100), 'Redis thawed');
+
+    my %seen;
+    for my $key (@keys) {
+        my $s = 0;
+        for (1 .. 100) {
+            $s = place("\"$key\"", order_body())->{status};
+            $seen{$s}++;
+            last if $s == 202 || $s == 409;
+            sleep 0.05;
+        }
+        is($s, 202, "$key retried after the freeze: 202");
+    }
+    ok(!$seen{409}, 'no 409 request_in_progress after Redis is back')
+        or diag(explain \%seen);
+}
+
 # ------------------------------------------------------- Redis down ---
 
 {
