@@ -15,6 +15,7 @@
 
 #include "commerce_contract.h"
 
+#include "ngx_http_commerce_headers.h"
 #include "ngx_http_commerce_idempotency.h"
 #include "ngx_http_commerce_module.h"
 #include "ngx_http_commerce_redis.h"
@@ -90,35 +91,12 @@ ngx_int_t
 ngx_http_commerce_idem_key(ngx_http_request_t *r, ngx_str_t *key,
     const char **msg)
 {
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *found;
+    ngx_uint_t        n;
+    ngx_table_elt_t  *found;
 
-    found = NULL;
-    n = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    static ngx_str_t  name = ngx_string("Idempotency-Key");
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Idempotency-Key") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
-                               sizeof("Idempotency-Key") - 1) == 0)
-        {
-            found = &h[i];
-            n++;
-        }
-    }
+    found = ngx_http_commerce_header_in(r, &name, &n);
 
     if (found == NULL) {
         *msg = "an Idempotency-Key header is required";
