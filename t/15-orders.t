@@ -299,6 +299,12 @@ seed();
             or diag($r->{body});
     }
 
+    $r = req(POST => '/v1/orders', sub => 'user-1', body => $body,
+             h => [ 'Idempotency-Key' => [ '"twice-1"', '"twice-2"' ] ]);
+    is($r->{status}, 400, 'two Idempotency-Key headers: 400');
+    like(decode($r->{body})->{detail} // $r->{body}, qr/not several/,
+         '... one header, not several');
+
     $r = place('"' . ('k' x 255) . '"', $body);
     is($r->{status}, 202, 'a key of 255 characters is taken');
 
