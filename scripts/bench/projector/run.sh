@@ -56,9 +56,15 @@
 #   BENCH_PROJ_PERF=0            1: perf record the projector (perf.data),
 #                                call graphs BENCH_PROJ_PERF_CG (fp, dwarf)
 #   BENCH_PROJ_PGSTAT=0          1: load pg_stat_statements and write the
-#                                statements by total time (with WAL bytes and
-#                                blocks dirtied) to pgstat-throughput.txt
+#                                statements by total time (with JIT time,
+#                                WAL bytes and blocks dirtied) to
+#                                pgstat-throughput.txt
 #                                and pgstat-latency.txt
+#   BENCH_PROJ_WAITS=0           1: sample what the projectors' PostgreSQL
+#                                sessions do every 50 ms while they
+#                                consume (state and wait event, counted
+#                                in waits.txt) and the CPU each process
+#                                used meanwhile (cpu.txt)
 #   BENCH_PROJ_PG_SLOW=0         N > 0: PostgreSQL logs statements slower
 #                                than N ms, every autovacuum run and lock
 #                                waits (pg/server.log)
@@ -94,6 +100,8 @@ LATENCY=${BENCH_PROJ_LATENCY:-1}
 PERF=${BENCH_PROJ_PERF:-0}
 PG_SLOW=${BENCH_PROJ_PG_SLOW:-0}
 PGSTAT=${BENCH_PROJ_PGSTAT:-0}
+WAITS=${BENCH_PROJ_WAITS:-0}
+WAITS_PID=
 GROUP=commerce-projector
 TOPIC=commerce.inbound
 PERF_PID=
@@ -189,13 +197,90 @@ pgstat_dump() {     # pgstat_dump PHASE: statements by total time, then reset
     [ "$PGSTAT" = 1 ] || return 0
     psql "$CONNINFO" -Atc "SELECT round(total_exec_time)::text || ' ms, '
         || calls || ' calls, ' || round((total_exec_time / calls)::numeric,
-        3) || ' ms/call, ' || pg_size_pretty(wal_bytes) || ' WAL, '
+        3) || ' ms/call, ' || round(jit_generation_time + jit_inlining_time
+        + jit_optimization_time + jit_emission_time) || ' ms JIT, '
+        || pg_size_pretty(wal_bytes) || ' WAL, '
         || shared_blks_dirtied || ' blocks dirtied: '
         || left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" \
         > "$OUT/pgstat-$1.txt" 2>&1 || true
     psql "$CONNINFO" -Atqc "SELECT pg_stat_statements_reset()" \
         > /dev/null 2>&1 || true
     log "statements by total time: $OUT/pgstat-$1.txt"
+}
+
+# The CPU ticks of every process of the run so far: "label pid ticks",
+# the projectors by number, PostgreSQL's processes by application name
+# (their backend type if none), and the machine's busy ticks ("machine").
+cpu_ticks() {
+    local i=0 pid label
+    for pid in "${PROJ_PIDS[@]}"; do
+        i=$((i + 1))
+        printf 'projector-%s %s ' "$i" "$pid"
+        awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+    done
+    psql "$CONNINFO" -AtF ' ' -c "SELECT pid, 'pg:' || coalesce(nullif(
+        application_name, ''), replace(backend_type, ' ', '-'))
+        FROM pg_stat_activity" 2>/dev/null \
+    | while read -r pid label; do
+        printf '%s %s ' "$label" "$pid"
+        awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+    done
+    # Every other process by its name (the broker, the feed, Redis, ...;
+    # a second line of a pid above is ignored).
+    cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+        lp = index($0, "("); n = split($0, part, ") "); rest = part[n]
+        comm = substr($0, lp + 1, length($0) - length(rest) - lp - 2)
+        gsub(/ /, "_", comm); split(rest, f, " ")
+        print comm, substr($0, 1, lp - 2), f[12] + f[13] }'
+    awk '$1 == "cpu" { print "machine 0", $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
+
+# BENCH_PROJ_WAITS: the sessions of the projectors sampled by psql's
+# \watch until waits_stop; their CPU from here on.
+waits_start() {
+    [ "$WAITS" = 1 ] || return 0
+    cpu_ticks > "$OUT/cpu-start.txt"
+    date +%s.%N > "$OUT/cpu-wall.txt"
+    printf '%s\n' "SELECT application_name || ' ' || pid || ' '
+        || coalesce(state, '-') || ' ' || coalesce(wait_event_type
+        || ':' || wait_event, 'CPU') FROM pg_stat_activity
+        WHERE application_name LIKE 'commerce-projector%'" '\watch 0.05' \
+        > "$OUT/waits.sql"
+    bench_spawn WAITS_PID "" psql "$CONNINFO" -Atq -f "$OUT/waits.sql" \
+        > "$OUT/waits-samples.txt" 2>&1
+}
+
+# The samples counted (per application name, state and wait event) and
+# the CPU seconds of each process since waits_start.
+waits_stop() {
+    local t0 t1 hz wall
+    [ "$WAITS" = 1 ] || return 0
+    bench_stop WAITS_PID INT
+    t0=$(<"$OUT/cpu-wall.txt")
+    t1=$(date +%s.%N)
+    hz=$(getconf CLK_TCK)
+    cpu_ticks > "$OUT/cpu-end.txt"
+    {
+        printf 'samples every 50 ms of the projectors'\'' sessions: count,'
+        printf ' application, state, wait event (CPU: none)\n'
+        awk 'NF == 4 { print $1, $3, $4 }' "$OUT/waits-samples.txt" \
+            | sort | uniq -c | sort -k2,2 -k1,1nr
+    } > "$OUT/waits.txt"
+    wall=$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.1f", t1 - t0 }')
+    {
+        printf 'CPU seconds over %s s of consumption, and cores busy\n' \
+            "$wall"
+        awk -v wall="$wall" -v hz="$hz" '
+            seen[FILENAME, $2]++ { next }
+            FNR == NR { start[$2] = $3; next }
+            { d = $3 - ($2 in start ? start[$2] : 0); by[$1] += d / hz }
+            END {
+                for (l in by)
+                    printf "  %-40s %7.1f s %5.2f\n", l, by[l],
+                           by[l] / wall
+            }' "$OUT/cpu-start.txt" "$OUT/cpu-end.txt" | sort -k2,2nr
+    } > "$OUT/cpu.txt"
+    log "wait events: $OUT/waits.txt; CPU per process: $OUT/cpu.txt"
 }
 
 throughput() {
@@ -212,8 +297,10 @@ throughput() {
     log "projector consuming"
     start_projector
     echo "$PROJ_PID" > "$OUT/projector.pid"
+    waits_start
     bench_reap feed \
         || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
+    waits_stop
     cat "$OUT/watch.txt" >&2
     pgstat_dump throughput
     bench_stop PERF_PID INT
