@@ -4,10 +4,11 @@
 # base prices (one merchant's partition), store overrides and stock
 # movements (the stores' partitions) hit the same skus. A stock value is
 # versioned by its level's and its prices' versions, so a price change
-# writes no stock row; the sku locks order the writers. Nothing may
-# deadlock (no 40P01, in the projectors' logs or the server's), every
-# message is applied once, and the read model is what PostgreSQL renders,
-# byte for byte.
+# writes no stock row, and the writers do not wait for each other (the
+# values are rendered again after the commits: t/86 forces the orders).
+# Nothing may deadlock (no 40P01, in the projectors' logs or the
+# server's), every message is applied once, and the read model is what
+# PostgreSQL renders, byte for byte.
 
 use strict;
 use warnings;

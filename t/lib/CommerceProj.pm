@@ -178,7 +178,8 @@ sub stop_proc {
 }
 
 
-# Produces one message with kcat; headers is a hash or an array of pairs.
+# Produces one message with kcat; headers is a hash or an array of pairs;
+# partition, if given, is the partition (else the key's).
 sub produce {
     my ($self, %m) = @_;
 
@@ -186,6 +187,7 @@ sub produce {
     my @cmd = ('kcat', '-P', '-b', $self->brokers, '-t',
                $m{topic} // 'commerce.inbound');
     push @cmd, '-k', $m{key} if defined $m{key};
+    push @cmd, '-p', $m{partition} if defined $m{partition};
     while (my ($k, $v) = splice @h, 0, 2) {
         push @cmd, '-H', "$k=$v";
     }

@@ -45,7 +45,6 @@
 #include "proj_archive.h"
 #include "proj_effects.h"
 #include "proj_fold.h"
-#include "proj_locks.h"
 #include "proj_msg.h"
 #include "proj_offsets.h"
 #include "proj_pipe.h"
@@ -80,7 +79,6 @@ struct proj_batch_s {
     size_t                  n;
     proj_offsets_t          off;
     proj_archive_t          arc;
-    proj_locks_t            locks;        /* its sku locks */
 
     json_t                 *stores_new;   /* registered by this attempt */
     int                     careful;      /* the fast way gave up */

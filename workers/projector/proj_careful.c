@@ -179,11 +179,6 @@ proj_careful_txn(cw_pg_t *pg, void *batch, char *err, size_t errlen)
 
     cls = proj_txn_begin(&t, b, pg, err, errlen);
 
-    if (cls == CW_PG_OK) {
-        proj_locks_want(&b->locks, b->msgs, b->n);
-        cls = proj_locks_take(&b->locks, pg, err, errlen);
-    }
-
     for (i = 0; i < b->n && cls == CW_PG_OK; i++) {
         if (b->msgs[i].fenced) {
             t.fx->skipped++;

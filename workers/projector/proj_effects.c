@@ -17,8 +17,10 @@ proj_effects_reset(proj_effects_t *fx)
 {
     json_decref(fx->items);
     json_decref(fx->stocks);
+    json_decref(fx->skus);
     fx->items = json_object();
     fx->stocks = json_object();
+    fx->skus = json_object();
     fx->oom = 0;
 
     cw_buf_reset(&fx->frames);
@@ -32,7 +34,8 @@ proj_effects_reset(proj_effects_t *fx)
     fx->keys_json = NULL;
     fx->keys_id = 0;
 
-    return fx->items != NULL && fx->stocks != NULL ? 0 : -1;
+    return fx->items != NULL && fx->stocks != NULL && fx->skus != NULL
+           ? 0 : -1;
 }
 
 
@@ -41,6 +44,7 @@ proj_effects_free(proj_effects_t *fx)
 {
     json_decref(fx->items);
     json_decref(fx->stocks);
+    json_decref(fx->skus);
     cw_buf_free(&fx->frames);
     cw_buf_free(&fx->values);
     cw_buf_free(&fx->scratch);
@@ -109,8 +113,18 @@ proj_effects_stock(proj_effects_t *fx, const char *store, const char *sku)
 
 
 void
+proj_effects_sku(proj_effects_t *fx, const char *sku)
+{
+    if (json_object_set_new(fx->skus, sku, json_true()) != 0) {
+        fx->oom = 1;
+    }
+}
+
+
+void
 proj_effects_stock_value(proj_effects_t *fx, const char *store,
-    const char *sku, long long version, const char *value)
+    const char *sku, long long version, long long price_version,
+    const char *value)
 {
     cw_buf_t  *b = &fx->values;
 
@@ -121,7 +135,7 @@ proj_effects_stock_value(proj_effects_t *fx, const char *store,
     cw_buf_json_str(b, sku);
     cw_buf_printf(b, ",%lld,", version);
     cw_buf_json_str(b, value);
-    cw_buf_putc(b, ']');
+    cw_buf_printf(b, ",%lld]", price_version);
 }
 
 
@@ -161,7 +175,8 @@ proj_effects_keys_row(proj_effects_t *fx, cw_pg_t *pg, char *err,
     cw_pg_class_t   cls;
 
     if (json_object_size(fx->items) == 0
-        && json_object_size(fx->stocks) == 0 && fx->values.len == 0)
+        && json_object_size(fx->stocks) == 0
+        && json_object_size(fx->skus) == 0 && fx->values.len == 0)
     {
         return CW_PG_OK;
     }
@@ -171,6 +186,8 @@ proj_effects_keys_row(proj_effects_t *fx, cw_pg_t *pg, char *err,
     proj_effects_set(&b, fx->items, 0);
     cw_buf_puts(&b, ",\"stocks\":");
     proj_effects_set(&b, fx->stocks, 1);
+    cw_buf_puts(&b, ",\"skus\":");
+    proj_effects_set(&b, fx->skus, 0);
     cw_buf_puts(&b, ",\"values\":[");
     cw_buf_append(&b, fx->values.data != NULL ? fx->values.data : "",
                   fx->values.len);

@@ -7,9 +7,15 @@
  *                  the publisher;
  *   'redis_keys'   the read-model values it changed, for the read-model
  *                  writer: {"items":[id...],"stocks":[[store,sku]...],
- *                  "values":[[key,field,version,value]...]}, the first
- *                  two to render from the committed rows, the last
- *                  rendered already (stock levels the batch wrote).
+ *                  "skus":[sku...],"values":[[key,field,version,value,
+ *                  price_version]...]}: items, stock values and the
+ *                  values of skus in every store that has them to render
+ *                  from the committed rows (a price changed), and values
+ *                  rendered already (stock levels the batch wrote), with
+ *                  the versions of the prices they show added up, which
+ *                  the writer compares with the committed ones: a price
+ *                  another projector committed meanwhile renders the
+ *                  value again (proj_readmodel.c).
  *
  * With the counters of the attempt. A savepoint that is rolled back
  * takes back what was gathered since its mark; the sets of items and
@@ -20,7 +26,7 @@
  *
  *   proj_effects_reset(&fx);                     at each attempt
  *   proj_effects_event(&fx, msg, &ev);
- *   proj_effects_item(&fx, id);
+ *   proj_effects_item(&fx, id);       proj_effects_sku(&fx, sku); ...
  *   proj_effects_mark(&fx, &mark) ... proj_effects_rollback(&fx, &mark);
  *   proj_effects_write(&fx, pg, topic, err, errlen);     at its end
  *   id = proj_effects_take_keys(&fx, &json);    once it committed
@@ -39,6 +45,7 @@
 typedef struct {
     json_t         *items;        /* set: item id -> true */
     json_t         *stocks;       /* set: store "\n" sku -> [store, sku] */
+    json_t         *skus;         /* set: sku -> true, in every store */
     cw_buf_t        frames;       /* the events, framed */
     size_t          nframes;
     cw_buf_t        values;       /* rendered values, JSON, comma-joined */
@@ -80,14 +87,17 @@ void proj_effects_event(proj_effects_t *fx, proj_msg_t *msg,
     const proj_event_t *ev);
 
 /* A value to render after the commit: an item's document, a stock
- * level's value. */
+ * level's value, the values of a sku in every store that has it then. */
 void proj_effects_item(proj_effects_t *fx, const char *id);
 void proj_effects_stock(proj_effects_t *fx, const char *store,
     const char *sku);
+void proj_effects_sku(proj_effects_t *fx, const char *sku);
 
-/* A stock level's value rendered already (proj_stock_value). */
+/* A stock level's value rendered already (proj_stock_value), showing
+ * prices whose versions add up to price_version. */
 void proj_effects_stock_value(proj_effects_t *fx, const char *store,
-    const char *sku, long long version, const char *value);
+    const char *sku, long long version, long long price_version,
+    const char *value);
 
 /* Writes the two outbox rows (each only if not empty). */
 cw_pg_class_t proj_effects_write(proj_effects_t *fx, cw_pg_t *pg,

@@ -234,8 +234,6 @@ proj_fast_txn(cw_pg_t *pg, void *batch, char *err, size_t errlen)
         cls = CW_PG_PERMANENT;
     }
 
-    proj_locks_want(&b->locks, b->msgs, b->n);
-
     if (cls == CW_PG_OK) {
         cls = proj_fast_claim(&t, err, errlen);
     }

@@ -2,9 +2,11 @@
  * proj_price: the queued price commands of an attempt applied set-based.
  * Their rows are read under lock, the commands folded over them in C in
  * batch order (proj_price_fold), and everything written back by one
- * statement, which also bumps the versions of the renderings a price is
- * part of (item documents, stock values): those are rendered after the
- * commit from the committed rows.
+ * statement, which also bumps the versions of the item documents that
+ * show a base price. Those, and the stock values that show a price
+ * (versioned by their prices' versions already), are rendered after the
+ * commit from the committed rows: the values of a base price in every
+ * store that has the sku then, those of an override in its store.
  */
 
 #include <stdio.h>
@@ -92,7 +94,8 @@ proj_price_read(proj_price_w_t *w, char *err, size_t errlen)
 
 
 /* The fold, command by command in batch order: each price applied is an
- * event, framed now; then the final state of each row changed. */
+ * event, framed now; then the final state of each row changed, and the
+ * stock values that show it, to render after the commit. */
 static void
 proj_price_fold_all(proj_price_w_t *w)
 {
@@ -145,15 +148,16 @@ proj_price_fold_all(proj_price_w_t *w)
         proj_arr(&a[PROJ_PRICE_WRITE_KEY_AS_OF], k->row.as_of);
         if (k->store[0] == '\0') {
             proj_arr(&a[PROJ_PRICE_WRITE_BASE_SKUS], k->sku);
+            proj_effects_sku(w->t->fx, k->sku);
         } else {
-            proj_arr(&a[PROJ_PRICE_WRITE_OVERRIDE_SKUS], k->sku);
-            proj_arr(&a[PROJ_PRICE_WRITE_OVERRIDE_STORES], k->store);
+            proj_effects_stock(w->t->fx, k->store, k->sku);
         }
     }
 }
 
 
-/* The write, and the renderings it bumped to render after the commit. */
+/* The write, and the item documents it bumped to render after the
+ * commit. */
 static cw_pg_class_t
 proj_price_send(proj_price_w_t *w, char *err, size_t errlen)
 {
@@ -175,12 +179,7 @@ proj_price_send(proj_price_w_t *w, char *err, size_t errlen)
     }
 
     for (row = 0; row < PQntuples(res); row++) {
-        if (PQgetvalue(res, row, PROJ_PRICE_WRITE_KIND)[0] == 'i') {
-            proj_effects_item(fx, PQgetvalue(res, row, PROJ_PRICE_WRITE_ID));
-        } else {
-            proj_effects_stock(fx, PQgetvalue(res, row, PROJ_PRICE_WRITE_ID),
-                               PQgetvalue(res, row, PROJ_PRICE_WRITE_SKU));
-        }
+        proj_effects_item(fx, PQgetvalue(res, row, PROJ_PRICE_WRITE_ITEM));
     }
     PQclear(res);
 
@@ -208,12 +207,6 @@ proj_price_write(proj_txn_t *t, char *err, size_t errlen)
 
     if (proj_keys_init(&w.ks) != 0 || w.keys == NULL) {
         snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-
-    cls = proj_locks_cover(&t->b->locks, t->pg, &pc[0].sku, n, sizeof(*pc),
-                           PROJ_LOCK_EXCLUSIVE, err, errlen);
-    if (cls != CW_PG_OK) {
         goto done;
     }
 

@@ -57,14 +57,45 @@ static const char  proj_rm_guard[] =
     "SELECT '" COMMERCE_RK_STOCK "' || store_id, sku, version::text, value"   \
     " FROM rm_stock_values"
 
-/* Those of a 'redis_keys' payload: $1 the item ids, $2 and $3 the
- * stores and skus of the stock levels, written in as literals
- * (cw_pg_exec_inline) so that each lookup is planned for its size. */
+/* Those of a 'redis_keys' payload (proj_effects.h), written in as
+ * literals (cw_pg_exec_inline) so that each lookup is planned for its
+ * size: $1 the item ids; $2, $3 the stores and skus of stock values; $4
+ * skus, in every store that has them now; $5, $6, $7 the stores, skus and
+ * price versions of the values the batch rendered itself: those whose
+ * prices' versions are no longer these, a price committed by another
+ * projector while the batch was applied, are rendered again. Each stock
+ * value once, each looked up by its keys (LATERAL ... OFFSET 0): without
+ * statistics (a table that grew since it was last analyzed) the planner
+ * would rather hash all of price_book for every part of the statement. */
 static const char  proj_rm_render_sql[] =
     PROJ_RM_ITEM_ROWS " WHERE id = ANY($1::text[])"
-    " UNION ALL "
-    PROJ_RM_STOCK_ROWS " WHERE (store_id, sku) IN"
-    " (SELECT * FROM unnest($2::text[], $3::text[]))";
+    " UNION ALL"
+    " SELECT '" COMMERCE_RK_STOCK "' || v.store_id, v.sku, v.version::text,"
+    " v.value FROM (SELECT * FROM unnest($2::text[], $3::text[])"
+    " AS p(store, sku)"
+    " UNION SELECT s.store_id, k.sku FROM unnest($4::text[]) AS k(sku)"
+    " CROSS JOIN LATERAL (SELECT s.store_id FROM stock_levels s"
+    " WHERE s.sku = k.sku OFFSET 0) s"
+    " UNION SELECT c.store, c.sku"
+    " FROM unnest($5::text[], $6::text[], $7::bigint[]) AS c(store, sku, pv)"
+    " WHERE c.pv <> COALESCE((SELECT o.version FROM price_book o"
+    " WHERE o.sku = c.sku AND o.store_id = c.store), 0)"
+    " + COALESCE((SELECT b.version FROM price_book b"
+    " WHERE b.sku = c.sku AND b.store_id = ''), 0)) AS p"
+    " CROSS JOIN LATERAL (SELECT * FROM rm_stock_values v"
+    " WHERE v.store_id = p.store AND v.sku = p.sku OFFSET 0) v";
+
+/* The arrays of that statement. */
+enum {
+    PROJ_RM_ITEMS = 0,
+    PROJ_RM_PAIR_STORES,
+    PROJ_RM_PAIR_SKUS,
+    PROJ_RM_SKUS_ALL,
+    PROJ_RM_CHECK_STORES,
+    PROJ_RM_CHECK_SKUS,
+    PROJ_RM_CHECK_PRICES,
+    PROJ_RM_NPARAMS
+};
 
 /* All of them, for --rebuild. */
 static const char  proj_rm_rebuild_sql[] =
@@ -262,21 +293,42 @@ proj_rm_rows(proj_readmodel_t *rm, PGresult *res, char *err, size_t errlen)
 
 
 /* The values the committing batch rendered: [key, field, version,
- * value]. */
+ * value, price_version]; a stock value's store, sku and price version
+ * go to the arrays a (the check of its prices: proj_rm_render). Rows
+ * written before the price versions were (without the fifth element)
+ * are not checked. */
 static int
-proj_rm_values(proj_readmodel_t *rm, json_t *vals, char *err, size_t errlen)
+proj_rm_values(proj_readmodel_t *rm, json_t *vals, cw_buf_t *a, char *err,
+    size_t errlen)
 {
-    char     ver[24];
-    size_t   i;
-    json_t  *e;
+    char         ver[24];
+    size_t       i;
+    json_t      *e, *pv;
+    const char  *key;
 
     json_array_foreach(vals, i, e) {
-        if (!json_is_string(json_array_get(e, 0))
+        key = json_string_value(json_array_get(e, 0));
+        pv = json_array_get(e, 4);
+
+        if (key == NULL
             || !json_is_integer(json_array_get(e, 2))
-            || !json_is_string(json_array_get(e, 3)))
+            || !json_is_string(json_array_get(e, 3))
+            || (pv != NULL && !json_is_integer(pv)))
         {
             snprintf(err, errlen, "outbox: bad redis_keys value");
             return -1;
+        }
+
+        if (pv != NULL && json_is_string(json_array_get(e, 1))
+            && strncmp(key, COMMERCE_RK_STOCK,
+                       COMMERCE_LEN(COMMERCE_RK_STOCK)) == 0)
+        {
+            proj_arr(&a[PROJ_RM_CHECK_STORES],
+                     key + COMMERCE_LEN(COMMERCE_RK_STOCK));
+            proj_arr(&a[PROJ_RM_CHECK_SKUS],
+                     json_string_value(json_array_get(e, 1)));
+            proj_arr_ll(&a[PROJ_RM_CHECK_PRICES],
+                        (long long) json_integer_value(pv));
         }
 
         snprintf(ver, sizeof(ver), "%" JSON_INTEGER_FORMAT,
@@ -296,42 +348,51 @@ proj_rm_values(proj_readmodel_t *rm, json_t *vals, char *err, size_t errlen)
 }
 
 
-/* The values of the items and stock levels named, rendered from the
- * committed rows. */
+/* The values of the items, stock levels and skus named, and of the
+ * values checked (in a), rendered from the committed rows. */
 static int
-proj_rm_render(proj_readmodel_t *rm, cw_pg_t *pg, json_t *items,
-    json_t *stocks, char *err, size_t errlen)
+proj_rm_render(proj_readmodel_t *rm, cw_pg_t *pg, json_t *k, cw_buf_t *a,
+    char *err, size_t errlen)
 {
     int             rc;
     size_t          j;
-    json_t         *pair;
-    cw_buf_t        a[3];
+    json_t         *items, *stocks, *skus, *pair;
     PGresult       *res;
-    const char     *p[3];
+    const char     *p[PROJ_RM_NPARAMS];
     cw_pg_class_t   cls;
 
-    if (json_array_size(items) == 0 && json_array_size(stocks) == 0) {
+    items = json_object_get(k, "items");
+    stocks = json_object_get(k, "stocks");
+    skus = json_object_get(k, "skus");
+
+    if (json_array_size(items) == 0 && json_array_size(stocks) == 0
+        && json_array_size(skus) == 0 && a[PROJ_RM_CHECK_SKUS].len <= 1)
+    {
         return 0;
     }
 
-    proj_arrs_open(a, 3);
     for (j = 0; j < json_array_size(items); j++) {
-        proj_arr(&a[0], json_string_value(json_array_get(items, j)));
+        proj_arr(&a[PROJ_RM_ITEMS],
+                 json_string_value(json_array_get(items, j)));
     }
     json_array_foreach(stocks, j, pair) {
-        proj_arr(&a[1], json_string_value(json_array_get(pair, 0)));
-        proj_arr(&a[2], json_string_value(json_array_get(pair, 1)));
+        proj_arr(&a[PROJ_RM_PAIR_STORES],
+                 json_string_value(json_array_get(pair, 0)));
+        proj_arr(&a[PROJ_RM_PAIR_SKUS],
+                 json_string_value(json_array_get(pair, 1)));
+    }
+    for (j = 0; j < json_array_size(skus); j++) {
+        proj_arr(&a[PROJ_RM_SKUS_ALL],
+                 json_string_value(json_array_get(skus, j)));
     }
 
-    res = NULL;
-    if (proj_arrs_close(a, 3, p) != 0) {
+    if (proj_arrs_close(a, PROJ_RM_NPARAMS, p) != 0) {
         snprintf(err, errlen, "out of memory");
-    } else {
-        res = cw_pg_exec_inline(pg, proj_rm_render_sql, 3, p, &cls, err,
-                                errlen);
+        return -1;
     }
-    proj_arrs_free(a, 3);
 
+    res = cw_pg_exec_inline(pg, proj_rm_render_sql, PROJ_RM_NPARAMS, p, &cls,
+                            err, errlen);
     if (res == NULL) {
         return -1;
     }
@@ -348,8 +409,9 @@ static int
 proj_rm_keys(proj_readmodel_t *rm, cw_pg_t *pg, const char *keys,
     char *err, size_t errlen)
 {
-    int      rc;
-    json_t  *k;
+    int        rc;
+    json_t    *k;
+    cw_buf_t   a[PROJ_RM_NPARAMS];
 
     k = json_loads(keys, 0, NULL);
     if (k == NULL) {
@@ -357,12 +419,14 @@ proj_rm_keys(proj_readmodel_t *rm, cw_pg_t *pg, const char *keys,
         return -1;
     }
 
-    rc = proj_rm_values(rm, json_object_get(k, "values"), err, errlen);
+    proj_arrs_open(a, PROJ_RM_NPARAMS);
+
+    rc = proj_rm_values(rm, json_object_get(k, "values"), a, err, errlen);
     if (rc == 0) {
-        rc = proj_rm_render(rm, pg, json_object_get(k, "items"),
-                            json_object_get(k, "stocks"), err, errlen);
+        rc = proj_rm_render(rm, pg, k, a, err, errlen);
     }
 
+    proj_arrs_free(a, PROJ_RM_NPARAMS);
     json_decref(k);
 
     return rc;

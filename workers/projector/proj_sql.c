@@ -37,19 +37,6 @@ typedef struct {
 
 static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
 
-    /* In the order of the array (proj_locks.h): unnest reads it in
-     * order, and nothing sorts the rows before the locks are taken. */
-    [PROJ_SQL_LOCK] = { "sku_lock", PROJ_LOCK_NPARAMS, PROJ_SQL_PREPARED,
-      "SELECT CASE WHEN u.x THEN pg_advisory_xact_lock($1, u.b)"
-      " ELSE pg_advisory_xact_lock_shared($1, u.b) END"
-      " FROM unnest($2::integer[], $3::boolean[]) AS u(b, x)" },
-
-    [PROJ_SQL_TRY_LOCK] = { "sku_try_lock", PROJ_LOCK_NPARAMS,
-      PROJ_SQL_PREPARED,
-      "SELECT bool_and(CASE WHEN u.x THEN pg_try_advisory_xact_lock($1, u.b)"
-      " ELSE pg_try_advisory_xact_lock_shared($1, u.b) END)"
-      " FROM unnest($2::integer[], $3::boolean[]) AS u(b, x)" },
-
     [PROJ_SQL_OFF_ENSURE] = { "off_ensure", PROJ_OFF_ENSURE_NPARAMS,
       PROJ_SQL_PREPARED,
       "INSERT INTO consumer_offsets (group_id, cluster_id, topic, partition,"
@@ -232,8 +219,9 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
      * OFFSET 0): given the number of keys, the planner would rather hash
      * the whole stock_levels table, which costs twice as much. The price
      * is the one rm_stock_values renders (the batch's prices are written
-     * by then), and no other batch changes it before this one commits:
-     * its sku locks (proj_locks.h) are held. */
+     * by then) as this statement sees it: another projector may commit a
+     * newer one before this batch commits, which the read-model writer
+     * finds after the commit by the price versions (proj_readmodel.c). */
     [PROJ_SQL_STOCK_STATE] = { "stock_state", PROJ_STOCK_STATE_NPARAMS,
       PROJ_SQL_PREPARED,
       "SELECT s.on_hand, s.reserved, s.version,"
@@ -302,18 +290,20 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " JOIN price_book b ON b.sku = k.sku AND b.store_id = k.store"
       " ORDER BY b.sku, b.store_id FOR UPDATE OF b" },
 
-    /* The renderings a price is part of: items with a variant of the sku
-     * for a base price, their versions bumped (the rows locked in id
-     * order: two batches bumping the same items wait, never deadlock);
-     * the sku's stock levels in every store for a base price, in its
-     * store for an override, whose values' versions include the prices'
-     * (rm_stock_values): only read. */
+    /* The rows are written in key order, as PRICE_STATE locked those
+     * that existed: two batches writing the same prices (another
+     * projector's, whose partition carries prices of the same skus) wait
+     * for each other, never deadlock. The renderings a price is part of:
+     * items with a variant of the sku for a base price, their versions
+     * bumped (the rows locked in id order, for the same reason).
+     * Stock values are versioned by their prices already: the stores to
+     * render them in are looked up after the commit (proj_effects.h). */
     [PROJ_SQL_PRICE_WRITE] = { "price_write", PROJ_PRICE_WRITE_NPARAMS,
       PROJ_SQL_PREPARED,
       "WITH k AS (INSERT INTO price_book (sku, store_id, amount_minor,"
       " currency, version, source_ts) SELECT * FROM unnest($8::text[],"
       " $9::text[], $10::bigint[], $11::text[], $12::bigint[],"
-      " $13::timestamptz[])"
+      " $13::timestamptz[]) AS u(sku, store_id) ORDER BY sku, store_id"
       " ON CONFLICT (sku, store_id) DO UPDATE"
       " SET amount_minor = EXCLUDED.amount_minor,"
       " currency = EXCLUDED.currency,"
@@ -332,12 +322,7 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " FOR UPDATE OF p),"
       " bi AS (UPDATE products p SET version = p.version + 1,"
       " updated_at = now() FROM il WHERE p.id = il.id RETURNING p.id)"
-      " SELECT 'i', id, NULL FROM bi UNION ALL"
-      " SELECT 's', s.store_id, s.sku FROM stock_levels s"
-      " WHERE s.sku = ANY($14::text[]) UNION ALL"
-      " SELECT 's', s.store_id, s.sku FROM stock_levels s"
-      " JOIN unnest($15::text[], $16::text[]) AS o(sku, store)"
-      " ON s.store_id = o.store AND s.sku = o.sku" },
+      " SELECT id FROM bi" },
 
     [PROJ_SQL_EVENTS_ROW] = { "events_row", PROJ_EVENTS_ROW_NPARAMS,
       PROJ_SQL_PREPARED,

@@ -30,8 +30,6 @@
 
 typedef enum {
     PROJ_SQL_OFF_ENSURE = 0,
-    PROJ_SQL_LOCK,
-    PROJ_SQL_TRY_LOCK,
     PROJ_SQL_OFF_LOCK,
     PROJ_SQL_OFF_SET,
     PROJ_SQL_OFF_LOAD,
@@ -66,17 +64,6 @@ enum {
     PROJ_OFF_ENSURE_FIRST,
     PROJ_OFF_ENSURE_NPARAMS
 };
-
-/* LOCK, TRY_LOCK: the sku locks of an attempt (proj_locks.h): buckets
- * in order, each exclusive or shared. LOCK waits for each; TRY_LOCK
- * waits for none and returns whether it got them all. */
-enum {
-    PROJ_LOCK_P_CLASS = 0,
-    PROJ_LOCK_P_BUCKETS,
-    PROJ_LOCK_P_EXCLUSIVE,
-    PROJ_LOCK_NPARAMS
-};
-enum { PROJ_TRY_LOCK_ALL = 0 };
 
 /* OFF_LOCK: locks them, in key order; returns each row. */
 enum {
@@ -258,11 +245,10 @@ enum { PROJ_PRICE_STATE_RANK = 0, PROJ_PRICE_STATE_VERSION,
        PROJ_PRICE_STATE_TS_US };
 
 /* PRICE_WRITE: the batch's price commands applied, as folded in C: per
- * applied command its event, per key the final row, and the changed keys
- * again for the renderings a price is part of: items' versions bumped
- * (locked in id order), stock values versioned by their prices already.
- * Returns the renderings to make again: ('i', item id, NULL) and ('s',
- * store, sku). */
+ * applied command its event, per key the final row, and the skus of the
+ * changed base prices again for the items that show them: their versions
+ * bumped (locked in id order). Returns the ids of those items, to render
+ * again. */
 enum {
     PROJ_PRICE_WRITE_EVENT_ID = 0,
     PROJ_PRICE_WRITE_AGGREGATE,
@@ -279,11 +265,9 @@ enum {
     PROJ_PRICE_WRITE_KEY_VERSION,
     PROJ_PRICE_WRITE_KEY_AS_OF,
     PROJ_PRICE_WRITE_BASE_SKUS,
-    PROJ_PRICE_WRITE_OVERRIDE_SKUS,
-    PROJ_PRICE_WRITE_OVERRIDE_STORES,
     PROJ_PRICE_WRITE_NPARAMS
 };
-enum { PROJ_PRICE_WRITE_KIND = 0, PROJ_PRICE_WRITE_ID, PROJ_PRICE_WRITE_SKU };
+enum { PROJ_PRICE_WRITE_ITEM = 0 };
 
 /* EVENTS_ROW: the 'kafka_batch' outbox row of a batch's events (payload
  * binary: proj_frame.h). */

@@ -294,7 +294,8 @@ proj_stock_effects(proj_stock_w_t *w, char *err, size_t errlen)
             fx->values.oom = 1;
             break;
         }
-        proj_effects_stock_value(fx, k->store, k->sku, version, value);
+        proj_effects_stock_value(fx, k->store, k->sku, version,
+                                 k->price_version, value);
         free(value);
     }
 
@@ -363,7 +364,6 @@ proj_stock_write(proj_txn_t *t, char *err, size_t errlen)
     size_t             n = t->stock.n;
     proj_stock_w_t     w;
     cw_pg_class_t      cls = CW_PG_PERMANENT;
-    proj_stock_cmd_t  *sc = t->stock.items;
 
     if (n == 0) {
         return CW_PG_OK;
@@ -379,12 +379,6 @@ proj_stock_write(proj_txn_t *t, char *err, size_t errlen)
 
     if (proj_keys_init(&w.ks) != 0 || w.keys == NULL || w.done == NULL) {
         snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-
-    cls = proj_locks_cover(&t->b->locks, t->pg, &sc[0].sku, n, sizeof(*sc),
-                           PROJ_LOCK_SHARED, err, errlen);
-    if (cls != CW_PG_OK) {
         goto done;
     }
 
