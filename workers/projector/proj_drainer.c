@@ -73,59 +73,104 @@ proj_drain(proj_outbox_t *outbox, cw_backoff_t *bo, int64_t *next_try)
 }
 
 
-/* Writes the values of handed-over keys rows, then deletes the rows in
- * one statement. A failure leaves them to the drain, after a backoff:
- * returns -1 then. */
+/* One write of handed-over keys rows: what it wrote. */
+typedef struct {
+    proj_drainer_t        *d;
+    proj_handed_t         *q;
+    int                    rows;
+    long long              values;
+} proj_keys_work_t;
+
+
+static int
+proj_id_cmp(const void *a, const void *b)
+{
+    long long  x = *(const long long *) a, y = *(const long long *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+/* The values of the rows taken (ids ascending); the others were taken by
+ * a drain, another projector's or this one's. */
+static int
+proj_keys_work(void *ud, const long long *ids, size_t n, char *err,
+    size_t errlen)
+{
+    int                wrote;
+    proj_handed_t     *k;
+    proj_keys_work_t  *w = ud;
+
+    w->rows = 0;
+    w->values = 0;
+
+    for (k = w->q; k != NULL; k = k->next) {
+        if (bsearch(&k->id, ids, n, sizeof(*ids), proj_id_cmp) == NULL) {
+            continue;
+        }
+
+        wrote = proj_readmodel_write_keys(w->d->rm, k->json, err, errlen);
+        if (wrote < 0) {
+            return -1;
+        }
+
+        w->values += wrote;
+        w->rows++;
+    }
+
+    return 0;
+}
+
+
+/* Writes the values of handed-over keys rows and deletes the rows, in one
+ * transaction that takes them first (proj_outbox_handed). A failure
+ * leaves them to the drain, after a backoff: returns -1 then. */
 static int
 proj_write_keys(proj_drainer_t *d, proj_handed_t *q, cw_backoff_t *bo,
     int64_t *next_try)
 {
-    int             rc = 0;
-    int             n, rows = 0;
-    long long       values = 0;
-    int64_t         t0 = cw_now_ms(), t1;
-    char            err[512];
-    cw_buf_t        ids;
-    proj_handed_t  *k;
+    int                rc = 0, n = 0;
+    int64_t            t0 = cw_now_ms();
+    char               err[512];
+    cw_buf_t           ids;
+    proj_handed_t     *k;
+    proj_keys_work_t   w = { d, q, 0, 0 };
 
     cw_buf_init(&ids);
     cw_buf_putc(&ids, '{');
+    for (k = q; k != NULL; k = k->next) {
+        cw_buf_printf(&ids, "%s%lld", ids.len > 1 ? "," : "", k->id);
+        n++;
+    }
+    cw_buf_putc(&ids, '}');
+
+    if (cw_now_ms() >= *next_try) {
+        if (ids.oom) {
+            snprintf(err, sizeof(err), "out of memory");
+            rc = -1;
+        } else {
+            rc = proj_outbox_handed(d->outbox, ids.data, proj_keys_work, &w,
+                                    err, sizeof(err)) < 0;
+        }
+    }
+
+    cw_buf_free(&ids);
 
     while (q != NULL) {
         k = q;
         q = q->next;
-
-        if (rc == 0 && cw_now_ms() >= *next_try) {
-            n = proj_readmodel_write_keys(d->rm, k->json, err, sizeof(err));
-            rc = n < 0;
-            if (rc == 0) {
-                values += n;
-                rows++;
-                cw_buf_printf(&ids, "%s%lld", ids.len > 1 ? "," : "", k->id);
-            }
-        }
-
         free(k->json);
         free(k);
     }
 
-    cw_buf_putc(&ids, '}');
-    t1 = cw_now_ms();
-
-    if (rc == 0 && ids.len > 2) {
-        rc = proj_outbox_forget(d->outbox, ids.data, err, sizeof(err));
-    }
-
     if (rc == 0 && cw_log_enabled(CW_LOG_DEBUG)) {
-        cw_field_t  f[] = { CW_FINT("batches", rows),
-                            CW_FINT("values", values),
-                            CW_FINT("write_ms", t1 - t0),
-                            CW_FINT("delete_ms", cw_now_ms() - t1) };
+        cw_field_t  f[] = { CW_FINT("handed", n),
+                            CW_FINT("batches", w.rows),
+                            CW_FINT("values", w.values),
+                            CW_FINT("write_ms", cw_now_ms() - t0) };
 
         cw_log_kv(CW_LOG_DEBUG, f, 4, "read model written");
     }
-
-    cw_buf_free(&ids);
 
     if (rc != 0) {
         int64_t  delay = cw_backoff_next(bo);

@@ -275,24 +275,74 @@ proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen)
 }
 
 
+/* Rows handed over: those taken, their work and the delete. */
+typedef struct {
+    const char            *ids;
+    proj_outbox_work_pt    work;
+    void                  *ud;
+    int                    taken;
+} proj_handed_txn_t;
+
+
 static cw_pg_class_t
-proj_outbox_forget_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
+proj_outbox_handed_txn(cw_pg_t *pg, void *ud, char *err, size_t errlen)
 {
-    cw_pg_class_t  cls;
+    int                 i, n;
+    cw_buf_t            ids;
+    PGresult           *res;
+    long long          *taken;
+    const char         *p[1];
+    cw_pg_class_t       cls;
+    proj_handed_txn_t  *h = ud;
 
     cls = proj_outbox_lazy_commit(pg, err, errlen);
     if (cls != CW_PG_OK) {
         return cls;
     }
 
-    return proj_outbox_delete(pg, ud, err, errlen);
+    p[0] = h->ids;
+    res = cw_pg_exec(pg, "SELECT id FROM outbox WHERE id = ANY($1::bigint[])"
+                     " ORDER BY id FOR UPDATE SKIP LOCKED", 1, p, &cls, err,
+                     errlen);
+    if (res == NULL) {
+        return cls;
+    }
+
+    n = PQntuples(res);
+    h->taken = n;
+    taken = calloc((size_t) n + 1, sizeof(*taken));
+    cw_buf_init(&ids);
+    cw_buf_putc(&ids, '{');
+    for (i = 0; taken != NULL && i < n; i++) {
+        taken[i] = atoll(PQgetvalue(res, i, 0));
+        cw_buf_printf(&ids, "%s%lld", i ? "," : "", taken[i]);
+    }
+    cw_buf_putc(&ids, '}');
+    PQclear(res);
+
+    if (taken == NULL || ids.oom) {
+        snprintf(err, errlen, "out of memory");
+        cls = CW_PG_TRANSIENT;
+
+    } else if (n > 0) {
+        cls = h->work(h->ud, taken, (size_t) n, err, errlen) != 0
+              ? CW_PG_TRANSIENT : proj_outbox_delete(pg, ids.data, err,
+                                                     errlen);
+    }
+
+    free(taken);
+    cw_buf_free(&ids);
+
+    return cls;
 }
 
 
 int
-proj_outbox_forget(proj_outbox_t *o, const char *ids, char *err,
-    size_t errlen)
+proj_outbox_handed(proj_outbox_t *o, const char *ids,
+    proj_outbox_work_pt work, void *ud, char *err, size_t errlen)
 {
-    return cw_pg_txn(o->pg, proj_outbox_forget_txn, (void *) ids, 1, err,
-                     errlen) == CW_PG_OK ? 0 : -1;
+    proj_handed_txn_t  h = { ids, work, ud, 0 };
+
+    return cw_pg_txn(o->pg, proj_outbox_handed_txn, &h, 1, err, errlen)
+           == CW_PG_OK ? h.taken : -1;
 }

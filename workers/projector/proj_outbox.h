@@ -19,12 +19,18 @@
  * event_id, and the read model's version guard makes a value written
  * twice a no-op); so the deletes do not wait for the disk.
  *
+ * Rows a batch of this process committed can be handed over in memory
+ * (the read model's): their work is done in a transaction that first
+ * takes those that are still there and that no drain has taken (another
+ * projector's finds them as soon as they commit), and deletes them at
+ * its end, so that each is done once.
+ *
  * Use:
  *
  *   proj_publisher_sink(pub, &sink);
  *   o = proj_outbox_new(pg, &sink, page, &metrics);
  *   n = proj_outbox_drain(o, err, errlen);     rows done, 0: none, -1
- *   proj_outbox_forget(o, "{1,2}", err, errlen);
+ *   proj_outbox_handed(o, "{1,2}", work, ud, err, errlen);
  */
 
 #ifndef PROJ_OUTBOX_H
@@ -88,10 +94,18 @@ void proj_outbox_free(proj_outbox_t *o);
  * failed (nothing is deleted then; try again later). */
 int proj_outbox_drain(proj_outbox_t *o, char *err, size_t errlen);
 
-/* Deletes the rows ids (a bigint[] literal) whose work was done
- * otherwise; the commit does not wait for the disk. Returns 0 or -1. */
-int proj_outbox_forget(proj_outbox_t *o, const char *ids, char *err,
-    size_t errlen);
+/* The work of rows handed over in memory: given the ids of those taken
+ * (ascending), it does theirs on the outbox's connection (0, or -1 with
+ * err). */
+typedef int (*proj_outbox_work_pt)(void *ud, const long long *ids,
+    size_t n, char *err, size_t errlen);
+
+/* Takes the rows ids (a bigint[] literal) that are still there and not
+ * taken by a drain, has work do them and deletes them, in one
+ * transaction whose commit does not wait for the disk. Returns the
+ * number of rows taken, or -1 (nothing deleted: left to the drain). */
+int proj_outbox_handed(proj_outbox_t *o, const char *ids,
+    proj_outbox_work_pt work, void *ud, char *err, size_t errlen);
 
 
 #endif /* PROJ_OUTBOX_H */
