@@ -47,7 +47,9 @@
 #                                ratio of 2 to 1 per pair of runs, and per
 #                                run the deadlocks in PostgreSQL's log, the
 #                                40P01 errors and the batches retried in
-#                                the projectors' logs
+#                                the projectors' logs, and the cores other
+#                                processes than the run's used meanwhile
+#                                (the machine's noise)
 #   BENCH_PROJ_RATE=1000         latency: messages per second
 #   BENCH_PROJ_LAT_SECONDS=10    latency: duration (first second not counted)
 #   BENCH_PROJ_LATENCY=1         0: skip the latency part
@@ -63,8 +65,8 @@
 #   BENCH_PROJ_WAITS=0           1: sample what the projectors' PostgreSQL
 #                                sessions do every 50 ms while they
 #                                consume (state and wait event, counted
-#                                in waits.txt) and the CPU each process
-#                                used meanwhile (cpu.txt)
+#                                in waits.txt); the CPU each process used
+#                                meanwhile is in cpu.txt in any case
 #   BENCH_PROJ_PG_SLOW=0         N > 0: PostgreSQL logs statements slower
 #                                than N ms, every autovacuum run and lock
 #                                waits (pg/server.log)
@@ -235,12 +237,12 @@ cpu_ticks() {
     awk '$1 == "cpu" { print "machine 0", $2 + $3 + $4 + $7 + $8 }' /proc/stat
 }
 
-# BENCH_PROJ_WAITS: the sessions of the projectors sampled by psql's
-# \watch until waits_stop; their CPU from here on.
-waits_start() {
-    [ "$WAITS" = 1 ] || return 0
+# The CPU of every process from here on (cpu_stop), and with
+# BENCH_PROJ_WAITS the projectors' sessions sampled by psql's \watch.
+cpu_start() {
     cpu_ticks > "$OUT/cpu-start.txt"
     date +%s.%N > "$OUT/cpu-wall.txt"
+    [ "$WAITS" = 1 ] || return 0
     printf '%s\n' "SELECT application_name || ' ' || pid || ' '
         || coalesce(state, '-') || ' ' || coalesce(wait_event_type
         || ':' || wait_event, 'CPU') FROM pg_stat_activity
@@ -250,26 +252,35 @@ waits_start() {
         > "$OUT/waits-samples.txt" 2>&1
 }
 
-# The samples counted (per application name, state and wait event) and
-# the CPU seconds of each process since waits_start.
-waits_stop() {
+# The CPU seconds of each process since cpu_start (cpu.txt), the cores
+# the processes of others used meanwhile (other-cores.txt: the machine's
+# noise), and the samples counted per application name, state and wait
+# event (waits.txt).
+cpu_stop() {
     local t0 t1 hz wall
-    [ "$WAITS" = 1 ] || return 0
     bench_stop WAITS_PID INT
     t0=$(<"$OUT/cpu-wall.txt")
     t1=$(date +%s.%N)
     hz=$(getconf CLK_TCK)
     cpu_ticks > "$OUT/cpu-end.txt"
-    {
-        printf 'samples every 50 ms of the projectors'\'' sessions: count,'
-        printf ' application, state, wait event (CPU: none)\n'
-        awk 'NF == 4 { print $1, $3, $4 }' "$OUT/waits-samples.txt" \
-            | sort | uniq -c | sort -k2,2 -k1,1nr
-    } > "$OUT/waits.txt"
     wall=$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.1f", t1 - t0 }')
+    awk -v wall="$wall" -v hz="$hz" '
+        seen[FILENAME, $2]++ { next }
+        FNR == NR { start[$2] = $3; next }
+        { d = $3 - ($2 in start ? start[$2] : 0); by[$1] += d / hz }
+        END {
+            for (l in by) {
+                if (l ~ /^(projector-|pg:)/ || l == "redis-server" \
+                    || l == "commerce-devbro" || l == "projbench")
+                    ours += by[l]
+            }
+            printf "%.2f\n", (by["machine"] - ours) / wall
+        }' "$OUT/cpu-start.txt" "$OUT/cpu-end.txt" > "$OUT/other-cores.txt"
     {
-        printf 'CPU seconds over %s s of consumption, and cores busy\n' \
+        printf 'CPU seconds over %s s of consumption, and cores busy;' \
             "$wall"
+        printf ' other processes than this run'\''s: %s cores\n' \
+            "$(<"$OUT/other-cores.txt")"
         awk -v wall="$wall" -v hz="$hz" '
             seen[FILENAME, $2]++ { next }
             FNR == NR { start[$2] = $3; next }
@@ -280,6 +291,13 @@ waits_stop() {
                            by[l] / wall
             }' "$OUT/cpu-start.txt" "$OUT/cpu-end.txt" | sort -k2,2nr
     } > "$OUT/cpu.txt"
+    [ "$WAITS" = 1 ] || return 0
+    {
+        printf 'samples every 50 ms of the projectors'\'' sessions: count,'
+        printf ' application, state, wait event (CPU: none)\n'
+        awk 'NF == 4 { print $1, $3, $4 }' "$OUT/waits-samples.txt" \
+            | sort | uniq -c | sort -k2,2 -k1,1nr
+    } > "$OUT/waits.txt"
     log "wait events: $OUT/waits.txt; CPU per process: $OUT/cpu.txt"
 }
 
@@ -297,10 +315,10 @@ throughput() {
     log "projector consuming"
     start_projector
     echo "$PROJ_PID" > "$OUT/projector.pid"
-    waits_start
+    cpu_start
     bench_reap feed \
         || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
-    waits_stop
+    cpu_stop
     cat "$OUT/watch.txt" >&2
     pgstat_dump throughput
     bench_stop PERF_PID INT
@@ -464,13 +482,13 @@ alternate() {
         throughput
         stop_projectors
         "$ROOT/scripts/pg.sh" stop "$PG_DIR" > /dev/null 2>&1 || true
-        printf '%s %s %s %s %s %s %s\n' "$r" "$n" \
+        printf '%s %s %s %s %s %s %s %s\n' "$r" "$n" \
             "$(bench_field rate_sustained "$(<"$OUT/watch.txt")")" \
             "$(bench_field rate_drained_sustained "$(<"$OUT/watch.txt")")" \
             "$(count_in_logs 'deadlock detected' "$OUT/pg/server.log")" \
             "$(count_in_logs '40P01' "$OUT"/projector*.log)" \
             "$(count_in_logs 'will retry' "$OUT"/projector*.log)" \
-            >> "$base/alternate.txt"
+            "$(<"$OUT/other-cores.txt")" >> "$base/alternate.txt"
     done
     OUT=$base
 }
@@ -482,11 +500,11 @@ alternate_summary() {
         "$ALTERNATE" "$MESSAGES" "$PARTITIONS"
     printf ' partitions; projector flags: %s\n\n' "${PROJ_ARGS:-defaults}"
     awk '
-    BEGIN { printf "%-4s %-10s %8s %17s %9s %10s %8s\n", "run",
+    BEGIN { printf "%-4s %-10s %8s %17s %9s %10s %8s %12s\n", "run",
             "projectors", "msg/s", "msg/s until empty", "deadlocks",
-            "40P01 seen", "retries" }
-    { printf "%-4s %-10s %8s %17s %9s %10s %8s\n", $1, $2, $3, $4, $5, $6,
-             $7
+            "40P01 seen", "retries", "other cores" }
+    { printf "%-4s %-10s %8s %17s %9s %10s %8s %12s\n", $1, $2, $3, $4, $5,
+             $6, $7, $8
       sum[$2] += $3; cnt[$2]++; dl += $5 + $6
       if ($2 == 1) last1 = $3
       if ($2 == 2 && last1 > 0) { pairs = pairs sprintf(" %.2f", $3 / last1);
