@@ -11,8 +11,9 @@
 # runs RUNS times for each, alternately (old, new, old, new, ...), so that
 # whatever else loads the machine meanwhile falls on both alike. Printed,
 # and written to build/bench/ab.txt: msg/s (first batch -> last offset
-# committed) and propagation p99 of every run, the median of each side and
-# the median over the pairs of new/old. Each run's summary is kept in
+# committed), propagation p99 and the cores other processes than the run's
+# took meanwhile of every run, the median of each side and the median over
+# the pairs of new/old. Each run's summary is kept in
 # build/bench/ab/run-<i>-<old|new>.txt, its log beside it.
 #
 # One workload for both: the bench script, projbench.c (the messages fed),
@@ -51,7 +52,7 @@ KEEP=${BENCH_AB_KEEP:-0}
 bench_init ab
 WORK=$OUT/work
 declare -A TREE         # revision -> built tree
-declare -A RATE P99 VIA # run-side -> figures
+declare -A RATE P99 VIA OTHER # run-side -> figures
 
 # prepare REV: REV checked out (once per commit) and built; TREE[REV].
 prepare() {
@@ -86,11 +87,13 @@ prepare() {
 run_one() {
     local i=$1 side=$2 rev=$3 tree=${TREE[$3]} k=$1-$2 out=$OUT/run-$1-$2
     log "run $i/$RUNS: $side ($rev)"
-    rm -f "$WORK/projector/watch.txt" "$WORK/projector/latency.txt"
+    rm -f "$WORK/projector/watch.txt" "$WORK/projector/latency.txt" \
+        "$WORK/projector/other-cores.txt"
     COMMERCE_BUILD=$tree/build COMMERCE_SRC=$tree BENCH_OUT=$WORK \
         "$HERE/projector/run.sh" > "$out.txt" 2> "$out.log" \
         || { tail -20 "$out.log" >&2; die "run $i ($side) failed"; }
     RATE[$k]=$(bench_field rate_sustained "$(<"$WORK/projector/watch.txt")")
+    OTHER[$k]=$(cat "$WORK/projector/other-cores.txt" 2>/dev/null || echo -)
     if [ -s "$WORK/projector/latency.txt" ]; then
         P99[$k]=$(bench_field p99_ms "$(<"$WORK/projector/latency.txt")")
         VIA[$k]=$(sed -n 's/^propagation p50 at [^,]*, \([a-z]*\) (ms).*/\1/p' \
@@ -149,14 +152,15 @@ summary() {
         "$ROOT" "$(git -C "$ROOT" rev-parse --short HEAD)" \
         "$([ -z "$(git -C "$ROOT" status --porcelain -- scripts)" ] \
            || echo ', scripts changed')" "${settings:-defaults}"
-    printf '\n%-4s %-4s %-12s %10s %8s  %s\n' run side rev msg/s p99_ms \
-        latency_via
+    printf '\n%-4s %-4s %-12s %10s %8s  %-11s %s\n' run side rev msg/s \
+        p99_ms latency_via other_cores
     for i in $(seq "$RUNS"); do
         for side in old new; do
             rev=$OLD_REV
             [ "$side" = new ] && rev=$NEW_REV
-            printf '%-4s %-4s %-12s %10s %8s  %s\n' "$i" "$side" "$rev" \
-                "${RATE[$i-$side]}" "${P99[$i-$side]}" "${VIA[$i-$side]}"
+            printf '%-4s %-4s %-12s %10s %8s  %-11s %s\n' "$i" "$side" \
+                "$rev" "${RATE[$i-$side]}" "${P99[$i-$side]}" \
+                "${VIA[$i-$side]}" "${OTHER[$i-$side]}"
         done
         r_old+=("${RATE[$i-old]}"); r_new+=("${RATE[$i-new]}")
         p_old+=("${P99[$i-old]}"); p_new+=("${P99[$i-new]}")
@@ -174,7 +178,9 @@ summary() {
     printf ', p99 %sx (pairs: %s)\n' "$(median %.2f $ratios_p)" \
         "${ratios_p% }"
     printf '(msg/s: first batch -> last offset committed, higher is better;'
-    printf ' p99: propagation at the latency rate, lower is better)\n'
+    printf ' p99: propagation at the latency rate, lower is better;'
+    printf '\n other_cores: cores that other processes than the run'\''s used'
+    printf ' meanwhile, the machine'\''s noise)\n'
 }
 
 prepare "$OLD_REV"

@@ -210,6 +210,21 @@ pgstat_dump() {     # pgstat_dump PHASE: statements by total time, then reset
     log "statements by total time: $OUT/pgstat-$1.txt"
 }
 
+# After a failed run: how each projector that is gone ended, and the
+# end of its log.
+projectors_gone() {
+    local i=0 pid rc
+    for pid in "${PROJ_PIDS[@]}"; do
+        i=$((i + 1))
+        kill -0 "$pid" 2>/dev/null && continue
+        rc=0
+        wait "$pid" || rc=$?
+        log "projector $i (pid $pid) is gone: exit status $rc$( \
+            [ "$rc" -gt 128 ] && echo " (signal $((rc - 128)))")"
+        tail -5 "$OUT/projector${i#1}.log" >&2
+    done
+}
+
 # The CPU ticks of every process of the run so far: "label pid ticks",
 # the projectors by number, PostgreSQL's processes by application name
 # (their backend type if none), and the machine's busy ticks ("machine").
@@ -316,8 +331,7 @@ throughput() {
     start_projector
     echo "$PROJ_PID" > "$OUT/projector.pid"
     cpu_start
-    bench_reap feed \
-        || { tail -5 "$OUT/projector.log" >&2; die "feed failed"; }
+    bench_reap feed || { projectors_gone; die "feed failed"; }
     cpu_stop
     cat "$OUT/watch.txt" >&2
     pgstat_dump throughput
