@@ -4,7 +4,8 @@
  *
  * Directives: commerce_kafka_brokers, commerce_kafka_property,
  * commerce_kafka_delivery_timeout, commerce_kafka_flush_timeout,
- * commerce_kafka_breaker_threshold, commerce_kafka_breaker_timeout (http);
+ * commerce_kafka_breaker_threshold, commerce_kafka_breaker_timeout,
+ * commerce_kafka_thread_scheduling (http);
  * the reference is docs/directives.md.
  *
  * The per-worker producer (its circuit breaker, re-creation, delivery
@@ -38,6 +39,13 @@ static void ngx_http_commerce_kafka_conf_cleanup(void *data);
 static size_t ngx_http_commerce_kafka_message_max(rd_kafka_conf_t *kconf);
 static size_t ngx_http_commerce_kafka_varint_len(size_t n);
 static ngx_int_t ngx_http_commerce_kafka_valid_trace(u_char *p, size_t len);
+
+
+static ngx_conf_enum_t  ngx_http_commerce_kafka_threads[] = {
+    { ngx_string("batch"), NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH },
+    { ngx_string("normal"), NGX_HTTP_COMMERCE_KAFKA_THREADS_NORMAL },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_commerce_kafka_commands[] = {
@@ -83,6 +91,13 @@ static ngx_command_t  ngx_http_commerce_kafka_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_commerce_kafka_main_conf_t, breaker_timeout),
       NULL },
+
+    { ngx_string("commerce_kafka_thread_scheduling"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_commerce_kafka_main_conf_t, threads),
+      &ngx_http_commerce_kafka_threads },
 
       ngx_null_command
 };
@@ -162,6 +177,7 @@ ngx_http_commerce_kafka_create_main_conf(ngx_conf_t *cf)
     kmcf->flush_timeout = NGX_CONF_UNSET_MSEC;
     kmcf->breaker_timeout = NGX_CONF_UNSET_MSEC;
     kmcf->breaker_threshold = NGX_CONF_UNSET_UINT;
+    kmcf->threads = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&kmcf->topics, cf->pool, 4, sizeof(ngx_str_t))
         != NGX_OK)
@@ -233,6 +249,8 @@ ngx_http_commerce_kafka_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(kmcf->flush_timeout, 10000);
     ngx_conf_init_msec_value(kmcf->breaker_timeout, 1000);
     ngx_conf_init_uint_value(kmcf->breaker_threshold, 3);
+    ngx_conf_init_uint_value(kmcf->threads,
+                             NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH);
 
     kmcf->message_max = ngx_http_commerce_kafka_message_max(kmcf->conf);
 

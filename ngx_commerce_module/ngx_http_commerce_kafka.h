@@ -44,12 +44,20 @@ typedef enum {
 } ngx_http_commerce_kafka_result_e;
 
 
+/* commerce_kafka_thread_scheduling: the policy of librdkafka's threads */
+typedef enum {
+    NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH = 0,
+    NGX_HTTP_COMMERCE_KAFKA_THREADS_NORMAL
+} ngx_http_commerce_kafka_threads_e;
+
+
 typedef struct {
     ngx_str_t                   brokers;
     ngx_msec_t                  delivery_timeout;
     ngx_msec_t                  flush_timeout;
     ngx_msec_t                  breaker_timeout;
     ngx_uint_t                  breaker_threshold;
+    ngx_uint_t                  threads;   /* _kafka_threads_e */
     size_t                      message_max;  /* message.max.bytes */
     rd_kafka_conf_t            *conf;      /* validated at nginx -t */
     ngx_array_t                 topics;    /* ngx_str_t, known in advance */

@@ -22,6 +22,15 @@
  * report ends in ngx_http_commerce_kafka_ended() and every change of the
  * breaker in ngx_http_commerce_kafka_breaker_changed(): the places for
  * metrics.
+ *
+ * librdkafka's threads (a broker thread per broker, its main thread) run
+ * in the worker process, on the worker's CPU (worker_cpu_affinity), and
+ * each produce and each response wakes one of them.  At the default
+ * policy every such wakeup preempts the nginx thread; with SCHED_BATCH
+ * (commerce_kafka_thread_scheduling, the default) they wait until it
+ * sleeps in epoll_wait() or its time slice ends, and take more messages
+ * per wakeup: fewer context switches, larger batches, less CPU per
+ * message (scripts/bench/webhook/README.md has the figures).
  */
 
 #include <ngx_config.h>
@@ -116,6 +125,12 @@ static void ngx_http_commerce_kafka_msg_cleanup(void *data);
 static void ngx_http_commerce_kafka_msg_free(
     ngx_http_commerce_kafka_msg_t *msg);
 static rd_kafka_topic_t *ngx_http_commerce_kafka_topic(ngx_str_t *topic);
+static rd_kafka_resp_err_t ngx_http_commerce_kafka_on_new(rd_kafka_t *rk,
+    const rd_kafka_conf_t *conf, void *opaque, char *errstr,
+    size_t errstr_size);
+static rd_kafka_resp_err_t ngx_http_commerce_kafka_thread_start(
+    rd_kafka_t *rk, rd_kafka_thread_type_t type, const char *name,
+    void *opaque);
 
 
 /* one producer per worker process; wfd is set in init_process */
@@ -269,6 +284,18 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
     rd_kafka_conf_set_error_cb(kconf, ngx_http_commerce_kafka_error);
     ngx_http_commerce_health_kafka_conf(kconf);
 
+    if (kmcf->threads == NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH
+        && rd_kafka_conf_interceptor_add_on_new(kconf, "commerce-threads",
+                                                ngx_http_commerce_kafka_on_new,
+                                                NULL)
+           != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "commerce kafka: cannot set the threads' policy");
+        rd_kafka_conf_destroy(kconf);
+        return NGX_ERROR;
+    }
+
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, errstr, sizeof(errstr));
     if (rk == NULL) {
         ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
@@ -327,6 +354,37 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
                   rd_kafka_name(rk), &kmcf->brokers);
 
     return NGX_OK;
+}
+
+
+/* rd_kafka_new(): each thread the producer starts is SCHED_BATCH */
+static rd_kafka_resp_err_t
+ngx_http_commerce_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf,
+    void *opaque, char *errstr, size_t errstr_size)
+{
+    return rd_kafka_interceptor_add_on_thread_start(rk, "commerce-threads",
+                                      ngx_http_commerce_kafka_thread_start,
+                                      NULL);
+}
+
+
+/*
+ * In the new thread; a failure is logged by librdkafka (served by
+ * rd_kafka_poll() like its other logs) and the thread runs on.
+ */
+static rd_kafka_resp_err_t
+ngx_http_commerce_kafka_thread_start(rd_kafka_t *rk,
+    rd_kafka_thread_type_t type, const char *name, void *opaque)
+{
+    struct sched_param  sp;
+
+    ngx_memzero(&sp, sizeof(struct sched_param));
+
+    if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) != 0) {
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 

@@ -64,6 +64,13 @@ EOF
      qr/"commerce_kafka_brokers" is not set/,
      'a webhook location without brokers fails nginx -t');
 
+like(conf_error('bad_threads', <<"EOF"),
+    commerce_kafka_brokers $bs;
+    commerce_kafka_thread_scheduling idle;
+EOF
+     qr/invalid value "idle" in \S+bad_threads\S*:\d+/,
+     'an unknown thread scheduling policy fails nginx -t');
+
 like(conf_error('bad_brokers', <<'EOF'),
     commerce_kafka_brokers 127.0.0.1:9092,127.0.0.1;
 EOF
@@ -127,6 +134,15 @@ like($ack->{partition}, qr/^\d+$/, 'partition given');
 like($ack->{offset}, qr/^\d+$/, 'offset given');
 
 my $t1 = int(time * 1000) + 1;
+
+# librdkafka's threads in the worker are SCHED_BATCH (the default of
+# commerce_kafka_thread_scheduling), the worker's own thread is not.
+my %pol = thread_policies();
+ok(grep({ /^rdk:broker/ } keys %pol), 'the worker runs librdkafka broker '
+   . 'threads: ' . join(',', sort keys %pol));
+is_deeply([sort grep { $pol{$_} ne 'batch' } grep { /^rdk:/ } keys %pol],
+          [], 'every librdkafka thread is SCHED_BATCH');
+is($pol{nginx}, 'other', 'the nginx thread keeps SCHED_OTHER');
 
 # The 202 came after the broker had it: it is at the partition and offset
 # the answer names.
@@ -337,6 +353,7 @@ $t->write_nginx_conf(<<"EOF", name => 'small');
     commerce_kafka_brokers $bs;
     commerce_kafka_property message.max.bytes 2000;
     commerce_kafka_breaker_threshold 0;
+    commerce_kafka_thread_scheduling normal;
 
     server {
         listen 127.0.0.1:%%PORT_HTTP3%%;
@@ -364,6 +381,11 @@ $r = $t->http(POST => '/wh', -port => $t->port('HTTP3'),
               -body => 'h' x 1900);
 is($r->{status}, 413, '... one of 1900 with the headers does not: 413');
 is(decode($r->{body})->{error}, 'body_too_large', '... body_too_large');
+
+%pol = thread_policies('small');
+ok(grep({ /^rdk:broker/ } keys %pol), 'its worker runs broker threads');
+is_deeply([sort grep { $pol{$_} ne 'other' } grep { /^rdk:/ } keys %pol],
+          [], 'commerce_kafka_thread_scheduling normal: SCHED_OTHER');
 
 $t->stop_nginx(name => 'small');
 
@@ -395,6 +417,29 @@ $t->done;
 
 
 # ---------------------------------------------------------------- util ---
+
+# The scheduling policy of each thread of the workers of an nginx, by the
+# thread's name: "other", "batch", "idle" or the number (field 41 of
+# /proc/PID/task/TID/stat).
+sub thread_policies {
+    my ($name) = @_;
+    my %names = (0 => 'other', 3 => 'batch', 5 => 'idle');
+    my %pol;
+
+    for my $pid ($t->worker_pids($name)) {
+        for my $task (glob "/proc/$pid/task/*") {
+            my $comm = $t->slurp("$task/comm");
+            my $stat = $t->slurp("$task/stat");
+            next unless defined $comm && defined $stat;
+            chomp $comm;
+            next unless $stat =~ /\)\s+(.*)$/s;
+            my $policy = (split ' ', $1)[38];
+            $pol{$comm} = $names{$policy} // $policy;
+        }
+    }
+
+    return %pol;
+}
 
 # What librdkafka counts of record headers: each name and value with their
 # lengths as zigzag varints.
