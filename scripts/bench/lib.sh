@@ -367,6 +367,31 @@ bench_access_log() {
 }
 
 
+# bench_kafka_directives: the module's extra Kafka directives of a run, one
+# per line: commerce_kafka_property for each ";"-separated "name value" of
+# BENCH_KAFKA_PROPERTIES, commerce_kafka_thread_scheduling BENCH_KAFKA_THREADS
+# (batch, normal) when set; nothing by default (the module's defaults,
+# docs/directives.md).
+bench_kafka_directives() {
+    local p props=${BENCH_KAFKA_PROPERTIES:-}
+
+    while IFS= read -r p; do
+        if [ -n "$p" ]; then
+            echo "commerce_kafka_property $p;"
+        fi
+    done <<< "${props//;/$'\n'}"
+    if [ -n "${BENCH_KAFKA_THREADS:-}" ]; then
+        echo "commerce_kafka_thread_scheduling $BENCH_KAFKA_THREADS;"
+    fi
+}
+
+# bench_kafka_summary: the same, for a results file
+bench_kafka_summary() {
+    echo "properties: ${BENCH_KAFKA_PROPERTIES:-the module defaults};" \
+         "librdkafka threads: ${BENCH_KAFKA_THREADS:-batch (default)}"
+}
+
+
 # bench_nginx_conf DIR LOAD HTTP LOCATIONS: DIR/nginx.conf for one nginx
 # worker listening on 127.0.0.1:$NGINX_PORT, every path (pid, error_log,
 # temp paths) inside DIR; LOAD are load_module lines, HTTP directives of

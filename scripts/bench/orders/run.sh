@@ -30,6 +30,7 @@
 #   BENCH_BROKERS=3 BENCH_PARTITIONS=6   the devbroker's cluster
 #   BENCH_NGINX_CPU=0 BENCH_LOAD_CPU=1 BENCH_REDIS_CPU= BENCH_BROKER_CPU=
 #   BENCH_PIN=1           as in scripts/bench/webhook/run.sh
+#   BENCH_KAFKA_PROPERTIES= BENCH_KAFKA_THREADS=   as there
 #   BENCH_JWT_ITERATIONS=2000   verifications per algorithm of
 #                         commerce-jwt bench
 #   COMMERCE_BUILD        build dir holding the module and bin/ (default
@@ -114,6 +115,7 @@ write_conf() {
         load="load_module $MODULE;"
         http="commerce_redis_server 127.0.0.1:$REDIS_PORT;
     commerce_kafka_brokers $BOOTSTRAP;
+    $(bench_kafka_directives)
     commerce_jwt_keys_file $OUT/jwks.json;
     commerce_jwt_issuer $ISSUER;"
         loc="location = $URI {
@@ -273,8 +275,9 @@ summary() {
         "$(wc -c < "$BODY_FILE")"
     printf ' wrk -t1 -c%s -d%ss (+%ss warm-up), best of %s; 1 nginx worker\n' \
         "$CONNS" "$DURATION" "$WARMUP" "$ROUNDS"
-    printf 'Kafka: commerce-devbroker, %s brokers, %s partitions, acks=all\n' \
+    printf 'Kafka: commerce-devbroker, %s brokers, %s partitions, acks=all;' \
         "$BROKERS" "$PARTITIONS"
+    printf ' module %s\n' "$(bench_kafka_summary)"
     printf 'placement (%s cores): nginx %s, wrk %s, redis-server %s,' \
         "$(nproc)" "$(bench_where "$NGINX_CPU")" \
         "$(bench_where "$LOAD_CPU")" "$(bench_where "$REDIS_CPU")"
