@@ -39,8 +39,10 @@ static const commerce_jwa_t  commerce_jwa_table[COMMERCE_JWA_COUNT] = {
 
 
 static int commerce_jwa_verify_pkey(const commerce_jwa_t *a, EVP_PKEY *pkey,
-    const unsigned char *input, size_t input_len, const unsigned char *sig,
-    size_t sig_len);
+    EVP_MD_CTX **tpl, const unsigned char *input, size_t input_len,
+    const unsigned char *sig, size_t sig_len);
+static EVP_MD_CTX *commerce_jwa_verify_init(const commerce_jwa_t *a,
+    EVP_PKEY *pkey);
 static int commerce_jwa_ecdsa_der(const commerce_jwa_t *a,
     const unsigned char *sig, unsigned char *der, size_t *der_len);
 static int commerce_jwa_pkey_fits(const commerce_jwa_t *a, EVP_PKEY *pkey);
@@ -104,7 +106,7 @@ commerce_jwa_parse_list(const char *list, size_t len, const char **bad,
 
 int
 commerce_jwa_verify(commerce_jwa_alg_e alg, EVP_PKEY *pkey,
-    const unsigned char *secret, size_t secret_len,
+    EVP_MD_CTX **tpl, const unsigned char *secret, size_t secret_len,
     const unsigned char *input, size_t input_len,
     const unsigned char *sig, size_t sig_len)
 {
@@ -143,7 +145,7 @@ commerce_jwa_verify(commerce_jwa_alg_e alg, EVP_PKEY *pkey,
     }
 
     if (a->kind != COMMERCE_JWA_KIND_EC) {
-        return commerce_jwa_verify_pkey(a, pkey, input, input_len, sig,
+        return commerce_jwa_verify_pkey(a, pkey, tpl, input, input_len, sig,
                                         sig_len);
     }
 
@@ -151,7 +153,8 @@ commerce_jwa_verify(commerce_jwa_alg_e alg, EVP_PKEY *pkey,
         return -1;
     }
 
-    return commerce_jwa_verify_pkey(a, pkey, input, input_len, der, der_len);
+    return commerce_jwa_verify_pkey(a, pkey, tpl, input, input_len, der,
+                                    der_len);
 }
 
 
@@ -177,46 +180,77 @@ commerce_jwa_hmac(commerce_jwa_alg_e alg, const unsigned char *secret,
 }
 
 
-/* 1, 0 or -1 as commerce_jwa_verify() */
+/*
+ * 1, 0 or -1 as commerce_jwa_verify(): on a copy of *tpl (made first if
+ * need be), or on a context of its own without tpl or a digest (EdDSA).
+ */
 static int
 commerce_jwa_verify_pkey(const commerce_jwa_t *a, EVP_PKEY *pkey,
-    const unsigned char *input, size_t input_len, const unsigned char *sig,
-    size_t sig_len)
+    EVP_MD_CTX **tpl, const unsigned char *input, size_t input_len,
+    const unsigned char *sig, size_t sig_len)
 {
-    int            rc;
-    EVP_MD_CTX    *md;
-    EVP_PKEY_CTX  *pctx;
+    int          rc;
+    EVP_MD_CTX  *md;
 
-    md = EVP_MD_CTX_new();
+    if (tpl != NULL && a->digest != NULL) {
+        if (*tpl == NULL) {
+            *tpl = commerce_jwa_verify_init(a, pkey);
+            if (*tpl == NULL) {
+                return -1;
+            }
+        }
+
+        md = EVP_MD_CTX_new();
+        if (md != NULL && EVP_MD_CTX_copy_ex(md, *tpl) != 1) {
+            EVP_MD_CTX_free(md);
+            md = NULL;
+        }
+
+    } else {
+        md = commerce_jwa_verify_init(a, pkey);
+    }
+
     if (md == NULL) {
+        ERR_clear_error();
         return -1;
-    }
-
-    rc = -1;
-
-    if (EVP_DigestVerifyInit_ex(md, &pctx, a->digest, NULL, NULL, pkey,
-                                NULL) != 1)
-    {
-        goto done;
-    }
-
-    if (a->pss
-        && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1
-            || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST)
-               != 1))
-    {
-        goto done;
     }
 
     /* a malformed signature is a bad one, whatever OpenSSL calls it */
     rc = EVP_DigestVerify(md, sig, sig_len, input, input_len) == 1;
 
-done:
-
     EVP_MD_CTX_free(md);
     ERR_clear_error();
 
     return rc;
+}
+
+
+/* a context ready for EVP_DigestVerify() with the key, or NULL */
+static EVP_MD_CTX *
+commerce_jwa_verify_init(const commerce_jwa_t *a, EVP_PKEY *pkey)
+{
+    EVP_MD_CTX    *md;
+    EVP_PKEY_CTX  *pctx;
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NULL;
+    }
+
+    if (EVP_DigestVerifyInit_ex(md, &pctx, a->digest, NULL, NULL, pkey,
+                                NULL) != 1
+        || (a->pss
+            && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1
+                || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+                                                    RSA_PSS_SALTLEN_DIGEST)
+                   != 1)))
+    {
+        EVP_MD_CTX_free(md);
+        ERR_clear_error();
+        return NULL;
+    }
+
+    return md;
 }
 
 

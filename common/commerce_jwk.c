@@ -116,6 +116,12 @@ commerce_jwk_parse(const json_t *jwk, int mode, commerce_jwk_t *key,
 void
 commerce_jwk_clear(commerce_jwk_t *key)
 {
+    int  i;
+
+    for (i = 0; i < COMMERCE_JWA_COUNT; i++) {
+        EVP_MD_CTX_free(key->verify[i]);
+    }
+
     free(key->kid);
     EVP_PKEY_free(key->pkey);
 

@@ -72,6 +72,8 @@ typedef struct {
     EVP_PKEY              *pkey;         /* RSA, EC, OKP */
     unsigned char         *secret;       /* oct */
     size_t                 secret_len;
+    EVP_MD_CTX            *verify[COMMERCE_JWA_COUNT];  /* per alg, made
+                                            by commerce_jwa_verify() */
 } commerce_jwk_t;
 
 

@@ -323,7 +323,7 @@ commerce_jwt_signature(const commerce_jwk_set_t *set, commerce_jwt_t *jwt,
     size_t                 i, kid_len, tried, named;
     json_t                *v;
     const char            *kid;
-    const commerce_jwk_t  *key;
+    commerce_jwk_t        *key;
 
     v = json_object_get(jwt->header, "kid");
     kid = json_string_value(v);
@@ -350,9 +350,10 @@ commerce_jwt_signature(const commerce_jwk_set_t *set, commerce_jwt_t *jwt,
 
         tried++;
 
-        rc = commerce_jwa_verify(jwt->alg, key->pkey, key->secret,
-                                 key->secret_len, token, parts->sig,
-                                 parts->sig_bytes, parts->sig_bytes_len);
+        rc = commerce_jwa_verify(jwt->alg, key->pkey, &key->verify[jwt->alg],
+                                 key->secret, key->secret_len, token,
+                                 parts->sig, parts->sig_bytes,
+                                 parts->sig_bytes_len);
         if (rc < 0) {
             return COMMERCE_JWT_ERROR;
         }
