@@ -14,8 +14,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/rand.h>
-
 #include "commerce_inbound.h"
 
 #include "ngx_http_commerce_cart_private.h"
@@ -589,9 +587,9 @@ ngx_http_commerce_cart_start(ngx_http_request_t *r,
 
         /* a new id: 128 bits of OpenSSL's CSPRNG, in hex */
 
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                          "commerce cart: RAND_bytes() failed");
+        if (ngx_http_commerce_random(r->connection->log, rnd, sizeof(rnd))
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 

@@ -18,7 +18,6 @@
 #include <ngx_http.h>
 
 #include <librdkafka/rdkafka.h>
-#include <openssl/rand.h>
 
 #include "ngx_http_commerce_headers.h"
 #include "ngx_http_commerce_module.h"
@@ -555,9 +554,9 @@ ngx_http_commerce_kafka_traceparent(ngx_http_request_t *r, ngx_str_t *tp)
         return NGX_OK;
     }
 
-    if (RAND_bytes(id, sizeof(id)) != 1) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "commerce kafka: RAND_bytes() failed");
+    if (ngx_http_commerce_random(r->connection->log, id, sizeof(id))
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

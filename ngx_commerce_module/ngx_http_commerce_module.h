@@ -65,4 +65,11 @@ ngx_int_t ngx_http_commerce_request_body(ngx_http_request_t *r,
     ngx_str_t *body);
 
 
+/*
+ * n bytes of OpenSSL's CSPRNG (ids, trace ids): NGX_OK, or NGX_ERROR
+ * (logged here) when RAND_bytes() failed.
+ */
+ngx_int_t ngx_http_commerce_random(ngx_log_t *log, u_char *dst, size_t n);
+
+
 #endif /* _NGX_HTTP_COMMERCE_MODULE_H_INCLUDED_ */

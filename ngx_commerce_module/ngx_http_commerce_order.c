@@ -18,8 +18,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/rand.h>
-
 #include "commerce_contract.h"
 #include "commerce_json.h"
 
@@ -578,9 +576,9 @@ ngx_http_commerce_order_new_command(ngx_http_request_t *r,
     json_t      *o;
     ngx_time_t  *tp;
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "commerce order: RAND_bytes() failed");
+    if (ngx_http_commerce_random(r->connection->log, rnd, sizeof(rnd))
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -504,6 +504,29 @@ my $first_id;
        "it lives for commerce_idempotency_ttl 1h (PTTL $ttl)");
 }
 
+# ------------------------------------------------ ids from two workers ---
+
+# Order ids and trace ids come from a random buffer in each worker
+# (ngx_http_commerce_random): 60 orders over new connections, spread over
+# both workers, never share one.
+{
+    my (%ids, %traces);
+    for my $i (1 .. 60) {
+        my $key = "ids-$i-$tag";
+        my $r = place("\"$key\"", order_body());
+        $ids{ decode($r->{body})->{order_id} // "none-$i" }++
+            if $r->{status} == 202;
+    }
+    is(scalar(keys %ids), 60, '60 orders, 60 distinct order ids');
+    is(scalar(grep { !/$UUID/ } keys %ids), 0, '... each a UUIDv7');
+    for my $m (grep { ($_->{h}{idempotency_key} // '') =~ /^ids-\d+-$tag$/ }
+               msgs())
+    {
+        $traces{ substr($m->{h}{traceparent} // '', 3, 32) }++;
+    }
+    is(scalar(keys %traces), 60, '... and 60 distinct trace ids in Kafka');
+}
+
 # ------------------------------------------- concurrent duplicates ---
 
 {
