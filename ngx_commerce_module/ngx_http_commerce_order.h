@@ -7,7 +7,8 @@
  * read model the saga worker writes (docs/contract.md).
  *
  * Files: ngx_http_commerce_order.c (directives, the handler, caller,
- * command publishing, answers), _order_place.c (POST /v1/orders and
+ * answers), _order_command.c (commands built and published),
+ * _order_place.c (POST /v1/orders and
  * POST /v1/carts/{id}/checkout: the body, Idempotency-Key, the cart,
  * order.place), _order_read.c (the reads, and the
  * actions that need the document first: cancel, retry, compensate).
@@ -136,6 +137,17 @@ void ngx_http_commerce_order_fail(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_commerce_order_keep_root(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx, json_t *root);
 
+/* 200 with a strong ETag of the bytes (304 on If-None-Match) */
+ngx_int_t ngx_http_commerce_order_send_doc(ngx_http_request_t *r,
+    u_char *p, size_t len);
+
+/* a query argument, or an empty string */
+ngx_int_t ngx_http_commerce_order_arg(ngx_http_request_t *r, char *name,
+    size_t len, ngx_str_t *value);
+
+
+/* ngx_http_commerce_order_command.c */
+
 /* the command's id (a new UUIDv7) and its JSON's common fields */
 ngx_int_t ngx_http_commerce_order_new_command(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx, const char *type, json_t **cmd);
@@ -161,14 +173,6 @@ void ngx_http_commerce_order_too_large(ngx_http_request_t *r);
 /* 202 {"order_id","status":"accepted","command_id"} once acknowledged */
 void ngx_http_commerce_order_command_acked(ngx_http_request_t *r,
     ngx_http_commerce_order_ctx_t *ctx, ngx_int_t rc);
-
-/* 200 with a strong ETag of the bytes (304 on If-None-Match) */
-ngx_int_t ngx_http_commerce_order_send_doc(ngx_http_request_t *r,
-    u_char *p, size_t len);
-
-/* a query argument, or an empty string */
-ngx_int_t ngx_http_commerce_order_arg(ngx_http_request_t *r, char *name,
-    size_t len, ngx_str_t *value);
 
 
 /* ngx_http_commerce_order_place.c: POST /v1/orders, and a cart's checkout */
