@@ -304,6 +304,43 @@ bench_start_broker() {
 }
 
 
+# bench_kafka_count TOPIC PARTITIONS: the messages in the topic at
+# $BOOTSTRAP: the sum of its partitions' end offsets (kcat -Q; the mock
+# keeps only the last few MB of each partition, so consuming them all
+# would undercount; offsets start at 0 and are never reused).
+bench_kafka_count() {
+    local topic=$1 parts=$2 n p args=()
+    for p in $(seq 0 $((parts - 1))); do
+        args+=(-t "$topic:$p:-1")
+    done
+    n=$(kcat -b "$BOOTSTRAP" -Q "${args[@]}" 2>/dev/null \
+        | awk '/offset/ { s += $NF; c++ } END { print c + 0, s + 0 }')
+    set -- $n
+    [ "$1" = "$parts" ] || die "kcat -Q answered for $1 partitions"
+    echo "$2"
+}
+
+# bench_kafka_check VARIANT TOPIC PARTITIONS: every 202 is in Kafka, and
+# nothing else but requests wrk stopped waiting for (finished by the
+# server after wrk closed its sockets): messages = ACKED[v] 202s seen by
+# wrk + 1 (the check request) + at most INFLIGHT[v]. Sets KAFKA[v] and
+# CHECK[v] ("ok ..." or "FAIL ..."), arrays of the caller.
+bench_kafka_check() {
+    local v=$1 n extra
+    n=$(bench_kafka_count "$2" "$3")
+    KAFKA[$v]=$n
+    extra=$(( n - 1 - ACKED[$v] ))
+    if [ "$extra" -ge 0 ] && [ "$extra" -le "${INFLIGHT[$v]}" ]; then
+        CHECK[$v]="ok (+$extra of ${INFLIGHT[$v]} unanswered)"
+    else
+        CHECK[$v]="FAIL ($n messages, $(( ACKED[$v] + 1 )) 202s,"
+        CHECK[$v]+=" ${INFLIGHT[$v]} unanswered)"
+    fi
+    log "$v: Kafka holds $n messages; 202s seen $(( ACKED[$v] + 1 ))" \
+        "(incl. the check): ${CHECK[$v]}"
+}
+
+
 # bench_start_pg DIR: a fresh private PostgreSQL cluster (scripts/pg.sh)
 # in DIR on a free port, stopped at exit; PG_PORT, CONNINFO.
 bench_start_pg() {

@@ -60,19 +60,6 @@ SUB=bench-user
 TOKEN=
 BODY_FILE=$OUT/order.json
 
-# Messages in the topic: the sum of the partitions' end offsets.
-kafka_count() {
-    local n=0 p args=()
-    for p in $(seq 0 $((PARTITIONS - 1))); do
-        args+=(-t "$TOPIC:$p:-1")
-    done
-    n=$(kcat -b "$BOOTSTRAP" -Q "${args[@]}" 2>/dev/null \
-        | awk '/offset/ { s += $NF; c++ } END { print c + 0, s + 0 }')
-    set -- $n
-    [ "$1" = "$PARTITIONS" ] || die "kcat -Q answered for $1 partitions"
-    echo "$2"
-}
-
 # The issuer: key.pem (private), pub.pem, jwks.json (its public JWK), a
 # token of SUB for an hour, and the order body of LINES lines.
 make_keys() {
@@ -228,23 +215,6 @@ account() {
                      - $(bench_field requests "$line") ))
 }
 
-# Every 202 is in Kafka, and nothing else but requests wrk stopped
-# waiting for (finished by the server after wrk closed its sockets).
-kafka_check() {
-    local v=$1 n extra
-    n=$(kafka_count)
-    KAFKA[$v]=$n
-    extra=$(( n - 1 - ACKED[$v] ))
-    if [ "$extra" -ge 0 ] && [ "$extra" -le "${INFLIGHT[$v]}" ]; then
-        CHECK[$v]="ok (+$extra of ${INFLIGHT[$v]} unanswered)"
-    else
-        CHECK[$v]="FAIL ($n messages, $(( ACKED[$v] + 1 )) 202s,"
-        CHECK[$v]+=" ${INFLIGHT[$v]} unanswered)"
-    fi
-    log "$v: Kafka holds $n messages; 202s seen $(( ACKED[$v] + 1 ))" \
-        "(incl. the check): ${CHECK[$v]}"
-}
-
 bench_variant() {
     local v=$1 dir=$OUT/$1 w
     rm -rf "$dir"
@@ -262,7 +232,7 @@ bench_variant() {
     [ "$(bench_nginx_worker)" = "$w" ] \
         || die "$v: worker was replaced (crash?)"
     bench_stop NGINX_PID QUIT 15
-    kafka_check "$v"
+    bench_kafka_check "$v" "$TOPIC" "$PARTITIONS"
     bench_stop BROKER_PID
 }
 

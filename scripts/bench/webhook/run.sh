@@ -77,21 +77,6 @@ POOL_NEXT=0
 
 bench_on_exit 'rm -f "$OUT"/*/pool.bin'
 
-# Messages in the topic: the sum of the partitions' end offsets (the mock
-# keeps only the last few MB of each partition, so consuming them all
-# would undercount; offsets start at 0 and are never reused).
-kafka_count() {
-    local n=0 p args=()
-    for p in $(seq 0 $((PARTITIONS - 1))); do
-        args+=(-t "$TOPIC:$p:-1")
-    done
-    n=$(kcat -b "$BOOTSTRAP" -Q "${args[@]}" 2>/dev/null \
-        | awk '/offset/ { s += $NF; c++ } END { print c + 0, s + 0 }')
-    set -- $n
-    [ "$1" = "$PARTITIONS" ] || die "kcat -Q answered for $1 partitions"
-    echo "$2"
-}
-
 # nginx.conf for one variant; every path inside $OUT/<variant>.
 write_conf() {
     local v=$1 load='' http='' loc='' brokers
@@ -298,24 +283,6 @@ account() {
     WRAPS[$v]=$(( ${WRAPS[$v]:-0} + $(bench_field wraps "$line") ))
 }
 
-# Every 202 must be in Kafka: messages = 202s seen by wrk (+1 of the
-# check) + some of the requests wrk sent but stopped waiting for (the
-# server finished them after wrk closed its sockets); nothing else.
-kafka_check() {
-    local v=$1 n extra
-    n=$(kafka_count)
-    KAFKA[$v]=$n
-    extra=$(( n - 1 - ACKED[$v] ))
-    if [ "$extra" -ge 0 ] && [ "$extra" -le "${INFLIGHT[$v]}" ]; then
-        CHECK[$v]="ok (+$extra of ${INFLIGHT[$v]} unanswered)"
-    else
-        CHECK[$v]="FAIL ($n messages, $(( ACKED[$v] + 1 )) 202s,"
-        CHECK[$v]+=" ${INFLIGHT[$v]} unanswered)"
-    fi
-    log "$v: Kafka holds $n messages; 202s seen $(( ACKED[$v] + 1 ))" \
-        "(incl. the check): ${CHECK[$v]}"
-}
-
 bench_variant() {
     local v=$1 dir=$OUT/$1 w
     rm -rf "$dir"
@@ -339,7 +306,7 @@ bench_variant() {
     # Graceful stop (QUIT): requests still in flight finish, and with
     # them their Kafka deliveries, before the worker exits.
     bench_stop NGINX_PID QUIT 15
-    kafka_check "$v"
+    bench_kafka_check "$v" "$TOPIC" "$PARTITIONS"
     bench_stop BROKER_PID
     rm -f "$dir/pool.bin"
 }
