@@ -30,7 +30,12 @@
  * (commerce_kafka_thread_scheduling, the default) they wait until it
  * sleeps in epoll_wait() or its time slice ends, and take more messages
  * per wakeup: fewer context switches, larger batches, less CPU per
- * message (scripts/bench/webhook/README.md has the figures).
+ * message (scripts/bench/webhook/README.md has the figures).  They get
+ * the policy by inheritance: the nginx thread is SCHED_BATCH while
+ * rd_kafka_new() starts them.  (An on_thread_start interceptor could set
+ * it from inside, but with one on the configuration librdkafka 2.0.2
+ * crashed in rd_kafka_conf_destroy() after a failed rd_kafka_new(): t/75
+ * under ASan.)
  */
 
 #include <ngx_config.h>
@@ -125,12 +130,8 @@ static void ngx_http_commerce_kafka_msg_cleanup(void *data);
 static void ngx_http_commerce_kafka_msg_free(
     ngx_http_commerce_kafka_msg_t *msg);
 static rd_kafka_topic_t *ngx_http_commerce_kafka_topic(ngx_str_t *topic);
-static rd_kafka_resp_err_t ngx_http_commerce_kafka_on_new(rd_kafka_t *rk,
-    const rd_kafka_conf_t *conf, void *opaque, char *errstr,
-    size_t errstr_size);
-static rd_kafka_resp_err_t ngx_http_commerce_kafka_thread_start(
-    rd_kafka_t *rk, rd_kafka_thread_type_t type, const char *name,
-    void *opaque);
+static ngx_int_t ngx_http_commerce_kafka_batch(ngx_log_t *log,
+    ngx_uint_t on);
 
 
 /* one producer per worker process; wfd is set in init_process */
@@ -265,7 +266,7 @@ static ngx_int_t
 ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
 {
     char                                  errstr[512];
-    ngx_uint_t                            i;
+    ngx_uint_t                            i, batch;
     rd_kafka_t                           *rk;
     rd_kafka_conf_t                      *kconf;
     ngx_http_commerce_kafka_worker_t     *w;
@@ -284,19 +285,15 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
     rd_kafka_conf_set_error_cb(kconf, ngx_http_commerce_kafka_error);
     ngx_http_commerce_health_kafka_conf(kconf);
 
-    if (kmcf->threads == NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH
-        && rd_kafka_conf_interceptor_add_on_new(kconf, "commerce-threads",
-                                                ngx_http_commerce_kafka_on_new,
-                                                NULL)
-           != RD_KAFKA_RESP_ERR_NO_ERROR)
-    {
-        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
-                      "commerce kafka: cannot set the threads' policy");
-        rd_kafka_conf_destroy(kconf);
-        return NGX_ERROR;
-    }
+    batch = kmcf->threads == NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH
+            && ngx_http_commerce_kafka_batch(cycle->log, 1) == NGX_OK;
 
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, errstr, sizeof(errstr));
+
+    if (batch) {
+        (void) ngx_http_commerce_kafka_batch(cycle->log, 0);
+    }
+
     if (rk == NULL) {
         ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
                       "commerce kafka: cannot create the producer: %s",
@@ -357,34 +354,41 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
 }
 
 
-/* rd_kafka_new(): each thread the producer starts is SCHED_BATCH */
-static rd_kafka_resp_err_t
-ngx_http_commerce_kafka_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf,
-    void *opaque, char *errstr, size_t errstr_size)
-{
-    return rd_kafka_interceptor_add_on_thread_start(rk, "commerce-threads",
-                                      ngx_http_commerce_kafka_thread_start,
-                                      NULL);
-}
-
-
 /*
- * In the new thread; a failure is logged by librdkafka (served by
- * rd_kafka_poll() like its other logs) and the thread runs on.
+ * on: the nginx thread becomes SCHED_BATCH, so that the threads
+ * rd_kafka_new() starts inherit the policy (and those they start in turn:
+ * the broker threads learnt from metadata); off: its own policy back.
+ * The nginx thread is SCHED_BATCH only for the length of rd_kafka_new().
  */
-static rd_kafka_resp_err_t
-ngx_http_commerce_kafka_thread_start(rd_kafka_t *rk,
-    rd_kafka_thread_type_t type, const char *name, void *opaque)
+static ngx_int_t
+ngx_http_commerce_kafka_batch(ngx_log_t *log, ngx_uint_t on)
 {
-    struct sched_param  sp;
+    int                        err;
+    struct sched_param         sp;
 
-    ngx_memzero(&sp, sizeof(struct sched_param));
+    static int                 policy;
+    static struct sched_param  saved;
 
-    if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) != 0) {
-        return RD_KAFKA_RESP_ERR__FAIL;
+    if (on) {
+        err = pthread_getschedparam(pthread_self(), &policy, &saved);
+
+        if (err == 0) {
+            ngx_memzero(&sp, sizeof(struct sched_param));
+            err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+        }
+
+    } else {
+        err = pthread_setschedparam(pthread_self(), policy, &saved);
     }
 
-    return RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err != 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, err,
+                      "commerce kafka: pthread_setschedparam(%s) failed",
+                      on ? "SCHED_BATCH" : "the worker's policy");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
