@@ -103,6 +103,17 @@
 /* commands to the saga worker, key: the order id (none for
  * projections.rebuild), value: the command JSON */
 #define COMMERCE_TOPIC_COMMANDS       "commerce.commands"
+/* the saga worker's commands to the payment provider and to the carrier,
+ * key: the order id, value: the command JSON */
+#define COMMERCE_TOPIC_PAYMENT_COMMANDS   "commerce.payments.commands"
+#define COMMERCE_TOPIC_SHIPPING_COMMANDS  "commerce.shipping.commands"
+/* the carrier's replies to the saga worker, key: the order id, value:
+ * the reply JSON */
+#define COMMERCE_TOPIC_SHIPPING_REPLIES   "commerce.shipping.replies"
+/* the payment provider's webhooks (Stripe events) as nginx received them
+ * from the source "payments", key: the order id, value: the event JSON */
+#define COMMERCE_TOPIC_PAYMENT_INBOUND    "commerce.payments.inbound"
+#define COMMERCE_SOURCE_PAYMENTS          "payments"
 
 
 /*
@@ -129,6 +140,10 @@
 #define COMMERCE_H_COMMAND_ID         "command_id"
 #define COMMERCE_H_SUB                "sub"
 #define COMMERCE_H_IDEMPOTENCY_KEY    "idempotency_key"
+
+/* of a participant command (command_type, idempotency_key, content_type,
+ * traceparent) and of a carrier's reply: the reply's type */
+#define COMMERCE_H_REPLY_TYPE         "reply_type"
 
 /* of a canonical event, set by the projector (and traceparent) */
 #define COMMERCE_H_EVENT_TYPE         "event_type"
@@ -189,6 +204,34 @@
 #define COMMERCE_CMD_SAGA_RETRY       "saga.retry"
 #define COMMERCE_CMD_SAGA_COMPENSATE  "saga.compensate"
 #define COMMERCE_CMD_PROJECTIONS_REBUILD  "projections.rebuild"
+
+
+/*
+ * Participant commands: the saga worker's, on the payment and shipping
+ * command topics (docs/contract.md has their JSON); every attempt of one
+ * step carries the same idempotency_key.
+ */
+
+#define COMMERCE_CMD_PAYMENT_AUTHORIZE  "payment.authorize"
+#define COMMERCE_CMD_PAYMENT_CAPTURE    "payment.capture"
+#define COMMERCE_CMD_PAYMENT_VOID       "payment.void"
+#define COMMERCE_CMD_PAYMENT_REFUND     "payment.refund"
+#define COMMERCE_CMD_SHIPMENT_CREATE    "shipment.create"
+#define COMMERCE_CMD_SHIPMENT_CANCEL    "shipment.cancel"
+
+/* the carrier's replies on the shipping replies topic */
+#define COMMERCE_REPLY_SHIPMENT_CREATED    "shipment.created"
+#define COMMERCE_REPLY_SHIPMENT_FAILED     "shipment.failed"
+#define COMMERCE_REPLY_SHIPMENT_CANCELLED  "shipment.cancelled"
+
+/* the payment provider's answers: Stripe event types, as webhooks of the
+ * source "payments" (Stripe-Signature); which answers which command is in
+ * docs/contract.md */
+#define COMMERCE_STRIPE_CAPTURABLE "payment_intent.amount_capturable_updated"
+#define COMMERCE_STRIPE_SUCCEEDED  "payment_intent.succeeded"
+#define COMMERCE_STRIPE_FAILED     "payment_intent.payment_failed"
+#define COMMERCE_STRIPE_CANCELED   "payment_intent.canceled"
+#define COMMERCE_STRIPE_REFUNDED   "charge.refunded"
 
 
 #endif /* COMMERCE_CONTRACT_H */

@@ -155,3 +155,21 @@ cw_buf_json_str(cw_buf_t *b, const char *s)
     }
     cw_buf_putc(b, '"');
 }
+
+
+void
+cw_buf_hex(cw_buf_t *b, const void *p, size_t n)
+{
+    size_t                i;
+    const unsigned char  *s = p;
+    static const char     hex[] = "0123456789abcdef";
+
+    if (cw_buf_reserve(b, 2 * n) != 0) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        b->data[b->len++] = hex[s[i] >> 4];
+        b->data[b->len++] = hex[s[i] & 0x0f];
+    }
+    b->data[b->len] = '\0';
+}

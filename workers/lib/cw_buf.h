@@ -38,4 +38,7 @@ void cw_buf_json_escape(cw_buf_t *b, const char *s, size_t n);
 /* Appends "s" including the surrounding quotes. */
 void cw_buf_json_str(cw_buf_t *b, const char *s);
 
+/* Appends the n bytes at p in lowercase hex (a MAC, a digest). */
+void cw_buf_hex(cw_buf_t *b, const void *p, size_t n);
+
 #endif /* CW_BUF_H */
