@@ -145,7 +145,7 @@ int ps_stripe_signature(const char *secret, const char *body, size_t len,
     int64_t t, char *out, size_t size);
 
 /* An id of prefix and 24 characters of [0-9A-Za-z]: random when seed is
- * NULL, else derived from seed (the same seed, the same id). */
+ * NULL, else derived from prefix and seed (the same, the same id). */
 void ps_id(char *out, size_t size, const char *prefix, const char *seed);
 
 

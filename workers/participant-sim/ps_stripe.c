@@ -49,9 +49,12 @@ ps_id(char *out, size_t size, const char *prefix, const char *seed)
     unsigned char        r[SHA256_DIGEST_LENGTH];
     static const char    chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                    "abcdefghijklmnopqrstuvwxyz";
+    char                 in[512];
 
     if (seed != NULL) {
-        SHA256((const unsigned char *) seed, strlen(seed), r);
+        n = (size_t) snprintf(in, sizeof(in), "%s|%s", prefix, seed);
+        SHA256((const unsigned char *) in,
+               n < sizeof(in) ? n : sizeof(in) - 1, r);
     } else if (getrandom(r, sizeof(r), 0) != (ssize_t) sizeof(r)) {
         for (i = 0; i < sizeof(r); i++) {
             r[i] = (unsigned char) random();
