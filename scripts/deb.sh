@@ -36,7 +36,7 @@ SO=ngx_http_commerce_module.so
 MOD=libnginx-mod-http-commerce
 WRK=commerce-workers
 # the workers that are a user's tools, not an administrator's
-USER_BINS="commerce-devbroker commerce-jwt"
+USER_BINS="commerce-devbroker commerce-jwt commerce-participant-sim"
 
 die() { printf 'deb: %s\n' "$*" >&2; exit 1; }
 
