@@ -11,25 +11,6 @@
 #include "ps_deliver.h"
 
 
-/* retry_min * 2^(tries - 1), at most retry_max, less up to half of it
- * drawn at random (so retries of many webhooks spread out). */
-static int64_t
-ps_backoff(const ps_deliver_t *d, ps_job_t *j)
-{
-    int      i;
-    int64_t  ms = d->retry_min_ms;
-
-    for (i = 1; i < j->tries && ms < d->retry_max_ms; i++) {
-        ms *= 2;
-    }
-    if (ms > d->retry_max_ms) {
-        ms = d->retry_max_ms;
-    }
-
-    return ms - (int64_t) (ps_rand64(&j->rng) % (uint64_t) (ms / 2 + 1));
-}
-
-
 static void
 ps_log_job(cw_log_level_t level, const ps_job_t *j, const char *what,
     const char *detail, long long status)
@@ -53,10 +34,10 @@ ps_log_job(cw_log_level_t level, const ps_job_t *j, const char *what,
 static int64_t
 ps_webhook(ps_deliver_t *d, ps_job_t *j)
 {
-    int   status = 0, rc;
-    char  sig[160], headers[320], err[512] = "";
+    int      status = 0, rc;
+    char     sig[160], headers[320], err[512] = "";
+    int64_t  again;
 
-    j->tries++;
     if (ps_stripe_signature(d->secret, j->answer->body, j->answer->len,
                             (int64_t) time(NULL), sig, sizeof(sig)) != 0)
     {
@@ -85,7 +66,8 @@ ps_webhook(ps_deliver_t *d, ps_job_t *j)
         return -1;
     }
 
-    if (j->tries >= d->attempts) {
+    again = cw_backoff_next(&j->backoff);
+    if (again < 0) {
         ps_log_job(CW_LOG_ERROR, j, "webhook given up", err, status);
         cw_counter_inc(d->gave_up);
         return -1;
@@ -94,7 +76,7 @@ ps_webhook(ps_deliver_t *d, ps_job_t *j)
     ps_log_job(CW_LOG_WARN, j, "webhook to retry", err, status);
     cw_counter_inc(d->retried);
 
-    return ps_backoff(d, j);
+    return again;
 }
 
 
@@ -103,9 +85,9 @@ ps_reply(ps_deliver_t *d, ps_job_t *j)
 {
     int                  rc;
     char                 err[512];
+    int64_t              again;
     rd_kafka_headers_t  *h;
 
-    j->tries++;
     h = rd_kafka_headers_new(4);
     rd_kafka_header_add(h, COMMERCE_H_REPLY_TYPE, -1, j->answer->reply_type,
                         -1);
@@ -134,7 +116,9 @@ ps_reply(ps_deliver_t *d, ps_job_t *j)
     cw_counter_inc(d->reply_failures);
     ps_log_job(CW_LOG_WARN, j, "reply to retry", err, 0);
 
-    return ps_backoff(d, j);
+    again = cw_backoff_next(&j->backoff);
+
+    return again >= 0 ? again : d->retry_max_ms;
 }
 
 
@@ -142,6 +126,14 @@ int64_t
 ps_deliver_run(void *ud, ps_job_t *j)
 {
     ps_deliver_t  *d = ud;
+
+    /* retry_min, doubled at each retry up to retry_max, less up to half
+     * of it at random (the retries of many webhooks spread out); a
+     * webhook is POSTed at most d->attempts times */
+    if (j->tries++ == 0) {
+        cw_backoff_init(&j->backoff, d->retry_min_ms, d->retry_max_ms, 0.5,
+                        d->attempts - 1, 0);
+    }
 
     return j->answer->webhook ? ps_webhook(d, j) : ps_reply(d, j);
 }

@@ -42,7 +42,6 @@ ps_job_new(ps_answer_t *answer, const ps_command_t *c)
     j->order_id = strdup(c->order_id);
     j->idempotency_key = strdup(c->idempotency_key);
     memcpy(j->traceparent, c->traceparent, sizeof(j->traceparent));
-    j->rng = (uintptr_t) j ^ (uint64_t) cw_now_ms() ^ 0x9E3779B97F4A7C15ULL;
     if (j->order_id == NULL || j->idempotency_key == NULL) {
         j->answer = NULL;
         ps_job_free(j);
@@ -175,7 +174,8 @@ ps_queue_thread(void *arg)
             continue;
         }
 
-        /* a retry goes back even into a full heap: it was in it */
+        /* a retry goes back, unless the consumer filled the heap since
+         * the job was taken out of it */
         j->due_ms = cw_now_ms() + again;
         pthread_mutex_lock(&q->lock);
         if (q->n < q->max) {

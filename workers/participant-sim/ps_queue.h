@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cw_retry.h"
 #include "ps.h"
 
 typedef struct ps_queue_s  ps_queue_t;
@@ -35,7 +36,8 @@ typedef struct {
     char          *idempotency_key;
     char           traceparent[64];
     int            tries;           /* deliveries tried so far */
-    uint64_t       rng;             /* the retry jitter's */
+    cw_backoff_t   backoff;         /* the delivery thread's, set at the
+                                       first try */
 } ps_job_t;
 
 /* Runs a due job on a queue thread: returns -1 when the job is done
