@@ -306,7 +306,8 @@ is(stop_sim($sim), 0, 'SIGTERM: exit 0');
 like(CommerceTest->slurp($sims{$sim}{log}), qr/"msg":"exit 0"/,
      'the log ends with exit 0');
 like(CommerceTest->slurp($sims{$sim}{log}),
-     qr/"msg":"command".*"order_id":"\Q$o1\E".*"traceparent":"\Q$traceparent\E"/,
+     qr/"msg":"command".*"order_id":"\Q$o1\E".*
+        "traceparent":"\Q$traceparent\E"/x,
      'the command\'s log line has its order id and traceparent');
 
 # ---------------------------------------------------------- declines ---
