@@ -64,9 +64,10 @@ ifneq ($(file <$(FLAGS_FILE)),$(FLAGS_NOW))
 $(shell mkdir -p $(BUILD) && printf '%s' '$(FLAGS_NOW)' >$(FLAGS_FILE))
 endif
 
-# Workers: every workers/<name>/ except lib becomes build/bin/commerce-<name>.
-WORKER_DIRS := $(filter-out lib,$(notdir $(patsubst %/,%,$(dir \
-               $(wildcard workers/*/*.c)))))
+# Workers: every workers/<name>/ with a main.c becomes
+# build/bin/commerce-<name>; workers/lib and a folder of library code only
+# (workers/saga, the saga's decision core) do not.
+WORKER_DIRS := $(notdir $(patsubst %/,%,$(dir $(wildcard workers/*/main.c))))
 WORKER_BINS := $(addprefix $(BUILD)/bin/commerce-,$(WORKER_DIRS))
 WLIB_SRCS := $(wildcard workers/lib/*.c)
 WLIB_HDRS := $(wildcard workers/lib/*.h) $(wildcard common/*.h)
@@ -160,7 +161,8 @@ $(BUILD)/bin/commerce-%: $$(wildcard workers/$$*/*.c workers/$$*/*.h) \
 
 $(BUILD)/unit/test_%: t/unit/test_%.c $$(shell cat t/unit/$$*.deps \
                       2>/dev/null) $(MODULE_SRCS) $(WLIB_HDRS) \
-                      $(wildcard t/unit/*.h) $(FLAGS_FILE)
+                      $(wildcard t/unit/*.h) $(wildcard workers/*/*.h) \
+                      $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon -Ingx_commerce_module -Iworkers/lib $< \
 	    $(shell cat t/unit/$*.deps 2>/dev/null) -o $@ $(LDFLAGS) \
