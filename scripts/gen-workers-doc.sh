@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes docs/workers.md, the flags of every worker, on stdout: the text
 # each built binary prints for --help, one section per workers/<name>/
-# (lib excepted), in name order. `make workers-doc` runs it;
+# with a main.c, in name order. `make workers-doc` runs it;
 # t/01-workers-doc.t fails while docs/workers.md differs from its output.
 #
 #   scripts/gen-workers-doc.sh [BIN_DIR] > docs/workers.md
@@ -15,10 +15,12 @@ BIN=${1:-${COMMERCE_BUILD:-$ROOT/build}/bin}
 
 die() { printf 'gen-workers-doc: %s\n' "$*" >&2; exit 1; }
 
+# a worker is a folder with a main.c (not workers/lib, nor a folder of
+# library code only such as workers/saga)
 names=()
-for d in "$ROOT"/workers/*/; do
-    name=$(basename "$d")
-    [ "$name" = lib ] || names+=("$name")
+for m in "$ROOT"/workers/*/main.c; do
+    [ -e "$m" ] || continue
+    names+=("$(basename "$(dirname "$m")")")
 done
 [ ${#names[@]} -gt 0 ] || die "no workers under $ROOT/workers"
 
