@@ -158,7 +158,7 @@ test_happy_path(void **state)
 
     assert_int_equal(start(&s, 1000), SAGA_APPLIED);
     assert_string_equal(actions(), "order.placed; local reserve #1 "
-                        "o1:reserve:forward until 6000");
+                        "o1:reserve until 6000");
     assert_int_equal(s.status, SAGA_RUNNING);
     assert_int_equal(s.version, 1);
     assert_int_equal(out.deadline_ms, 6000);
@@ -167,24 +167,24 @@ test_happy_path(void **state)
     assert_int_equal(reply(&s, SAGA_RESERVE, SAGA_FORWARD, 1, SAGA_RES_OK,
                            NULL, 1010), SAGA_APPLIED);
     assert_string_equal(actions(), "inventory.reserved; cmd "
-                        "payment.authorize #1 o1:authorize:forward "
+                        "payment.authorize #1 o1:payment.authorize "
                         "until 31010");
     assert_int_equal(out.deadline_ms, 31010);
 
     assert_int_equal(reply(&s, SAGA_AUTHORIZE, SAGA_FORWARD, 1, SAGA_RES_OK,
                            NULL, 1500), SAGA_APPLIED);
     assert_string_equal(actions(), "payment.authorized; cmd "
-                        "shipment.create #1 o1:ship:forward until 31500");
+                        "shipment.create #1 o1:shipment.create until 31500");
 
     assert_int_equal(reply(&s, SAGA_SHIP, SAGA_FORWARD, 1, SAGA_RES_OK,
                            NULL, 2000), SAGA_APPLIED);
     assert_string_equal(actions(), "shipment.created; cmd payment.capture "
-                        "#1 o1:capture:forward until 32000");
+                        "#1 o1:payment.capture until 32000");
 
     assert_int_equal(reply(&s, SAGA_CAPTURE, SAGA_FORWARD, 1, SAGA_RES_OK,
                            NULL, 2500), SAGA_APPLIED);
     assert_string_equal(actions(), "payment.captured; local sell #0 "
-                        "o1:capture:forward until -1; order.confirmed");
+                        "o1:sell until -1; order.confirmed");
     assert_int_equal(out.actions[1].local, SAGA_LOCAL_SELL);
     assert_int_equal(s.status, SAGA_COMPLETED);
     assert_string_equal(saga_status_name(s.status), "completed");
@@ -249,13 +249,13 @@ test_decline_each_step(void **state)
     reply(&s, SAGA_CAPTURE, SAGA_FORWARD, 1, SAGA_RES_DECLINED, NULL, 100);
     assert_string_equal(actions(), "saga.step.failed(payment_declined); "
                         "order.compensating(payment_declined); cmd "
-                        "shipment.cancel #1 o1:ship:compensate until 30100");
+                        "shipment.cancel #1 o1:shipment.cancel until 30100");
     reply(&s, SAGA_SHIP, SAGA_COMPENSATE, 1, SAGA_RES_OK, NULL, 200);
     assert_string_equal(actions(), "shipment.cancelled; cmd payment.void #1 "
-                        "o1:authorize:compensate until 30200");
+                        "o1:payment.void until 30200");
     reply(&s, SAGA_AUTHORIZE, SAGA_COMPENSATE, 1, SAGA_RES_OK, NULL, 300);
     assert_string_equal(actions(), "payment.voided; local release #1 "
-                        "o1:reserve:compensate until 5300");
+                        "o1:release until 5300");
     assert_int_equal(out.actions[1].local, SAGA_LOCAL_RELEASE);
     reply(&s, SAGA_RESERVE, SAGA_COMPENSATE, 1, SAGA_RES_OK, NULL, 400);
     assert_string_equal(actions(), "inventory.released; "
@@ -292,7 +292,7 @@ test_transient_then_ok(void **state)
 
     assert_int_equal(input(&s, SAGA_IN_DEADLINE, 0, 11000), SAGA_APPLIED);
     assert_string_equal(actions(), "cmd payment.authorize #2 "
-                        "o1:authorize:forward until 41000");
+                        "o1:payment.authorize until 41000");
 
     reply(&s, SAGA_AUTHORIZE, SAGA_FORWARD, 2, SAGA_RES_TRANSIENT, NULL,
           12000);
@@ -300,20 +300,20 @@ test_transient_then_ok(void **state)
                         "at 14000");
     input(&s, SAGA_IN_DEADLINE, 0, 14000);
     assert_string_equal(actions(), "cmd payment.authorize #3 "
-                        "o1:authorize:forward until 44000");
+                        "o1:payment.authorize until 44000");
 
     reply(&s, SAGA_AUTHORIZE, SAGA_FORWARD, 3, SAGA_RES_TRANSIENT, "busy",
           15000);
     assert_string_equal(actions(), "saga.step.retrying(busy) at 19000");
     input(&s, SAGA_IN_DEADLINE, 0, 19500);
     assert_string_equal(actions(), "cmd payment.authorize #4 "
-                        "o1:authorize:forward until 49500");
+                        "o1:payment.authorize until 49500");
     assert_string_equal(s.steps[SAGA_AUTHORIZE].last_error, "busy");
 
     assert_int_equal(reply(&s, SAGA_AUTHORIZE, SAGA_FORWARD, 4, SAGA_RES_OK,
                            NULL, 20000), SAGA_APPLIED);
     assert_string_equal(actions(), "payment.authorized; cmd "
-                        "shipment.create #1 o1:ship:forward until 50000");
+                        "shipment.create #1 o1:shipment.create until 50000");
     assert_int_equal(s.steps[SAGA_AUTHORIZE].status, SAGA_STEP_SUCCEEDED);
     assert_int_equal(s.steps[SAGA_AUTHORIZE].attempts, 4);
     assert_string_equal(s.steps[SAGA_AUTHORIZE].last_error, "");
@@ -345,7 +345,7 @@ test_max_attempts(void **state)
                            SAGA_RES_TRANSIENT, "busy", now), SAGA_APPLIED);
     snprintf(line, sizeof(line), "saga.step.failed(busy); "
              "order.compensating(payment_unavailable); local release #1 "
-             "o1:reserve:compensate until %lld", (long long) now + 5000);
+             "o1:release until %lld", (long long) now + 5000);
     assert_string_equal(actions(), line);
     assert_int_equal(s.steps[SAGA_AUTHORIZE].status, SAGA_STEP_SKIPPED);
     assert_int_equal(s.steps[SAGA_AUTHORIZE].attempts, 5);
@@ -394,13 +394,13 @@ test_timeout(void **state)
         if (late_while_out) {
             input(&s, SAGA_IN_DEADLINE, 0, 31000);
             assert_string_equal(actions(), "cmd shipment.create #2 "
-                                "o1:ship:forward until 61000");
+                                "o1:shipment.create until 61000");
         }
 
         assert_int_equal(reply(&s, SAGA_SHIP, SAGA_FORWARD, 1, SAGA_RES_OK,
                                NULL, 31500), SAGA_APPLIED);
         assert_string_equal(actions(), "shipment.created; cmd "
-                            "payment.capture #1 o1:capture:forward "
+                            "payment.capture #1 o1:payment.capture "
                             "until 61500");
         assert_int_equal(s.steps[SAGA_SHIP].unknown, 0);
 
@@ -439,7 +439,7 @@ test_timeouts_exhausted(void **state)
     input(&s, SAGA_IN_DEADLINE, 0, 30000);
     assert_string_equal(actions(), "saga.step.failed(timeout); "
                         "order.compensating(payment_unavailable); cmd "
-                        "shipment.cancel #1 o1:ship:compensate until 60000");
+                        "shipment.cancel #1 o1:shipment.cancel until 60000");
     sent[0] = '\0';
     finish_compensation(&s, sent, sizeof(sent), 0);
     assert_string_equal(sent, "shipment.cancel,payment.refund,release");
@@ -533,7 +533,7 @@ test_admin_retry(void **state)
     version = s.version;
     assert_int_equal(input(&s, SAGA_IN_RETRY, 0, 5000000), SAGA_APPLIED);
     assert_string_equal(actions(), "saga.resumed(payment_declined); cmd "
-                        "payment.void #21 o1:authorize:compensate "
+                        "payment.void #21 o1:payment.void "
                         "until 5030000");
     assert_int_equal(s.version, version + 1);
     assert_int_equal(s.status, SAGA_COMPENSATING);
@@ -573,7 +573,7 @@ test_admin_compensate(void **state)
     run_to(&s, SAGA_CAPTURE);
     assert_int_equal(input(&s, SAGA_IN_COMPENSATE, 0, 100), SAGA_APPLIED);
     assert_string_equal(actions(), "order.compensating(compensated_by_admin); "
-                        "cmd shipment.cancel #1 o1:ship:compensate "
+                        "cmd shipment.cancel #1 o1:shipment.cancel "
                         "until 30100");
     assert_int_equal(s.steps[SAGA_CAPTURE].status, SAGA_STEP_SKIPPED);
     assert_int_equal(s.steps[SAGA_CAPTURE].unknown, 1);
@@ -600,7 +600,7 @@ test_admin_compensate(void **state)
     assert_int_equal(input(&s, SAGA_IN_COMPENSATE, 0, 7000000),
                      SAGA_APPLIED);
     assert_string_equal(actions(), "saga.resumed(cancelled_by_admin); cmd "
-                        "payment.void #21 o1:authorize:compensate "
+                        "payment.void #21 o1:payment.void "
                         "until 7030000");
 
     /* a completed saga is final */
@@ -628,7 +628,7 @@ test_cancel(void **state)
     assert_int_equal(input(&s, SAGA_IN_CANCEL, SAGA_BY_OWNER, 50),
                      SAGA_APPLIED);
     assert_string_equal(actions(), "order.compensating(cancelled_by_owner); "
-                        "cmd payment.void #1 o1:authorize:compensate "
+                        "cmd payment.void #1 o1:payment.void "
                         "until 30050");
     sent[0] = '\0';
     finish_compensation(&s, sent, sizeof(sent), 60);
@@ -818,7 +818,7 @@ test_keys_stable(void **state)
 
     run_to(&s, SAGA_SHIP);
     snprintf(first, sizeof(first), "%s", out.actions[1].key);
-    assert_string_equal(first, "o1:ship:forward");
+    assert_string_equal(first, "o1:shipment.create");
 
     for (a = 0; a < 3; a++) {
         input(&s, SAGA_IN_DEADLINE, 0, s.deadline_ms);
@@ -829,11 +829,11 @@ test_keys_stable(void **state)
     }
 
     input(&s, SAGA_IN_CANCEL, SAGA_BY_OWNER, s.deadline_ms);
-    assert_string_equal(out.actions[1].key, "o1:ship:compensate");
+    assert_string_equal(out.actions[1].key, "o1:shipment.cancel");
     input(&s, SAGA_IN_DEADLINE, 0, s.deadline_ms);
     input(&s, SAGA_IN_DEADLINE, 0, s.deadline_ms);
     assert_int_equal(out.actions[0].attempt, 2);
-    assert_string_equal(out.actions[0].key, "o1:ship:compensate");
+    assert_string_equal(out.actions[0].key, "o1:shipment.cancel");
 }
 
 
@@ -849,7 +849,7 @@ test_zero_delay(void **state)
     reply(&s, SAGA_AUTHORIZE, SAGA_FORWARD, 1, SAGA_RES_TRANSIENT, NULL, 10);
     assert_string_equal(actions(), "saga.step.retrying(transient_error) "
                         "at 10; cmd payment.authorize #2 "
-                        "o1:authorize:forward until 30010");
+                        "o1:payment.authorize until 30010");
     assert_int_equal(s.steps[SAGA_AUTHORIZE].status, SAGA_STEP_IN_FLIGHT);
 }
 

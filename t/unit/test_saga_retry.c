@@ -243,37 +243,59 @@ test_table_and_names(void **state)
 static void
 test_idem_keys(void **state)
 {
-    char  keys[SAGA_NSTEPS * SAGA_NDIRS][SAGA_KEY_MAX];
-    char  big[SAGA_ORDER_ID_MAX];
-    int   i, j, s, d;
+    const saga_step_def_t  *d;
+    const saga_do_t        *what[SAGA_NSTEPS * 4];
+    char                    keys[SAGA_NSTEPS * 4][SAGA_KEY_MAX];
+    char                    big[SAGA_ORDER_ID_MAX];
+    int                     i, j, n, s;
 
-    assert_int_equal(saga_idem_key("o-1", SAGA_AUTHORIZE, SAGA_COMPENSATE,
-                                   keys[0], sizeof(keys[0])), 24);
-    assert_string_equal(keys[0], "o-1:authorize:compensate");
+    d = saga_step_def(SAGA_AUTHORIZE);
+    assert_int_equal(saga_idem_key("o-1", &d->forward, keys[0],
+                                   sizeof(keys[0])), 21);
+    assert_string_equal(keys[0], "o-1:payment.authorize");
+    saga_idem_key("o-1", &d->undo_paid, keys[0], sizeof(keys[0]));
+    assert_string_equal(keys[0], "o-1:payment.refund");
+    saga_idem_key("o-1", &saga_step_def(SAGA_CAPTURE)->then, keys[0],
+                  sizeof(keys[0]));
+    assert_string_equal(keys[0], "o-1:sell");
 
-    /* distinct across steps and directions, and across orders */
+    /* distinct for everything the steps do, forward and back */
+    n = 0;
     for (s = 0; s < SAGA_NSTEPS; s++) {
-        for (d = 0; d < SAGA_NDIRS; d++) {
-            assert_true(saga_idem_key("o-1", s, d, keys[s * 2 + d],
+        d = saga_step_def(s);
+        what[n++] = &d->forward;
+        what[n++] = &d->undo;
+        what[n++] = &d->undo_paid;
+        what[n++] = &d->then;
+    }
+    for (i = 0, j = 0; i < n; i++) {
+        if (what[i]->kind != SAGA_ACT_NONE) {
+            assert_true(saga_idem_key("o-1", what[i], keys[j++],
                                       SAGA_KEY_MAX) > 0);
         }
     }
-    for (i = 0; i < SAGA_NSTEPS * SAGA_NDIRS; i++) {
-        for (j = i + 1; j < SAGA_NSTEPS * SAGA_NDIRS; j++) {
+    assert_int_equal(j, 9);
+    for (n = j, i = 0; i < n; i++) {
+        for (j = i + 1; j < n; j++) {
             assert_string_not_equal(keys[i], keys[j]);
         }
     }
-    saga_idem_key("o-2", SAGA_RESERVE, SAGA_FORWARD, keys[1], SAGA_KEY_MAX);
-    assert_string_not_equal(keys[0 * 2 + 0], keys[1]);
 
-    /* the longest order id fits; a short buffer is refused */
+    /* and across orders */
+    d = saga_step_def(SAGA_RESERVE);
+    saga_idem_key("o-1", &d->forward, keys[0], SAGA_KEY_MAX);
+    saga_idem_key("o-2", &d->forward, keys[1], SAGA_KEY_MAX);
+    assert_string_not_equal(keys[0], keys[1]);
+
+    /* the longest order id fits with the longest name; a short buffer is
+     * refused */
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    assert_int_equal(saga_idem_key(big, SAGA_AUTHORIZE, SAGA_COMPENSATE,
+    assert_int_equal(saga_idem_key(big,
+                                   &saga_step_def(SAGA_AUTHORIZE)->forward,
                                    keys[0], SAGA_KEY_MAX),
-                     SAGA_ORDER_ID_MAX - 1 + 21);
-    assert_int_equal(saga_idem_key("o-1", SAGA_SHIP, SAGA_FORWARD, keys[0],
-                                   8), -1);
+                     SAGA_ORDER_ID_MAX - 1 + 18);
+    assert_int_equal(saga_idem_key("o-1", &d->forward, keys[0], 8), -1);
 }
 
 

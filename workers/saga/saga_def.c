@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commerce_contract.h"
 #include "saga_def.h"
 
 
@@ -16,30 +17,34 @@ static const saga_step_def_t  saga_steps[SAGA_NSTEPS] = {
       { SAGA_ACT_LOCAL, SAGA_LOCAL_RELEASE, "release",
         SAGA_EV_INVENTORY_RELEASED },
       { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
+      { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
       "inventory_unavailable", "out_of_stock" },
 
     /* authorize */
-    { { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, "payment.authorize",
+    { { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, COMMERCE_CMD_PAYMENT_AUTHORIZE,
         SAGA_EV_PAYMENT_AUTHORIZED },
-      { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, "payment.void",
+      { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, COMMERCE_CMD_PAYMENT_VOID,
         SAGA_EV_PAYMENT_VOIDED },
-      { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, "payment.refund",
+      { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, COMMERCE_CMD_PAYMENT_REFUND,
         SAGA_EV_PAYMENT_REFUNDED },
+      { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
       "payment_unavailable", "payment_declined" },
 
     /* ship */
-    { { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, "shipment.create",
+    { { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, COMMERCE_CMD_SHIPMENT_CREATE,
         SAGA_EV_SHIPMENT_CREATED },
-      { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, "shipment.cancel",
+      { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, COMMERCE_CMD_SHIPMENT_CANCEL,
         SAGA_EV_SHIPMENT_CANCELLED },
+      { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
       { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
       "shipping_unavailable", "shipment_refused" },
 
-    /* capture */
-    { { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, "payment.capture",
+    /* capture: its success confirms the order */
+    { { SAGA_ACT_COMMAND, SAGA_LOCAL_NONE, COMMERCE_CMD_PAYMENT_CAPTURE,
         SAGA_EV_PAYMENT_CAPTURED },
       { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
       { SAGA_ACT_NONE, SAGA_LOCAL_NONE, NULL, NULL },
+      { SAGA_ACT_LOCAL, SAGA_LOCAL_SELL, "sell", SAGA_EV_ORDER_CONFIRMED },
       "payment_unavailable", "payment_declined" },
 };
 
@@ -169,13 +174,12 @@ saga_policies_check(const saga_policies_t *p, char *err, size_t errlen)
 
 
 int
-saga_idem_key(const char *order_id, saga_step_t step, saga_dir_t dir,
-    char *buf, size_t len)
+saga_idem_key(const char *order_id, const saga_do_t *what, char *buf,
+    size_t len)
 {
     int  n;
 
-    n = snprintf(buf, len, "%s:%s:%s", order_id, saga_step_names[step],
-                 saga_dirs[dir]);
+    n = snprintf(buf, len, "%s:%s", order_id, what->name);
     if (n < 0 || (size_t) n >= len) {
         return -1;
     }

@@ -40,9 +40,9 @@
  *   saga.resumed          an admin retry or compensate restarted a failed
  *                         saga's compensation
  *
- * The command and event names are cross-process names: they belong in
- * common/commerce_contract.h and docs/contract.md, where they go once
- * the participant contract is there.
+ * The command types are common/commerce_contract.h's. The event types
+ * are cross-process names too: they belong there and in docs/contract.md
+ * once the contract lists the saga's events.
  */
 
 #ifndef SAGA_DEF_H
@@ -121,6 +121,9 @@ typedef struct {
     saga_do_t        undo;        /* compensation */
     saga_do_t        undo_paid;   /* authorize: the refund, once capture
                                      may be done; NONE elsewhere */
+    saga_do_t        then;        /* a local action with the forward
+                                     success (capture: sell); event: the
+                                     saga completed (order.confirmed) */
     const char      *unavailable; /* cancel reason: attempts ran out */
     const char      *declined;    /* cancel reason of a decline naming
                                      none */
@@ -162,11 +165,14 @@ void saga_policies_default(saga_policies_t *p);
 int saga_policies_check(const saga_policies_t *p, char *err,
     size_t errlen);
 
-/* The participant idempotency key of a step in one direction, the same
- * on every attempt: "{order_id}:{step}:{direction}". Returns its length,
- * or -1 if it does not fit in len. */
-int saga_idem_key(const char *order_id, saga_step_t step, saga_dir_t dir,
-    char *buf, size_t len);
+/* The idempotency key of what a step does in one direction, the same on
+ * every attempt (docs/contract.md): "{order_id}:{name}", name the command
+ * type ("payment.authorize") or the local action (what->name). A step's
+ * compensation is one command for the whole saga (void or refund is
+ * settled when compensation starts), so its key does not change either.
+ * Returns the length, or -1 if it does not fit in len. */
+int saga_idem_key(const char *order_id, const saga_do_t *what, char *buf,
+    size_t len);
 
 
 #endif /* SAGA_DEF_H */

@@ -421,7 +421,7 @@ saga_send(saga_t *s, const saga_policies_t *pol, saga_dir_t dir,
     a->attempt = st->attempt_no;
     a->at_ms = st->deadline_ms;
     /* fits: the order id was checked against SAGA_ORDER_ID_MAX */
-    (void) saga_idem_key(s->order_id, s->step, dir, a->key, sizeof(a->key));
+    (void) saga_idem_key(s->order_id, what, a->key, sizeof(a->key));
 }
 
 
@@ -457,13 +457,14 @@ saga_succeeded(saga_t *s, const saga_policies_t *pol, saga_dir_t dir,
         return;
     }
 
-    /* capture: the order is confirmed, its reservation becomes a sale */
+    /* the last step: the order is confirmed, and the worker does what
+     * comes with it (capture: the reservation becomes a sale) */
     s->status = SAGA_COMPLETED;
-    a = saga_push(out, SAGA_ACT_LOCAL, step, dir, "sell");
-    a->local = SAGA_LOCAL_SELL;
-    a->at_ms = -1;
-    (void) saga_idem_key(s->order_id, step, dir, a->key, sizeof(a->key));
-    saga_event(out, SAGA_EV_ORDER_CONFIRMED, step, dir, 0, NULL);
+    what = &saga_step_def(step)->then;
+    a = saga_push(out, what->kind, step, dir, what->name);
+    a->local = what->local;
+    (void) saga_idem_key(s->order_id, what, a->key, sizeof(a->key));
+    saga_event(out, what->event, step, dir, 0, NULL);
 }
 
 
