@@ -115,8 +115,6 @@ static void ngx_http_commerce_redis_pending_timeout(ngx_event_t *ev);
 static void ngx_http_commerce_redis_pending_cleanup(void *data);
 static ngx_http_commerce_redis_conn_t *ngx_http_commerce_redis_pick(
     ngx_http_commerce_redis_peer_t *peer);
-static u_char *ngx_http_commerce_redis_resp(ngx_pool_t *pool,
-    ngx_http_commerce_redis_cmd_t *cmd, size_t *len);
 static ngx_int_t ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r,
     ngx_msec_t timeout, ngx_http_commerce_redis_handler_pt handler,
     void *data, ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after);
@@ -731,8 +729,6 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     ngx_http_commerce_redis_handler_pt handler, void *data,
     ngx_http_commerce_redis_cmd_t *cmd, time_t *retry_after)
 {
-    size_t                              len;
-    u_char                             *resp;
     ngx_uint_t                          i, open;
     ngx_msec_t                          wait, left;
     ngx_pool_cleanup_t                 *cln;
@@ -786,20 +782,15 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
         return NGX_ERROR;
     }
 
-    resp = ngx_http_commerce_redis_resp(r->pool, cmd, &len);
-    if (resp == NULL) {
-        return NGX_ERROR;
-    }
-
     pc = ngx_alloc(sizeof(ngx_http_commerce_redis_pending_t), w->log);
     if (pc == NULL) {
         return NGX_ERROR;
     }
 
-    /* hiredis copies the command at once: cmd may go when this returns */
+    /* hiredis formats the command at once: cmd may go when this returns */
 
-    if (redisAsyncFormattedCommand(conn->ac, ngx_http_commerce_redis_reply,
-                                   pc, (char *) resp, len)
+    if (redisAsyncCommandArgv(conn->ac, ngx_http_commerce_redis_reply, pc,
+                              (int) cmd->argc, cmd->argv, cmd->argvlen)
         != REDIS_OK)
     {
         ngx_free(pc);
@@ -830,45 +821,6 @@ ngx_http_commerce_redis_send_cmd(ngx_http_request_t *r, ngx_msec_t timeout,
     cln->data = pc;
 
     return NGX_OK;
-}
-
-
-/*
- * The command in Redis's protocol (RESP arrays of bulk strings), in the
- * pool: what redisAsyncCommandArgv() would format, without its sds
- * allocations.
- */
-static u_char *
-ngx_http_commerce_redis_resp(ngx_pool_t *pool,
-    ngx_http_commerce_redis_cmd_t *cmd, size_t *len)
-{
-    size_t       n;
-    u_char      *buf, *p;
-    ngx_uint_t   i;
-
-    n = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
-
-    for (i = 0; i < cmd->argc; i++) {
-        n += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + cmd->argvlen[i];
-    }
-
-    buf = ngx_pnalloc(pool, n);
-    if (buf == NULL) {
-        return NULL;
-    }
-
-    p = ngx_sprintf(buf, "*%ui\r\n", cmd->argc);
-
-    for (i = 0; i < cmd->argc; i++) {
-        p = ngx_sprintf(p, "$%uz\r\n", cmd->argvlen[i]);
-        p = ngx_cpymem(p, cmd->argv[i], cmd->argvlen[i]);
-        *p++ = '\r';
-        *p++ = '\n';
-    }
-
-    *len = p - buf;
-
-    return buf;
 }
 
 
