@@ -853,6 +853,177 @@ test_zero_delay(void **state)
     assert_int_equal(s.steps[SAGA_AUTHORIZE].status, SAGA_STEP_IN_FLIGHT);
 }
 
+static uint64_t
+walk_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+
+/* What must hold after any input. */
+static void
+walk_check(const saga_t *before, const saga_t *s, saga_verdict_t v)
+{
+    const saga_action_t  *a;
+    const saga_do_t      *what;
+    char                  key[SAGA_KEY_MAX];
+    unsigned              i;
+    int                   active, final;
+
+    assert_true(out.nactions <= SAGA_MAX_ACTIONS);
+
+    if (v != SAGA_APPLIED) {
+        assert_int_equal(out.nactions, 0);
+        assert_memory_equal(s, before, sizeof(*s));
+        return;
+    }
+
+    assert_int_equal(s->version, before->version + 1);
+    /* a confirmed or cancelled saga never changes again */
+    assert_true(before->status != SAGA_COMPLETED
+                && before->status != SAGA_COMPENSATED);
+
+    final = s->status == SAGA_COMPLETED || s->status == SAGA_COMPENSATED
+            || s->status == SAGA_FAILED;
+    assert_int_equal(s->deadline_ms < 0, final);
+    assert_int_equal(out.deadline_ms, s->deadline_ms);
+    assert_string_equal(out.order_status, saga_order_status(s));
+
+    /* one step active, with the deadline, or none once final */
+    active = 0;
+    for (i = 0; i < SAGA_NSTEPS; i++) {
+        if (s->steps[i].deadline_ms >= 0) {
+            active++;
+            assert_int_equal(i, s->step);
+            assert_int_equal(s->steps[i].deadline_ms, s->deadline_ms);
+        }
+    }
+    assert_int_equal(active, !final);
+
+    for (i = 0; i < out.nactions; i++) {
+        a = &out.actions[i];
+        if (a->kind == SAGA_ACT_EVENT) {
+            continue;
+        }
+
+        /* the key of what is done, whatever the attempt */
+        what = a->dir == SAGA_FORWARD ? &saga_step_def(a->step)->forward
+                                      : &saga_step_def(a->step)->undo;
+        if (a->local == SAGA_LOCAL_SELL) {
+            what = &saga_step_def(a->step)->then;
+        } else if (a->dir == SAGA_COMPENSATE
+                   && s->steps[SAGA_CAPTURE].unknown
+                   && a->step == SAGA_AUTHORIZE)
+        {
+            what = &saga_step_def(a->step)->undo_paid;
+        }
+        assert_string_equal(a->name, what->name);
+        saga_idem_key(s->order_id, what, key, sizeof(key));
+        assert_string_equal(a->key, key);
+
+        /* never undo what was declined or never sent */
+        if (a->dir == SAGA_COMPENSATE && a->attempt == 1) {
+            assert_true(before->steps[a->step].status == SAGA_STEP_SUCCEEDED
+                        || before->steps[a->step].status
+                           == SAGA_STEP_IN_FLIGHT
+                        || before->steps[a->step].unknown);
+        }
+    }
+}
+
+
+/* Random inputs, the kind a redelivering, crashing, racing world sends:
+ * the invariants hold after each, and every saga then ends when its
+ * participants answer. */
+static void
+test_random_walk(void **state)
+{
+    saga_verdict_t  v;
+    saga_input_t    in;
+    uint64_t        x;
+    int64_t         now;
+    saga_t          s, before;
+    int             n, k, failed, ended[2], kinds[SAGA_IN_COMPENSATE + 1];
+
+    x = 0x9e3779b97f4a7c15ULL;
+    memset(kinds, 0, sizeof(kinds));
+    failed = 0;
+    ended[0] = 0;
+    ended[1] = 0;
+
+    for (n = 0; n < 3000; n++) {
+        start(&s, 0);
+        now = 0;
+
+        for (k = 0; k < 60; k++) {
+            memset(&in, 0, sizeof(in));
+            in.kind = 1 + walk_rand(&x) % 6;
+            now += walk_rand(&x) % 40000;
+            in.now_ms = now;
+            in.random = (walk_rand(&x) % 1000) / 1000.0;
+            in.order_id = "o1";
+            in.step = walk_rand(&x) % SAGA_NSTEPS;
+            in.dir = walk_rand(&x) % SAGA_NDIRS;
+            in.attempt = walk_rand(&x) % (s.steps[in.step].attempt_no + 2);
+            in.result = walk_rand(&x) % 3;
+            in.reason = walk_rand(&x) % 2 ? "why" : NULL;
+            in.by = walk_rand(&x) % 2;
+
+            /* answers mostly for the step that is active */
+            if (in.kind == SAGA_IN_OUTCOME && walk_rand(&x) % 4) {
+                in.step = s.step;
+                in.dir = s.status == SAGA_COMPENSATING ? SAGA_COMPENSATE
+                                                       : SAGA_FORWARD;
+            }
+            /* the cancels and admin commands rarer */
+            if (in.kind >= SAGA_IN_CANCEL && walk_rand(&x) % 8) {
+                in.kind = SAGA_IN_OUTCOME;
+            }
+
+            before = s;
+            v = saga_apply(&s, &pol, &in, &out);
+            walk_check(&before, &s, v);
+            kinds[in.kind] += v == SAGA_APPLIED;
+        }
+
+        /* then everyone answers ok, an admin retries what failed */
+        for (k = 0; k < 20 && s.status != SAGA_COMPLETED
+                    && s.status != SAGA_COMPENSATED; k++)
+        {
+            before = s;
+            if (s.status == SAGA_FAILED) {
+                failed++;
+                v = input(&s, SAGA_IN_RETRY, 0, now);
+
+            } else {
+                /* also while a retry waits: a late ok */
+                v = reply(&s, s.step, s.status == SAGA_COMPENSATING
+                                      ? SAGA_COMPENSATE : SAGA_FORWARD,
+                          0, SAGA_RES_OK, NULL, now);
+            }
+            walk_check(&before, &s, v);
+            assert_int_equal(v, SAGA_APPLIED);
+        }
+        assert_true(s.status == SAGA_COMPLETED
+                    || s.status == SAGA_COMPENSATED);
+        ended[s.status == SAGA_COMPLETED]++;
+    }
+
+    /* both ends, and failed sagas retried, all of them seen */
+    assert_true(ended[0] > 0 && ended[1] > 0 && failed > 0);
+    assert_int_equal(ended[0] + ended[1], 3000);
+
+    /* every kind of input but a second start was applied at times */
+    assert_int_equal(kinds[SAGA_IN_START], 0);
+    for (k = SAGA_IN_OUTCOME; k <= SAGA_IN_COMPENSATE; k++) {
+        assert_true(kinds[k] > 0);
+    }
+}
+
+
 
 static void
 test_names(void **state)
@@ -892,6 +1063,7 @@ main(void)
         cmocka_unit_test_setup(test_invalid_inputs, setup),
         cmocka_unit_test_setup(test_keys_stable, setup),
         cmocka_unit_test_setup(test_zero_delay, setup),
+        cmocka_unit_test_setup(test_random_walk, setup),
         cmocka_unit_test_setup(test_names, setup),
     };
 
