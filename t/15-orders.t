@@ -428,6 +428,23 @@ seed();
     is(scalar(with_key($key)), 1, '... which alone is in Kafka');
 }
 
+# A size the producer takes but the broker refuses (its own limit, here a
+# fault of the devbroker): the delivery report's MSG_SIZE_TOO_LARGE is a
+# 413 too, never a 503 to retry, and the record is released
+{
+    my $key = "broker-size-$tag";
+    $broker->control('produce-error 10');
+    my $r = place("\"$key\"", order_body());
+    is($r->{status}, 413, 'the broker refuses the size: 413');
+    is(decode($r->{body})->{error}, 'body_too_large', '... body_too_large');
+    ok(!exists $r->{headers}{'retry-after'}, '... without Retry-After');
+    is(scalar(with_key($key)), 0, '... and nothing is in Kafka');
+
+    $r = place("\"$key\"", order_body());
+    is($r->{status}, 202, '... its record released: the key takes the order');
+    is(scalar(with_key($key)), 1, '... which alone is in Kafka');
+}
+
 # ----------------------------------------- happy path, replay, scope ---
 
 my $first_id;

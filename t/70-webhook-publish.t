@@ -289,6 +289,14 @@ my ($early) = $t->http_raw("POST /big HTTP/1.1\r\nHost: x\r\n"
 like($early, qr{^HTTP/1\.1 413 .*"error":"body_too_large"}s,
      'Content-Length above message.max.bytes: 413 before the body is read');
 
+# A size the broker refuses (its own limit: a devbroker fault here) comes
+# in the delivery report: the same permanent 413.
+$broker->control('produce-error 10');
+$r = $t->http(POST => '/big', -body => 'refused by the broker', -timeout => 30);
+is($r->{status}, 413, 'the broker refuses the size: 413, not 503');
+is(decode($r->{body})->{error}, 'body_too_large', '... body_too_large');
+ok(!$r->{headers}{'retry-after'}, '... without Retry-After');
+
 # --------------------------------------------------------- broker down ---
 
 $broker->control('down all');

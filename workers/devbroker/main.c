@@ -10,6 +10,9 @@
  *   down <broker_id|all>   disconnect a broker and refuse new connections
  *   up <broker_id|all>     accept connections again
  *   status                 "ok brokers=N up=1,2 down=3 bootstrap=..."
+ *   produce-error <code> [n]   the next n (1) Produce requests, whatever
+ *                          broker gets them, fail with Kafka error <code>
+ *                          (10: MESSAGE_TOO_LARGE)
  * Each command gets one reply line: "ok ..." or "err <reason>".
  *
  * State lives in memory only; a restart starts empty on new ports.
@@ -74,7 +77,7 @@ static const cw_opt_t  db_opts[] = {
       "is up; removed on exit" },
     { "control", CW_OPT_STR, NULL, 0, 0, 0,
       "unix socket path for fault injection commands: down <id|all>, "
-      "up <id|all>, status" },
+      "up <id|all>, status, produce-error <code> [n]" },
 };
 
 static const cw_worker_def_t  db_worker = {
@@ -251,6 +254,44 @@ db_set_state(db_t *db, const char *arg, int down, cw_buf_t *reply)
 }
 
 
+/* produce-error <code> [n]: a fault the tests need (a broker's refusal) */
+static void
+db_produce_error(db_t *db, const char *code, const char *count,
+    cw_buf_t *reply)
+{
+    long                  c, n;
+    char                 *end;
+    size_t                i;
+    rd_kafka_resp_err_t   errs[100];
+
+    c = strtol(code, &end, 10);
+    if (*code == '\0' || *end != '\0' || c <= 0 || c > 32767) {
+        cw_buf_printf(reply, "err not a Kafka error code: \"%s\"", code);
+        return;
+    }
+
+    n = 1;
+    if (count != NULL) {
+        n = strtol(count, &end, 10);
+        if (*count == '\0' || *end != '\0' || n < 1 || n > 100) {
+            cw_buf_printf(reply, "err count \"%s\" is not 1..100", count);
+            return;
+        }
+    }
+
+    for (i = 0; i < (size_t) n; i++) {
+        errs[i] = (rd_kafka_resp_err_t) c;
+    }
+
+    /* ApiKey 0: Produce */
+    rd_kafka_mock_push_request_errors_array(db->mc, 0, (size_t) n, errs);
+
+    cw_log(CW_LOG_INFO, "the next %ld Produce requests fail with %s", n,
+           rd_kafka_err2str((rd_kafka_resp_err_t) c));
+    cw_buf_puts(reply, "ok");
+}
+
+
 static void
 db_status(db_t *db, cw_buf_t *reply)
 {
@@ -275,11 +316,12 @@ db_status(db_t *db, cw_buf_t *reply)
 static void
 db_command(db_t *db, char *line, cw_buf_t *reply)
 {
-    char  *cmd, *arg, *extra, *save = NULL;
+    char  *cmd, *arg, *extra, *more, *save = NULL;
 
     cmd = strtok_r(line, " \t\r", &save);
     arg = strtok_r(NULL, " \t\r", &save);
     extra = strtok_r(NULL, " \t\r", &save);
+    more = strtok_r(NULL, " \t\r", &save);
 
     if (cmd == NULL) {
         cw_buf_puts(reply, "err empty command");
@@ -289,8 +331,13 @@ db_command(db_t *db, char *line, cw_buf_t *reply)
                && arg != NULL && extra == NULL)
     {
         db_set_state(db, arg, cmd[0] == 'd', reply);
+    } else if (strcmp(cmd, "produce-error") == 0 && arg != NULL
+               && more == NULL)
+    {
+        db_produce_error(db, arg, extra, reply);
     } else {
-        cw_buf_puts(reply, "err usage: down <id|all> | up <id|all> | status");
+        cw_buf_puts(reply, "err usage: down <id|all> | up <id|all> | status"
+                    " | produce-error <code> [n]");
     }
     cw_buf_putc(reply, '\n');
 }
