@@ -8,6 +8,9 @@
 #                       at each start)                  logs/devbroker.log
 #   commerce-projector  commerce.inbound -> PG + Redis  projector/, logs/projector.log
 #   nginx + module      read API and webhook ingress    nginx/, logs/nginx-*.log
+#   commerce-participant-sim                            sim/,
+#                       the sagas' payment provider     logs/participant-sim.log
+#                       and carrier (webhooks: source payments)
 #   webhook secrets     one file per source             secrets/<source>
 #   JWT issuer          an ES256 key pair for bearer    jwt/issuer.jwk (private),
 #                       tokens (commerce_jwt)           jwt/jwks.json (nginx's)
@@ -33,6 +36,7 @@
 #   COMMERCE_REDIS_PORT=6380       redis-server (6380: a distro redis may own 6379)
 #   COMMERCE_PG_PORT=5433          PostgreSQL (5433: a distro cluster may own 5432)
 #   COMMERCE_METRICS_PORT=9464     projector's Prometheus /metrics (127.0.0.1)
+#   COMMERCE_SIM_METRICS_PORT=9465 participant simulator's /metrics (127.0.0.1)
 #   COMMERCE_NGINX_WORKERS=2       nginx worker_processes
 #   COMMERCE_NGINX_LOG_LEVEL=notice  nginx error_log level (info: also every
 #                                  closed keepalive connection)
@@ -56,6 +60,7 @@ HTTP_PORT=${COMMERCE_HTTP_PORT:-8080}
 REDIS_PORT=${COMMERCE_REDIS_PORT:-6380}
 PG_PORT=${COMMERCE_PG_PORT:-5433}
 METRICS_PORT=${COMMERCE_METRICS_PORT:-9464}
+SIM_METRICS_PORT=${COMMERCE_SIM_METRICS_PORT:-9465}
 PROMETHEUS=${COMMERCE_PROMETHEUS:-0}
 PROMETHEUS_PORT=${COMMERCE_PROMETHEUS_PORT:-9091}
 WORKERS=${COMMERCE_NGINX_WORKERS:-2}
@@ -68,10 +73,13 @@ BIN=$BUILD/bin
 LOGS=$RUN/logs
 
 # Webhook sources (conf/commerce-webhooks.conf), one per signature scheme,
-# plus canonical for the project's own format.
-SOURCES="canonical standard stripe shopify github slack hmac"
+# plus canonical for the project's own format and payments for the sagas'
+# payment provider (Stripe's scheme, commerce.payments.inbound).
+SOURCES="canonical standard stripe shopify github slack hmac payments"
 TOPICS=commerce.inbound,commerce.events,commerce.dlq,commerce.commands
-TOPICS=$TOPICS,commerce.webhooks
+TOPICS=$TOPICS,commerce.webhooks,commerce.payments.commands
+TOPICS=$TOPICS,commerce.shipping.commands,commerce.shipping.replies
+TOPICS=$TOPICS,commerce.payments.inbound
 
 # The issuer and audience of the stack's tokens (conf/nginx.conf).
 JWT_ISSUER=commerce-stack
@@ -190,7 +198,7 @@ secrets_init() {
         (
             umask 077
             case $s in
-            canonical|standard|stripe) printf 'whsec_%s\n' \
+            canonical|standard|stripe|payments) printf 'whsec_%s\n' \
                                        "$(openssl rand -base64 24)" ;;
             *) printf '%s\n' "$(openssl rand -hex 32)" ;;
             esac >"$f.tmp"
@@ -371,6 +379,38 @@ projector_up() {
     fail "commerce-projector got no partitions in 30s" "$log"
 }
 
+# -------------------------------------------------------- participant-sim ---
+
+# The sagas' payment provider and carrier: its webhooks go to nginx's
+# payments source, signed with that source's secret (in its environment,
+# not on its command line). A new broker has new ports: it starts again.
+sim_up() {
+    local log=$LOGS/participant-sim.log from i
+    need_bin "$BIN/commerce-participant-sim"
+    if alive "$RUN/sim/sim.pid" && [ "$BROKER_FRESH" != 1 ]; then
+        return 0
+    fi
+    stop_pid "$RUN/sim/sim.pid" TERM 15
+    mkdir -p "$RUN/sim"
+    touch "$log"
+    from=$(($(stat -c %s "$log") + 1))
+    COMMERCE_WEBHOOK_SECRET=$(secret_of payments) \
+        spawn "$RUN/sim/sim.pid" "$log" \
+        "$BIN/commerce-participant-sim" \
+        --kafka.bootstrap_file "$RUN/kafka/bootstrap" \
+        --webhook_url "http://$HOST:$HTTP_PORT/v1/webhooks/payments" \
+        --metrics.port "$SIM_METRICS_PORT"
+    for ((i = 0; i < 100; i++)); do
+        tail -c "+$from" "$log" \
+            | grep -q '"msg":"participant simulator running"' && return 0
+        alive "$RUN/sim/sim.pid" \
+            || fail "commerce-participant-sim exited at start" "$log"
+        sleep 0.1
+    done
+    fail "commerce-participant-sim did not start in 10s" "$log"
+}
+
+
 # ------------------------------------------------------------------ nginx ---
 
 # Writes the nginx configuration and checks it with nginx -t; prints
@@ -480,6 +520,8 @@ services() {
     show "commerce-projector" "$RUN/projector/projector.pid" \
         "127.0.0.1:$METRICS_PORT/metrics"
     show "nginx" "$RUN/nginx/nginx.pid" "$HOST:$HTTP_PORT"
+    show "commerce-participant-sim" "$RUN/sim/sim.pid" \
+        "127.0.0.1:$SIM_METRICS_PORT/metrics"
     if [ "$PROMETHEUS" = 1 ] || alive "$RUN/prometheus/prometheus.pid"; then
         show "prometheus" "$RUN/prometheus/prometheus.pid" \
             "http://127.0.0.1:$PROMETHEUS_PORT/alerts"
@@ -498,6 +540,7 @@ all_running() {
         && alive "$RUN/kafka/devbroker.pid" \
         && alive "$RUN/projector/projector.pid" \
         && alive "$RUN/nginx/nginx.pid" \
+        && alive "$RUN/sim/sim.pid" \
         && { [ "$PROMETHEUS" != 1 ] || alive "$RUN/prometheus/prometheus.pid"; }
 }
 
@@ -540,6 +583,8 @@ preflight() {
         || ! in_use 127.0.0.1 "$PG_PORT" || busy="$busy COMMERCE_PG_PORT=$PG_PORT"
     alive "$RUN/projector/projector.pid" || ! in_use 127.0.0.1 "$METRICS_PORT" \
         || busy="$busy COMMERCE_METRICS_PORT=$METRICS_PORT"
+    alive "$RUN/sim/sim.pid" || ! in_use 127.0.0.1 "$SIM_METRICS_PORT" \
+        || busy="$busy COMMERCE_SIM_METRICS_PORT=$SIM_METRICS_PORT"
     alive "$RUN/nginx/nginx.pid" || ! in_use "$HOST" "$HTTP_PORT" \
         || busy="$busy COMMERCE_HTTP_PORT=$HTTP_PORT"
     [ "$PROMETHEUS" != 1 ] || alive "$RUN/prometheus/prometheus.pid" \
@@ -567,12 +612,14 @@ up)
     broker_up
     projector_up
     nginx_up
+    sim_up
     demo_data
     prometheus_up
     report
     ;;
 down)
     stop_pid "$RUN/prometheus/prometheus.pid" TERM 15
+    stop_pid "$RUN/sim/sim.pid" TERM 15
     stop_pid "$RUN/nginx/nginx.pid" QUIT 15
     stop_pid "$RUN/projector/projector.pid" TERM 15
     stop_pid "$RUN/kafka/devbroker.pid" TERM 10

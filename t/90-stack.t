@@ -1,8 +1,10 @@
 #!/usr/bin/perl
 # The embedded stack (scripts/stack.sh, what `make up` runs) on a fresh
 # machine: up starts redis-server, PostgreSQL, the migrations, the dev
-# broker, the projector and nginx in COMMERCE_RUN_DIR, creates one secret
-# per webhook source and loads the demo catalog through signed webhooks;
+# broker, the projector, nginx and the participant simulator in
+# COMMERCE_RUN_DIR, creates one secret per webhook source and loads the
+# demo catalog through signed webhooks; the simulator answers a payment
+# command through the payments source;
 # every webhook source verifies its scheme; Prometheus (COMMERCE_PROMETHEUS)
 # scrapes nginx and the projector with the alert rules loaded; up again
 # changes nothing;
@@ -31,18 +33,18 @@ my $repo = $CommerceTest::REPO;
 my $build = $ENV{COMMERCE_BUILD} // "$repo/build";
 
 for my $b (qw(commerce-devbroker commerce-migrate commerce-projector
-               commerce-jwt)) {
+               commerce-jwt commerce-participant-sim)) {
     plan skip_all => "$build/bin/$b not built (make workers)"
         unless -x "$build/bin/$b";
 }
-for my $tool (qw(openssl curl psql redis-server prometheus)) {
+for my $tool (qw(openssl curl psql redis-server prometheus kcat)) {
     plan skip_all => "$tool not installed"
         unless system("command -v $tool >/dev/null 2>&1") == 0;
 }
 
 my $t = CommerceTest->new;
 my $run = $t->dir . '/run';
-my %port = map { $_ => $t->port($_) } qw(HTTP REDIS PG METRICS PROM);
+my %port = map { $_ => $t->port($_) } qw(HTTP REDIS PG METRICS PROM SIM);
 my $items = 12;
 
 local $ENV{COMMERCE_RUN_DIR} = $run;
@@ -51,6 +53,7 @@ local $ENV{COMMERCE_HTTP_PORT} = $port{HTTP};
 local $ENV{COMMERCE_REDIS_PORT} = $port{REDIS};
 local $ENV{COMMERCE_PG_PORT} = $port{PG};
 local $ENV{COMMERCE_METRICS_PORT} = $port{METRICS};
+local $ENV{COMMERCE_SIM_METRICS_PORT} = $port{SIM};
 local $ENV{COMMERCE_NGINX_WORKERS} = 2;
 local $ENV{COMMERCE_DEMO_ITEMS} = $items;
 local $ENV{COMMERCE_BUILD} = $build;
@@ -95,7 +98,7 @@ sub secret {
 sub pids {
     my %p;
     for my $f (qw(redis/redis.pid kafka/devbroker.pid projector/projector.pid
-                  nginx/nginx.pid prometheus/prometheus.pid)) {
+                  nginx/nginx.pid prometheus/prometheus.pid sim/sim.pid)) {
         open my $fh, '<', "$run/$f" or next;
         chomp($p{$f} = <$fh> // '');
     }
@@ -113,7 +116,7 @@ sub b64 { return encode_base64($_[0], '') }
 sub random_secret {
     my ($source) = @_;
     my $bytes = join '', map { chr int rand 256 } 1 .. 24;
-    return $source =~ /^(canonical|standard|stripe)$/
+    return $source =~ /^(canonical|standard|stripe|payments)$/
            ? 'whsec_' . b64($bytes) : unpack('H*', $bytes);
 }
 
@@ -135,7 +138,7 @@ sub signed {
         %h = (%h, 'webhook-id' => $id, 'webhook-timestamp' => $ts,
               'webhook-signature'
                   => 'v1,' . b64(hmac_sha256("$id.$ts.$body", $key)));
-    } elsif ($source eq 'stripe') {
+    } elsif ($source eq 'stripe' || $source eq 'payments') {
         $h{'Stripe-Signature'} = "t=$ts,v1="
             . hmac_sha256_hex("$ts.$body", $secret);
     } elsif ($source eq 'shopify') {
@@ -174,18 +177,19 @@ like($out, qr/loading $items demo items through POST \/v1\/webhooks\/canonical/,
      'the first up loads the demo data through the canonical webhook');
 
 for my $s (qw(redis-server postgresql commerce-devbroker commerce-projector
-              nginx prometheus)) {
+              nginx commerce-participant-sim prometheus)) {
     like($out, qr/^\s+\Q$s\E\s+running \(pid \d+\)/m, "up reports $s running");
 }
 
 # ------------------------------------------------------------- secrets ---
 
-for my $s (qw(canonical standard stripe shopify github slack hmac)) {
+for my $s (qw(canonical standard stripe shopify github slack hmac
+              payments)) {
     my $f = "$run/secrets/$s";
     ok(-f $f, "secret file of $s created");
     is((stat $f)[2] & 0777, 0600, "secret file of $s is mode 600");
     my $v = secret($s);
-    if ($s =~ /^(canonical|standard|stripe)$/) {
+    if ($s =~ /^(canonical|standard|stripe|payments)$/) {
         like($v, qr/^whsec_[A-Za-z0-9+\/]{32}$/, "$s: whsec_ + 24 bytes");
         is(length decode_base64(substr($v, 6)), 24, "$s: 24 random bytes");
     } else {
@@ -355,6 +359,26 @@ is($product && $product->{name}, 't90',
 my $catalog = $items + 1;
 is($ua->post("$base/v1/webhooks/nope", { content => '{}' })->{status}, 404,
    'an unknown source is 404');
+
+# the participant simulator answers a payment command through the payments
+# source, signed with the stack's secret for it
+is(signed('payments', '{"id":"evt_t90_pay_1","type":"charge.refunded"}')
+       ->{status}, 202, 'payments: a Stripe-signed webhook passes');
+{
+    open my $bf, '<', "$run/kafka/bootstrap" or die;
+    chomp(my $bs = <$bf>);
+    open my $k, '|-', 'kcat', '-P', '-b', $bs, '-t',
+         'commerce.payments.commands', '-k', 'ord-t90' or die;
+    print {$k} '{"type":"payment.authorize","order_id":"ord-t90",'
+        . '"idempotency_key":"ord-t90:a","attempt":1,"amount":100,'
+        . '"currency":"EUR","payment_method":"pm_t90"}';
+    close $k or die;
+}
+my $sim_metric = 'participant_sim_webhooks_total{result="delivered"}';
+ok(wait_for(sub {
+       my $m = $ua->get("http://127.0.0.1:$port{SIM}/metrics");
+       $m->{success} && $m->{content} =~ /^\Q$sim_metric\E 1$/m;
+   }, 60), 'commerce-participant-sim answers payment.authorize through nginx');
 
 # ------------------------------------------------------------ up again ---
 
