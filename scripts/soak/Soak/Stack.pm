@@ -38,7 +38,7 @@ sub free_port {
 sub new {
     my ($class, %o) = @_;
     my $self = bless { %o, run => "$o{dir}/run" }, $class;
-    $self->{port}{$_} = free_port() for qw(HTTP REDIS PG METRICS);
+    $self->{port}{$_} = free_port() for qw(HTTP REDIS PG METRICS SIM);
     # what stack.sh reads (and the services it starts inherit)
     %ENV = (%ENV,
         COMMERCE_RUN_DIR => $self->{run}, COMMERCE_HOST => '127.0.0.1',
@@ -46,6 +46,7 @@ sub new {
         COMMERCE_REDIS_PORT => $self->{port}{REDIS},
         COMMERCE_PG_PORT => $self->{port}{PG},
         COMMERCE_METRICS_PORT => $self->{port}{METRICS},
+        COMMERCE_SIM_METRICS_PORT => $self->{port}{SIM},
         COMMERCE_NGINX_WORKERS => $o{workers} // 2,
         COMMERCE_DEMO_ITEMS => $o{items} // 50,
         COMMERCE_BUILD => $o{build});
