@@ -162,6 +162,7 @@ render() {
         -e "s|@KAFKA_BOOTSTRAP_FILE@|$RUN/kafka/bootstrap|" \
         -e "s|@PG_CONNINFO@|$(pg_conninfo)|" \
         -e "s|@METRICS_PORT@|$METRICS_PORT|" \
+        -e "s|@SIM_METRICS_PORT@|$SIM_METRICS_PORT|" \
         -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|" \
         -e "s|@HOST@|$HOST|" \
         -e "s|@HTTP_PORT@|$HTTP_PORT|" \

@@ -37,7 +37,8 @@ sub promtool {
 my $dir = tempdir(CLEANUP => 1);
 my $yml = slurp("$conf/prometheus.yml");
 my %at = (CONF => "$repo/conf", HOST => '127.0.0.1', HTTP_PORT => 8080,
-          METRICS_PORT => 9464, PROMETHEUS_PORT => 9090);
+          METRICS_PORT => 9464, SIM_METRICS_PORT => 9465,
+          PROMETHEUS_PORT => 9090);
 $yml =~ s/\@(\w+)\@/$at{$1} \/\/ "\@$1\@"/ge;
 unlike($yml, qr/\@\w+\@/, 'every placeholder is one stack.sh fills');
 open my $fh, '>', "$dir/prometheus.yml" or die;

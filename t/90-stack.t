@@ -303,8 +303,9 @@ sub targets {
 # The first scrape of a target comes within one scrape_interval (15 s).
 ok(wait_for(sub { my $t = targets();
                   ($t->{projector} // '') eq 'up' && ($t->{nginx} // '') eq 'up'
+                  && ($t->{'participant-sim'} // '') eq 'up'
                 }, 60),
-   'Prometheus scrapes nginx and the projector') or diag(explain(targets()));
+   'Prometheus scrapes nginx, the projector and the participant simulator') or diag(explain(targets()));
 my $rules = $ua->get("http://127.0.0.1:$port{PROM}/api/v1/rules");
 my @alerts = map { map { $_->{name} } @{ $_->{rules} } }
              @{ (eval { decode_json($rules->{content}) } // {})->{data}{groups}
