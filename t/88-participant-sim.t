@@ -287,6 +287,22 @@ is(metric($sim, 'participant_sim_webhooks_total', result => 'delivered'), 3,
    'three webhooks published (two authorizations, one capture)');
 is(metric($sim, 'participant_sim_commands_total', type => 'payment.capture'),
    1, 'one capture received');
+is(metric($sim, 'participant_sim_doubles_total', type => 'payment.capture'),
+   0, 'no order captured twice');
+
+# a second capture of the order under another key: a double, counted
+command('commerce.payments.commands', type => 'payment.capture',
+        order_id => $o1, amount => 2590, currency => 'EUR',
+        payment_intent => $pi->{id}, idempotency_key => "k-cap2-$o1");
+ok(wait_for(sub { (metric($sim, 'participant_sim_doubles_total',
+                          type => 'payment.capture') // 0) == 1 }, 400),
+   'a second capture of one order under another key is counted a double');
+is(metric($sim, 'participant_sim_doubles_total',
+          type => 'payment.authorize'), 0,
+   'the authorization sent twice with one key is a repeat, not a double');
+like(CommerceTest->slurp($sims{$sim}{log}),
+     qr/order \Q$o1\E: a second payment.capture under another idempotency/,
+     'and logged');
 
 # a command that breaks the contract: refused, counted, nothing sent
 command('commerce.payments.commands', type => 'payment.authorize',

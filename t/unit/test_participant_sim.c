@@ -107,6 +107,25 @@ test_idem_eviction(void **state)
 }
 
 
+static void
+test_idem_note(void **state)
+{
+    int         differs;
+    ps_idem_t  *m = ps_idem_new(4);
+
+    assert_int_equal(ps_idem_note(m, "o-1|payment.capture", "k-1",
+                                  &differs), 0);
+    assert_int_equal(differs, 0);
+    ps_idem_note(m, "o-1|payment.capture", "k-1", &differs);
+    assert_int_equal(differs, 0);
+    ps_idem_note(m, "o-1|payment.capture", "k-2", &differs);
+    assert_int_equal(differs, 1);
+    ps_idem_note(m, "o-2|payment.capture", "k-2", &differs);
+    assert_int_equal(differs, 0);
+    ps_idem_free(m);
+}
+
+
 static int
 cmp_ll(const void *a, const void *b)
 {
@@ -276,6 +295,7 @@ main(void)
         cmocka_unit_test(test_signature),
         cmocka_unit_test(test_idem_repeat),
         cmocka_unit_test(test_idem_eviction),
+        cmocka_unit_test(test_idem_note),
         cmocka_unit_test(test_draws),
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_answers),

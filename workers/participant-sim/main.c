@@ -21,8 +21,10 @@
  * as a provider's may be, and the saga's deadline covers it.
  *
  * Metrics: participant_sim_commands_total{type}, _repeats_total{type}
- * (commands whose idempotency key was seen before), _outcomes_total{type,
- * outcome}, _webhooks_total{result}, _replies_total{result}, _pending.
+ * (commands whose idempotency key was seen before), _doubles_total{type}
+ * (a second command of one type for one order under another key: a second
+ * capture, refund, shipment...), _outcomes_total{type, outcome},
+ * _webhooks_total{result}, _replies_total{result}, _pending.
  * SIGTERM: stops consuming, leaves the group, lets each thread finish its
  * delivery, drops the answers not yet due (logged) and exits 0.
  */
@@ -48,6 +50,7 @@
 typedef struct {
     ps_draw_t             draw;
     ps_idem_t            *idem;
+    ps_idem_t            *orders;       /* order|type -> its first key */
     ps_queue_t           *queue;
     ps_deliver_t          deliver;
     cw_kafka_consumer_t  *consumer;
@@ -57,6 +60,7 @@ typedef struct {
     const char           *decline_reason;
     cw_metric_t          *commands[PS_TYPE_N];
     cw_metric_t          *repeats[PS_TYPE_N];
+    cw_metric_t          *doubles[PS_TYPE_N];
     cw_metric_t          *outcomes[PS_TYPE_N][PS_OUTCOME_N];
     cw_metric_t          *pending;
     volatile int         *stop;
@@ -102,7 +106,8 @@ static const cw_opt_t  ps_opts[] = {
     { "max_pending", CW_OPT_INT, "100000", 1, 10000000, 0,
       "answers waiting at most; the consumer waits while full" },
     { "idempotency_keys", CW_OPT_INT, "100000", 1, 100000000, 0,
-      "idempotency keys remembered (the oldest is forgotten first)" },
+      "idempotency keys remembered (the oldest is forgotten first), and as "
+      "many orders' first key of each command type" },
 };
 
 static const cw_worker_default_t  ps_defaults[] = {
@@ -224,6 +229,10 @@ ps_metrics(ps_app_t *app, cw_metrics_t *m)
             "participant_sim_repeats_total", "Commands whose idempotency "
             "key was received before, by type.", "type", ps_type_names[t],
             NULL);
+        app->doubles[t] = cw_metrics_counter(m,
+            "participant_sim_doubles_total", "Commands of a type for an "
+            "order that had one under another idempotency key, by type.",
+            "type", ps_type_names[t], NULL);
         for (o = 0; o < PS_OUTCOME_N; o++) {
             app->outcomes[t][o] = cw_metrics_counter(m,
                 "participant_sim_outcomes_total", "Commands by type and "
@@ -289,6 +298,33 @@ ps_answer_draw(ps_app_t *app, const ps_command_t *c, ps_outcome_e *outcome)
 }
 
 
+/* A second command of one type for one order, under another key than the
+ * first's (a second capture, say): counted and logged; it is answered as
+ * any other, so a test sees it in the metrics and the log. */
+static void
+ps_double(ps_app_t *app, const ps_command_t *c)
+{
+    int       differs;
+    cw_buf_t  k;
+
+    cw_buf_init(&k);
+    cw_buf_printf(&k, "%s|%s", c->order_id, ps_type_names[c->type]);
+
+    if (!k.oom
+        && ps_idem_note(app->orders, k.data, c->idempotency_key, &differs)
+           == 0
+        && differs)
+    {
+        cw_counter_inc(app->doubles[c->type]);
+        cw_log(CW_LOG_WARN, "order %s: a second %s under another "
+               "idempotency key (%s)", c->order_id, ps_type_names[c->type],
+               c->idempotency_key);
+    }
+
+    cw_buf_free(&k);
+}
+
+
 /* Decides one command's answer and queues it. */
 static void
 ps_command(ps_app_t *app, ps_command_t *c)
@@ -304,6 +340,7 @@ ps_command(ps_app_t *app, ps_command_t *c)
     if (seen) {
         cw_counter_inc(app->repeats[c->type]);
     }
+    ps_double(app, c);
     if (rc == PS_CONFLICT) {
         cw_counter_inc(app->outcomes[c->type][PS_CONFLICT]);
         ps_log_command(c, PS_CONFLICT, seen, 0, "the idempotency key was "
@@ -409,10 +446,12 @@ ps_open(ps_app_t *app, const cw_config_t *cfg)
     app->decline_reason = cw_config_str(cfg, "decline_reason");
 
     app->idem = ps_idem_new((size_t) cw_config_int(cfg, "idempotency_keys"));
+    app->orders = ps_idem_new((size_t) cw_config_int(cfg,
+                                                     "idempotency_keys"));
     app->producer = cw_kafka_producer_new(cfg, err, sizeof(err));
-    if (app->idem == NULL || app->producer == NULL) {
-        cw_log(CW_LOG_ERROR, "kafka producer: %s",
-               app->idem == NULL ? "out of memory" : err);
+    if (app->idem == NULL || app->orders == NULL || app->producer == NULL) {
+        cw_log(CW_LOG_ERROR, "setting up: %s",
+               app->producer != NULL ? "out of memory" : err);
         return -1;
     }
 
@@ -488,6 +527,7 @@ ps_close(ps_app_t *app)
         cw_kafka_producer_close(app->producer, 5000);
     }
     ps_idem_free(app->idem);
+    ps_idem_free(app->orders);
     pthread_mutex_destroy(&app->producer_lock);
 }
 

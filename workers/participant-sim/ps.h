@@ -122,6 +122,14 @@ void ps_idem_free(ps_idem_t *m);
 int ps_idem_see(ps_idem_t *m, const char *key, ps_type_e type, int *seen,
     ps_outcome_e *outcome, ps_answer_t **final_answer);
 
+/* Remembers note for key the first time (*differs 0), and says later
+ * whether another note comes with it: the simulator notes, for each
+ * order and command type, the first idempotency key, so that a second
+ * capture of one order under another key is seen. Returns 0, or -1 for
+ * out of memory. */
+int ps_idem_note(ps_idem_t *m, const char *key, const char *note,
+    int *differs);
+
 /* Keeps the final answer of key (seen before by ps_idem_see). */
 int ps_idem_keep(ps_idem_t *m, const char *key, ps_outcome_e outcome,
     const ps_answer_t *a);

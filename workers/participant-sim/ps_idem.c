@@ -21,6 +21,7 @@ struct ps_entry_s {
     int            final;           /* outcome and answer are kept */
     ps_outcome_e   outcome;
     ps_answer_t   *answer;
+    char          *note;            /* ps_idem_note's */
 };
 
 struct ps_idem_s {
@@ -79,6 +80,7 @@ static void
 ps_entry_free(ps_entry_t *e)
 {
     ps_answer_free(e->answer);
+    free(e->note);
     free(e->key);
     free(e);
 }
@@ -134,7 +136,7 @@ ps_idem_evict(ps_idem_t *m)
 }
 
 
-static int
+static ps_entry_t *
 ps_idem_add(ps_idem_t *m, const char *key, ps_type_e type)
 {
     size_t       b;
@@ -142,7 +144,7 @@ ps_idem_add(ps_idem_t *m, const char *key, ps_type_e type)
 
     if (e == NULL || (e->key = strdup(key)) == NULL) {
         free(e);
-        return -1;
+        return NULL;
     }
     e->type = type;
 
@@ -155,7 +157,7 @@ ps_idem_add(ps_idem_t *m, const char *key, ps_type_e type)
     m->ring[(m->head + m->n) % m->max] = e;
     m->n++;
 
-    return 0;
+    return e;
 }
 
 
@@ -169,7 +171,7 @@ ps_idem_see(ps_idem_t *m, const char *key, ps_type_e type, int *seen,
     *seen = e != NULL;
 
     if (e == NULL) {
-        return ps_idem_add(m, key, type);
+        return ps_idem_add(m, key, type) != NULL ? 0 : -1;
     }
     if (e->type != type) {
         return PS_CONFLICT;
@@ -202,6 +204,27 @@ ps_idem_keep(ps_idem_t *m, const char *key, ps_outcome_e outcome,
     }
     e->final = 1;
     e->outcome = outcome;
+
+    return 0;
+}
+
+
+int
+ps_idem_note(ps_idem_t *m, const char *key, const char *note, int *differs)
+{
+    ps_entry_t  *e = ps_idem_find(m, key);
+
+    *differs = 0;
+    if (e != NULL) {
+        *differs = e->note != NULL && strcmp(e->note, note) != 0;
+        return 0;
+    }
+
+    e = ps_idem_add(m, key, PS_UNKNOWN);
+    if (e == NULL || (e->note = strdup(note)) == NULL) {
+        return -1;          /* an entry left without its note (out of
+                               memory) never differs */
+    }
 
     return 0;
 }
