@@ -54,7 +54,7 @@ static proj_stock_level_t
 level(long long on_hand, long long reserved, long long version,
     long long ts_us)
 {
-    proj_stock_level_t  lv = { 1, on_hand, reserved, version, ts_us, NULL };
+    proj_stock_level_t  lv = { 1, on_hand, reserved, version, ts_us, NULL, 0 };
 
     return lv;
 }
@@ -63,7 +63,7 @@ level(long long on_hand, long long reserved, long long version,
 static void
 test_stock_new_level(void **state)
 {
-    proj_stock_level_t   lv = { 0, 0, 0, 0, -1, NULL };
+    proj_stock_level_t   lv = { 0, 0, 0, 0, -1, NULL, 0 };
     proj_stock_change_t  ch;
     proj_stock_cmd_t     c = stock_set(7, 1000);
 
@@ -79,7 +79,7 @@ test_stock_new_level(void **state)
     assert_true(ch.orderability);
 
     /* A count of zero on a new level: not orderable, and it was not. */
-    lv = (proj_stock_level_t) { 0, 0, 0, 0, -1, NULL };
+    lv = (proj_stock_level_t) { 0, 0, 0, 0, -1, NULL, 0 };
     c = stock_set(0, -1);
     assert_int_equal(proj_stock_fold(&lv, &c, &ch), PROJ_FOLD_APPLIED);
     assert_int_equal(lv.version, 1);
@@ -128,7 +128,7 @@ test_stock_stale_count(void **state)
 static void
 test_stock_movements(void **state)
 {
-    proj_stock_level_t   lv = { 0, 0, 0, 0, -1, NULL };
+    proj_stock_level_t   lv = { 0, 0, 0, 0, -1, NULL, 0 };
     proj_stock_change_t  ch;
     proj_stock_cmd_t     c;
 
@@ -183,12 +183,42 @@ test_stock_reserved(void **state)
     assert_true(ch.orderable);
     assert_true(ch.orderability);
 
-    /* A count below the reserved quantity: not orderable. */
+    /* A count below the reserved quantity: applied, what it no longer
+     * covers is short, and nothing is orderable. */
     c = stock_set(4, -1);
     assert_int_equal(proj_stock_fold(&lv, &c, &ch), PROJ_FOLD_APPLIED);
     assert_int_equal(ch.delta, -2);
+    assert_int_equal(lv.on_hand, 4);
+    assert_int_equal(lv.reserved, 4);
+    assert_int_equal(lv.shortfall, 1);
+    assert_int_equal(ch.reserved_delta, -1);
     assert_false(ch.orderable);
     assert_true(ch.orderability);
+
+    /* A sale below that too. */
+    c = stock_adjust(-3);
+    assert_int_equal(proj_stock_fold(&lv, &c, &ch), PROJ_FOLD_APPLIED);
+    assert_int_equal(lv.reserved, 1);
+    assert_int_equal(lv.shortfall, 4);
+    assert_int_equal(ch.reserved_delta, -3);
+
+    /* Stock that comes back covers the shortfall first: 4 of 6 go to
+     * the reservations, 2 are available. */
+    c = stock_adjust(6);
+    assert_int_equal(proj_stock_fold(&lv, &c, &ch), PROJ_FOLD_APPLIED);
+    assert_int_equal(lv.on_hand, 7);
+    assert_int_equal(lv.reserved, 5);
+    assert_int_equal(lv.shortfall, 0);
+    assert_int_equal(ch.reserved_delta, 4);
+    assert_true(ch.orderable);
+
+    /* A new level has no reservations. */
+    lv = (proj_stock_level_t) { 0, 0, 0, 0, -1, NULL, 0 };
+    c = stock_set(3, -1);
+    assert_int_equal(proj_stock_fold(&lv, &c, &ch), PROJ_FOLD_APPLIED);
+    assert_int_equal(lv.reserved, 0);
+    assert_int_equal(lv.shortfall, 0);
+    assert_int_equal(ch.reserved_delta, 0);
 }
 
 
@@ -200,7 +230,7 @@ test_stock_sequence(void **state)
     int                  i, applied = 0, stale = 0;
     char                 got[256];
     size_t               len = 0;
-    proj_stock_level_t   lv = { 0, 0, 0, 0, -1, NULL };
+    proj_stock_level_t   lv = { 0, 0, 0, 0, -1, NULL, 0 };
     proj_stock_change_t  ch;
     proj_stock_cmd_t     c[5];
 
@@ -285,7 +315,7 @@ test_event_data(void **state)
 {
     cw_buf_t             b;
     proj_stock_level_t   lv = level(3, 1, 4, -1);
-    proj_stock_change_t  ch = { -2, 1, 0 };
+    proj_stock_change_t  ch = { -2, 1, 0, 0 };
     proj_stock_cmd_t     c = stock_adjust(-2);
 
     cw_buf_init(&b);
@@ -299,7 +329,7 @@ test_event_data(void **state)
 
     c = stock_set(0, -1);
     lv = level(0, 0, 5, -1);
-    ch = (proj_stock_change_t) { -3, 0, 1 };
+    ch = (proj_stock_change_t) { -3, 0, 1, 0 };
     proj_stock_event_data(&b, &c, &lv, &ch);
     expect_text(&b, "{\"store_id\":\"store-1\",\"sku\":\"SKU-1\","
                 "\"on_hand\":0,\"reserved\":0,\"available\":0,\"delta\":-3,"

@@ -23,9 +23,11 @@ proj_stock_fold(proj_stock_level_t *lv, const proj_stock_cmd_t *cmd,
     proj_stock_change_t *ch)
 {
     int        was;
-    long long  before;
+    long long  before, reserved, demand;
 
     before = lv->exists ? lv->on_hand : 0;
+    reserved = lv->exists ? lv->reserved : 0;
+    demand = lv->exists ? lv->reserved + lv->shortfall : 0;
     was = lv->exists && lv->on_hand - lv->reserved > 0;
 
     if (cmd->absolute) {
@@ -54,10 +56,15 @@ proj_stock_fold(proj_stock_level_t *lv, const proj_stock_cmd_t *cmd,
     } else {
         lv->exists = 1;
         lv->version = 1;                    /* the columns' defaults */
-        lv->reserved = 0;
     }
 
+    /* The reservations' demand that on_hand no longer covers is short,
+     * and stock that comes back covers it first (sql/012_sagas.sql). */
+    lv->reserved = demand < lv->on_hand ? demand : lv->on_hand;
+    lv->shortfall = demand - lv->reserved;
+
     ch->delta = lv->on_hand - before;
+    ch->reserved_delta = lv->reserved - reserved;
     ch->orderable = lv->on_hand - lv->reserved > 0;
     ch->orderability = ch->orderable != was;
 

@@ -40,6 +40,7 @@ typedef struct {
     long long       version;
     long long       ts_us;        /* source_ts in microseconds; -1: none */
     const char     *as_of;        /* the latest as_of applied; NULL: keep */
+    long long       shortfall;    /* demand reserved does not cover */
 } proj_stock_level_t;
 
 /* stock.set (absolute: qty is the count) or stock.adjust (qty is the
@@ -68,6 +69,7 @@ typedef struct {
     long long       delta;        /* on_hand after - before (0 if none) */
     int             orderable;    /* available > 0 after */
     int             orderability; /* orderable changed: an event too */
+    long long       reserved_delta;   /* reserved after - before */
 } proj_stock_change_t;
 
 
@@ -104,8 +106,11 @@ typedef struct {
 /* Folds a stock command over its level: a count older than the stored
  * one is stale; a movement below zero (or of a level that does not
  * exist, unless it adds) underflows; otherwise the level changes, its
- * version goes up (a new level starts at 1) and ch says what changed.
- * The level is left as it was unless applied. */
+ * version goes up (a new level starts at 1), reserved becomes the part
+ * of the reservations' demand (reserved + shortfall, which the fold never
+ * changes) that on_hand covers, and shortfall the rest (as in
+ * sql/012_sagas.sql), and ch says what changed. The level is left as
+ * it was unless applied. */
 proj_fold_rc_t proj_stock_fold(proj_stock_level_t *lv,
     const proj_stock_cmd_t *cmd, proj_stock_change_t *ch);
 

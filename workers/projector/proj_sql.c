@@ -224,7 +224,7 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
      * finds after the commit by the price versions (proj_readmodel.c). */
     [PROJ_SQL_STOCK_STATE] = { "stock_state", PROJ_STOCK_STATE_NPARAMS,
       PROJ_SQL_PREPARED,
-      "SELECT s.on_hand, s.reserved, s.version,"
+      "SELECT s.on_hand, s.reserved, s.shortfall, s.version,"
       " (extract(epoch FROM s.source_ts) * 1000000)::bigint,"
       " to_json(k.sku)::text, COALESCE(commerce_money(o.amount_minor,"
       " o.currency), commerce_money(b.amount_minor, b.currency))::text,"
@@ -246,21 +246,32 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
 
     /* A level is updated only if its version is still the one read, and
      * inserted only if there was none (else the insert fails). The
-     * events' Kafka copies are in the batch's 'kafka_batch' row. */
+     * levels are locked in key order first (lk, before the update's
+     * first row): the saga worker's reservations (sql/012_sagas.sql)
+     * lock theirs in that order too, so the two wait for each other and
+     * never deadlock. The events' Kafka copies are in the batch's
+     * 'kafka_batch' row. */
     [PROJ_SQL_STOCK_WRITE] = { "stock_write", PROJ_STOCK_WRITE_NPARAMS,
       PROJ_SQL_PREPARED,
       "WITH c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[],"
       " $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],"
       " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
-      " $14::uuid[], $15::text[])"
+      " $14::uuid[], $15::text[], $16::bigint[], $17::bigint[])"
       " WITH ORDINALITY AS c(store, sku, eid, version, on_hand, delta,"
-      " movement, reason, as_of, data, meta, corr, caus, oeid, odata, ord)),"
-      " k AS (SELECT * FROM unnest($16::text[], $17::text[], $18::bigint[],"
-      " $19::bigint[], $20::timestamptz[], $21::bigint[])"
-      " AS k(store, sku, on_hand, version, ts, read)),"
+      " movement, reason, as_of, data, meta, corr, caus, oeid, odata,"
+      " rdelta, reserved, ord)),"
+      " k AS (SELECT * FROM unnest($18::text[], $19::text[], $20::bigint[],"
+      " $21::bigint[], $22::timestamptz[], $23::bigint[], $24::bigint[],"
+      " $25::bigint[])"
+      " AS k(store, sku, on_hand, version, ts, read, reserved, shortfall)),"
+      " lk AS MATERIALIZED (SELECT 1 FROM stock_levels s JOIN k"
+      " ON s.store_id = k.store AND s.sku = k.sku WHERE k.read > 0"
+      " ORDER BY s.store_id, s.sku FOR UPDATE OF s),"
       " lv AS (UPDATE stock_levels s SET on_hand = k.on_hand,"
+      " reserved = k.reserved, shortfall = k.shortfall,"
       " version = k.version, source_ts = COALESCE(k.ts, s.source_ts),"
       " updated_at = now() FROM k WHERE k.read > 0"
+      " AND (SELECT count(*) FROM lk) >= 0"
       " AND s.store_id = k.store AND s.sku = k.sku AND s.version = k.read"
       " RETURNING 1),"
       " nl AS (INSERT INTO stock_levels (store_id, sku, on_hand, version,"
@@ -277,8 +288,9 @@ static const proj_sql_t  proj_sql[PROJ_SQL_N] = {
       " version, '" COMMERCE_EV_ORDERABILITY "', odata, meta, corr, caus,"
       " ord, 1 FROM c WHERE oeid IS NOT NULL) AS x ORDER BY ord, k),"
       " l AS (INSERT INTO stock_ledger (store_id, sku, event_id, movement,"
-      " delta, on_hand_after, reason, source_ts) SELECT store, sku, eid,"
-      " movement, delta, on_hand, reason, as_of::timestamptz FROM c"
+      " delta, on_hand_after, reason, source_ts, reserved_delta,"
+      " reserved_after) SELECT store, sku, eid, movement, delta, on_hand,"
+      " reason, as_of::timestamptz, rdelta, reserved FROM c"
       " ORDER BY ord)"
       " SELECT count(*) FROM lv" },
 

@@ -190,6 +190,7 @@ enum { PROJ_STOCK_STATE_STORES = 0, PROJ_STOCK_STATE_SKUS,
 enum {
     PROJ_STOCK_STATE_ON_HAND = 0,
     PROJ_STOCK_STATE_RESERVED,
+    PROJ_STOCK_STATE_SHORTFALL,
     PROJ_STOCK_STATE_VERSION,
     PROJ_STOCK_STATE_TS_US,
     PROJ_STOCK_STATE_SKU_JSON,
@@ -206,9 +207,10 @@ enum { PROJ_AS_OF_US = 0 };
 
 /* STOCK_WRITE: the batch's stock commands applied, as folded in C: per
  * applied command, in order, its event, ledger row and orderability
- * event (NULL id: availability did not cross zero); per key the final
- * level and the version read (0: none). Returns how many levels were
- * updated: fewer than were read means one changed in between. */
+ * event (NULL id: availability did not cross zero), and what it did to
+ * reserved; per key the final level (reserved and shortfall included)
+ * and the version read (0: none). Returns how many levels were updated:
+ * fewer than were read means one changed in between. */
 enum {
     PROJ_STOCK_WRITE_STORE = 0,
     PROJ_STOCK_WRITE_SKU,
@@ -225,6 +227,8 @@ enum {
     PROJ_STOCK_WRITE_CAUSATION,
     PROJ_STOCK_WRITE_OEVENT_ID,
     PROJ_STOCK_WRITE_ODATA,
+    PROJ_STOCK_WRITE_RESERVED_DELTA,
+    PROJ_STOCK_WRITE_RESERVED,
     PROJ_STOCK_WRITE_NCMD,                  /* per command, then per key */
     PROJ_STOCK_WRITE_KEY_STORE = PROJ_STOCK_WRITE_NCMD,
     PROJ_STOCK_WRITE_KEY_SKU,
@@ -232,6 +236,8 @@ enum {
     PROJ_STOCK_WRITE_KEY_VERSION,
     PROJ_STOCK_WRITE_KEY_AS_OF,
     PROJ_STOCK_WRITE_KEY_READ,
+    PROJ_STOCK_WRITE_KEY_RESERVED,
+    PROJ_STOCK_WRITE_KEY_SHORTFALL,
     PROJ_STOCK_WRITE_NPARAMS
 };
 enum { PROJ_STOCK_WRITE_UPDATED = 0 };

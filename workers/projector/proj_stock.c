@@ -121,6 +121,8 @@ proj_stock_read(proj_stock_w_t *w, char *err, size_t errlen)
                                          PROJ_STOCK_STATE_ON_HAND));
         k->lv.reserved = atoll(PQgetvalue(w->state, (int) row,
                                           PROJ_STOCK_STATE_RESERVED));
+        k->lv.shortfall = atoll(PQgetvalue(w->state, (int) row,
+                                           PROJ_STOCK_STATE_SHORTFALL));
         k->lv.version = atoll(PQgetvalue(w->state, (int) row,
                                          PROJ_STOCK_STATE_VERSION));
         k->version_read = k->lv.version;
@@ -180,6 +182,8 @@ proj_stock_params(proj_stock_w_t *w, proj_stock_cmd_t *sc,
     proj_arr(&a[PROJ_STOCK_WRITE_CORRELATION],
              proj_msg_correlation(sc->msg));
     proj_arr(&a[PROJ_STOCK_WRITE_CAUSATION], sc->msg->dedup);
+    proj_arr_ll(&a[PROJ_STOCK_WRITE_RESERVED_DELTA], ch->reserved_delta);
+    proj_arr_ll(&a[PROJ_STOCK_WRITE_RESERVED], k->lv.reserved);
 
     if (d->odata != PROJ_STOCK_NO_EVENT) {
         proj_arr(&a[PROJ_STOCK_WRITE_OEVENT_ID], sc->oid);
@@ -237,6 +241,8 @@ proj_stock_fold_all(proj_stock_w_t *w)
         proj_arr_ll(&a[PROJ_STOCK_WRITE_KEY_VERSION], k->lv.version);
         proj_arr(&a[PROJ_STOCK_WRITE_KEY_AS_OF], k->lv.as_of);
         proj_arr_ll(&a[PROJ_STOCK_WRITE_KEY_READ], k->version_read);
+        proj_arr_ll(&a[PROJ_STOCK_WRITE_KEY_RESERVED], k->lv.reserved);
+        proj_arr_ll(&a[PROJ_STOCK_WRITE_KEY_SHORTFALL], k->lv.shortfall);
     }
 }
 
