@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS sagas (
                                 CHECK (status IN ('running', 'compensating',
                                                   'completed', 'compensated',
                                                   'failed')),
-    step            text        NOT NULL,
+    step            text        NOT NULL
+                                CHECK (step IN ('reserve', 'authorize',
+                                                'ship', 'capture')),
     reason          text,
     sub             text        NOT NULL,
     store_id        text        NOT NULL,
@@ -37,27 +39,40 @@ CREATE TABLE IF NOT EXISTS sagas (
 CREATE INDEX IF NOT EXISTS sagas_due_idx
     ON sagas (next_deadline) WHERE next_deadline IS NOT NULL;
 
--- A saga's steps, each way: status pending (not sent yet), waiting (sent,
--- its answer not in), succeeded, failed. attempts counts the commands
--- sent; next_deadline is when the attempt in flight times out or the
--- next one is due; idempotency_key is the participant's, the same on
--- every attempt.
+-- A saga's steps, a row each (reserve, authorize, ship, capture: the
+-- decision core's step table, workers/saga/saga_def.c), in the core's
+-- step states (saga_machine.h): forward pending, in_flight,
+-- waiting_retry, succeeded, failed; undoing compensating,
+-- comp_waiting_retry, compensated, comp_failed; skipped (nothing of its
+-- own to undo). attempts counts the attempts of the direction in
+-- progress (0 again on an admin retry), attempt_no is the number the last
+-- one carried (it never goes back); next_deadline is when the attempt in
+-- flight times out or the next one is due; unknown marks a forward
+-- outcome never learnt (it is undone as if done). The participant's
+-- idempotency key is {order id}:{command type}, the same on every
+-- attempt (docs/contract.md): made from the row, not stored.
 CREATE TABLE IF NOT EXISTS saga_steps (
     saga_id         uuid        NOT NULL REFERENCES sagas (id)
                                 ON DELETE CASCADE,
-    step            text        NOT NULL,
-    direction       text        NOT NULL
-                                CHECK (direction IN ('forward', 'compensate')),
+    step            text        NOT NULL
+                                CHECK (step IN ('reserve', 'authorize',
+                                                'ship', 'capture')),
     status          text        NOT NULL DEFAULT 'pending'
-                                CHECK (status IN ('pending', 'waiting',
-                                                  'succeeded', 'failed')),
+                                CHECK (status IN ('pending', 'in_flight',
+                                                  'waiting_retry',
+                                                  'succeeded', 'failed',
+                                                  'compensating',
+                                                  'comp_waiting_retry',
+                                                  'compensated',
+                                                  'comp_failed',
+                                                  'skipped')),
     attempts        integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    attempt_no      integer     NOT NULL DEFAULT 0 CHECK (attempt_no >= 0),
     next_deadline   timestamptz,
+    unknown         boolean     NOT NULL DEFAULT false,
     last_error      text,
-    idempotency_key text        NOT NULL,
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (saga_id, step, direction),
-    CONSTRAINT saga_steps_idempotency_key_key UNIQUE (idempotency_key)
+    PRIMARY KEY (saga_id, step)
 );
 
 -- Commands applied (order.place, order.cancel, admin retry and
