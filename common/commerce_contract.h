@@ -171,7 +171,39 @@
 #define COMMERCE_EV_ITEM_UPDATED      "catalog.item.updated"
 #define COMMERCE_EV_PRICE_UPDATED     "pricing.price.updated"
 #define COMMERCE_EV_STOCK_CHANGED     "inventory.stock.changed"
-#define COMMERCE_EV_ORDERABILITY      "inventory.orderability.changed"
+#define COMMERCE_EV_ORDERABILITY              "inventory.orderability.changed"
+
+/*
+ * Order events of the saga worker (commerce-saga): its transitions, in
+ * the event store and on commerce.events, aggregate "order", id the
+ * order id.  shipment.created and shipment.cancelled are also the
+ * carrier's reply types on commerce.shipping.replies (another topic).
+ */
+#define COMMERCE_EV_ORDER_PLACED              "order.placed"
+#define COMMERCE_EV_INVENTORY_RESERVED        "inventory.reserved"
+#define COMMERCE_EV_PAYMENT_AUTHORIZED        "payment.authorized"
+#define COMMERCE_EV_SHIPMENT_CREATED          "shipment.created"
+#define COMMERCE_EV_PAYMENT_CAPTURED          "payment.captured"
+#define COMMERCE_EV_ORDER_CONFIRMED           "order.confirmed"
+#define COMMERCE_EV_ORDER_COMPENSATING        "order.compensating"
+#define COMMERCE_EV_SHIPMENT_CANCELLED        "shipment.cancelled"
+#define COMMERCE_EV_PAYMENT_VOIDED            "payment.voided"
+#define COMMERCE_EV_PAYMENT_REFUNDED          "payment.refunded"
+#define COMMERCE_EV_INVENTORY_RELEASED        "inventory.released"
+#define COMMERCE_EV_ORDER_CANCELLED           "order.cancelled"
+#define COMMERCE_EV_ORDER_FAILED              "order.failed"
+#define COMMERCE_EV_SAGA_STEP_RETRYING        "saga.step.retrying"
+#define COMMERCE_EV_SAGA_STEP_FAILED          "saga.step.failed"
+#define COMMERCE_EV_SAGA_RESUMED              "saga.resumed"
+/* aggregate id: the order id */
+#define COMMERCE_AGG_ORDER            "order"
+
+/* reason codes of the sagas that no participant names */
+#define COMMERCE_REASON_CANCELLED_BY_OWNER    "cancelled_by_owner"
+#define COMMERCE_REASON_CANCELLED_BY_ADMIN    "cancelled_by_admin"
+#define COMMERCE_REASON_COMPENSATED_BY_ADMIN  "compensated_by_admin"
+#define COMMERCE_REASON_TIMEOUT               "timeout"
+#define COMMERCE_REASON_TRANSIENT             "transient_error"
 
 /* aggregate id: the item id */
 #define COMMERCE_AGG_ITEM             "item"

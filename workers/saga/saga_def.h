@@ -40,9 +40,8 @@
  *   saga.resumed          an admin retry or compensate restarted a failed
  *                         saga's compensation
  *
- * The command types are common/commerce_contract.h's. The event types
- * are cross-process names too: they belong there and in docs/contract.md
- * once the contract lists the saga's events.
+ * The command, event and reason names are common/commerce_contract.h's
+ * (docs/contract.md, Order events).
  */
 
 #ifndef SAGA_DEF_H
@@ -81,31 +80,6 @@ typedef enum {
     SAGA_LOCAL_RELEASE,           /* release the reservation */
     SAGA_LOCAL_SELL               /* turn the reservation into a sale */
 } saga_local_t;
-
-
-#define SAGA_EV_ORDER_PLACED          "order.placed"
-#define SAGA_EV_INVENTORY_RESERVED    "inventory.reserved"
-#define SAGA_EV_PAYMENT_AUTHORIZED    "payment.authorized"
-#define SAGA_EV_SHIPMENT_CREATED      "shipment.created"
-#define SAGA_EV_PAYMENT_CAPTURED      "payment.captured"
-#define SAGA_EV_ORDER_CONFIRMED       "order.confirmed"
-#define SAGA_EV_ORDER_COMPENSATING    "order.compensating"
-#define SAGA_EV_SHIPMENT_CANCELLED    "shipment.cancelled"
-#define SAGA_EV_PAYMENT_VOIDED        "payment.voided"
-#define SAGA_EV_PAYMENT_REFUNDED      "payment.refunded"
-#define SAGA_EV_INVENTORY_RELEASED    "inventory.released"
-#define SAGA_EV_ORDER_CANCELLED       "order.cancelled"
-#define SAGA_EV_ORDER_FAILED          "order.failed"
-#define SAGA_EV_STEP_RETRYING         "saga.step.retrying"
-#define SAGA_EV_STEP_FAILED           "saga.step.failed"
-#define SAGA_EV_RESUMED               "saga.resumed"
-
-/* Reason codes of a compensation that no participant named. */
-#define SAGA_R_CANCELLED_BY_OWNER     "cancelled_by_owner"
-#define SAGA_R_CANCELLED_BY_ADMIN     "cancelled_by_admin"
-#define SAGA_R_COMPENSATED_BY_ADMIN   "compensated_by_admin"
-/* The last error of an attempt whose deadline passed. */
-#define SAGA_R_TIMEOUT                "timeout"
 
 
 /* One direction of a step: what is done, and the event of its success. */

@@ -169,7 +169,7 @@ saga_start(saga_t *s, const saga_policies_t *pol, const saga_input_t *in,
     memcpy(s->order_id, in->order_id, n + 1);
     s->status = SAGA_RUNNING;
 
-    saga_event(out, SAGA_EV_ORDER_PLACED, SAGA_RESERVE, SAGA_FORWARD, 0,
+    saga_event(out, COMMERCE_EV_ORDER_PLACED, SAGA_RESERVE, SAGA_FORWARD, 0,
                NULL);
     saga_begin(s, pol, SAGA_RESERVE, SAGA_FORWARD, in->now_ms, out);
 
@@ -251,7 +251,8 @@ saga_outcome(saga_t *s, const saga_policies_t *pol, const saga_input_t *in,
             return SAGA_STALE;
         }
         saga_attempt_failed(s, pol, in->dir,
-                            reason ? reason : SAGA_R_TRANSIENT, in, out);
+                            reason ? reason : COMMERCE_REASON_TRANSIENT,
+                            in, out);
     }
 
     return SAGA_APPLIED;
@@ -284,7 +285,7 @@ saga_deadline(saga_t *s, const saga_policies_t *pol, const saga_input_t *in,
         /* fall through */
 
     case SAGA_STEP_COMPENSATING:
-        saga_attempt_failed(s, pol, dir, SAGA_R_TIMEOUT, in, out);
+        saga_attempt_failed(s, pol, dir, COMMERCE_REASON_TIMEOUT, in, out);
         break;
 
     default:
@@ -325,8 +326,8 @@ saga_cancel(saga_t *s, const saga_policies_t *pol, const saga_input_t *in,
     }
 
     saga_start_compensation(s, pol, in->by == SAGA_BY_ADMIN
-                                    ? SAGA_R_CANCELLED_BY_ADMIN
-                                    : SAGA_R_CANCELLED_BY_OWNER,
+                                    ? COMMERCE_REASON_CANCELLED_BY_ADMIN
+                                    : COMMERCE_REASON_CANCELLED_BY_OWNER,
                             in->now_ms, out);
 
     return SAGA_APPLIED;
@@ -365,7 +366,7 @@ saga_compensate(saga_t *s, const saga_policies_t *pol,
         return SAGA_REFUSED;
 
     case SAGA_RUNNING:
-        saga_start_compensation(s, pol, SAGA_R_COMPENSATED_BY_ADMIN,
+        saga_start_compensation(s, pol, COMMERCE_REASON_COMPENSATED_BY_ADMIN,
                                 in->now_ms, out);
         return SAGA_APPLIED;
 
@@ -496,8 +497,8 @@ saga_attempt_failed(saga_t *s, const saga_policies_t *pol, saga_dir_t dir,
                                      : SAGA_STEP_COMP_WAITING_RETRY;
     st->deadline_ms = in->now_ms + delay;
 
-    a = saga_event(out, SAGA_EV_STEP_RETRYING, step, dir, st->attempt_no,
-                   reason);
+    a = saga_event(out, COMMERCE_EV_SAGA_STEP_RETRYING, step, dir,
+                   st->attempt_no, reason);
     a->at_ms = st->deadline_ms;
 
     if (delay == 0) {
@@ -518,7 +519,7 @@ saga_gave_up(saga_t *s, const saga_policies_t *pol, saga_dir_t dir,
     st = &s->steps[s->step];
     st->deadline_ms = -1;
     saga_copy(st->last_error, reason);
-    saga_event(out, SAGA_EV_STEP_FAILED, s->step, dir, st->attempt_no,
+    saga_event(out, COMMERCE_EV_SAGA_STEP_FAILED, s->step, dir, st->attempt_no,
                reason);
 
     if (dir == SAGA_FORWARD) {
@@ -529,7 +530,7 @@ saga_gave_up(saga_t *s, const saga_policies_t *pol, saga_dir_t dir,
 
     st->status = SAGA_STEP_COMP_FAILED;
     s->status = SAGA_FAILED;
-    saga_event(out, SAGA_EV_ORDER_FAILED, s->step, dir, 0, reason);
+    saga_event(out, COMMERCE_EV_ORDER_FAILED, s->step, dir, 0, reason);
 }
 
 
@@ -555,7 +556,7 @@ saga_start_compensation(saga_t *s, const saga_policies_t *pol,
 
     s->status = SAGA_COMPENSATING;
     saga_copy(s->reason, reason);
-    saga_event(out, SAGA_EV_ORDER_COMPENSATING, s->step, SAGA_COMPENSATE, 0,
+    saga_event(out, COMMERCE_EV_ORDER_COMPENSATING, s->step, SAGA_COMPENSATE, 0,
                reason);
 
     saga_next_compensation(s, pol, (int) s->step, now, out);
@@ -590,7 +591,7 @@ saga_next_compensation(saga_t *s, const saga_policies_t *pol, int from,
     }
 
     s->status = SAGA_COMPENSATED;
-    saga_event(out, SAGA_EV_ORDER_CANCELLED, s->step, SAGA_COMPENSATE, 0,
+    saga_event(out, COMMERCE_EV_ORDER_CANCELLED, s->step, SAGA_COMPENSATE, 0,
                s->reason);
 }
 
@@ -603,7 +604,8 @@ saga_resume(saga_t *s, const saga_policies_t *pol, int64_t now,
 {
     s->status = SAGA_COMPENSATING;
     s->steps[s->step].attempts = 0;
-    saga_event(out, SAGA_EV_RESUMED, s->step, SAGA_COMPENSATE, 0, s->reason);
+    saga_event(out, COMMERCE_EV_SAGA_RESUMED, s->step, SAGA_COMPENSATE, 0,
+               s->reason);
     saga_send(s, pol, SAGA_COMPENSATE, now, out);
 }
 

@@ -52,8 +52,6 @@
 #define SAGA_REASON_MAX   64      /* a reason code, its NUL included */
 #define SAGA_MAX_ACTIONS  4       /* actions of one input, at most */
 
-/* The last error of a transient failure that named none. */
-#define SAGA_R_TRANSIENT  "transient_error"
 
 
 typedef enum {
