@@ -131,7 +131,9 @@ static void ngx_http_commerce_kafka_msg_free(
     ngx_http_commerce_kafka_msg_t *msg);
 static rd_kafka_topic_t *ngx_http_commerce_kafka_topic(ngx_str_t *topic);
 static ngx_int_t ngx_http_commerce_kafka_batch(ngx_log_t *log,
-    ngx_uint_t on);
+    int *policy, struct sched_param *saved);
+static void ngx_http_commerce_kafka_unbatch(ngx_log_t *log, int policy,
+    struct sched_param *saved);
 
 
 /* one producer per worker process; wfd is set in init_process */
@@ -265,8 +267,10 @@ ngx_http_commerce_kafka_create_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
 {
+    int                                   policy;
     char                                  errstr[512];
     ngx_uint_t                            i, batch;
+    struct sched_param                    saved;
     rd_kafka_t                           *rk;
     rd_kafka_conf_t                      *kconf;
     ngx_http_commerce_kafka_worker_t     *w;
@@ -286,12 +290,13 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
     ngx_http_commerce_health_kafka_conf(kconf);
 
     batch = kmcf->threads == NGX_HTTP_COMMERCE_KAFKA_THREADS_BATCH
-            && ngx_http_commerce_kafka_batch(cycle->log, 1) == NGX_OK;
+            && ngx_http_commerce_kafka_batch(cycle->log, &policy, &saved)
+               == NGX_OK;
 
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, errstr, sizeof(errstr));
 
     if (batch) {
-        (void) ngx_http_commerce_kafka_batch(cycle->log, 0);
+        ngx_http_commerce_kafka_unbatch(cycle->log, policy, &saved);
     }
 
     if (rk == NULL) {
@@ -355,40 +360,49 @@ ngx_http_commerce_kafka_create(ngx_cycle_t *cycle)
 
 
 /*
- * on: the nginx thread becomes SCHED_BATCH, so that the threads
- * rd_kafka_new() starts inherit the policy (and those they start in turn:
- * the broker threads learnt from metadata); off: its own policy back.
- * The nginx thread is SCHED_BATCH only for the length of rd_kafka_new().
+ * The nginx thread becomes SCHED_BATCH, its own policy kept in *policy
+ * and *saved, so that the threads rd_kafka_new() starts inherit it (and
+ * those they start in turn: the broker threads learnt from metadata);
+ * _unbatch() gives the nginx thread its policy back right after.
  */
 static ngx_int_t
-ngx_http_commerce_kafka_batch(ngx_log_t *log, ngx_uint_t on)
+ngx_http_commerce_kafka_batch(ngx_log_t *log, int *policy,
+    struct sched_param *saved)
 {
-    int                        err;
-    struct sched_param         sp;
+    int                 err;
+    struct sched_param  sp;
 
-    static int                 policy;
-    static struct sched_param  saved;
+    err = pthread_getschedparam(pthread_self(), policy, saved);
 
-    if (on) {
-        err = pthread_getschedparam(pthread_self(), &policy, &saved);
-
-        if (err == 0) {
-            ngx_memzero(&sp, sizeof(struct sched_param));
-            err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-        }
-
-    } else {
-        err = pthread_setschedparam(pthread_self(), policy, &saved);
+    if (err == 0) {
+        ngx_memzero(&sp, sizeof(struct sched_param));
+        err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     }
 
     if (err != 0) {
         ngx_log_error(NGX_LOG_ALERT, log, err,
-                      "commerce kafka: pthread_setschedparam(%s) failed",
-                      on ? "SCHED_BATCH" : "the worker's policy");
+                      "commerce kafka: pthread_setschedparam(SCHED_BATCH) "
+                      "failed");
         return NGX_ERROR;
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_commerce_kafka_unbatch(ngx_log_t *log, int policy,
+    struct sched_param *saved)
+{
+    int  err;
+
+    err = pthread_setschedparam(pthread_self(), policy, saved);
+
+    if (err != 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, err,
+                      "commerce kafka: pthread_setschedparam() of the "
+                      "worker's own policy failed");
+    }
 }
 
 
